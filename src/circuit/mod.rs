@@ -1,0 +1,2 @@
+//! Circuits: zkLLVM IR compiled into straight-line field programs.
+pub mod program;

@@ -1,0 +1,200 @@
+//! A straight-line arithmetic program over the Pallas base field.
+//!
+//! This is the meeting point of the two halves of the proving stack: the zkLLVM IR
+//! compiler (`circuit::compile`) lowers a circuit function into a [`Program`], and the
+//! prover (`prover::halo2`) turns a [`Program`] into a halo2 circuit. A program's
+//! shape never depends on input values: every loop has been unrolled and every branch
+//! resolved at compile time, so the same program (and so the same proving keys) serves
+//! every input.
+//!
+//! Wires are numbered densely: wires `0..num_inputs` are the public inputs, and
+//! instruction `i` defines wire `num_inputs + i`. An instruction only reads wires
+//! defined before it, which [`Program::new`] checks.
+
+use ark_ff::Field;
+use ark_pallas::Fq;
+
+/// An element of the Pallas base field (`F_q` of the Pallas curve, equal to the scalar
+/// field of Vesta).
+pub type Fe = Fq;
+
+/// The index of a value in a [`Program`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Wire(pub u32);
+
+impl Wire {
+    /// The wire's position as an index into a value vector.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One step of a program; it defines exactly one new wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instr {
+    /// A field constant.
+    Const(Fe),
+    /// `a + b`
+    Add(Wire, Wire),
+    /// `a - b`
+    Sub(Wire, Wire),
+    /// `a * b`
+    Mul(Wire, Wire),
+    /// `a / b`, i.e. `a * b^-1`; evaluating it with `b = 0` is an error.
+    Div(Wire, Wire),
+}
+
+impl Instr {
+    /// The wires this instruction reads.
+    pub fn operands(&self) -> Vec<Wire> {
+        match *self {
+            Instr::Const(_) => Vec::new(),
+            Instr::Add(a, b) | Instr::Sub(a, b) | Instr::Mul(a, b) | Instr::Div(a, b) => {
+                vec![a, b]
+            }
+        }
+    }
+}
+
+/// Why a program could not be built or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramError {
+    /// An instruction or the output reads a wire that is not defined before it.
+    #[error("instruction {instr} reads wire {wire} before it is defined")]
+    UndefinedWire {
+        /// Index of the offending instruction (`usize::MAX` for the output).
+        instr: usize,
+        /// The wire it reads.
+        wire: u32,
+    },
+    /// The number of input values differs from the program's arity.
+    #[error("the circuit takes {expected} public inputs, got {got}")]
+    Arity {
+        /// The program's number of inputs.
+        expected: usize,
+        /// The number of values given.
+        got: usize,
+    },
+    /// A division whose divisor evaluated to zero.
+    #[error("division by zero in the field (instruction {instr})")]
+    DivisionByZero {
+        /// Index of the division instruction.
+        instr: usize,
+    },
+}
+
+/// A checked straight-line program with one output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    num_inputs: usize,
+    instrs: Vec<Instr>,
+    output: Wire,
+}
+
+impl Program {
+    /// Builds a program, checking that every wire is defined before it is read.
+    pub fn new(num_inputs: usize, instrs: Vec<Instr>, output: Wire) -> Result<Self, ProgramError> {
+        for (i, ins) in instrs.iter().enumerate() {
+            let defined = (num_inputs + i) as u64;
+            for w in ins.operands() {
+                if u64::from(w.0) >= defined {
+                    return Err(ProgramError::UndefinedWire { instr: i, wire: w.0 });
+                }
+            }
+        }
+        if output.index() >= num_inputs + instrs.len() {
+            return Err(ProgramError::UndefinedWire {
+                instr: usize::MAX,
+                wire: output.0,
+            });
+        }
+        Ok(Program {
+            num_inputs,
+            instrs,
+            output,
+        })
+    }
+
+    /// Number of public inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.num_inputs
+    }
+
+    /// The instructions, in order.
+    pub fn instrs(&self) -> &[Instr] {
+        &self.instrs
+    }
+
+    /// The wire holding the result.
+    pub fn output(&self) -> Wire {
+        self.output
+    }
+
+    /// Total number of wires (inputs plus one per instruction).
+    pub fn num_wires(&self) -> usize {
+        self.num_inputs + self.instrs.len()
+    }
+
+    /// Evaluates every wire on `inputs` (the witness), in wire order.
+    pub fn eval_wires(&self, inputs: &[Fe]) -> Result<Vec<Fe>, ProgramError> {
+        if inputs.len() != self.num_inputs {
+            return Err(ProgramError::Arity {
+                expected: self.num_inputs,
+                got: inputs.len(),
+            });
+        }
+        let mut w: Vec<Fe> = Vec::with_capacity(self.num_wires());
+        w.extend_from_slice(inputs);
+        for (i, ins) in self.instrs.iter().enumerate() {
+            let v = match *ins {
+                Instr::Const(c) => c,
+                Instr::Add(a, b) => w[a.index()] + w[b.index()],
+                Instr::Sub(a, b) => w[a.index()] - w[b.index()],
+                Instr::Mul(a, b) => w[a.index()] * w[b.index()],
+                Instr::Div(a, b) => {
+                    let inv = w[b.index()]
+                        .inverse()
+                        .ok_or(ProgramError::DivisionByZero { instr: i })?;
+                    w[a.index()] * inv
+                }
+            };
+            w.push(v);
+        }
+        Ok(w)
+    }
+
+    /// Evaluates the program on `inputs` and returns its output.
+    pub fn eval(&self, inputs: &[Fe]) -> Result<Fe, ProgramError> {
+        let w = self.eval_wires(inputs)?;
+        Ok(w[self.output.index()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluates_and_checks_wires() {
+        // (x0 + x1) * x0 / x1
+        let p = Program::new(
+            2,
+            vec![
+                Instr::Add(Wire(0), Wire(1)),
+                Instr::Mul(Wire(2), Wire(0)),
+                Instr::Div(Wire(3), Wire(1)),
+            ],
+            Wire(4),
+        )
+        .unwrap();
+        let out = p.eval(&[Fe::from(3u64), Fe::from(4u64)]).unwrap();
+        assert_eq!(out * Fe::from(4u64), Fe::from(21u64));
+        assert_eq!(
+            p.eval(&[Fe::from(3u64), Fe::from(0u64)]),
+            Err(ProgramError::DivisionByZero { instr: 2 })
+        );
+        assert!(matches!(p.eval(&[Fe::from(1u64)]), Err(ProgramError::Arity { .. })));
+        assert!(Program::new(1, vec![Instr::Add(Wire(0), Wire(1))], Wire(1)).is_err());
+        assert!(Program::new(1, vec![], Wire(1)).is_err());
+    }
+}

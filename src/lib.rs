@@ -1,0 +1,2 @@
+//! Proof Market: a market for zero-knowledge proofs.
+pub mod circuit;
