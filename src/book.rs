@@ -149,8 +149,11 @@ impl Book {
         };
         match found {
             Some(resting) => {
-                let loc = self.remove(resting).ok_or(BookError::DuplicateKey(resting))?;
-                let price = Cost::from_micros(loc.cost).map_err(|_| BookError::DuplicateKey(resting))?;
+                let loc = self
+                    .remove(resting)
+                    .ok_or(BookError::DuplicateKey(resting))?;
+                let price =
+                    Cost::from_micros(loc.cost).map_err(|_| BookError::DuplicateKey(resting))?;
                 let (request, proposal) = match order.side {
                     Side::Request => (order.key, resting),
                     Side::Proposal => (resting, order.key),
@@ -375,7 +378,11 @@ mod tests {
         b.place(prop(4, 2, Some(4), 4)).unwrap();
         b.place(prop(5, 2, None, 5)).unwrap();
         let order: Vec<u64> = (0..5)
-            .map(|i| matched(b.place(req(10 + i, 10, None, 10 + i)).unwrap()).proposal.0)
+            .map(|i| {
+                matched(b.place(req(10 + i, 10, None, 10 + i)).unwrap())
+                    .proposal
+                    .0
+            })
             .collect();
         assert_eq!(order, vec![3, 4, 2, 5, 1]);
     }
@@ -387,7 +394,11 @@ mod tests {
         b.place(req(2, 5, None, 2)).unwrap();
         b.place(req(3, 5, None, 3)).unwrap();
         let order: Vec<u64> = (0..3)
-            .map(|i| matched(b.place(prop(10 + i, 1, None, 10 + i)).unwrap()).request.0)
+            .map(|i| {
+                matched(b.place(prop(10 + i, 1, None, 10 + i)).unwrap())
+                    .request
+                    .0
+            })
             .collect();
         assert_eq!(order, vec![2, 3, 1]);
     }
@@ -414,13 +425,22 @@ mod tests {
         b.place(req(2, 9, None, 2)).unwrap();
         b.place(req(3, 8, Some(60), 3)).unwrap();
         // A slow proposal (30 min) can serve 2 (no limit) but not 1.
-        assert_eq!(matched(b.place(prop(4, 1, Some(30), 4)).unwrap()).request, Key(2));
+        assert_eq!(
+            matched(b.place(prop(4, 1, Some(30), 4)).unwrap()).request,
+            Key(2)
+        );
         // An untimed proposal can serve only requests without a limit: none left.
         assert_eq!(b.place(prop(5, 1, None, 5)), Ok(Placement::Rested));
         // The next slow one takes 3 (60 ≥ 30), not 1.
-        assert_eq!(matched(b.place(prop(6, 1, Some(30), 6)).unwrap()).request, Key(3));
+        assert_eq!(
+            matched(b.place(prop(6, 1, Some(30), 6)).unwrap()).request,
+            Key(3)
+        );
         // A fast one takes 1 at last.
-        assert_eq!(matched(b.place(prop(7, 1, Some(5), 7)).unwrap()).request, Key(1));
+        assert_eq!(
+            matched(b.place(prop(7, 1, Some(5), 7)).unwrap()).request,
+            Key(1)
+        );
     }
 
     #[test]
@@ -437,7 +457,10 @@ mod tests {
     fn cancel_and_duplicates() {
         let mut b = Book::new();
         b.place(req(1, 5, None, 1)).unwrap();
-        assert_eq!(b.place(req(1, 5, None, 2)), Err(BookError::DuplicateKey(Key(1))));
+        assert_eq!(
+            b.place(req(1, 5, None, 2)),
+            Err(BookError::DuplicateKey(Key(1)))
+        );
         assert_eq!(b.cancel(Key(1)), Some(Side::Request));
         assert_eq!(b.cancel(Key(1)), None);
         assert_eq!(b.place(prop(2, 1, None, 3)), Ok(Placement::Rested));
@@ -461,7 +484,9 @@ mod tests {
             vec![(cost(3), 2), (cost(2), 1)]
         );
         assert_eq!(
-            asks.iter().map(|l| (l.cost, l.eval_time, l.orders)).collect::<Vec<_>>(),
+            asks.iter()
+                .map(|l| (l.cost, l.eval_time, l.orders))
+                .collect::<Vec<_>>(),
             vec![(cost(6), None, 1), (cost(7), Some(Minutes(5)), 2)]
         );
     }
@@ -485,7 +510,11 @@ mod tests {
                     assert_eq!(b.cancel(victim.key), Some(victim.side));
                     continue;
                 }
-                let side = if next(2) == 0 { Side::Request } else { Side::Proposal };
+                let side = if next(2) == 0 {
+                    Side::Request
+                } else {
+                    Side::Proposal
+                };
                 let t = match next(3) {
                     0 => None,
                     _ => Some(Minutes(1 + next(4) as u32 * 5)),

@@ -240,8 +240,7 @@ impl UserName {
     pub fn parse(s: &str) -> Option<UserName> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
         ok.then(|| UserName(s.to_owned()))
     }
@@ -296,10 +295,25 @@ mod tests {
 
     #[test]
     fn costs_render_as_numbers() {
-        assert_eq!(Cost::from_micros(2_000_000).unwrap().to_json().to_string(), "2");
-        assert_eq!(Cost::from_micros(2_500_000).unwrap().to_json().to_string(), "2.5");
-        assert_eq!(Cost::from_micros(1).unwrap().to_json().as_f64(), Some(0.000001));
-        assert_eq!(Cost::from_micros(100_123_456).unwrap().to_json().to_string(), "100.123456");
+        assert_eq!(
+            Cost::from_micros(2_000_000).unwrap().to_json().to_string(),
+            "2"
+        );
+        assert_eq!(
+            Cost::from_micros(2_500_000).unwrap().to_json().to_string(),
+            "2.5"
+        );
+        assert_eq!(
+            Cost::from_micros(1).unwrap().to_json().as_f64(),
+            Some(0.000001)
+        );
+        assert_eq!(
+            Cost::from_micros(100_123_456)
+                .unwrap()
+                .to_json()
+                .to_string(),
+            "100.123456"
+        );
     }
 
     #[test]

@@ -1,1 +1,107 @@
-fn main() {}
+//! `proof-market`: run a market node (`serve`) or talk to one (every other subcommand).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use proof_market::cli::{ClientCommand, ClientOpts};
+use proof_market::server::{self, ServeConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "proof-market",
+    version,
+    about = "A market for zero-knowledge proofs"
+)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "PROOF_MARKET_LOG_JSON")]
+    json_logs: bool,
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a market node.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PROOF_MARKET_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Redis server.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Namespace of this market's Redis keys (several markets can share one Redis).
+    #[arg(long, env = "PROOF_MARKET_KEY_PREFIX", default_value = "pm")]
+    key_prefix: String,
+    /// Directory for local files (the generated token secret).
+    #[arg(long, env = "PROOF_MARKET_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "PROOF_MARKET_TOKEN_TTL", default_value_t = 24 * 3600)]
+    token_ttl: u64,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "PROOF_MARKET_HTTP_WORKERS", default_value_t = 0)]
+    http_workers: usize,
+    /// Matcher threads (0: one per core).
+    #[arg(long, env = "PROOF_MARKET_MATCHER_THREADS", default_value_t = 0)]
+    matcher_threads: usize,
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let cfg = ServeConfig {
+        redis_url: args.redis_url,
+        key_prefix: args.key_prefix,
+        data_dir: args.data_dir,
+        jwt_secret: std::env::var("PROOF_MARKET_JWT_SECRET").ok(),
+        token_ttl_secs: args.token_ttl,
+        http_workers: args.http_workers,
+        matcher_threads: args.matcher_threads,
+    };
+    actix_web::rt::System::new().block_on(server::run(listener, cfg))
+}
+
+fn client(opts: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(proof_market::cli::run(opts, cmd))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => {
+            init_logs(cli.json_logs);
+            serve(a)
+        }
+        Command::Client(c) => client(&cli.client, c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

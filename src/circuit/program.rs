@@ -98,7 +98,10 @@ impl Program {
             let defined = (num_inputs + i) as u64;
             for w in ins.operands() {
                 if u64::from(w.0) >= defined {
-                    return Err(ProgramError::UndefinedWire { instr: i, wire: w.0 });
+                    return Err(ProgramError::UndefinedWire {
+                        instr: i,
+                        wire: w.0,
+                    });
                 }
             }
         }
@@ -193,7 +196,10 @@ mod tests {
             p.eval(&[Fe::from(3u64), Fe::from(0u64)]),
             Err(ProgramError::DivisionByZero { instr: 2 })
         );
-        assert!(matches!(p.eval(&[Fe::from(1u64)]), Err(ProgramError::Arity { .. })));
+        assert!(matches!(
+            p.eval(&[Fe::from(1u64)]),
+            Err(ProgramError::Arity { .. })
+        ));
         assert!(Program::new(1, vec![Instr::Add(Wire(0), Wire(1))], Wire(1)).is_err());
         assert!(Program::new(1, vec![], Wire(1)).is_err());
     }

@@ -1,0 +1,263 @@
+//! Request bodies and query strings: from client JSON to the service's typed inputs.
+//!
+//! Bodies are read as generic JSON and checked field by field, so every refusal names
+//! the field and what was wrong with it ("`cost` must be greater than 0") instead of a
+//! deserializer's position report.
+
+use serde_json::{Map, Value};
+
+use crate::domain::{Cost, Key, Minutes, Side, Status};
+use crate::input::PublicInput;
+use crate::service::{NewOrder, OrderFilter, ProofPush};
+
+use super::error::ApiError;
+
+type R<T> = Result<T, ApiError>;
+
+/// The body must be a JSON object.
+pub fn object(v: Value) -> R<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request("the body must be a JSON object")),
+    }
+}
+
+/// A required string field.
+pub fn string(m: &Map<String, Value>, field: &str) -> R<String> {
+    match m.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("missing field `{field}`"))),
+        Some(_) => Err(ApiError::bad_request(format!("`{field}` must be a string"))),
+    }
+}
+
+/// A key given as a decimal string or a non-negative integer.
+pub fn key_field(m: &Map<String, Value>, field: &str) -> R<Option<Key>> {
+    let text = match m.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "`{field}` must be a key (decimal string)"
+            )))
+        }
+    };
+    Key::parse(&text)
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(format!("`{field}` is not a valid key: `{text}`")))
+}
+
+/// A key in a path segment.
+pub fn path_key(what: &str, s: &str) -> R<Key> {
+    Key::parse(s).ok_or_else(|| ApiError::bad_request(format!("`{s}` is not a valid {what} key")))
+}
+
+fn minutes(m: &Map<String, Value>, field: &str) -> R<Option<Minutes>> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "`{field}` must be a whole number of minutes from 1 to {} or null",
+            Minutes::MAX.0
+        ))
+    };
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_u64().ok_or_else(bad)?;
+            if v == 0 || v > u64::from(Minutes::MAX.0) {
+                return Err(bad());
+            }
+            Ok(Some(Minutes(v as u32)))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+fn cost(m: &Map<String, Value>) -> R<Cost> {
+    match m.get("cost") {
+        Some(Value::Number(n)) => Cost::parse_json_number(&n.to_string())
+            .map_err(|e| ApiError::bad_request(format!("`cost`: {e}"))),
+        None | Some(Value::Null) => Err(ApiError::bad_request("missing field `cost`")),
+        Some(_) => Err(ApiError::bad_request("`cost`: cost must be a JSON number")),
+    }
+}
+
+/// A new request or proposal.
+pub fn new_order(side: Side, m: &Map<String, Value>) -> R<NewOrder> {
+    let statement = key_field(m, "statement_key")?
+        .ok_or_else(|| ApiError::bad_request("missing field `statement_key`"))?;
+    let input = match side {
+        Side::Request => {
+            let raw = m
+                .get("input")
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| ApiError::bad_request("missing field `input`"))?;
+            let parsed =
+                PublicInput::from_json(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Some((raw.clone(), parsed))
+        }
+        Side::Proposal => None,
+    };
+    Ok(NewOrder {
+        side,
+        statement,
+        cost: cost(m)?,
+        eval_time: minutes(m, "eval_time")?,
+        wait_period: minutes(m, "wait_period")?,
+        input,
+    })
+}
+
+/// A pushed proof: hex text with an optional `0x` prefix.
+pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {
+    let text = string(m, "proof")?;
+    let t = text.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if t.is_empty() {
+        return Err(ApiError::bad_request("`proof` is empty"));
+    }
+    if t.len() > max_bytes * 2 {
+        return Err(ApiError::bad_request(format!(
+            "`proof` is larger than {max_bytes} bytes"
+        )));
+    }
+    let proof = hex::decode(t)
+        .map_err(|e| ApiError::bad_request(format!("`proof` is not hex text: {e}")))?;
+    Ok(ProofPush {
+        proof,
+        proposal: key_field(m, "proposal_key")?,
+        request: key_field(m, "request_key")?,
+    })
+}
+
+/// Query string of list calls.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+    skipped: Option<usize>,
+}
+
+impl ListQuery {
+    /// The filter it describes.
+    pub fn filter(&self) -> R<OrderFilter> {
+        let mut f = OrderFilter {
+            limit: self.limit.unwrap_or(100),
+            skipped: self.skipped.unwrap_or(0),
+            ..OrderFilter::default()
+        };
+        if f.limit == 0 || f.limit > 1000 {
+            return Err(ApiError::bad_request("`limit` must be from 1 to 1000"));
+        }
+        let Some(q) = &self.q else { return Ok(f) };
+        let terms: Vec<Value> = serde_json::from_str(q).map_err(|_| {
+            ApiError::bad_request("`q` must be a JSON array of {\"key\": .., \"value\": ..}")
+        })?;
+        for t in terms {
+            let key = t.get("key").and_then(Value::as_str);
+            let value = t.get("value");
+            let text = match value {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "each `q` term needs a string `value`",
+                    ))
+                }
+            };
+            match key {
+                Some("status") => {
+                    f.status =
+                        Some(Status::parse(&text).ok_or_else(|| {
+                            ApiError::bad_request(format!("unknown status `{text}`"))
+                        })?)
+                }
+                Some("sender") => f.sender = Some(text),
+                Some("statement_key") => f.statement = Some(path_key("statement", &text)?),
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "cannot filter on `{other}`; use status, sender or statement_key"
+                    )))
+                }
+                None => return Err(ApiError::bad_request("each `q` term needs a `key`")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        object(v).unwrap()
+    }
+
+    #[test]
+    fn orders_parse_and_refuse() {
+        let ok = new_order(
+            Side::Request,
+            &obj(json!({"statement_key": "5", "cost": 2, "input": {"input": "1\n11"}})),
+        )
+        .unwrap();
+        assert_eq!(ok.statement, Key(5));
+        assert_eq!(ok.cost.micros(), 2_000_000);
+        for bad in [
+            json!({"statement_key": "5", "cost": 0, "input": []}),
+            json!({"statement_key": "5", "cost": -1, "input": []}),
+            json!({"statement_key": "5", "cost": "2", "input": []}),
+            json!({"statement_key": "5", "cost": 1e13, "input": []}),
+            json!({"statement_key": "5", "cost": 1, "input": [{"field": "x"}]}),
+            json!({"statement_key": "5", "cost": 1}),
+            json!({"cost": 1, "input": []}),
+            json!({"statement_key": "abc", "cost": 1, "input": []}),
+            json!({"statement_key": "5", "cost": 1, "input": [], "eval_time": -3}),
+            json!({"statement_key": "5", "cost": 1, "input": [], "eval_time": 1.5}),
+        ] {
+            assert!(
+                new_order(Side::Request, &obj(bad.clone())).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn proofs_are_hex() {
+        let p = proof_push(
+            &obj(json!({"proof": "0xdeadBEEF", "proposal_key": "7"})),
+            100,
+        )
+        .unwrap();
+        assert_eq!(p.proof, vec![0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(p.proposal, Some(Key(7)));
+        assert!(proof_push(&obj(json!({"proof": "0x"})), 100).is_err());
+        assert!(proof_push(&obj(json!({"proof": "xyz"})), 100).is_err());
+        assert!(proof_push(&obj(json!({"proof": "abc"})), 100).is_err());
+        assert!(proof_push(&obj(json!({"proof": "00".repeat(101)})), 100).is_err());
+    }
+
+    #[test]
+    fn queries_filter() {
+        let q = ListQuery {
+            q: Some(
+                r#"[{"key":"status","value":"created"},{"key":"sender","value":"bob"}]"#.into(),
+            ),
+            limit: None,
+            skipped: None,
+        };
+        let f = q.filter().unwrap();
+        assert_eq!(f.status, Some(Status::Created));
+        assert_eq!(f.sender.as_deref(), Some("bob"));
+        let bad = ListQuery {
+            q: Some("[{\"key\":\"cost\",\"value\":\"1\"}]".into()),
+            limit: None,
+            skipped: None,
+        };
+        assert!(bad.filter().is_err());
+    }
+}

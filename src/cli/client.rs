@@ -1,0 +1,470 @@
+//! [`MarketClient`]: a small typed HTTP client for the market's v1 REST dialect.
+//!
+//! The CLI, the load test and producer daemons share it, so it knows nothing of files or
+//! printing: each method is one market call (two for [`MarketClient::get_proof_by_request`])
+//! and returns the answer's JSON or a [`ClientError`] whose Display is one line.
+//! How a call travels (timeouts, retries on 503/429) is [`crate::cli::transport`]'s part.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::cost::Cost;
+use crate::cli::error::{one_line, ClientError};
+use crate::cli::transport::Transport;
+
+/// Path of the market's REST root under the base URL.
+pub const MARKET_ROOT: &str = "/_db/market/v0_0";
+
+/// Filters for the list calls (`GET …/request/?q=…`): an AND of equalities, plus paging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// `created`, `processing`, `completed` or `withdrawn`.
+    pub status: Option<String>,
+    /// The user who placed the order.
+    pub sender: Option<String>,
+    /// The statement the order is for.
+    pub statement_key: Option<String>,
+    /// Most orders to return (market default 100, max 1000).
+    pub limit: Option<u32>,
+    /// Orders to skip (offset).
+    pub skipped: Option<u32>,
+}
+
+impl ListFilter {
+    /// The query pairs, with `q` as the market's JSON list of `{"key","value"}` conditions.
+    pub fn query_pairs(&self) -> Vec<(&'static str, String)> {
+        let conditions: Vec<Value> = [
+            ("status", &self.status),
+            ("sender", &self.sender),
+            ("statement_key", &self.statement_key),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| json!({"key": key, "value": v})))
+        .collect();
+        let mut pairs = Vec::new();
+        if !conditions.is_empty() {
+            pairs.push(("q", Value::Array(conditions).to_string()));
+        }
+        if let Some(limit) = self.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(skipped) = self.skipped {
+            pairs.push(("skipped", skipped.to_string()));
+        }
+        pairs
+    }
+}
+
+/// A market client: the transport to one market and the token, if logged in.
+#[derive(Clone)]
+pub struct MarketClient {
+    transport: Transport,
+    jwt: Option<String>,
+}
+
+impl std::fmt::Debug for MarketClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("MarketClient")
+            .field("base_url", &self.transport.base_url())
+            .field("logged_in", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+/// Whether a call sends the bearer token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    Anonymous,
+    Bearer,
+}
+
+impl MarketClient {
+    /// A client for the market at `base_url` (e.g. `http://127.0.0.1:8080`), with the token
+    /// from a previous login, if any. The URL is checked at the first call.
+    pub fn new(base_url: &str, jwt: Option<String>) -> Self {
+        MarketClient {
+            transport: Transport::new(base_url),
+            jwt,
+        }
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.transport.base_url()
+    }
+
+    /// The token in use, if any.
+    pub fn jwt(&self) -> Option<&str> {
+        self.jwt.as_deref()
+    }
+
+    /// Replaces the token (after [`login`](Self::login) or [`renew`](Self::renew)).
+    pub fn set_jwt(&mut self, jwt: Option<String>) {
+        self.jwt = jwt;
+    }
+
+    /// `POST /user/signup`; the answer is `{"user", "active"}`. `email` is left out of the
+    /// body when `None`.
+    pub async fn signup(
+        &self,
+        user: &str,
+        passwd: &str,
+        email: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"user": user, "passwd": passwd});
+        if let Some(email) = email {
+            body["email"] = json!(email);
+        }
+        self.market(Method::POST, "/user/signup", Auth::Anonymous, Some(body))
+            .await
+    }
+
+    /// `POST /_open/auth`; returns the token (the client itself is left unchanged).
+    pub async fn login(&self, user: &str, passwd: &str) -> Result<String, ClientError> {
+        let body = json!({"username": user, "password": passwd});
+        let answer = self
+            .call(
+                Method::POST,
+                "/_open/auth",
+                &[],
+                Auth::Anonymous,
+                Some(body),
+            )
+            .await?;
+        take_jwt(&answer)
+    }
+
+    /// `POST /user/renew`; returns a fresh token for the current one.
+    pub async fn renew(&self) -> Result<String, ClientError> {
+        let answer = self
+            .market(Method::POST, "/user/renew", Auth::Bearer, None)
+            .await?;
+        take_jwt(&answer)
+    }
+
+    /// `POST /statement/`; returns the stored statement.
+    pub async fn push_statement(&self, statement: &Value) -> Result<Value, ClientError> {
+        self.market(
+            Method::POST,
+            "/statement/",
+            Auth::Bearer,
+            Some(statement.clone()),
+        )
+        .await
+    }
+
+    /// `GET /statement/{key}`, or the array of all statements when `key` is `None`.
+    pub async fn get_statement(&self, key: Option<&str>) -> Result<Value, ClientError> {
+        let path = match key {
+            Some(key) => format!("/statement/{}", check_key("statement", key)?),
+            None => "/statement/".to_string(),
+        };
+        self.market(Method::GET, &path, Auth::Bearer, None).await
+    }
+
+    /// `POST /request/`: a bid for a proof of `statement_key` on `input`, sent unchanged.
+    pub async fn push_request(
+        &self,
+        statement_key: &str,
+        input: Value,
+        cost: f64,
+        eval_time: Option<u32>,
+        wait_period: Option<u32>,
+    ) -> Result<Value, ClientError> {
+        let mut body = order_body(statement_key, cost, eval_time, wait_period)?;
+        body["input"] = input;
+        self.market(Method::POST, "/request/", Auth::Bearer, Some(body))
+            .await
+    }
+
+    /// `GET /request/{key}`.
+    pub async fn get_request(&self, key: &str) -> Result<Value, ClientError> {
+        let path = format!("/request/{}", check_key("request", key)?);
+        self.market(Method::GET, &path, Auth::Bearer, None).await
+    }
+
+    /// `GET /request/?q=…`: the requests matching `filter`.
+    pub async fn list_requests(&self, filter: &ListFilter) -> Result<Value, ClientError> {
+        let path = format!("{MARKET_ROOT}/request/");
+        self.call(
+            Method::GET,
+            &path,
+            &filter.query_pairs(),
+            Auth::Bearer,
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /request/{key}`; returns the request, now `withdrawn`.
+    pub async fn withdraw_request(&self, key: &str) -> Result<Value, ClientError> {
+        let path = format!("/request/{}", check_key("request", key)?);
+        self.market(Method::DELETE, &path, Auth::Bearer, None).await
+    }
+
+    /// `POST /proposal/`: an offer to prove `statement_key` for `cost`.
+    pub async fn push_proposal(
+        &self,
+        statement_key: &str,
+        cost: f64,
+        eval_time: Option<u32>,
+        wait_period: Option<u32>,
+    ) -> Result<Value, ClientError> {
+        let body = order_body(statement_key, cost, eval_time, wait_period)?;
+        self.market(Method::POST, "/proposal/", Auth::Bearer, Some(body))
+            .await
+    }
+
+    /// `GET /proposal/{key}`.
+    pub async fn get_proposal(&self, key: &str) -> Result<Value, ClientError> {
+        let path = format!("/proposal/{}", check_key("proposal", key)?);
+        self.market(Method::GET, &path, Auth::Bearer, None).await
+    }
+
+    /// `GET /proposal/?q=…`: the proposals matching `filter`.
+    pub async fn list_proposals(&self, filter: &ListFilter) -> Result<Value, ClientError> {
+        let path = format!("{MARKET_ROOT}/proposal/");
+        self.call(
+            Method::GET,
+            &path,
+            &filter.query_pairs(),
+            Auth::Bearer,
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /proposal/{key}`; returns the proposal, now `withdrawn`.
+    pub async fn withdraw_proposal(&self, key: &str) -> Result<Value, ClientError> {
+        let path = format!("/proposal/{}", check_key("proposal", key)?);
+        self.market(Method::DELETE, &path, Auth::Bearer, None).await
+    }
+
+    /// `POST /proof`: the proof for a match, named by its proposal and/or request (at least
+    /// one). `proof_hex` may carry a `0x` prefix; it is sent as `0x` + lowercase hex.
+    pub async fn push_proof(
+        &self,
+        proof_hex: &str,
+        proposal_key: Option<&str>,
+        request_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let digits = proof_hex.trim();
+        let digits = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+            .unwrap_or(digits);
+        if digits.is_empty() || hex::decode(digits).is_err() {
+            return Err(ClientError::Invalid(
+                "the proof must be an even number of hex digits, optionally after 0x".into(),
+            ));
+        }
+        let mut body = json!({"proof": format!("0x{}", digits.to_ascii_lowercase())});
+        match (proposal_key, request_key) {
+            (None, None) => {
+                return Err(ClientError::Invalid(
+                    "a proof needs a proposal key or a request key".into(),
+                ))
+            }
+            (p, r) => {
+                if let Some(p) = p {
+                    body["proposal_key"] = json!(check_key("proposal", p)?);
+                }
+                if let Some(r) = r {
+                    body["request_key"] = json!(check_key("request", r)?);
+                }
+            }
+        }
+        self.market(Method::POST, "/proof", Auth::Bearer, Some(body))
+            .await
+    }
+
+    /// `GET /proof/{key}`, with the proof bytes (`?full=true`) when `full`.
+    pub async fn get_proof_by_key(&self, key: &str, full: bool) -> Result<Value, ClientError> {
+        let path = format!("{MARKET_ROOT}/proof/{}", check_key("proof", key)?);
+        let query = if full {
+            vec![("full", "true".to_string())]
+        } else {
+            Vec::new()
+        };
+        self.call(Method::GET, &path, &query, Auth::Bearer, None)
+            .await
+    }
+
+    /// The proof of a request: `GET /request/{key}`, then `GET /proof/{proof_key}`.
+    /// [`ClientError::NoProofYet`] when the request holds no `proof_key` yet.
+    pub async fn get_proof_by_request(
+        &self,
+        request_key: &str,
+        full: bool,
+    ) -> Result<Value, ClientError> {
+        let request = self.get_request(request_key).await?;
+        let proof_key = match request.get("proof_key") {
+            Some(Value::String(k)) if !k.is_empty() => k.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                let status = match request.get("status") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => "unknown".to_string(),
+                };
+                return Err(ClientError::NoProofYet {
+                    request_key: request_key.to_string(),
+                    status,
+                });
+            }
+        };
+        self.get_proof_by_key(&proof_key, full).await
+    }
+
+    /// `GET /book/{statement_key}`: open orders aggregated by price level.
+    pub async fn book(&self, statement_key: &str) -> Result<Value, ClientError> {
+        let path = format!("/book/{}", check_key("statement", statement_key)?);
+        self.market(Method::GET, &path, Auth::Bearer, None).await
+    }
+
+    /// `GET /_db/market/v0_0/health`, falling back to `GET /health` when the first is 404.
+    /// Sends no token.
+    pub async fn health(&self) -> Result<Value, ClientError> {
+        match self
+            .market(Method::GET, "/health", Auth::Anonymous, None)
+            .await
+        {
+            Err(ClientError::Http { status: 404, .. }) => {
+                self.call(Method::GET, "/health", &[], Auth::Anonymous, None)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// A call under the market root.
+    async fn market(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        self.call(method, &format!("{MARKET_ROOT}{path}"), &[], auth, body)
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        auth: Auth,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let token = match auth {
+            Auth::Anonymous => None,
+            Auth::Bearer => Some(self.jwt.as_deref().ok_or_else(|| {
+                ClientError::NotLoggedIn("this call needs a token; log in first".into())
+            })?),
+        };
+        let url = self.transport.url(path, query)?;
+        self.transport.send(method, url, token, body.as_ref()).await
+    }
+}
+
+/// The `jwt` field of a login or renew answer.
+fn take_jwt(answer: &Value) -> Result<String, ClientError> {
+    match answer.get("jwt") {
+        Some(Value::String(jwt)) if !jwt.is_empty() => Ok(jwt.clone()),
+        _ => Err(ClientError::Invalid(
+            "the market's answer holds no \"jwt\" token".into(),
+        )),
+    }
+}
+
+/// The body shared by requests and proposals.
+fn order_body(
+    statement_key: &str,
+    cost: f64,
+    eval_time: Option<u32>,
+    wait_period: Option<u32>,
+) -> Result<Value, ClientError> {
+    let cost = Cost::new(cost)?;
+    let mut body = json!({
+        "statement_key": check_key("statement", statement_key)?,
+        "cost": cost.to_json(),
+    });
+    if let Some(m) = eval_time {
+        body["eval_time"] = json!(m);
+    }
+    if let Some(m) = wait_period {
+        body["wait_period"] = json!(m);
+    }
+    Ok(body)
+}
+
+/// Keys go into URL paths, so only `[A-Za-z0-9_-]` is allowed (the market uses decimals).
+pub fn check_key<'a>(kind: &str, key: &'a str) -> Result<&'a str, ClientError> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(key)
+    } else {
+        Err(ClientError::Invalid(format!(
+            "invalid {kind} key '{}': keys are numbers like 16153352",
+            one_line(key)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_filter_builds_the_q_parameter() {
+        assert!(ListFilter::default().query_pairs().is_empty());
+        let filter = ListFilter {
+            status: Some("created".into()),
+            statement_key: Some("32326".into()),
+            limit: Some(10),
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            filter.query_pairs(),
+            vec![
+                (
+                    "q",
+                    r#"[{"key":"status","value":"created"},{"key":"statement_key","value":"32326"}]"#
+                        .to_string()
+                ),
+                ("limit", "10".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_must_be_path_safe() {
+        assert!(check_key("request", "16153352").is_ok());
+        for bad in ["", "../admin", "1/2", "1?x=2", "a b"] {
+            let err = check_key("request", bad).err().map(|e| e.to_string());
+            assert!(
+                err.is_some_and(|e| e.starts_with("invalid request key")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn order_bodies_carry_only_given_fields() -> Result<(), ClientError> {
+        assert_eq!(
+            order_body("32326", 2.0, None, None)?,
+            json!({"statement_key": "32326", "cost": 2})
+        );
+        assert_eq!(
+            order_body("32326", 2.5, Some(10), Some(60))?,
+            json!({"statement_key": "32326", "cost": 2.5, "eval_time": 10, "wait_period": 60})
+        );
+        assert!(order_body("32326", 0.0, None, None).is_err());
+        Ok(())
+    }
+}

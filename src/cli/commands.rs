@@ -1,0 +1,237 @@
+//! Carrying out a parsed [`ClientCommand`]: read local files, make the market calls, and
+//! produce the text to print.
+//!
+//! [`execute`] returns the output instead of printing it, so tests can check it and
+//! [`crate::cli::run`] decides how to write it. Outputs follow the original toolchain's
+//! guide: pretty JSON, with `Proof is pushed` before a pushed proof's record.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cli::args::*;
+use crate::cli::auth::{normalize_url, AuthFile};
+use crate::cli::client::{ListFilter, MarketClient};
+use crate::cli::error::ClientError;
+use crate::cli::files::{read_input_file, read_proof_file, read_statement_file, write_text_file};
+use crate::cli::ClientOpts;
+
+/// Runs one command and returns what it prints (without a final newline).
+pub async fn execute(opts: &ClientOpts, cmd: ClientCommand) -> Result<String, ClientError> {
+    match cmd {
+        ClientCommand::User(cmd) => user(opts, cmd).await,
+        ClientCommand::Statement(cmd) => statement(&logged_in(opts)?, cmd).await,
+        ClientCommand::Request(cmd) => request(&logged_in(opts)?, cmd).await,
+        ClientCommand::Proposal(cmd) => proposal(&logged_in(opts)?, cmd).await,
+        ClientCommand::Proof(cmd) => proof(&logged_in(opts)?, cmd).await,
+        ClientCommand::Book(args) => pretty(&logged_in(opts)?.book(&args.key).await?),
+    }
+}
+
+/// A client carrying the token saved for `opts.url`.
+fn logged_in(opts: &ClientOpts) -> Result<MarketClient, ClientError> {
+    let auth = AuthFile::load_for(&opts.auth, &opts.url)?;
+    Ok(MarketClient::new(&opts.url, Some(auth.jwt)))
+}
+
+async fn user(opts: &ClientOpts, cmd: UserCommand) -> Result<String, ClientError> {
+    match cmd {
+        UserCommand::Signup(a) => {
+            let client = MarketClient::new(&opts.url, None);
+            pretty(
+                &client
+                    .signup(&a.user, &a.passwd, a.email.as_deref())
+                    .await?,
+            )
+        }
+        UserCommand::Login(a) => {
+            let client = MarketClient::new(&opts.url, None);
+            let jwt = client.login(&a.user, &a.passwd).await?;
+            let auth = AuthFile {
+                url: normalize_url(&opts.url),
+                user: a.user,
+                jwt,
+            };
+            auth.save(&opts.auth)?;
+            Ok(format!(
+                "logged in as {} (token saved to {})",
+                auth.user,
+                opts.auth.display()
+            ))
+        }
+        UserCommand::Renew => {
+            let mut auth = AuthFile::load_for(&opts.auth, &opts.url)?;
+            let client = MarketClient::new(&opts.url, Some(auth.jwt.clone()));
+            auth.jwt = client.renew().await?;
+            auth.save(&opts.auth)?;
+            Ok(format!(
+                "token renewed for {} (saved to {})",
+                auth.user,
+                opts.auth.display()
+            ))
+        }
+    }
+}
+
+async fn statement(client: &MarketClient, cmd: StatementCommand) -> Result<String, ClientError> {
+    let (answer, brief) = match cmd {
+        StatementCommand::Push(a) => {
+            let statement = read_statement_file(&a.file)?;
+            (client.push_statement(&statement).await?, a.brief)
+        }
+        StatementCommand::Get(a) => (client.get_statement(a.key.as_deref()).await?, a.brief),
+    };
+    if brief {
+        pretty(&without_definition(answer))
+    } else {
+        pretty(&answer)
+    }
+}
+
+async fn request(client: &MarketClient, cmd: RequestCommand) -> Result<String, ClientError> {
+    let answer = match cmd {
+        RequestCommand::Push(a) => {
+            let input = read_input_file(&a.file)?;
+            client
+                .push_request(
+                    &a.key,
+                    input,
+                    a.cost.value(),
+                    a.timing.eval_time,
+                    a.timing.wait_period,
+                )
+                .await?
+        }
+        RequestCommand::Get(a) => match a.key {
+            Some(key) => client.get_request(&key).await?,
+            None => client.list_requests(&list_filter(a.filter)).await?,
+        },
+        RequestCommand::Withdraw(a) => client.withdraw_request(&a.key).await?,
+    };
+    pretty(&answer)
+}
+
+async fn proposal(client: &MarketClient, cmd: ProposalCommand) -> Result<String, ClientError> {
+    let answer = match cmd {
+        ProposalCommand::Push(a) => {
+            client
+                .push_proposal(
+                    &a.key,
+                    a.cost.value(),
+                    a.timing.eval_time,
+                    a.timing.wait_period,
+                )
+                .await?
+        }
+        ProposalCommand::Get(a) => match a.key {
+            Some(key) => client.get_proposal(&key).await?,
+            None => client.list_proposals(&list_filter(a.filter)).await?,
+        },
+        ProposalCommand::Withdraw(a) => client.withdraw_proposal(&a.key).await?,
+    };
+    pretty(&answer)
+}
+
+async fn proof(client: &MarketClient, cmd: ProofCommand) -> Result<String, ClientError> {
+    match cmd {
+        ProofCommand::Push(a) => {
+            let proof = read_proof_file(&a.file)?;
+            let record = client
+                .push_proof(&proof, a.proposal_key.as_deref(), a.request_key.as_deref())
+                .await?;
+            Ok(format!("Proof is pushed\n{}", pretty(&record)?))
+        }
+        ProofCommand::Get(a) => {
+            let record = match (&a.proof_key, &a.request_key) {
+                (Some(key), _) => client.get_proof_by_key(key, true).await?,
+                (None, Some(request)) => client.get_proof_by_request(request, true).await?,
+                (None, None) => {
+                    return Err(ClientError::Invalid(
+                        "give --proof_key or --request_key".into(),
+                    ))
+                }
+            };
+            match a.file {
+                Some(out) => pretty(&save_proof(record, &out)?),
+                None => pretty(&record),
+            }
+        }
+    }
+}
+
+/// Writes the record's `proof` hex text to `out`; returns the record without it.
+fn save_proof(mut record: Value, out: &Path) -> Result<Value, ClientError> {
+    let proof = record
+        .as_object_mut()
+        .and_then(|fields| fields.remove("proof"));
+    match proof {
+        Some(Value::String(hex)) => {
+            write_text_file(out, &hex)?;
+            Ok(record)
+        }
+        _ => Err(ClientError::Invalid(
+            "the market's answer holds no proof text to save".into(),
+        )),
+    }
+}
+
+/// Drops `definition` from a statement or from each statement of a list.
+fn without_definition(mut answer: Value) -> Value {
+    match &mut answer {
+        Value::Object(fields) => {
+            fields.remove("definition");
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(fields) = item {
+                    fields.remove("definition");
+                }
+            }
+        }
+        _ => {}
+    }
+    answer
+}
+
+fn list_filter(a: OrderFilterArgs) -> ListFilter {
+    ListFilter {
+        status: a.status,
+        sender: a.sender,
+        statement_key: a.statement,
+        limit: a.limit,
+        skipped: a.skipped,
+    }
+}
+
+fn pretty(value: &Value) -> Result<String, ClientError> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| ClientError::Invalid(format!("cannot print the answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn brief_drops_definitions() {
+        let one = json!({"_key": "1", "definition": {"proving_key": "..."}});
+        assert_eq!(without_definition(one), json!({"_key": "1"}));
+        let many = json!([{"_key": "1", "definition": 1}, {"_key": "2"}]);
+        assert_eq!(
+            without_definition(many),
+            json!([{"_key": "1"}, {"_key": "2"}])
+        );
+    }
+
+    #[test]
+    fn saving_a_proof_strips_it_from_the_record() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("proof.hex");
+        let record = json!({"_key": "9", "proof": "0xabcd"});
+        assert_eq!(save_proof(record, &out)?, json!({"_key": "9"}));
+        assert_eq!(std::fs::read_to_string(&out)?, "0xabcd");
+        assert!(save_proof(json!({"_key": "9"}), &out).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! Tests of [`MarketClient`] and the commands against a tiny in-process HTTP server.
+//!
+//! The server answers each connection with the next canned response (`Connection: close`)
+//! and records what it was sent, so a test can count attempts (the retry policy) and check
+//! paths, headers and bodies. It is hand-written HTTP/1.1 on a tokio listener bound to port 0,
+//! enough for reqwest and no more.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::cli::args::*;
+use crate::cli::client::{ListFilter, MarketClient};
+use crate::cli::commands::execute;
+use crate::cli::error::ClientError;
+use crate::cli::transport::MAX_RETRIES;
+use crate::cli::{AuthFile, ClientOpts};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// One canned answer.
+struct Canned {
+    status: u16,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+}
+
+fn answer(status: u16, body: Value) -> Canned {
+    Canned {
+        status,
+        headers: Vec::new(),
+        body: body.to_string(),
+    }
+}
+
+fn busy(status: u16, retry_after: Option<&'static str>) -> Canned {
+    let headers = retry_after.map(|s| vec![("Retry-After", s)]);
+    Canned {
+        status,
+        headers: headers.unwrap_or_default(),
+        body: json!({"error": true, "code": status, "errorMessage": "busy"}).to_string(),
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    head: String,
+    body: String,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+struct TestServer {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TestServer {
+    /// Serves `answers` in order, one per connection, then stops listening.
+    async fn start(answers: Vec<Canned>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            for canned in answers {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                if let Ok(request) = serve_one(stream, &canned).await {
+                    if let Ok(mut log) = log.lock() {
+                        log.push(request);
+                    }
+                }
+            }
+        });
+        Ok(TestServer { url, seen })
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+async fn serve_one(mut stream: TcpStream, canned: &Canned) -> std::io::Result<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + 4 + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end + 4..]).into_owned();
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or_default().to_string();
+    let target = words.next().unwrap_or_default().to_string();
+
+    let mut response = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        canned.status,
+        canned.body.len()
+    );
+    for (k, v) in &canned.headers {
+        response.push_str(&format!("{k}: {v}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(&canned.body);
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await?;
+    Ok(Seen {
+        method,
+        target,
+        head,
+        body,
+    })
+}
+
+fn client(server: &TestServer) -> MarketClient {
+    MarketClient::new(&server.url, Some("tok".into()))
+}
+
+#[tokio::test]
+async fn unavailable_with_retry_after_is_retried() -> TestResult {
+    let server = TestServer::start(vec![
+        busy(503, Some("0")),
+        busy(429, Some("0")),
+        answer(200, json!({"_key": "1", "status": "created"})),
+    ])
+    .await?;
+    let got = client(&server).get_request("1").await?;
+    assert_eq!(got["status"], "created");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(
+            (s.method.as_str(), s.target.as_str()),
+            ("GET", "/_db/market/v0_0/request/1")
+        );
+        assert_eq!(s.header("authorization").as_deref(), Some("Bearer tok"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn conflict_is_not_retried() -> TestResult {
+    let body = json!({"error": true, "code": 409,
+        "errorMessage": "request 123 is processing, only created orders can be withdrawn"});
+    let server = TestServer::start(vec![answer(409, body), answer(200, json!({}))]).await?;
+    let err = client(&server).withdraw_request("123").await.err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("409 Conflict: request 123 is processing, only created orders can be withdrawn")
+    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "DELETE");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unavailable_without_retry_after_is_not_retried() -> TestResult {
+    let server = TestServer::start(vec![busy(503, None), answer(200, json!({}))]).await?;
+    let err = client(&server).book("32326").await.err();
+    assert_eq!(err.and_then(|e| e.status()), Some(503));
+    assert_eq!(server.seen().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gives_up_after_five_retries() -> TestResult {
+    let answers = (0..=MAX_RETRIES + 1)
+        .map(|_| busy(503, Some("0")))
+        .collect();
+    let server = TestServer::start(answers).await?;
+    let err = client(&server)
+        .push_proposal("32326", 2.0, None, None)
+        .await
+        .err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("503 Service Unavailable: busy")
+    );
+    assert_eq!(server.seen().len() as u32, MAX_RETRIES + 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_market_is_one_clear_line() -> TestResult {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    drop(listener);
+    let err = MarketClient::new(&url, None).health().await.err();
+    assert_eq!(
+        err.map(|e| e.to_string()),
+        Some(format!(
+            "cannot reach the market at {url}: connection refused"
+        ))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn calls_use_the_documented_paths_and_bodies() -> TestResult {
+    let server = TestServer::start(vec![
+        answer(200, json!({"jwt": "fresh"})),
+        answer(200, json!({"_key": "5"})),
+        answer(200, json!([])),
+        answer(200, json!({"_key": "7"})),
+    ])
+    .await?;
+    let anonymous = MarketClient::new(&format!("{}/", server.url), None);
+    assert_eq!(anonymous.login("alice", "pw").await?, "fresh");
+    let c = client(&server);
+    c.push_request("32326", json!({"input": "1\n11"}), 2.0, Some(3), None)
+        .await?;
+    let filter = ListFilter {
+        status: Some("created".into()),
+        ..ListFilter::default()
+    };
+    c.list_requests(&filter).await?;
+    c.push_proof("0XABcd", Some("16153923"), None).await?;
+
+    let seen = server.seen();
+    assert_eq!(seen[0].target, "/_open/auth");
+    assert_eq!(seen[0].header("authorization"), None);
+    assert_eq!(
+        seen[0].json(),
+        json!({"username": "alice", "password": "pw"})
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].target.as_str()),
+        ("POST", "/_db/market/v0_0/request/")
+    );
+    assert_eq!(
+        seen[1].json(),
+        json!({"statement_key": "32326", "input": {"input": "1\n11"}, "cost": 2, "eval_time": 3})
+    );
+    let q = "q=%5B%7B%22key%22%3A%22status%22%2C%22value%22%3A%22created%22%7D%5D";
+    assert_eq!(seen[2].target, format!("/_db/market/v0_0/request/?{q}"));
+    assert_eq!(seen[3].target, "/_db/market/v0_0/proof");
+    assert_eq!(
+        seen[3].json(),
+        json!({"proof": "0xabcd", "proposal_key": "16153923"})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn proof_by_request_follows_the_proof_key() -> TestResult {
+    let server = TestServer::start(vec![
+        answer(
+            200,
+            json!({"_key": "5", "status": "completed", "proof_key": "9"}),
+        ),
+        answer(200, json!({"_key": "9", "proof": "0x01"})),
+        answer(200, json!({"_key": "6", "status": "processing"})),
+    ])
+    .await?;
+    let c = client(&server);
+    assert_eq!(c.get_proof_by_request("5", true).await?["_key"], "9");
+    let seen = server.seen();
+    assert_eq!(seen[1].target, "/_db/market/v0_0/proof/9?full=true");
+    match c.get_proof_by_request("6", true).await {
+        Err(e @ ClientError::NoProofYet { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "request 6 has no proof yet (status: processing)"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_then_proof_get_to_file() -> TestResult {
+    let server = TestServer::start(vec![
+        answer(200, json!({"jwt": "t1"})),
+        answer(
+            200,
+            json!({"_key": "16158141", "request_key": "16153352", "proof": "0xbeef"}),
+        ),
+    ])
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opts = ClientOpts {
+        url: server.url.clone(),
+        auth: dir.path().join("cfg/auth.json"),
+    };
+    let login = ClientCommand::User(UserCommand::Login(LoginArgs {
+        user: "alice".into(),
+        passwd: "pw".into(),
+    }));
+    let line = execute(&opts, login).await?;
+    assert_eq!(
+        line,
+        format!(
+            "logged in as alice (token saved to {})",
+            opts.auth.display()
+        )
+    );
+    assert_eq!(AuthFile::load(&opts.auth)?.jwt, "t1");
+
+    let out = dir.path().join("proof.hex");
+    let get = ClientCommand::Proof(ProofCommand::Get(ProofGetArgs {
+        proof_key: Some("16158141".into()),
+        request_key: None,
+        file: Some(out.clone()),
+    }));
+    let printed: Value = serde_json::from_str(&execute(&opts, get).await?)?;
+    assert_eq!(
+        printed,
+        json!({"_key": "16158141", "request_key": "16153352"})
+    );
+    assert_eq!(std::fs::read_to_string(&out)?, "0xbeef");
+    assert_eq!(
+        server.seen()[1].header("authorization").as_deref(),
+        Some("Bearer t1")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn commands_need_a_login() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let opts = ClientOpts {
+        url: "http://127.0.0.1:1".into(),
+        auth: dir.path().join(".proof-market-auth.json"),
+    };
+    let cmd = ClientCommand::Book(BookArgs {
+        key: "32326".into(),
+    });
+    let err = execute(&opts, cmd).await.err().map(|e| e.to_string());
+    assert_eq!(
+        err,
+        Some(format!(
+            "not logged in: no token in {} (run 'proof-market user login')",
+            opts.auth.display()
+        ))
+    );
+    Ok(())
+}
+
+/// The futures of `run` and of the client are `Send`, so daemons may spawn them.
+#[test]
+fn futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let opts = ClientOpts {
+        url: "http://127.0.0.1:1".into(),
+        auth: "auth.json".into(),
+    };
+    let cmd = ClientCommand::Book(BookArgs { key: "1".into() });
+    assert_send(&crate::cli::run(&opts, cmd));
+    let client = MarketClient::new("http://127.0.0.1:1", None);
+    assert_send(&client.get_proof_by_request("1", true));
+    assert_send(&client.push_proof("0x00", Some("1"), None));
+}

@@ -1,0 +1,74 @@
+//! The market's error type: what went wrong, in terms a client can act on.
+//!
+//! Every layer below the API (matcher, service, auth) reports a [`MarketError`]; the
+//! API maps it to an HTTP status and the JSON error body in exactly one place
+//! (`api::error`).
+
+use crate::store::{OpRefused, StoreError};
+
+/// A failed market operation. A failed operation changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// The client sent something malformed or meaningless.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller does not own what it touches.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such object.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The market cannot take this now; retry after the given seconds.
+    #[error("{message}")]
+    Unavailable {
+        /// What is busy or down.
+        message: String,
+        /// Suggested wait.
+        retry_after_secs: u64,
+    },
+    /// A bug or corrupt data; details are logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MarketError {
+    /// Shorthand for a 503 with a one-second retry hint.
+    pub fn unavailable(message: impl Into<String>) -> MarketError {
+        MarketError::Unavailable {
+            message: message.into(),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl From<StoreError> for MarketError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Redis(e) => {
+                tracing::warn!(error = %e, "store unavailable");
+                MarketError::unavailable("the store is unavailable, retry shortly")
+            }
+            StoreError::Fenced => {
+                MarketError::unavailable("statement is moving to another node, retry shortly")
+            }
+            StoreError::Corrupt(m) => MarketError::Internal(m),
+        }
+    }
+}
+
+impl From<OpRefused> for MarketError {
+    fn from(r: OpRefused) -> Self {
+        match r.code {
+            403 => MarketError::Forbidden(r.message),
+            404 => MarketError::NotFound(r.message),
+            409 => MarketError::Conflict(r.message),
+            _ => MarketError::Internal(r.message),
+        }
+    }
+}

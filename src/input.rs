@@ -1,0 +1,214 @@
+//! Public inputs: parsing the original market's formats into Pallas base field elements.
+//!
+//! Two shapes arrive from clients: zkLLVM's `[{"field": 5}, {"field": "0x0b"}]` and the
+//! older `{"input": "1\n11"}`. Both become a vector of field elements; the canonical
+//! form (decimal, comma separated) identifies an input for the "already proved" check,
+//! so `5`, `"5"` and `"0x05"` are the same input. Values outside the field are refused,
+//! never reduced: a requester who sends p+1 made a mistake the market should name.
+
+use ark_ff::{BigInt, PrimeField};
+
+use crate::circuit::program::Fe;
+
+/// The most elements one input may hold.
+pub const MAX_ELEMENTS: usize = 1 << 16;
+
+/// Why an input was refused; the text is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input: {0}")]
+pub struct InputError(String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, InputError> {
+    Err(InputError(msg.into()))
+}
+
+/// A parsed public input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicInput {
+    /// The elements, in order.
+    pub values: Vec<Fe>,
+}
+
+impl PublicInput {
+    /// Parses either accepted JSON shape.
+    pub fn from_json(v: &serde_json::Value) -> Result<PublicInput, InputError> {
+        let values = match v {
+            serde_json::Value::Array(items) => {
+                if items.len() > MAX_ELEMENTS {
+                    return err(format!("more than {MAX_ELEMENTS} elements"));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| element(i, item))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            serde_json::Value::Object(map) => match (map.get("input"), map.len()) {
+                (Some(serde_json::Value::String(text)), 1) => {
+                    let parts: Vec<&str> = text.split_whitespace().collect();
+                    if parts.len() > MAX_ELEMENTS {
+                        return err(format!("more than {MAX_ELEMENTS} elements"));
+                    }
+                    parts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            parse_field(s).map_err(|e| InputError(format!("line {}: {e}", i + 1)))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                _ => {
+                    return err(
+                        "an object input must be {\"input\": \"<values separated by newlines>\"}",
+                    )
+                }
+            },
+            _ => {
+                return err(
+                    "expected [{\"field\": <value>}, ...] or {\"input\": \"<values separated by newlines>\"}",
+                )
+            }
+        };
+        Ok(PublicInput { values })
+    }
+
+    /// The canonical text: decimal values separated by commas.
+    pub fn canonical(&self) -> String {
+        let parts: Vec<String> = self
+            .values
+            .iter()
+            .map(|v| v.into_bigint().to_string())
+            .collect();
+        parts.join(",")
+    }
+}
+
+fn element(i: usize, item: &serde_json::Value) -> Result<Fe, InputError> {
+    let obj = match item.as_object() {
+        Some(o) if o.len() == 1 => o,
+        _ => return err(format!("element {i}: expected {{\"field\": <value>}}")),
+    };
+    let (kind, value) = match obj.iter().next() {
+        Some(kv) => kv,
+        None => return err(format!("element {i}: empty object")),
+    };
+    if kind != "field" {
+        return err(format!(
+            "element {i}: unsupported element type `{kind}`: only `field` (Pallas base field) is accepted"
+        ));
+    }
+    let text = match value {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => {
+            return err(format!(
+                "element {i}: a field value is an integer or a decimal/0x-hex string"
+            ))
+        }
+    };
+    parse_field(&text).map_err(|e| InputError(format!("element {i}: {e}")))
+}
+
+/// Parses a decimal or `0x` hexadecimal field element, refusing values ≥ the modulus.
+pub fn parse_field(text: &str) -> Result<Fe, String> {
+    let t = text.trim();
+    let (digits, radix) = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => (h, 16u64),
+        None => (t, 10u64),
+    };
+    if digits.is_empty() || digits.len() > 100 {
+        return Err(format!("`{}` is not a field element", clip(t)));
+    }
+    let mut limbs = [0u64; 4];
+    for ch in digits.chars() {
+        let d = ch
+            .to_digit(radix as u32)
+            .ok_or_else(|| format!("`{}` is not a field element (bad digit `{ch}`)", clip(t)))?;
+        if !mul_add(&mut limbs, radix, u64::from(d)) {
+            return Err(format!(
+                "`{}` is not below the Pallas base field modulus",
+                clip(t)
+            ));
+        }
+    }
+    Fe::from_bigint(BigInt(limbs))
+        .ok_or_else(|| format!("`{}` is not below the Pallas base field modulus", clip(t)))
+}
+
+/// `limbs = limbs * m + a` on 256 bits; false on overflow.
+fn mul_add(limbs: &mut [u64; 4], m: u64, a: u64) -> bool {
+    let mut carry = u128::from(a);
+    for l in limbs.iter_mut() {
+        let v = u128::from(*l) * u128::from(m) + carry;
+        *l = v as u64;
+        carry = v >> 64;
+    }
+    carry == 0
+}
+
+fn clip(s: &str) -> String {
+    if s.len() > 40 {
+        let mut end = 40;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const P: &str = "28948022309329048855892746252171976963363056481941560715954676764349967630337";
+
+    #[test]
+    fn both_shapes_and_all_spellings_agree() {
+        let a = PublicInput::from_json(&json!([{"field": 1}, {"field": 11}])).unwrap();
+        let b = PublicInput::from_json(&json!({"input": "1\n11"})).unwrap();
+        let c = PublicInput::from_json(&json!([{"field": "1"}, {"field": "0x0B"}])).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.canonical(), "1,11");
+    }
+
+    #[test]
+    fn modulus_is_refused_and_p_minus_one_accepted() {
+        assert!(parse_field(P).is_err());
+        let pm1 = P.replace("337", "336");
+        assert_eq!(parse_field(&pm1).unwrap(), -Fe::from(1u64));
+        let big: serde_json::Value =
+            serde_json::from_str(&format!("[{{\"field\": {pm1}}}]")).unwrap();
+        assert_eq!(
+            PublicInput::from_json(&big).unwrap().values[0],
+            -Fe::from(1u64)
+        );
+        assert!(parse_field(&format!("{P}0")).is_err());
+        assert!(
+            parse_field("0x10000000000000000000000000000000000000000000000000000000000000000")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_named() {
+        for bad in [
+            json!(5),
+            json!("1 2"),
+            json!([1, 2]),
+            json!([{"int": 5}]),
+            json!([{"field": 1.5}]),
+            json!([{"field": -1}]),
+            json!([{"field": null}]),
+            json!([{"field": "abc"}]),
+            json!({"input": 5}),
+            json!({"input": "1\nx"}),
+            json!({"other": "1"}),
+        ] {
+            assert!(PublicInput::from_json(&bad).is_err(), "{bad} accepted");
+        }
+    }
+}

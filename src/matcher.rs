@@ -1,0 +1,457 @@
+//! The matcher: one actix actor per statement, owning that statement's book.
+//!
+//! Every change to a statement's orders goes through its matcher, one message at a
+//! time, so matching needs no locks. The matcher applies each order to its in-memory
+//! [`Book`] at once and queues the resulting transitions; whenever no write is in
+//! flight it sends everything queued to the store as one atomic batch (group commit),
+//! and answers each client only after the batch holding its order is acknowledged. So
+//! a burst of N orders costs about one Redis round trip, not N, and an acknowledged
+//! order is always in Redis.
+//!
+//! If a batch fails, the in-memory book may be ahead of the store: every waiting client
+//! gets an error, and the book is rebuilt from Redis before the matcher takes more
+//! orders.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::book::{Book, BookOrder, Level, Placement};
+use crate::domain::{Key, Millis, Side, Status};
+use crate::error::MarketError;
+use crate::store::{Op, OrderRecord, ProofRecord, Store, StoreError};
+
+/// Places a new order (status `created`, seq unset); answers the order as stored.
+#[derive(Message)]
+#[rtype(result = "Result<OrderRecord, MarketError>")]
+pub struct Place(pub OrderRecord);
+
+/// Withdraws an open order of `sender` (`None`: by the market, e.g. expiry).
+#[derive(Message)]
+#[rtype(result = "Result<Millis, MarketError>")]
+pub struct Withdraw {
+    /// Request or proposal.
+    pub side: Side,
+    /// The order.
+    pub key: Key,
+    /// Who asks.
+    pub sender: String,
+}
+
+/// Stores a verified proof and completes its two orders.
+#[derive(Message)]
+#[rtype(result = "Result<(), MarketError>")]
+pub struct Complete {
+    /// The proof.
+    pub record: ProofRecord,
+    /// The request's canonical input.
+    pub canon: String,
+}
+
+/// Reads the aggregated book.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<Level>, Vec<Level>), MarketError>")]
+pub struct Depth(pub usize);
+
+type Reply = oneshot::Sender<Result<(), MarketError>>;
+
+/// A queued client message: its ops are `pending[range]`.
+struct Waiter {
+    ops: std::ops::Range<usize>,
+    reply: Reply,
+    /// True when the ops came from the book (a refusal means the book is stale).
+    from_book: bool,
+}
+
+/// The actor owning one statement's book.
+pub struct Matcher {
+    statement: Key,
+    store: Store,
+    book: Book,
+    /// Canonical inputs already proved → proof key.
+    proven: HashMap<String, Key>,
+    next_seq: u64,
+    /// Orders with a wait_period: (deadline, key, side).
+    deadlines: BinaryHeap<Reverse<(Millis, Key, SideOrd)>>,
+    pending: Vec<Op>,
+    waiters: Vec<Waiter>,
+    flushing: bool,
+    /// Set when the book may disagree with the store; cleared by a rebuild.
+    stale: bool,
+}
+
+/// `Side` with an order, for the deadline heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SideOrd(u8);
+
+impl From<Side> for SideOrd {
+    fn from(s: Side) -> Self {
+        SideOrd(matches!(s, Side::Proposal) as u8)
+    }
+}
+
+impl SideOrd {
+    fn side(self) -> Side {
+        if self.0 == 0 {
+            Side::Request
+        } else {
+            Side::Proposal
+        }
+    }
+}
+
+/// What a matcher starts from: the statement's open orders and proved inputs.
+pub struct Snapshot {
+    open: Vec<OrderRecord>,
+    proven: HashMap<String, Key>,
+}
+
+impl Snapshot {
+    /// Loads a statement's state from the store.
+    pub async fn load(store: &Store, statement: Key) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            open: store.open_orders(statement).await?,
+            proven: store.proven_inputs(statement).await?,
+        })
+    }
+}
+
+impl Matcher {
+    /// A matcher for `statement` starting from `snapshot`.
+    pub fn new(statement: Key, store: Store, snapshot: Snapshot) -> Matcher {
+        let mut m = Matcher {
+            statement,
+            store,
+            book: Book::new(),
+            proven: HashMap::new(),
+            next_seq: 1,
+            deadlines: BinaryHeap::new(),
+            pending: Vec::new(),
+            waiters: Vec::new(),
+            flushing: false,
+            stale: false,
+        };
+        m.reset(snapshot);
+        m
+    }
+
+    fn reset(&mut self, snap: Snapshot) {
+        self.book = Book::new();
+        self.deadlines.clear();
+        self.proven = snap.proven;
+        let mut open = snap.open;
+        open.sort_by_key(|o| (o.seq, o.key));
+        for o in &open {
+            if o.status != Status::Created || o.statement != self.statement {
+                continue;
+            }
+            if let Err(e) = self.book.rest(book_order(o)) {
+                tracing::error!(statement = %self.statement, error = %e, "rebuilding book");
+            }
+            self.track_deadline(o);
+            self.next_seq = self.next_seq.max(o.seq + 1);
+        }
+        tracing::info!(statement = %self.statement, resting = self.book.len(), "book loaded");
+    }
+
+    fn track_deadline(&mut self, o: &OrderRecord) {
+        if let Some(w) = o.wait_period {
+            let deadline = Millis(o.created.0.saturating_add(u64::from(w.0) * 60_000));
+            self.deadlines
+                .push(Reverse((deadline, o.key, o.side.into())));
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), MarketError> {
+        if self.stale {
+            Err(MarketError::unavailable(
+                "the statement's book is being rebuilt, retry shortly",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Queues ops for the next batch and returns a future of their outcome.
+    fn enqueue(
+        &mut self,
+        ctx: &mut Context<Self>,
+        ops: Vec<Op>,
+        from_book: bool,
+    ) -> oneshot::Receiver<Result<(), MarketError>> {
+        let (tx, rx) = oneshot::channel();
+        let start = self.pending.len();
+        self.pending.extend(ops);
+        self.waiters.push(Waiter {
+            ops: start..self.pending.len(),
+            reply: tx,
+            from_book,
+        });
+        if !self.flushing {
+            self.flush(ctx);
+        }
+        rx
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let ops = std::mem::take(&mut self.pending);
+        let waiters = std::mem::take(&mut self.waiters);
+        let store = self.store.clone();
+        let stmt = self.statement;
+        let started = std::time::Instant::now();
+        let fut = async move {
+            let res = store.apply(stmt, None, &ops).await;
+            (res, ops.len())
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(res, n), act, ctx| {
+            act.flushing = false;
+            tracing::debug!(statement = %stmt, ops = n, micros = started.elapsed().as_micros() as u64, "batch written");
+            match res {
+                Ok(outcomes) => {
+                    for w in waiters {
+                        let first_err = outcomes[w.ops.clone()].iter().find_map(|r| r.as_ref().err());
+                        let answer = match first_err {
+                            None => Ok(()),
+                            Some(refused) => {
+                                if w.from_book {
+                                    tracing::error!(statement = %stmt, %refused, "store refused a book transition; rebuilding");
+                                    act.stale = true;
+                                }
+                                Err(MarketError::from(refused.clone()))
+                            }
+                        };
+                        let _ = w.reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(statement = %stmt, error = %e, "batch failed; rebuilding the book");
+                    let err = MarketError::from(e);
+                    for w in waiters {
+                        let _ = w.reply.send(Err(clone_err(&err)));
+                    }
+                    act.stale = true;
+                }
+            }
+            if act.stale {
+                // Orders queued meanwhile were applied to a book that may be wrong.
+                for w in std::mem::take(&mut act.waiters) {
+                    let _ = w.reply.send(Err(MarketError::unavailable("the statement's book is being rebuilt, retry shortly")));
+                }
+                act.pending.clear();
+                act.rebuild(ctx);
+            } else {
+                act.flush(ctx);
+            }
+        }));
+    }
+
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let stmt = self.statement;
+        ctx.wait(
+            async move {
+                loop {
+                    match Snapshot::load(&store, stmt).await {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            tracing::warn!(statement = %stmt, error = %e, "rebuild failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|snap, act, _| {
+                act.reset(snap);
+                act.stale = false;
+            }),
+        );
+    }
+
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let now = Millis::now();
+        let mut ops = Vec::new();
+        while let Some(Reverse((deadline, key, side))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.book.cancel(key).is_some() {
+                ops.push(Op::Withdraw {
+                    side: side.side(),
+                    key,
+                    sender: String::new(),
+                    at: now,
+                });
+            }
+        }
+        if !ops.is_empty() && !self.stale {
+            tracing::info!(statement = %self.statement, expired = ops.len(), "orders past their wait_period withdrawn");
+            let rx = self.enqueue(ctx, ops, true);
+            ctx.spawn(
+                async move {
+                    let _ = rx.await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+fn clone_err(e: &MarketError) -> MarketError {
+    match e {
+        MarketError::Unavailable {
+            message,
+            retry_after_secs,
+        } => MarketError::Unavailable {
+            message: message.clone(),
+            retry_after_secs: *retry_after_secs,
+        },
+        other => MarketError::Internal(other.to_string()),
+    }
+}
+
+fn book_order(o: &OrderRecord) -> BookOrder {
+    BookOrder {
+        key: o.key,
+        side: o.side,
+        cost: o.cost,
+        eval_time: o.eval_time,
+        seq: o.seq,
+    }
+}
+
+async fn outcome(rx: oneshot::Receiver<Result<(), MarketError>>) -> Result<(), MarketError> {
+    rx.await.unwrap_or_else(|_| {
+        Err(MarketError::unavailable(
+            "the matcher stopped, retry shortly",
+        ))
+    })
+}
+
+impl Actor for Matcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(100_000);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.expire(ctx));
+    }
+}
+
+impl Handler<Place> for Matcher {
+    type Result = ResponseFuture<Result<OrderRecord, MarketError>>;
+
+    fn handle(&mut self, msg: Place, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.check_usable() {
+            return Box::pin(async move { Err(e) });
+        }
+        let mut order = msg.0;
+        order.seq = self.next_seq;
+        self.next_seq += 1;
+        let now = order.created;
+        let mut ops = Vec::with_capacity(2);
+        // A request for an input that is already proved completes at once.
+        if let Some(proof) = order.canon.as_ref().and_then(|c| self.proven.get(c)) {
+            order.status = Status::Completed;
+            order.proof_key = Some(*proof);
+            ops.push(Op::New(Box::new(order.clone())));
+        } else {
+            match self.book.place(book_order(&order)) {
+                Err(e) => {
+                    return Box::pin(async move { Err(MarketError::Conflict(e.to_string())) })
+                }
+                Ok(Placement::Rested) => {
+                    self.track_deadline(&order);
+                    ops.push(Op::New(Box::new(order.clone())));
+                }
+                Ok(Placement::Matched(m)) => {
+                    ops.push(Op::New(Box::new(order.clone())));
+                    ops.push(Op::Match {
+                        request: m.request,
+                        proposal: m.proposal,
+                        price: m.price.micros(),
+                        at: now,
+                    });
+                    order.status = Status::Processing;
+                    order.counterpart = Some(m.resting(order.side));
+                    order.matched_time = Some(now);
+                    order.price = Some(m.price);
+                }
+            }
+        }
+        let rx = self.enqueue(ctx, ops, true);
+        Box::pin(async move { outcome(rx).await.map(|()| order) })
+    }
+}
+
+impl Handler<Withdraw> for Matcher {
+    type Result = ResponseFuture<Result<Millis, MarketError>>;
+
+    fn handle(&mut self, msg: Withdraw, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.check_usable() {
+            return Box::pin(async move { Err(e) });
+        }
+        // The caller checked ownership and status against the store; the book is the
+        // authority on whether the order is still open right now.
+        if self.book.cancel(msg.key).is_none() {
+            let m = format!(
+                "{} {} is no longer open; only created orders can be withdrawn",
+                msg.side.as_str(),
+                msg.key
+            );
+            return Box::pin(async move { Err(MarketError::Conflict(m)) });
+        }
+        let at = Millis::now();
+        let op = Op::Withdraw {
+            side: msg.side,
+            key: msg.key,
+            sender: msg.sender,
+            at,
+        };
+        let rx = self.enqueue(ctx, vec![op], true);
+        Box::pin(async move { outcome(rx).await.map(|()| at) })
+    }
+}
+
+impl Handler<Complete> for Matcher {
+    type Result = ResponseActFuture<Self, Result<(), MarketError>>;
+
+    fn handle(&mut self, msg: Complete, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.check_usable() {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let canon = msg.canon.clone();
+        let proof_key = msg.record.key;
+        let rx = self.enqueue(
+            ctx,
+            vec![Op::Proof {
+                record: Box::new(msg.record),
+                canon: msg.canon,
+            }],
+            false,
+        );
+        // Remember the proved input once the store has it, so later requests for the
+        // same input complete at once.
+        Box::pin(outcome(rx).into_actor(self).map(move |r, act, _| {
+            if r.is_ok() {
+                act.proven.entry(canon).or_insert(proof_key);
+            }
+            r
+        }))
+    }
+}
+
+impl Handler<Depth> for Matcher {
+    type Result = Result<(Vec<Level>, Vec<Level>), MarketError>;
+
+    fn handle(&mut self, msg: Depth, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.book.depth(msg.0))
+    }
+}

@@ -1,0 +1,112 @@
+-- Applies a batch of order transitions of ONE statement atomically.
+--
+-- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}"; every key touched here
+--          starts with it, so the whole batch lives in one Redis Cluster slot.
+-- ARGV[1]: fencing token the caller holds ("" = no fencing in force).
+-- ARGV[2..]: ops, each as <name> <argc> <args...>.
+-- Returns one reply per op: "OK" or "E:<code>:<message>". An op checks everything
+-- before it writes anything, so a refused op changes nothing.
+local B = KEYS[1]
+local fence = ARGV[1]
+if fence ~= "" then
+  local held = redis.call('GET', B .. ':fence')
+  if held ~= fence then
+    return {'FENCED'}
+  end
+end
+
+local function order_key(k) return B .. ':o:' .. k end
+local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
+
+local function move(kind, key, from, to)
+  redis.call('ZREM', index_key(kind, from), key)
+  redis.call('ZADD', index_key(kind, to), key, key)
+end
+
+local ops = {}
+
+-- new <kind> <key> <status> <field> <value> ...
+ops['new'] = function(a)
+  local kind, key, status = a[1], a[2], a[3]
+  local ok = order_key(key)
+  if redis.call('EXISTS', ok) == 1 then return 'E:409:order ' .. key .. ' exists' end
+  local fields = {}
+  for j = 4, #a do fields[#fields + 1] = a[j] end
+  redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
+  redis.call('ZADD', index_key(kind, status), key, key)
+  return 'OK'
+end
+
+-- match <request key> <proposal key> <price> <now>
+ops['match'] = function(a)
+  local rk, pk, price, now = a[1], a[2], a[3], a[4]
+  local r = redis.call('HMGET', order_key(rk), 'kind', 'status')
+  local p = redis.call('HMGET', order_key(pk), 'kind', 'status')
+  if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:409:request ' .. rk .. ' is not open' end
+  if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:409:proposal ' .. pk .. ' is not open' end
+  redis.call('HSET', order_key(rk), 'status', 'processing', 'proposal_key', pk,
+    'matched_time', now, 'price', price, 'updatedOn', now)
+  redis.call('HSET', order_key(pk), 'status', 'processing', 'request_key', rk,
+    'matched_time', now, 'price', price, 'updatedOn', now)
+  move('request', rk, 'created', 'processing')
+  move('proposal', pk, 'created', 'processing')
+  return 'OK'
+end
+
+-- withdraw <kind> <key> <sender> <now>
+ops['withdraw'] = function(a)
+  local kind, key, sender, now = a[1], a[2], a[3], a[4]
+  local o = redis.call('HMGET', order_key(key), 'kind', 'status', 'sender')
+  if o[1] ~= kind then return 'E:404:no ' .. kind .. ' ' .. key end
+  if sender ~= '' and o[3] ~= sender then return 'E:403:' .. kind .. ' ' .. key .. ' belongs to another user' end
+  if o[2] ~= 'created' then
+    return 'E:409:' .. kind .. ' ' .. key .. ' is ' .. tostring(o[2]) .. '; only created orders can be withdrawn'
+  end
+  redis.call('HSET', order_key(key), 'status', 'withdrawn', 'updatedOn', now)
+  move(kind, key, 'created', 'withdrawn')
+  return 'OK'
+end
+
+-- proof <proof key> <proposal key> <request key> <sender> <canonical input> <now> <field> <value> ...
+ops['proof'] = function(a)
+  local fk, pk, rk, sender, canon, now = a[1], a[2], a[3], a[4], a[5], a[6]
+  local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'sender', 'request_key')
+  local r = redis.call('HMGET', order_key(rk), 'kind', 'status', 'proposal_key')
+  if p[1] ~= 'proposal' then return 'E:404:no proposal ' .. pk end
+  if p[3] ~= sender then return 'E:403:proposal ' .. pk .. ' belongs to another user' end
+  if p[2] ~= 'processing' then
+    return 'E:409:proposal ' .. pk .. ' is ' .. tostring(p[2]) .. '; a proof is accepted only while it is processing'
+  end
+  if r[1] ~= 'request' or p[4] ~= rk or r[3] ~= pk then
+    return 'E:409:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
+  end
+  if r[2] ~= 'processing' then return 'E:409:request ' .. rk .. ' is ' .. tostring(r[2]) end
+  local pf = B .. ':proof:' .. fk
+  if redis.call('EXISTS', pf) == 1 then return 'E:409:proof ' .. fk .. ' exists' end
+  local fields = {}
+  for j = 7, #a do fields[#fields + 1] = a[j] end
+  redis.call('HSET', pf, unpack(fields))
+  redis.call('HSET', order_key(rk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
+  redis.call('HSET', order_key(pk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
+  move('request', rk, 'processing', 'completed')
+  move('proposal', pk, 'processing', 'completed')
+  redis.call('HSETNX', B .. ':proven', canon, fk)
+  return 'OK'
+end
+
+local res = {}
+local i = 2
+while i <= #ARGV do
+  local name = ARGV[i]
+  local n = tonumber(ARGV[i + 1])
+  local f = ops[name]
+  if f == nil or n == nil then
+    res[#res + 1] = 'E:500:unknown op ' .. tostring(name)
+    break
+  end
+  local a = {}
+  for j = 1, n do a[j] = ARGV[i + 1 + j] end
+  res[#res + 1] = f(a)
+  i = i + 2 + n
+end
+return res
