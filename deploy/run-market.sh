@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Quick start: build and run one market node on 127.0.0.1.
+#
+# Unless REDIS_URL points at a Redis, this installs redis-server when it is missing
+# (apt-get) and runs a private one with its files under ./data/redis (AOF on,
+# fsync every second), stopped again when the market stops.
+# Extra arguments go to `proof-market serve` (e.g. --listen 127.0.0.1:9000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data_dir=${PROOF_MARKET_DATA_DIR:-$PWD/data}
+mkdir -p "$data_dir"
+
+redis_pid=""
+cleanup() {
+  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill -TERM "$redis_pid" 2>/dev/null || true   # SIGTERM: Redis flushes its AOF and exits
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+if [ -z "${REDIS_URL:-}" ]; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "redis-server not found; installing it with apt-get" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  fi
+  port=${PROOF_MARKET_REDIS_PORT:-6390}
+  mkdir -p "$data_dir/redis"
+  if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+    echo "using the Redis already answering on 127.0.0.1:$port" >&2
+  else
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$data_dir/redis" \
+      --appendonly yes --appendfsync everysec --save "" \
+      --logfile "$data_dir/redis/redis.log" &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+      redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    echo "private Redis on 127.0.0.1:$port (pid $redis_pid, files in $data_dir/redis)" >&2
+  fi
+  export REDIS_URL="redis://127.0.0.1:$port"
+fi
+
+cargo build --release --bin proof-market
+target/release/proof-market serve --data-dir "$data_dir" "$@" &
+market_pid=$!
+trap 'kill -TERM $market_pid 2>/dev/null || true' INT TERM
+wait "$market_pid" || true
+wait "$market_pid" 2>/dev/null || true

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a throwaway Redis on a free loopback port.
+# Tests share it, each under its own key prefix; tests that must restart Redis start
+# their own. Everything started here is stopped by PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found; installing it with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+tmp=$(mktemp -d)
+redis_pid=""
+cleanup() {
+  if [ -n "$redis_pid" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+port=$(free_port)
+redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly no \
+  --logfile "$tmp/redis.log" &
+redis_pid=$!
+for _ in $(seq 1 100); do
+  redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+export PROOF_MARKET_TEST_REDIS_URL="redis://127.0.0.1:$port"
+echo "test Redis on 127.0.0.1:$port (pid $redis_pid)"
+cargo test --workspace "$@"
