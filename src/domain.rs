@@ -152,7 +152,7 @@ impl Cost {
 
     /// The cost as a JSON number: an integer when whole, else the shortest decimal.
     pub fn to_json(self) -> serde_json::Value {
-        if self.0 % MICROS_PER_UNIT == 0 {
+        if self.0.is_multiple_of(MICROS_PER_UNIT) {
             serde_json::Value::from(self.0 / MICROS_PER_UNIT)
         } else {
             let text = format!(

@@ -16,14 +16,20 @@ async fn burst(api: Api, stmt: String, client: usize, n: usize) -> Vec<(String, 
     let mut acked = Vec::new();
     for i in 0..n {
         let cost = 1 + ((i * 7 + client * 3) % 10);
-        let (kind, body) = if (i + client) % 2 == 0 {
-            ("request", json!({"statement_key": stmt, "cost": cost, "input": [{"field": client * 100_000 + i}, {"field": 3}]}))
+        let (kind, body) = if (i + client).is_multiple_of(2) {
+            (
+                "request",
+                json!({"statement_key": stmt, "cost": cost, "input": [{"field": client * 100_000 + i}, {"field": 3}]}),
+            )
         } else {
             ("proposal", json!({"statement_key": stmt, "cost": cost}))
         };
         let r = api.clone();
         let path = format!("{ROOT}/{kind}/");
-        let res = tokio::time::timeout(Duration::from_secs(10), async move { r.try_post(&path, &body).await }).await;
+        let res = tokio::time::timeout(Duration::from_secs(10), async move {
+            r.try_post(&path, &body).await
+        })
+        .await;
         match res {
             Ok(Some((200, v))) => acked.push((kind.to_owned(), v)),
             Ok(Some((s, _))) if s >= 500 => {}
@@ -64,7 +70,9 @@ async fn check_after_restart(api: &Api, stmt: &str, acked: &[(String, Value)]) {
         .collect();
     for (kind, v) in acked {
         let id = format!("{kind}/{}", v["_key"].as_str().unwrap());
-        let s = stored.get(&id).unwrap_or_else(|| panic!("acknowledged {id} lost"));
+        let s = stored
+            .get(&id)
+            .unwrap_or_else(|| panic!("acknowledged {id} lost"));
         assert_eq!(s["cost"], v["cost"]);
         assert_eq!(s["sender"], v["sender"]);
     }
@@ -88,8 +96,14 @@ async fn sigkill_mid_burst_loses_nothing_and_matches_nothing_twice() {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    assert!(!acked.is_empty(), "no order was acknowledged before the kill");
-    assert!(acked.len() < 8 * 400, "the burst ended before the kill; nothing was tested mid-burst");
+    assert!(
+        !acked.is_empty(),
+        "no order was acknowledged before the kill"
+    );
+    assert!(
+        acked.len() < 8 * 400,
+        "the burst ended before the kill; nothing was tested mid-burst"
+    );
     eprintln!("{} orders acknowledged before SIGKILL", acked.len());
 
     server.restart().await;
@@ -99,12 +113,25 @@ async fn sigkill_mid_burst_loses_nothing_and_matches_nothing_twice() {
     // The rebuilt book keeps matching correctly: drain it from both sides.
     let (s, book) = api.get(&format!("{ROOT}/book/{stmt}")).await;
     assert_eq!(s, 200, "{book}");
-    let resting_requests: u64 = book["requests"].as_array().unwrap().iter().map(|l| l["ordersAmount"].as_u64().unwrap()).sum();
+    let resting_requests: u64 = book["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ordersAmount"].as_u64().unwrap())
+        .sum();
     let mut more = Vec::new();
     for i in 0..resting_requests {
-        let (s, v) = api.post(&format!("{ROOT}/proposal/"), &json!({"statement_key": stmt, "cost": 1})).await;
+        let (s, v) = api
+            .post(
+                &format!("{ROOT}/proposal/"),
+                &json!({"statement_key": stmt, "cost": 1}),
+            )
+            .await;
         assert_eq!(s, 200, "{v}");
-        assert_eq!(v["status"], "processing", "resting request {i} not matched after restart: {v}");
+        assert_eq!(
+            v["status"], "processing",
+            "resting request {i} not matched after restart: {v}"
+        );
         more.push(("proposal".to_owned(), v));
     }
     acked.extend(more);
@@ -123,7 +150,10 @@ async fn redis_restart_from_aof_keeps_acknowledged_orders() {
         let (kind, body) = if i % 3 == 0 {
             ("proposal", json!({"statement_key": stmt, "cost": 5}))
         } else {
-            ("request", json!({"statement_key": stmt, "cost": 1 + i % 7, "input": [{"field": i}, {"field": 1}]}))
+            (
+                "request",
+                json!({"statement_key": stmt, "cost": 1 + i % 7, "input": [{"field": i}, {"field": 1}]}),
+            )
         };
         let (s, v) = api.post(&format!("{ROOT}/{kind}/"), &body).await;
         assert_eq!(s, 200, "{v}");
@@ -144,7 +174,12 @@ async fn redis_restart_from_aof_keeps_acknowledged_orders() {
     // And it keeps taking orders.
     let mut placed = false;
     for _ in 0..50 {
-        let (s, _) = api.post(&format!("{ROOT}/proposal/"), &json!({"statement_key": stmt, "cost": 100})).await;
+        let (s, _) = api
+            .post(
+                &format!("{ROOT}/proposal/"),
+                &json!({"statement_key": stmt, "cost": 100}),
+            )
+            .await;
         if s == 200 {
             placed = true;
             break;

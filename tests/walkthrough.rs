@@ -32,7 +32,9 @@ impl Cli {
     fn json(&self, args: &[&str]) -> Value {
         let (ok, out, err) = self.run(args);
         assert!(ok, "{args:?} failed: {err}");
-        let start = out.find(['{', '[']).unwrap_or_else(|| panic!("no JSON in {out}"));
+        let start = out
+            .find(['{', '['])
+            .unwrap_or_else(|| panic!("no JSON in {out}"));
         serde_json::from_str(&out[start..]).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 }
@@ -47,27 +49,57 @@ async fn requester_producer_flow_with_the_cli() {
         auth: dir.path().join("auth.json"),
     };
 
-    let (ok, _, err) = cli.run(&["user", "signup", "--user", "carol", "--passwd", "secret", "--email", "c@example.org"]);
+    let (ok, _, err) = cli.run(&[
+        "user",
+        "signup",
+        "--user",
+        "carol",
+        "--passwd",
+        "secret",
+        "--email",
+        "c@example.org",
+    ]);
     assert!(ok, "{err}");
     let (ok, out, err) = cli.run(&["user", "login", "--user", "carol", "--passwd", "secret"]);
     assert!(ok && out.contains("carol"), "{out} {err}");
 
-    let st = cli.json(&["statement", "push", "--file", "example/statements/arithmetic.json"]);
+    let st = cli.json(&[
+        "statement",
+        "push",
+        "--file",
+        "example/statements/arithmetic.json",
+    ]);
     let key = st["_key"].as_str().unwrap().to_owned();
     assert_eq!(st["type"], "placeholder-zkllvm");
     assert_eq!(st["sender"], "carol");
     let listed = cli.json(&["statement", "get"]);
-    assert!(listed.as_array().unwrap().iter().any(|s| s["_key"] == key.as_str()));
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["_key"] == key.as_str()));
     let one = cli.json(&["statement", "get", "--key", &key]);
     assert_eq!(one["name"], "arithmetic-example");
 
-    let req = cli.json(&["request", "push", "--cost", "2", "--file", "example/input/arithmetic/input.json", "--key", &key]);
+    let req = cli.json(&[
+        "request",
+        "push",
+        "--cost",
+        "2",
+        "--file",
+        "example/input/arithmetic/input.json",
+        "--key",
+        &key,
+    ]);
     let rk = req["_key"].as_str().unwrap().to_owned();
     assert_eq!(req["status"], "created");
     assert_eq!(req["statement_key"], key.as_str());
     assert_eq!(req["cost"], 2);
     assert_eq!(req["input"]["input"], "1\n11");
-    assert_eq!(cli.json(&["request", "get", "--key", &rk])["status"], "created");
+    assert_eq!(
+        cli.json(&["request", "get", "--key", &rk])["status"],
+        "created"
+    );
 
     let prop = cli.json(&["proposal", "push", "--cost", "2", "--key", &key]);
     let pk = prop["_key"].as_str().unwrap().to_owned();
@@ -81,29 +113,65 @@ async fn requester_producer_flow_with_the_cli() {
 
     let proof_file = dir.path().join("proof.bin");
     std::fs::write(&proof_file, "0x0123456789abcdef\n").unwrap();
-    let (ok, out, err) = cli.run(&["proof", "push", "--proposal_key", &pk, "--file", proof_file.to_str().unwrap()]);
+    let (ok, out, err) = cli.run(&[
+        "proof",
+        "push",
+        "--proposal_key",
+        &pk,
+        "--file",
+        proof_file.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("Proof is pushed"));
 
     let req = cli.json(&["request", "get", "--key", &rk]);
     assert_eq!(req["status"], "completed");
     let proof_key = req["proof_key"].as_str().unwrap().to_owned();
-    assert_eq!(cli.json(&["proposal", "get", "--key", &pk])["status"], "completed");
+    assert_eq!(
+        cli.json(&["proposal", "get", "--key", &pk])["status"],
+        "completed"
+    );
 
     let by_key = cli.json(&["proof", "get", "--proof_key", &proof_key]);
     assert_eq!(by_key["request_key"], rk.as_str());
     let out_file = dir.path().join("out.bin");
-    let by_req = cli.json(&["proof", "get", "--request_key", &rk, "--file", out_file.to_str().unwrap()]);
+    let by_req = cli.json(&[
+        "proof",
+        "get",
+        "--request_key",
+        &rk,
+        "--file",
+        out_file.to_str().unwrap(),
+    ]);
     assert_eq!(by_req["_key"], proof_key.as_str());
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap().trim(), "0x0123456789abcdef");
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap().trim(),
+        "0x0123456789abcdef"
+    );
 
     // The same input again (in the other format) completes at once with that proof.
-    let again = cli.json(&["request", "push", "--cost", "1", "--file", "example/input/arithmetic/input-fields.json", "--key", &key]);
+    let again = cli.json(&[
+        "request",
+        "push",
+        "--cost",
+        "1",
+        "--file",
+        "example/input/arithmetic/input-fields.json",
+        "--key",
+        &key,
+    ]);
     assert_eq!(again["status"], "completed");
     assert_eq!(again["proof_key"], proof_key.as_str());
 
     // A second proof for the same order is refused with one clear line and exit 1.
-    let (ok, _, err) = cli.run(&["proof", "push", "--proposal_key", &pk, "--file", proof_file.to_str().unwrap()]);
+    let (ok, _, err) = cli.run(&[
+        "proof",
+        "push",
+        "--proposal_key",
+        &pk,
+        "--file",
+        proof_file.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("409"), "{err}");

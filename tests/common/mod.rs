@@ -37,7 +37,14 @@ impl OwnRedis {
 
     fn spawn(dir: &Path, port: u16) -> Child {
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(dir)
@@ -97,25 +104,45 @@ impl Backend {
             "t{}-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000
         );
         match std::env::var("PROOF_MARKET_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Backend { url, prefix, _own: None },
+            Ok(url) if !url.is_empty() => Backend {
+                url,
+                prefix,
+                _own: None,
+            },
             _ => {
                 let own = OwnRedis::start();
-                Backend { url: own.url(), prefix, _own: Some(own) }
+                Backend {
+                    url: own.url(),
+                    prefix,
+                    _own: Some(own),
+                }
             }
         }
     }
 
     /// A backend on a given (private) Redis.
     pub fn on(url: String) -> Backend {
-        Backend { url, prefix: "pm".into(), _own: None }
+        Backend {
+            url,
+            prefix: "pm".into(),
+            _own: None,
+        }
     }
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn bin() -> PathBuf {
@@ -153,7 +180,15 @@ impl Server {
 
     async fn launch(&mut self) {
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &self.redis_url, "--key-prefix", &self.prefix])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-url",
+                &self.redis_url,
+                "--key-prefix",
+                &self.prefix,
+            ])
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(&self.extra)
@@ -223,13 +258,19 @@ impl Api {
     pub fn new(base: &str) -> Api {
         Api {
             base: base.to_owned(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
             token: None,
         }
     }
 
     pub fn with_token(&self, token: &str) -> Api {
-        Api { token: Some(token.to_owned()), ..self.clone() }
+        Api {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
@@ -240,32 +281,48 @@ impl Api {
         let r = rb.send().await.expect("HTTP call failed");
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body ({status}): {text}"));
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body ({status}): {text}"));
         (status, v)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body))
-            .await
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
     }
 
     /// Signs up and logs in `user`; returns an authenticated client.
     pub async fn user(&self, user: &str) -> Api {
-        let (s, v) = self.post(&format!("{ROOT}/user/signup"), &json!({"user": user, "passwd": "pw-" , "email": "u@example.org"})).await;
+        let (s, v) = self
+            .post(
+                &format!("{ROOT}/user/signup"),
+                &json!({"user": user, "passwd": "pw-" , "email": "u@example.org"}),
+            )
+            .await;
         assert_eq!(s, 200, "signup {user}: {v}");
-        let (s, v) = self.post("/_open/auth", &json!({"username": user, "password": "pw-"})).await;
+        let (s, v) = self
+            .post("/_open/auth", &json!({"username": user, "password": "pw-"}))
+            .await;
         assert_eq!(s, 200, "login {user}: {v}");
         self.with_token(v["jwt"].as_str().unwrap())
     }
@@ -273,13 +330,19 @@ impl Api {
 
 /// The example statement of the walkthrough.
 pub fn example_statement() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example/statements/arithmetic.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/example/statements/arithmetic.json"
+    ))
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// Pushes the example statement; returns its key.
 pub async fn push_statement(api: &Api) -> String {
-    let (s, v) = api.post(&format!("{ROOT}/statement/"), &example_statement()).await;
+    let (s, v) = api
+        .post(&format!("{ROOT}/statement/"), &example_statement())
+        .await;
     assert_eq!(s, 200, "{v}");
     v["_key"].as_str().unwrap().to_owned()
 }
@@ -289,7 +352,11 @@ pub async fn all_orders(api: &Api, kind: &str, statement: &str) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
         let q = format!(r#"[{{"key":"statement_key","value":"{statement}"}}]"#);
-        let path = format!("{ROOT}/{kind}/?q={}&limit=1000&skipped={}", urlencode(&q), out.len());
+        let path = format!(
+            "{ROOT}/{kind}/?q={}&limit=1000&skipped={}",
+            urlencode(&q),
+            out.len()
+        );
         let (s, v) = api.get(&path).await;
         assert_eq!(s, 200, "{v}");
         let page = v.as_array().unwrap().clone();
@@ -304,7 +371,9 @@ pub async fn all_orders(api: &Api, kind: &str, statement: &str) -> Vec<Value> {
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -320,37 +389,69 @@ fn micros(v: &Value) -> u64 {
 /// could still cross. Returns the number of matches.
 pub fn check_invariants(requests: &[Value], proposals: &[Value]) -> usize {
     use std::collections::HashMap;
-    let reqs: HashMap<&str, &Value> = requests.iter().map(|r| (r["_key"].as_str().unwrap(), r)).collect();
-    let props: HashMap<&str, &Value> = proposals.iter().map(|p| (p["_key"].as_str().unwrap(), p)).collect();
+    let reqs: HashMap<&str, &Value> = requests
+        .iter()
+        .map(|r| (r["_key"].as_str().unwrap(), r))
+        .collect();
+    let props: HashMap<&str, &Value> = proposals
+        .iter()
+        .map(|p| (p["_key"].as_str().unwrap(), p))
+        .collect();
     let mut matches = 0;
     let mut seen_props = std::collections::HashSet::new();
     for r in requests {
         let status = r["status"].as_str().unwrap();
         let Some(pk) = r.get("proposal_key").and_then(Value::as_str) else {
-            assert!(status == "created" || status == "withdrawn" || r.get("proof_key").is_some(), "unlinked {r}");
+            assert!(
+                status == "created" || status == "withdrawn" || r.get("proof_key").is_some(),
+                "unlinked {r}"
+            );
             continue;
         };
-        assert!(seen_props.insert(pk.to_owned()), "proposal {pk} in two matches");
-        let p = props.get(pk).unwrap_or_else(|| panic!("request {} links missing proposal {pk}", r["_key"]));
-        assert_eq!(p["request_key"].as_str(), r["_key"].as_str(), "asymmetric link {r} / {p}");
-        assert!(micros(&p["cost"]) <= micros(&r["cost"]), "price rule broken: {r} / {p}");
+        assert!(
+            seen_props.insert(pk.to_owned()),
+            "proposal {pk} in two matches"
+        );
+        let p = props
+            .get(pk)
+            .unwrap_or_else(|| panic!("request {} links missing proposal {pk}", r["_key"]));
+        assert_eq!(
+            p["request_key"].as_str(),
+            r["_key"].as_str(),
+            "asymmetric link {r} / {p}"
+        );
+        assert!(
+            micros(&p["cost"]) <= micros(&r["cost"]),
+            "price rule broken: {r} / {p}"
+        );
         if let Some(limit) = r["eval_time"].as_u64() {
-            let t = p["eval_time"].as_u64().unwrap_or_else(|| panic!("untimed proposal served a timed request: {r} / {p}"));
+            let t = p["eval_time"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("untimed proposal served a timed request: {r} / {p}"));
             assert!(t <= limit, "time rule broken: {r} / {p}");
         }
         let price = micros(&r["price"]);
         assert_eq!(price, micros(&p["price"]));
         let resting_is_request = r["createdOn"].as_u64() < p["createdOn"].as_u64()
-            || (r["createdOn"] == p["createdOn"] && r["_key"].as_str().unwrap().parse::<u64>().unwrap() < pk.parse::<u64>().unwrap());
+            || (r["createdOn"] == p["createdOn"]
+                && r["_key"].as_str().unwrap().parse::<u64>().unwrap()
+                    < pk.parse::<u64>().unwrap());
         let _ = resting_is_request;
-        assert!(price == micros(&r["cost"]) || price == micros(&p["cost"]), "price is neither order's cost");
+        assert!(
+            price == micros(&r["cost"]) || price == micros(&p["cost"]),
+            "price is neither order's cost"
+        );
         assert!(["processing", "completed"].contains(&status));
         assert_eq!(p["status"], r["status"]);
         matches += 1;
     }
     for p in proposals {
         if let Some(rk) = p.get("request_key").and_then(Value::as_str) {
-            assert!(reqs.contains_key(rk), "proposal {} links missing request {rk}", p["_key"]);
+            assert!(
+                reqs.contains_key(rk),
+                "proposal {} links missing request {rk}",
+                p["_key"]
+            );
             assert_eq!(reqs[rk]["proposal_key"].as_str(), p["_key"].as_str());
         }
     }
@@ -361,7 +462,10 @@ pub fn check_invariants(requests: &[Value], proposals: &[Value]) -> usize {
                 None => true,
                 Some(l) => p["eval_time"].as_u64().is_some_and(|t| t <= l),
             };
-            assert!(!(micros(&p["cost"]) <= micros(&r["cost"]) && time_ok), "open orders cross: {r} / {p}");
+            assert!(
+                !(micros(&p["cost"]) <= micros(&r["cost"]) && time_ok),
+                "open orders cross: {r} / {p}"
+            );
         }
     }
     matches
