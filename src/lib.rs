@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod input;
 pub mod markets;
+pub mod prover;
 pub mod matcher;
 pub mod server;
 pub mod service;

@@ -1,0 +1,231 @@
+//! Builds the straight-line [`Program`] while the interpreter runs.
+//!
+//! Field values are either compile-time constants or wires. Keeping constants out of
+//! the program until an instruction needs them lets operations on constants fold away
+//! (loop counters turned into field values, `f0x1` accumulators), and identities such
+//! as `x * 1` or `x + 0` cost nothing. Identical instructions are emitted once (hash
+//! consing), and a final pass drops instructions the output does not depend on, except
+//! divisions: a division by zero must keep failing evaluation, as the IR would trap.
+
+use std::collections::HashMap;
+
+use ark_ff::{Field, Zero};
+
+use crate::circuit::error::{CompileError, ErrorKind};
+use crate::circuit::ir::FieldOp;
+use crate::circuit::program::{Fe, Instr, Program, Wire};
+
+/// A field value during symbolic execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FVal {
+    /// Known at compile time.
+    Const(Fe),
+    /// Computed by the program.
+    Wire(Wire),
+}
+
+/// Accumulates program instructions, up to a size cap.
+pub struct Builder {
+    num_inputs: usize,
+    instrs: Vec<Instr>,
+    consts: HashMap<Fe, Wire>,
+    ops: HashMap<(u8, Wire, Wire), Wire>,
+    max_instrs: usize,
+}
+
+impl Builder {
+    /// A builder for a program of `num_inputs` inputs and at most `max_instrs`
+    /// instructions (counted before dead-code removal, which bounds memory).
+    pub fn new(num_inputs: usize, max_instrs: usize) -> Self {
+        Builder {
+            num_inputs,
+            instrs: Vec::new(),
+            consts: HashMap::new(),
+            ops: HashMap::new(),
+            max_instrs,
+        }
+    }
+
+    /// The value of input `i`.
+    pub fn input(&self, i: usize) -> FVal {
+        FVal::Wire(Wire(i as u32))
+    }
+
+    fn push(&mut self, ins: Instr, line: usize) -> Result<Wire, CompileError> {
+        if self.instrs.len() >= self.max_instrs {
+            return Err(CompileError::at(
+                line,
+                ErrorKind::ProgramTooLarge(self.max_instrs),
+            ));
+        }
+        let w = Wire((self.num_inputs + self.instrs.len()) as u32);
+        self.instrs.push(ins);
+        Ok(w)
+    }
+
+    fn wire(&mut self, v: FVal, line: usize) -> Result<Wire, CompileError> {
+        match v {
+            FVal::Wire(w) => Ok(w),
+            FVal::Const(c) => {
+                if let Some(&w) = self.consts.get(&c) {
+                    return Ok(w);
+                }
+                let w = self.push(Instr::Const(c), line)?;
+                self.consts.insert(c, w);
+                Ok(w)
+            }
+        }
+    }
+
+    /// `a op b`, folded or simplified when that is exact, else emitted.
+    pub fn op(&mut self, op: FieldOp, a: FVal, b: FVal, line: usize) -> Result<FVal, CompileError> {
+        let one = Fe::ONE;
+        match (op, a, b) {
+            (FieldOp::Add, FVal::Const(x), FVal::Const(y)) => return Ok(FVal::Const(x + y)),
+            (FieldOp::Sub, FVal::Const(x), FVal::Const(y)) => return Ok(FVal::Const(x - y)),
+            (FieldOp::Mul, FVal::Const(x), FVal::Const(y)) => return Ok(FVal::Const(x * y)),
+            (FieldOp::Div, FVal::Const(x), FVal::Const(y)) if !y.is_zero() => {
+                if let Some(inv) = y.inverse() {
+                    return Ok(FVal::Const(x * inv));
+                }
+            }
+            (FieldOp::Add, FVal::Const(z), v)
+            | (FieldOp::Add | FieldOp::Sub, v, FVal::Const(z))
+                if z.is_zero() =>
+            {
+                return Ok(v)
+            }
+            (FieldOp::Mul, FVal::Const(u), v)
+            | (FieldOp::Mul | FieldOp::Div, v, FVal::Const(u))
+                if u == one =>
+            {
+                return Ok(v)
+            }
+            (FieldOp::Mul, FVal::Const(z), _) | (FieldOp::Mul, _, FVal::Const(z))
+                if z.is_zero() =>
+            {
+                return Ok(FVal::Const(Fe::zero()))
+            }
+            (FieldOp::Sub, FVal::Wire(x), FVal::Wire(y)) if x == y => {
+                return Ok(FVal::Const(Fe::zero()))
+            }
+            _ => {}
+        }
+        let (mut x, mut y) = (self.wire(a, line)?, self.wire(b, line)?);
+        if matches!(op, FieldOp::Add | FieldOp::Mul) && y < x {
+            std::mem::swap(&mut x, &mut y);
+        }
+        let tag = match op {
+            FieldOp::Add => 0u8,
+            FieldOp::Sub => 1,
+            FieldOp::Mul => 2,
+            FieldOp::Div => 3,
+        };
+        if let Some(&w) = self.ops.get(&(tag, x, y)) {
+            return Ok(FVal::Wire(w));
+        }
+        let ins = match op {
+            FieldOp::Add => Instr::Add(x, y),
+            FieldOp::Sub => Instr::Sub(x, y),
+            FieldOp::Mul => Instr::Mul(x, y),
+            FieldOp::Div => Instr::Div(x, y),
+        };
+        let w = self.push(ins, line)?;
+        self.ops.insert((tag, x, y), w);
+        Ok(FVal::Wire(w))
+    }
+
+    /// Finishes the program with `out` as its output, dropping dead instructions.
+    pub fn finish(mut self, out: FVal, line: usize) -> Result<Program, CompileError> {
+        let out = self.wire(out, line)?;
+        let n = self.num_inputs;
+        let mut live = vec![false; n + self.instrs.len()];
+        let mark = |live: &mut Vec<bool>, w: Wire| {
+            if let Some(l) = live.get_mut(w.index()) {
+                *l = true;
+            }
+        };
+        mark(&mut live, out);
+        for (i, ins) in self.instrs.iter().enumerate().rev() {
+            let keep = matches!(ins, Instr::Div(..)) || live.get(n + i).copied().unwrap_or(false);
+            if keep {
+                mark(&mut live, Wire((n + i) as u32));
+                for w in ins.operands() {
+                    mark(&mut live, w);
+                }
+            }
+        }
+        // New numbering: inputs keep theirs, live instructions are packed in order.
+        let mut renumber: Vec<u32> = (0..n as u32).collect();
+        let mut instrs = Vec::new();
+        let map = |renumber: &Vec<u32>, w: Wire| {
+            Wire(renumber.get(w.index()).copied().unwrap_or(u32::MAX))
+        };
+        for (i, ins) in self.instrs.iter().enumerate() {
+            if !live.get(n + i).copied().unwrap_or(false) {
+                renumber.push(u32::MAX);
+                continue;
+            }
+            renumber.push((n + instrs.len()) as u32);
+            instrs.push(match *ins {
+                Instr::Const(c) => Instr::Const(c),
+                Instr::Add(a, b) => Instr::Add(map(&renumber, a), map(&renumber, b)),
+                Instr::Sub(a, b) => Instr::Sub(map(&renumber, a), map(&renumber, b)),
+                Instr::Mul(a, b) => Instr::Mul(map(&renumber, a), map(&renumber, b)),
+                Instr::Div(a, b) => Instr::Div(map(&renumber, a), map(&renumber, b)),
+            });
+        }
+        let out = map(&renumber, out);
+        Program::new(n, instrs, out).map_err(|e| CompileError::global(ErrorKind::Program(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(v: u64) -> FVal {
+        FVal::Const(Fe::from(v))
+    }
+
+    #[test]
+    fn folds_simplifies_and_shares() {
+        let mut b = Builder::new(2, 100);
+        let (x, y) = (b.input(0), b.input(1));
+        assert_eq!(b.op(FieldOp::Mul, c(3), c(4), 1).unwrap(), c(12));
+        assert_eq!(b.op(FieldOp::Mul, c(1), x, 1).unwrap(), x);
+        assert_eq!(b.op(FieldOp::Add, x, c(0), 1).unwrap(), x);
+        assert_eq!(b.op(FieldOp::Mul, y, c(0), 1).unwrap(), c(0));
+        let s1 = b.op(FieldOp::Add, x, y, 1).unwrap();
+        let s2 = b.op(FieldOp::Add, y, x, 1).unwrap();
+        assert_eq!(s1, s2);
+        let d = b.op(FieldOp::Div, c(5), c(0), 1).unwrap();
+        assert!(matches!(d, FVal::Wire(_)));
+        let _dead = b.op(FieldOp::Mul, x, x, 1).unwrap();
+        let out = b.op(FieldOp::Mul, s1, c(7), 1).unwrap();
+        let p = b.finish(out, 1).unwrap();
+        // x+y, 7, (x+y)*7, and the kept division 5/0 with its two constants.
+        assert_eq!(p.instrs().len(), 6);
+        assert!(p.eval(&[Fe::from(1u64), Fe::from(2u64)]).is_err());
+    }
+
+    #[test]
+    fn enforces_the_cap() {
+        let mut b = Builder::new(1, 2);
+        let x = b.input(0);
+        let x2 = b.op(FieldOp::Mul, x, x, 1).unwrap();
+        let x3 = b.op(FieldOp::Mul, x2, x, 1).unwrap();
+        let err = b.op(FieldOp::Mul, x3, x, 9).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 9: program too large (over 2 instructions)"
+        );
+    }
+
+    #[test]
+    fn constant_output_is_materialised() {
+        let b = Builder::new(0, 10);
+        let p = b.finish(c(42), 1).unwrap();
+        assert_eq!(p.eval(&[]).unwrap(), Fe::from(42u64));
+    }
+}

@@ -1,0 +1,307 @@
+//! Acceptance tests of [`compile`](super::compile): the real zkLLVM fixture, the other
+//! dialects of the same IR, and property tests against direct field arithmetic.
+
+use ark_ff::{Field, PrimeField};
+use proptest::prelude::*;
+
+use super::*;
+use crate::circuit::program::{Fe, Instr, ProgramError, Wire};
+use crate::circuit::syntax::field_literal;
+
+mod fuzz;
+mod rejects;
+
+/// The IR of the `arithmetics` example as zkLLVM emitted it (opaque pointers).
+pub(super) const FIXTURE: &str = include_str!("../testdata/arithmetics.ll");
+
+fn fe(v: u64) -> Fe {
+    Fe::from(v)
+}
+
+fn fe_bytes(b: &[u8]) -> Fe {
+    Fe::from_le_bytes_mod_order(b)
+}
+
+/// The fixture's formula, computed directly.
+fn arithmetics(a: Fe, b: Fe) -> Option<Fe> {
+    let c = (a + b) * a + b * (a + b) * (a + b);
+    let k = Fe::from(0x1234_5678_9012_3456_7890u128);
+    Some(c * c * c * (b - a).inverse()? + a.square() + k)
+}
+
+#[test]
+fn fixture_compiles_to_the_known_value() {
+    let c = compile(FIXTURE).unwrap();
+    assert_eq!(
+        c.function_name,
+        "_Z24field_arithmetic_exampleu26__zkllvm_field_pallas_baseu26__zkllvm_field_pallas_base"
+    );
+    assert_eq!(c.program.num_inputs(), 2);
+    let want = "f0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be";
+    assert_eq!(
+        c.program.eval(&[fe(1), fe(11)]).unwrap(),
+        field_literal(want).unwrap()
+    );
+    assert_eq!(
+        arithmetics(fe(1), fe(11)),
+        Some(field_literal(want).unwrap())
+    );
+}
+
+#[test]
+fn fixture_program_is_compact() {
+    let p = compile(FIXTURE).unwrap().program;
+    // `a+b` is computed once, pow's dead last-iteration product is dropped, and the
+    // only constant is the literal.
+    let adds_ab = p
+        .instrs()
+        .iter()
+        .filter(|i| **i == Instr::Add(Wire(0), Wire(1)))
+        .count();
+    assert_eq!(adds_ab, 1);
+    assert_eq!(p.instrs().len(), 13);
+    assert_eq!(
+        p.instrs()
+            .iter()
+            .filter(|i| matches!(i, Instr::Const(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn fixture_division_by_zero_fails_evaluation() {
+    let p = compile(FIXTURE).unwrap().program;
+    let err = p.eval(&[fe(5), fe(5)]).unwrap_err();
+    assert!(matches!(err, ProgramError::DivisionByZero { .. }));
+}
+
+/// The fixture in the typed-pointer dialect with pow inlined as a loop into the
+/// circuit, named values and blocks, metadata, comments and an inline `circuit`.
+const TYPED_POINTER_LOOP: &str = r#"; ModuleID = 'pow.cpp'
+%"class.std::ios_base::Init" = type { i8 }
+@_ZStL8__ioinit = internal global %"class.std::ios_base::Init" zeroinitializer, align 1
+@__dso_handle = external hidden global i8
+
+; Function Attrs: uwtable
+define internal void @__cxx_global_var_init() #1 section ".text.startup" {
+entry:
+  call void @_ZNSt8ios_base4InitC1Ev(%"class.std::ios_base::Init"* @_ZStL8__ioinit)
+  %0 = call i32 @__cxa_atexit(void (i8*)* bitcast (void (%"class.std::ios_base::Init"*)* @_ZNSt8ios_base4InitD1Ev to void (i8*)*), i8* getelementptr inbounds (%"class.std::ios_base::Init", %"class.std::ios_base::Init"* @_ZStL8__ioinit, i32 0, i32 0), i8* @__dso_handle) #3
+  ret void
+}
+
+declare void @_ZNSt8ios_base4InitC1Ev(%"class.std::ios_base::Init"*) unnamed_addr #1
+declare i32 @__cxa_atexit(void (i8*)*, i8*, i8*) #3
+
+define dso_local noundef __zkllvm_field_pallas_base @_Z4pow5u26__zkllvm_field_pallas_base(__zkllvm_field_pallas_base noundef %x) local_unnamed_addr circuit !dbg !7 {
+entry:
+  br label %loop, !dbg !9
+
+loop:                                             ; preds = %loop, %entry
+  %i = phi i32 [ 0, %entry ], [ %i.next, %loop ]  ; counter
+  %acc = phi __zkllvm_field_pallas_base [ f0x1, %entry ], [ %acc.next, %loop ]
+  %acc.next = mul __zkllvm_field_pallas_base %acc, %x, !dbg !10
+  %i.next = add nuw nsw i32 %i, 1
+  %done = icmp eq i32 %i.next, 5
+  br i1 %done, label %"exit block", label %loop, !llvm.loop !11
+
+"exit block":
+  ret __zkllvm_field_pallas_base %acc.next
+}
+
+attributes #1 = { uwtable "frame-pointer"="none" }
+attributes #3 = { nounwind }
+!7 = distinct !DISubprogram(name: "pow5", line: 3)
+!9 = !DILocation(line: 4, column: 3, scope: !7)
+"#;
+
+#[test]
+fn typed_pointer_dialect_with_inlined_loop() {
+    let c = compile(TYPED_POINTER_LOOP).unwrap();
+    assert_eq!(c.function_name, "_Z4pow5u26__zkllvm_field_pallas_base");
+    assert_eq!(c.program.eval(&[fe(3)]).unwrap(), fe(243));
+    // x^2, x^3, x^4, x^5: the `f0x1 * x` of the first iteration folds away.
+    assert_eq!(c.program.instrs().len(), 4);
+}
+
+/// Unlabeled entry block, old-style `; <label>:N` labels, numbered values, `select`,
+/// casts, a multi-line `switch` and phis with constants.
+const OLD_STYLE: &str = r#"
+define __zkllvm_field_pallas_base @f(__zkllvm_field_pallas_base %0, __zkllvm_field_pallas_base %1) #0 {
+  %3 = icmp sgt i8 -1, 0
+  %4 = select i1 %3, __zkllvm_field_pallas_base %0, __zkllvm_field_pallas_base %1
+  %5 = zext i8 200 to i32
+  %6 = trunc i32 %5 to i8
+  %7 = sext i8 %6 to i16
+  switch i16 %7, label %8 [
+    i16 -56, label %10
+    i16 1, label %9
+  ]
+
+; <label>:8:                                      ; preds = %2
+  unreachable
+
+; <label>:9:                                      ; preds = %2
+  br label %10
+
+; <label>:10:                                     ; preds = %9, %2
+  %11 = phi __zkllvm_field_pallas_base [ f0x1, %9 ], [ f7, %2 ]
+  %12 = mul __zkllvm_field_pallas_base %4, %11
+  %13 = udiv __zkllvm_field_pallas_base %12, %0
+  ret __zkllvm_field_pallas_base %13
+}
+
+attributes #0 = { circuit }
+"#;
+
+#[test]
+fn old_style_labels_select_casts_and_switch() {
+    let c = compile(OLD_STYLE).unwrap();
+    // select picks b (-1 > 0 is false signed), switch goes to %10 from %2: 7 * b / a.
+    assert_eq!(c.program.eval(&[fe(2), fe(4)]).unwrap(), fe(14));
+}
+
+/// Calls: the fixture's pow with a computed exponent, a void call, an integer-valued
+/// callee, bounded recursion, and a callee defined after its caller.
+const CALLS: &str = r#"
+define internal i32 @twice(i32 %n) {
+  %r = shl i32 %n, 1
+  ret i32 %r
+}
+
+define internal void @nothing() {
+  ret void
+}
+
+define __zkllvm_field_pallas_base @main(__zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b) #0 {
+entry:
+  call void @nothing()
+  %k = call i32 @twice(i32 3)
+  %p = tail call noundef __zkllvm_field_pallas_base @_Z3powu26__zkllvm_field_pallas_basei(__zkllvm_field_pallas_base noundef %a, i32 noundef %k) #6
+  %q = call fastcc __zkllvm_field_pallas_base @rpow(__zkllvm_field_pallas_base %b, i64 3)
+  %s = add __zkllvm_field_pallas_base %p, %q
+  ret __zkllvm_field_pallas_base %s
+}
+
+define internal fastcc __zkllvm_field_pallas_base @rpow(__zkllvm_field_pallas_base %x, i64 %n) {
+  %z = icmp eq i64 %n, 0
+  br i1 %z, label %base, label %rec
+base:
+  ret __zkllvm_field_pallas_base f0x1
+rec:
+  %m = sub i64 %n, 1
+  %r = call fastcc __zkllvm_field_pallas_base @rpow(__zkllvm_field_pallas_base %x, i64 %m)
+  %y = mul __zkllvm_field_pallas_base %r, %x
+  ret __zkllvm_field_pallas_base %y
+}
+
+attributes #0 = { circuit "x"="y" }
+"#;
+
+fn calls_ir() -> String {
+    // Reuse the fixture's pow verbatim.
+    let start = FIXTURE
+        .find("define dso_local noundef __zkllvm_field_pallas_base @_Z3pow")
+        .unwrap();
+    let end = start + FIXTURE[start..].find("\n}\n").unwrap() + 3;
+    format!("{CALLS}\n{}", &FIXTURE[start..end])
+}
+
+#[test]
+fn calls_are_inlined() {
+    let c = compile(&calls_ir()).unwrap();
+    // a^6 + b^3
+    assert_eq!(c.program.eval(&[fe(2), fe(3)]).unwrap(), fe(64 + 27));
+}
+
+#[test]
+fn integer_semantics_wrap_at_width() {
+    let ir = r#"
+define __zkllvm_field_pallas_base @f(__zkllvm_field_pallas_base %x) "circuit" {
+entry:
+  %a = add i8 250, 10
+  %b = icmp ult i8 %a, 5
+  %c = icmp slt i8 200, 0
+  %d = and i1 %b, %c
+  %"sel ect" = select i1 %d, i32 -1, i32 0
+    #dbg_value(i32 %"sel ect", !12, !DIExpression(), !15)
+  %f = lshr i32 %"sel ect", 28
+  %g = icmp eq i32 %f, 15
+  %h = freeze i1 %g
+  br i1 %h, label %yes, label %no
+yes:
+  %r = mul __zkllvm_field_pallas_base %x, f2
+  ret __zkllvm_field_pallas_base %r
+no:
+  ret __zkllvm_field_pallas_base %x
+}
+"#;
+    let c = compile(ir).unwrap();
+    assert_eq!(c.program.eval(&[fe(21)]).unwrap(), fe(42));
+}
+
+#[test]
+fn constant_results_and_decimal_constants() {
+    let ir = "define __zkllvm_field_pallas_base @k() circuit {\n  %a = sub __zkllvm_field_pallas_base f10, f0xa\n  %b = add __zkllvm_field_pallas_base %a, f5\n  ret __zkllvm_field_pallas_base %b\n}\n";
+    let c = compile(ir).unwrap();
+    assert_eq!(c.program.num_inputs(), 0);
+    assert_eq!(c.program.eval(&[]).unwrap(), fe(5));
+}
+
+#[test]
+fn big_loops_within_limits_compile() {
+    let ir = r#"
+define __zkllvm_field_pallas_base @f(__zkllvm_field_pallas_base %x) circuit {
+entry:
+  br label %l
+l:
+  %i = phi i32 [ 0, %entry ], [ %j, %l ]
+  %acc = phi __zkllvm_field_pallas_base [ %x, %entry ], [ %n, %l ]
+  %n = add __zkllvm_field_pallas_base %acc, %x
+  %j = add i32 %i, 1
+  %c = icmp slt i32 %j, 10000
+  br i1 %c, label %l, label %e
+e:
+  ret __zkllvm_field_pallas_base %n
+}
+"#;
+    let c = compile(ir).unwrap();
+    assert_eq!(c.program.instrs().len(), 10000);
+    assert_eq!(c.program.eval(&[fe(3)]).unwrap(), fe(30003));
+}
+
+fn arb_fe() -> impl Strategy<Value = Fe> {
+    prop_oneof![
+        any::<[u8; 64]>().prop_map(|b| fe_bytes(&b)),
+        any::<u64>().prop_map(fe),
+        (0u64..4).prop_map(|v| -fe(v)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn fixture_matches_direct_arithmetic(a in arb_fe(), b in arb_fe()) {
+        let p = compile(FIXTURE).unwrap().program;
+        match arithmetics(a, b) {
+            Some(want) => prop_assert_eq!(p.eval(&[a, b]).unwrap(), want),
+            None => {
+                let divides_by_zero = matches!(p.eval(&[a, b]), Err(ProgramError::DivisionByZero { .. }));
+                prop_assert!(divides_by_zero);
+            }
+        }
+    }
+
+    #[test]
+    fn handwritten_circuits_match_direct_arithmetic(a in arb_fe(), b in arb_fe()) {
+        let pow5 = compile(TYPED_POINTER_LOOP).unwrap().program;
+        prop_assert_eq!(pow5.eval(&[a]).unwrap(), a.pow([5u64]));
+        let old = compile(OLD_STYLE).unwrap().program;
+        match a.inverse() {
+            Some(inv) => prop_assert_eq!(old.eval(&[a, b]).unwrap(), fe(7) * b * inv),
+            None => prop_assert!(old.eval(&[a, b]).is_err()),
+        }
+        let calls = compile(&calls_ir()).unwrap().program;
+        prop_assert_eq!(calls.eval(&[a, b]).unwrap(), a.pow([6u64]) + b.pow([3u64]));
+    }
+}

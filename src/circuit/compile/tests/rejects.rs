@@ -1,0 +1,258 @@
+//! Every rejection names its construct and its line.
+
+use super::super::*;
+use super::FIXTURE;
+
+/// A circuit of two field inputs `%a`, `%b` whose body starts on line 3.
+fn circuit(body: &str) -> String {
+    format!(
+        "; test\ndefine __zkllvm_field_pallas_base @c(__zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b) #0 {{\n{body}\n}}\nattributes #0 = {{ circuit }}\n"
+    )
+}
+
+#[track_caller]
+fn rejects(ir: &str, line: Option<usize>, text: &str) -> CompileError {
+    let err = compile(ir).unwrap_err();
+    assert_eq!(err.line(), line, "{err}");
+    assert!(err.to_string().contains(text), "{err:?} lacks {text:?}");
+    err
+}
+
+#[test]
+fn memory_and_float_instructions() {
+    let e = rejects(
+        &circuit("  store i32 1, ptr %p\n  ret __zkllvm_field_pallas_base %a"),
+        Some(3),
+        "",
+    );
+    assert_eq!(e.to_string(), "line 3: unsupported instruction `store`");
+    rejects(
+        &circuit("  %v = load i32, ptr %p\n  ret __zkllvm_field_pallas_base %a"),
+        Some(3),
+        "instruction `load`",
+    );
+    rejects(
+        &circuit("  %p = alloca i32, align 4\n  ret __zkllvm_field_pallas_base %a"),
+        Some(3),
+        "`alloca`",
+    );
+    let gep = "  br label %x\nx:\n  %q = getelementptr inbounds i8, ptr null, i64 1";
+    rejects(&circuit(gep), Some(5), "`getelementptr`");
+    rejects(
+        &circuit("  %f = fadd double 1.0, 2.0"),
+        Some(3),
+        "unsupported instruction `fadd`",
+    );
+    let e = rejects(
+        &circuit("  %f = select i1 true, double 1.0, double 2.0"),
+        Some(3),
+        "",
+    );
+    assert_eq!(e.to_string(), "line 3: unsupported type `double`");
+    rejects(
+        &circuit("  %f = add i8* %a, %b"),
+        Some(3),
+        "unsupported type `i8*`",
+    );
+    rejects(
+        &circuit("  %f = add i128 1, 2"),
+        Some(3),
+        "unsupported type `i128`",
+    );
+    rejects(
+        &circuit("  %f = invoke i32 @g() to label %x unwind label %y"),
+        Some(3),
+        "`invoke`",
+    );
+}
+
+#[test]
+fn unsupported_code_is_rejected_even_on_paths_not_taken() {
+    let ir = circuit("  br i1 true, label %ok, label %dead\nok:\n  ret __zkllvm_field_pallas_base %a\ndead:\n  store i8 0, ptr null\n  unreachable");
+    rejects(&ir, Some(7), "`store`");
+}
+
+#[test]
+fn unsupported_types_in_callees() {
+    let ir = format!(
+        "{}\n\ndefine internal double @g(double %x) {{\n  ret double %x\n}}\n",
+        circuit("  %r = call double @g(double 1.0)\n  ret __zkllvm_field_pallas_base %a")
+    );
+    rejects(&ir, Some(3), "unsupported type `double`");
+    let ir = format!(
+        "{}\ndefine internal double @g(i32 %x) {{\n  ret double 1.0\n}}\n",
+        circuit("  %r = call i32 @g(i32 1)\n  ret __zkllvm_field_pallas_base %a")
+    );
+    rejects(&ir, Some(8), "unsupported type `double`");
+}
+
+#[test]
+fn calls_to_declared_or_unknown_functions() {
+    let ir = format!(
+        "declare i32 @ext(i32)\n{}",
+        circuit("  %r = call i32 @ext(i32 1)\n  ret __zkllvm_field_pallas_base %a")
+    );
+    let e = rejects(&ir, Some(4), "`@ext`, which is only declared");
+    assert!(matches!(e.kind(), ErrorKind::DeclaredOnly(n) if n == "ext"));
+    let ir = circuit("  call void @llvm.assume(i1 true)\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(3), "undefined function `@llvm.assume`");
+    let ir = circuit("  %r = call i32 %fp(i32 1)\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(3), "indirect call");
+    let ir = circuit(
+        "  %r = call i32 (ptr, ...) @printf(ptr null)\n  ret __zkllvm_field_pallas_base %a",
+    );
+    rejects(&ir, Some(3), "variadic");
+}
+
+#[test]
+fn debug_intrinsics_are_ignored() {
+    let ir = circuit("  call void @llvm.dbg.value(metadata __zkllvm_field_pallas_base %a, metadata !12, metadata !DIExpression()), !dbg !15\n  ret __zkllvm_field_pallas_base %a");
+    assert!(compile(&ir).is_ok());
+}
+
+#[test]
+fn control_flow_on_field_values() {
+    let ir = circuit("  %c = icmp eq __zkllvm_field_pallas_base %a, %b\n  br i1 %c, label %x, label %y\nx:\n  ret __zkllvm_field_pallas_base %a\ny:\n  ret __zkllvm_field_pallas_base %b");
+    rejects(
+        &ir,
+        Some(3),
+        "`icmp` on `__zkllvm_field_pallas_base` values",
+    );
+    let ir = circuit("  br i1 %a, label %x, label %x\nx:\n  ret __zkllvm_field_pallas_base %b");
+    let e = rejects(&ir, Some(3), "control flow must be known at compile time");
+    assert!(matches!(e.kind(), ErrorKind::NonConstantControl(_)));
+    let ir = circuit("  %s = select i1 %b, __zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b\n  ret __zkllvm_field_pallas_base %s");
+    rejects(&ir, Some(3), "control flow must be known");
+    let ir = circuit("  br __zkllvm_field_pallas_base %a, label %x, label %x\nx:\n  ret __zkllvm_field_pallas_base %b");
+    rejects(&ir, Some(3), "control flow must be known");
+    let ir = circuit("  switch __zkllvm_field_pallas_base %a, label %x [ ]\nx:\n  ret __zkllvm_field_pallas_base %b");
+    rejects(&ir, Some(3), "`switch` on a field value");
+}
+
+#[test]
+fn circuit_signature() {
+    let ir = "define __zkllvm_field_pallas_base @c(__zkllvm_field_pallas_base %a,\n i32 %n) circuit {\n  ret __zkllvm_field_pallas_base %a\n}";
+    let e = rejects(ir, Some(2), "circuit parameter of unsupported type `i32`");
+    assert!(matches!(e.kind(), ErrorKind::CircuitParameter(t) if t == "i32"));
+    let ir = "\ndefine __zkllvm_field_pallas_base @c(ptr noundef %p) circuit {\n  ret __zkllvm_field_pallas_base f1\n}";
+    rejects(ir, Some(2), "unsupported type `ptr`");
+    let ir = "define i32 @c() circuit {\n  ret i32 1\n}";
+    rejects(ir, Some(1), "circuit function returns `i32`");
+    let ir = "define void @c() circuit {\n  ret void\n}";
+    rejects(ir, Some(1), "returns `void`");
+    let ir = "define __zkllvm_field_curve25519_base @c() circuit {\n  ret void\n}";
+    rejects(ir, Some(1), "returns `__zkllvm_field_curve25519_base`");
+}
+
+#[test]
+fn missing_or_duplicate_circuit() {
+    let none = FIXTURE.replace("attributes #5 = { circuit ", "attributes #5 = { ");
+    let e = rejects(&none, None, "no function with the `circuit` attribute");
+    assert_eq!(e.kind(), &ErrorKind::NoCircuit);
+    let two = FIXTURE.replace("attributes #4 = { ", "attributes #4 = { circuit ");
+    let e = rejects(&two, Some(69), "more than one circuit function");
+    assert!(matches!(e.kind(), ErrorKind::MultipleCircuits(..)));
+    rejects("", None, "no function with the `circuit` attribute");
+}
+
+#[test]
+fn bad_constants_and_names() {
+    let p = "f0x40000000000000000000000000000000224698fc094cf91b992d30ed00000001";
+    let ir = circuit(&format!(
+        "  %x = add __zkllvm_field_pallas_base %a, {p}\n  ret __zkllvm_field_pallas_base %x"
+    ));
+    let e = rejects(&ir, Some(3), "is not below the Pallas base field modulus");
+    assert!(matches!(e.kind(), ErrorKind::FieldConstantOutOfRange(_)));
+    let ir = circuit(
+        "  %x = add __zkllvm_field_pallas_base %a, undef\n  ret __zkllvm_field_pallas_base %x",
+    );
+    rejects(&ir, Some(3), "constant `undef`");
+    let ir = circuit("  %x = add i8 300, 1\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(3), "`300` does not fit in `i8`");
+    let ir = circuit("  br label %x\nx:\n  %y = add __zkllvm_field_pallas_base %a, %nope\n  ret __zkllvm_field_pallas_base %y");
+    rejects(&ir, Some(5), "undefined value `%nope`");
+    let ir = circuit("  br label %nowhere");
+    rejects(&ir, Some(3), "undefined block `%nowhere`");
+    let ir =
+        circuit("  %x = add i32 1, 2\n  %x = add i32 1, 2\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(4), "defined twice");
+    let ir = circuit("  %x = add i32 %a, 1\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(3), "type mismatch");
+    let ir = circuit(
+        "  %x = and __zkllvm_field_pallas_base %a, %b\n  ret __zkllvm_field_pallas_base %x",
+    );
+    rejects(&ir, Some(3), "`and` on `__zkllvm_field_pallas_base` values");
+    let ir = circuit("  %x = add __zkllvm_field_pallas_base %a, %b\n  ret i32 0");
+    rejects(
+        &ir,
+        Some(4),
+        "returns `__zkllvm_field_pallas_base` but `ret` gives `i32`",
+    );
+}
+
+#[test]
+fn runtime_faults() {
+    let ir = circuit("  br label %x\ny:\n  %v = add __zkllvm_field_pallas_base %a, %b\n  br label %x\nx:\n  %w = add __zkllvm_field_pallas_base %v, %b\n  ret __zkllvm_field_pallas_base %w");
+    rejects(&ir, Some(8), "value `%v` used before it is defined");
+    // Valid only if `%v` dominated `%x`; a stale value would leak across iterations.
+    let stale = "  br label %l\nl:\n  %i = phi i32 [ 0, %0 ], [ %j, %x ]\n  %j = add i32 %i, 1\n  %c = icmp eq i32 %i, 0\n  br i1 %c, label %d, label %x\nd:\n  %v = add __zkllvm_field_pallas_base %a, %b\n  br label %x\nx:\n  %w = mul __zkllvm_field_pallas_base %v, %v\n  %e = icmp eq i32 %j, 3\n  br i1 %e, label %out, label %l\nout:\n  ret __zkllvm_field_pallas_base %w";
+    rejects(
+        &circuit(stale),
+        Some(13),
+        "value `%v` used before it is defined",
+    );
+    let ir = circuit("  %q = udiv i32 1, 0\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(3), "integer division by zero");
+    let ir = circuit("  unreachable");
+    rejects(&ir, Some(3), "reached `unreachable`");
+    let ir = circuit("  br label %x\nx:\n  %p = phi i32 [ 0, %y ]\n  ret __zkllvm_field_pallas_base %a\ny:\n  br label %x");
+    rejects(&ir, Some(5), "`phi` has no value for predecessor");
+    let ir = circuit("  %x = add __zkllvm_field_pallas_base %a, %b");
+    rejects(&ir, Some(3), "does not end with a terminator");
+}
+
+const LOOP_FOREVER: &str =
+    "  br label %l\nl:\n  %i = phi i32 [ 0, %0 ], [ %j, %l ]\n  %j = add i32 %i, 1\n  br label %l";
+
+#[test]
+fn infinite_loop_hits_the_step_cap() {
+    let ir = circuit(LOOP_FOREVER);
+    let limits = Limits {
+        max_steps: 10_000,
+        ..Limits::default()
+    };
+    let e = compile_with_limits(&ir, limits).unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::StepLimit(10_000));
+    assert!(matches!(e.line(), Some(5..=7)), "{e}");
+    assert!(e
+        .to_string()
+        .contains("loop did not terminate within 10000 steps"));
+    let e = compile(&ir).unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::StepLimit(1 << 24));
+}
+
+#[test]
+fn huge_loop_hits_the_size_cap() {
+    let body = "  br label %l\nl:\n  %i = phi i32 [ 0, %0 ], [ %j, %l ]\n  %acc = phi __zkllvm_field_pallas_base [ %a, %0 ], [ %n, %l ]\n  %n = mul __zkllvm_field_pallas_base %acc, %b\n  %j = add i32 %i, 1\n  %c = icmp ult i32 %j, 4000000\n  br i1 %c, label %l, label %e\ne:\n  ret __zkllvm_field_pallas_base %n";
+    let e = compile(&circuit(body)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "line 7: program too large (over 1048576 instructions)"
+    );
+}
+
+#[test]
+fn unbounded_recursion_hits_the_depth_cap() {
+    let ir = format!(
+        "{}\ndefine internal __zkllvm_field_pallas_base @r(__zkllvm_field_pallas_base %x) {{\n  %y = call __zkllvm_field_pallas_base @r(__zkllvm_field_pallas_base %x)\n  ret __zkllvm_field_pallas_base %y\n}}\n",
+        circuit("  %r = call __zkllvm_field_pallas_base @r(__zkllvm_field_pallas_base %a)\n  ret __zkllvm_field_pallas_base %r")
+    );
+    let e = rejects(&ir, Some(9), "calls nested deeper than 64");
+    assert_eq!(e.kind(), &ErrorKind::CallDepth(64));
+}
+
+#[test]
+fn oversized_input() {
+    let big = " ".repeat(MAX_IR_BYTES + 1);
+    rejects(&big, None, "IR text too large");
+}

@@ -1,0 +1,483 @@
+//! Symbolic execution: runs the circuit function with concrete integers and symbolic
+//! field values, unrolling loops and inlining calls into a straight-line program.
+//!
+//! Integers never depend on the circuit inputs (there is no instruction in the subset
+//! that turns a field value into an integer), so every branch is decided at compile
+//! time and the program's shape is input-independent. Execution is bounded three ways:
+//! executed IR instructions, call depth, and values held by live frames; together with
+//! the builder's instruction cap this bounds time and memory for any input text.
+
+use std::collections::HashMap;
+
+use crate::circuit::builder::{Builder, FVal};
+use crate::circuit::error::{excerpt, CompileError, ErrorKind};
+use crate::circuit::ir::{BlockId, CastOp, Function, InstKind, IntOp, Operand, Pred, Term, Ty};
+use crate::circuit::program::Program;
+use crate::circuit::syntax::mask;
+
+/// Resource caps for one compilation.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Program instructions, counted before dead-code removal.
+    pub max_instrs: usize,
+    /// Executed IR instructions (including phis and terminators).
+    pub max_steps: u64,
+    /// Nested inlined calls.
+    pub max_depth: usize,
+    /// Values held by all live frames together.
+    pub max_frame_values: usize,
+}
+
+impl Default for Limits {
+    /// Caps sized for real zkLLVM circuits while keeping a hostile input to about a
+    /// second of work and well under a gigabyte.
+    fn default() -> Self {
+        Limits {
+            max_instrs: 1 << 20,
+            max_steps: 1 << 24,
+            max_depth: 64,
+            max_frame_values: 1 << 20,
+        }
+    }
+}
+
+/// A runtime value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Val {
+    Int { bits: u32, v: u64 },
+    Field(FVal),
+}
+
+struct Frame<'f> {
+    func: &'f Function,
+    values: Vec<Option<Val>>,
+}
+
+struct Exec<'f> {
+    funcs: &'f HashMap<String, Function>,
+    builder: Builder,
+    limits: Limits,
+    steps: u64,
+    depth: usize,
+    frame_values: usize,
+}
+
+/// Unrolls `circuit` (whose callees must all be in `funcs`) into a program whose
+/// inputs are the circuit's parameters, which the caller has checked are field typed.
+pub fn run(
+    funcs: &HashMap<String, Function>,
+    circuit: &Function,
+    limits: Limits,
+) -> Result<Program, CompileError> {
+    let builder = Builder::new(circuit.params.len(), limits.max_instrs);
+    let args: Vec<Val> = (0..circuit.params.len())
+        .map(|i| Val::Field(builder.input(i)))
+        .collect();
+    let mut ex = Exec {
+        funcs,
+        builder,
+        limits,
+        steps: 0,
+        depth: 0,
+        frame_values: 0,
+    };
+    let out = ex.call(circuit, args, circuit.line)?;
+    let Some(Val::Field(out)) = out else {
+        let kind = ErrorKind::CircuitReturn(describe(out));
+        return Err(CompileError::at(circuit.line, kind));
+    };
+    ex.builder.finish(out, circuit.line)
+}
+
+fn describe(v: Option<Val>) -> String {
+    match v {
+        None => "void".into(),
+        Some(Val::Int { bits, .. }) => format!("i{bits}"),
+        Some(Val::Field(_)) => Ty::Field.to_string(),
+    }
+}
+
+fn sext(v: u64, bits: u32) -> i64 {
+    let shift = 64u32.saturating_sub(bits).min(63);
+    ((v << shift) as i64) >> shift
+}
+
+impl<'f> Exec<'f> {
+    fn step(&mut self, line: usize) -> Result<(), CompileError> {
+        self.charge(line, 0)
+    }
+
+    /// Counts one step plus `extra` for work proportional to an instruction's size
+    /// (phi incoming lists, switch cases, frames), so a huge instruction in a loop
+    /// cannot multiply the time the step cap allows.
+    fn charge(&mut self, line: usize, extra: usize) -> Result<(), CompileError> {
+        self.steps = self.steps.saturating_add(1 + (extra / 16) as u64);
+        if self.steps > self.limits.max_steps {
+            return Err(CompileError::at(
+                line,
+                ErrorKind::StepLimit(self.limits.max_steps),
+            ));
+        }
+        Ok(())
+    }
+
+    fn call(
+        &mut self,
+        f: &'f Function,
+        args: Vec<Val>,
+        line: usize,
+    ) -> Result<Option<Val>, CompileError> {
+        if self.depth >= self.limits.max_depth {
+            return Err(CompileError::at(
+                line,
+                ErrorKind::CallDepth(self.limits.max_depth),
+            ));
+        }
+        let n = f.slot_names.len();
+        if self.frame_values.saturating_add(n) > self.limits.max_frame_values {
+            let kind = ErrorKind::FrameTooLarge(self.limits.max_frame_values);
+            return Err(CompileError::at(line, kind));
+        }
+        self.charge(line, n.saturating_add(args.len()))?;
+        self.depth += 1;
+        self.frame_values += n;
+        let mut frame = Frame {
+            func: f,
+            values: vec![None; n],
+        };
+        for (&(_, slot), v) in f.params.iter().zip(args) {
+            if let Some(s) = frame.values.get_mut(slot as usize) {
+                *s = Some(v);
+            }
+        }
+        let result = self.run_body(&mut frame);
+        self.depth -= 1;
+        self.frame_values -= n;
+        result
+    }
+
+    fn run_body(&mut self, fr: &mut Frame<'f>) -> Result<Option<Val>, CompileError> {
+        let f = fr.func;
+        let mut cur = f.entry;
+        let mut prev: Option<BlockId> = None;
+        loop {
+            let block = f.blocks.get(cur as usize).ok_or_else(|| {
+                CompileError::at(f.line, ErrorKind::UndefinedBlock(cur.to_string()))
+            })?;
+            if !block.phis.is_empty() {
+                let mut vals = Vec::with_capacity(block.phis.len());
+                for phi in &block.phis {
+                    self.charge(phi.line, phi.incoming.len())?;
+                    let from = prev.and_then(|p| phi.incoming.iter().find(|(_, b)| *b == p));
+                    let Some((op, _)) = from else {
+                        let msg = match prev.and_then(|p| f.blocks.get(p as usize)) {
+                            Some(p) => format!(
+                                "`phi` has no value for predecessor `%{}`",
+                                excerpt(&p.label)
+                            ),
+                            None => "`phi` in the entry block".to_string(),
+                        };
+                        return Err(CompileError::at(phi.line, ErrorKind::Syntax(msg)));
+                    };
+                    vals.push((phi.dest, self.val(fr, op, phi.ty, phi.line)?));
+                }
+                for (dest, v) in vals {
+                    set(fr, Some(dest), v);
+                }
+            }
+            for inst in &block.insts {
+                self.step(inst.line)?;
+                let v = self.inst(fr, &inst.kind, inst.line)?;
+                if let Some(v) = v {
+                    set(fr, inst.dest, v);
+                }
+            }
+            let line = block.term_line;
+            let size = match &block.term {
+                Term::Switch { cases, .. } => cases.len(),
+                _ => 0,
+            };
+            self.charge(line, size)?;
+            let next = match &block.term {
+                Term::Br(b) => *b,
+                Term::CondBr { cond, then, other } => {
+                    if self.int(fr, cond, 1, line)? == 1 {
+                        *then
+                    } else {
+                        *other
+                    }
+                }
+                Term::Switch {
+                    bits,
+                    v,
+                    default,
+                    cases,
+                } => {
+                    let v = self.int(fr, v, *bits, line)?;
+                    cases
+                        .iter()
+                        .find(|(c, _)| *c == v)
+                        .map_or(*default, |(_, b)| *b)
+                }
+                Term::Ret(None) => return self.check_ret(f, None, line),
+                Term::Ret(Some((ty, op))) => {
+                    let v = self.val(fr, op, *ty, line)?;
+                    return self.check_ret(f, Some(v), line);
+                }
+                Term::Unreachable => {
+                    let kind = ErrorKind::UndefinedBehaviour("reached `unreachable`".into());
+                    return Err(CompileError::at(line, kind));
+                }
+            };
+            prev = Some(cur);
+            cur = next;
+        }
+    }
+
+    fn check_ret(
+        &self,
+        f: &Function,
+        v: Option<Val>,
+        line: usize,
+    ) -> Result<Option<Val>, CompileError> {
+        let ok = match (f.ret, v) {
+            (None, None) => true,
+            (Some(Ty::Field), Some(Val::Field(_))) => true,
+            (Some(Ty::Int(a)), Some(Val::Int { bits, .. })) => a == bits,
+            _ => false,
+        };
+        if ok {
+            return Ok(v);
+        }
+        let want = f.ret.map_or("void".to_string(), |t| t.to_string());
+        let msg = format!(
+            "`@{}` returns `{want}` but `ret` gives `{}`",
+            excerpt(&f.name),
+            describe(v)
+        );
+        Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+    }
+
+    fn read(&self, fr: &Frame<'_>, op: &Operand, ty: Ty, line: usize) -> Result<Val, CompileError> {
+        match (op, ty) {
+            (Operand::Slot(s), _) => match fr.values.get(*s as usize).copied().flatten() {
+                Some(v) => Ok(v),
+                None => {
+                    let name = fr
+                        .func
+                        .slot_names
+                        .get(*s as usize)
+                        .map(|n| excerpt(n))
+                        .unwrap_or_default();
+                    Err(CompileError::at(line, ErrorKind::UseBeforeDefinition(name)))
+                }
+            },
+            (Operand::Int(v), Ty::Int(bits)) => Ok(Val::Int { bits, v: *v }),
+            (Operand::Field(c), Ty::Field) => Ok(Val::Field(FVal::Const(*c))),
+            _ => Err(CompileError::at(
+                line,
+                ErrorKind::TypeMismatch("constant of the wrong type".into()),
+            )),
+        }
+    }
+
+    /// Reads an operand, checking it has type `ty`.
+    fn val(&self, fr: &Frame<'_>, op: &Operand, ty: Ty, line: usize) -> Result<Val, CompileError> {
+        let v = self.read(fr, op, ty, line)?;
+        let ok = match (v, ty) {
+            (Val::Int { bits, .. }, Ty::Int(want)) => bits == want,
+            (Val::Field(_), Ty::Field) => true,
+            _ => false,
+        };
+        if ok {
+            return Ok(v);
+        }
+        let msg = format!("operand is `{}`, expected `{ty}`", describe(Some(v)));
+        let kind = match (v, ty) {
+            (Val::Field(_), Ty::Int(1)) => ErrorKind::NonConstantControl(
+                "a condition is a field value, unknown until proving".into(),
+            ),
+            _ => ErrorKind::TypeMismatch(msg),
+        };
+        Err(CompileError::at(line, kind))
+    }
+
+    fn int(
+        &self,
+        fr: &Frame<'_>,
+        op: &Operand,
+        bits: u32,
+        line: usize,
+    ) -> Result<u64, CompileError> {
+        match self.val(fr, op, Ty::Int(bits), line)? {
+            Val::Int { v, .. } => Ok(v),
+            Val::Field(_) => Err(CompileError::at(
+                line,
+                ErrorKind::TypeMismatch("field operand".into()),
+            )),
+        }
+    }
+
+    fn field(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<FVal, CompileError> {
+        match self.val(fr, op, Ty::Field, line)? {
+            Val::Field(v) => Ok(v),
+            Val::Int { .. } => Err(CompileError::at(
+                line,
+                ErrorKind::TypeMismatch("integer operand".into()),
+            )),
+        }
+    }
+
+    fn inst(
+        &mut self,
+        fr: &Frame<'f>,
+        kind: &InstKind,
+        line: usize,
+    ) -> Result<Option<Val>, CompileError> {
+        let v = match kind {
+            InstKind::Field { op, a, b } => {
+                let (a, b) = (self.field(fr, a, line)?, self.field(fr, b, line)?);
+                Val::Field(self.builder.op(*op, a, b, line)?)
+            }
+            InstKind::Int { op, bits, a, b } => {
+                let (a, b) = (self.int(fr, a, *bits, line)?, self.int(fr, b, *bits, line)?);
+                let v = int_op(*op, *bits, a, b)
+                    .map_err(|m| CompileError::at(line, ErrorKind::UndefinedBehaviour(m)))?;
+                Val::Int { bits: *bits, v }
+            }
+            InstKind::Icmp { pred, bits, a, b } => {
+                let (a, b) = (self.int(fr, a, *bits, line)?, self.int(fr, b, *bits, line)?);
+                let (sa, sb) = (sext(a, *bits), sext(b, *bits));
+                let r = match pred {
+                    Pred::Eq => a == b,
+                    Pred::Ne => a != b,
+                    Pred::Ult => a < b,
+                    Pred::Ule => a <= b,
+                    Pred::Ugt => a > b,
+                    Pred::Uge => a >= b,
+                    Pred::Slt => sa < sb,
+                    Pred::Sle => sa <= sb,
+                    Pred::Sgt => sa > sb,
+                    Pred::Sge => sa >= sb,
+                };
+                Val::Int {
+                    bits: 1,
+                    v: u64::from(r),
+                }
+            }
+            InstKind::Select { ty, cond, a, b } => {
+                let pick = if self.int(fr, cond, 1, line)? == 1 {
+                    a
+                } else {
+                    b
+                };
+                self.val(fr, pick, *ty, line)?
+            }
+            InstKind::Cast { op, from, to, v } => {
+                let x = self.int(fr, v, *from, line)?;
+                let v = match op {
+                    CastOp::Zext => x,
+                    CastOp::Sext => mask(sext(x, *from) as u64, *to),
+                    CastOp::Trunc => mask(x, *to),
+                };
+                Val::Int { bits: *to, v }
+            }
+            InstKind::Copy { ty, v } => self.val(fr, v, *ty, line)?,
+            InstKind::Call { callee, ret, args } => {
+                return self.call_inst(fr, callee, *ret, args, line)
+            }
+        };
+        Ok(Some(v))
+    }
+
+    fn call_inst(
+        &mut self,
+        fr: &Frame<'f>,
+        callee: &str,
+        ret: Option<Ty>,
+        args: &[(Ty, Operand)],
+        line: usize,
+    ) -> Result<Option<Val>, CompileError> {
+        let funcs = self.funcs;
+        let f = funcs
+            .get(callee)
+            .ok_or_else(|| CompileError::at(line, ErrorKind::UndefinedFunction(excerpt(callee))))?;
+        let param_tys: Vec<Ty> = f.params.iter().map(|(t, _)| *t).collect();
+        let arg_tys: Vec<Ty> = args.iter().map(|(t, _)| *t).collect();
+        if param_tys != arg_tys || f.ret != ret {
+            let msg = format!(
+                "call does not match the signature of `@{}`",
+                excerpt(callee)
+            );
+            return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+        }
+        let mut vals = Vec::with_capacity(args.len());
+        for (ty, op) in args {
+            vals.push(self.val(fr, op, *ty, line)?);
+        }
+        self.call(f, vals, line)
+    }
+}
+
+fn set(fr: &mut Frame<'_>, dest: Option<u32>, v: Val) {
+    if let Some(slot) = dest.and_then(|d| fr.values.get_mut(d as usize)) {
+        *slot = Some(v);
+    }
+}
+
+/// Integer arithmetic at width `bits`; the error names undefined behaviour.
+fn int_op(op: IntOp, bits: u32, a: u64, b: u64) -> Result<u64, String> {
+    let (sa, sb) = (sext(a, bits), sext(b, bits));
+    let min = sext(1u64 << bits.saturating_sub(1).min(63), bits);
+    let signed_overflow = sa == min && sb == -1;
+    let r = match op {
+        IntOp::Add => a.wrapping_add(b),
+        IntOp::Sub => a.wrapping_sub(b),
+        IntOp::Mul => a.wrapping_mul(b),
+        IntOp::And => a & b,
+        IntOp::Or => a | b,
+        IntOp::Xor => a ^ b,
+        IntOp::UDiv | IntOp::URem | IntOp::SDiv | IntOp::SRem if b == 0 => {
+            return Err("integer division by zero".into())
+        }
+        IntOp::SDiv | IntOp::SRem if signed_overflow => {
+            return Err("signed division overflow".into())
+        }
+        IntOp::UDiv => a / b,
+        IntOp::URem => a % b,
+        IntOp::SDiv => (sa / sb) as u64,
+        IntOp::SRem => (sa % sb) as u64,
+        IntOp::Shl | IntOp::LShr | IntOp::AShr if b >= u64::from(bits) => {
+            return Err(format!("shift by {b} on `i{bits}`"))
+        }
+        IntOp::Shl => a << b,
+        IntOp::LShr => a >> b,
+        IntOp::AShr => (sa >> b) as u64,
+    };
+    Ok(mask(r, bits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_ops_wrap_and_trap() {
+        assert_eq!(int_op(IntOp::Add, 8, 255, 1), Ok(0));
+        assert_eq!(int_op(IntOp::Sub, 32, 0, 1), Ok(0xffff_ffff));
+        assert_eq!(int_op(IntOp::SDiv, 8, 0xf9, 2), Ok(0xfd)); // -7 / 2 = -3
+        assert_eq!(int_op(IntOp::SRem, 8, 0xf9, 2), Ok(0xff)); // -7 % 2 = -1
+        assert_eq!(int_op(IntOp::AShr, 8, 0x80, 7), Ok(0xff));
+        assert_eq!(int_op(IntOp::Mul, 64, u64::MAX, 2), Ok(u64::MAX - 1));
+        assert!(int_op(IntOp::SDiv, 8, 0x80, 0xff).is_err());
+        assert!(int_op(IntOp::UDiv, 8, 1, 0).is_err());
+        assert!(int_op(IntOp::Shl, 8, 1, 8).is_err());
+        assert_eq!(
+            int_op(IntOp::SDiv, 1, 1, 1),
+            Err("signed division overflow".into())
+        );
+        assert_eq!(sext(0x80, 8), -128);
+        assert_eq!(sext(1, 1), -1);
+        assert_eq!(sext(u64::MAX, 64), -1);
+    }
+}

@@ -1,0 +1,463 @@
+//! Parses one statement (one instruction) of a function body.
+//!
+//! Each opcode of the subset has a small hand-written parser; any other opcode is an
+//! error naming it. Flags and attributes that do not change the compiled meaning
+//! (`nsw`, `nuw`, `exact`, `tail`, `noundef`, calling conventions, `!dbg` ...) are
+//! skipped; anything the parser does not recognise is an error rather than being
+//! ignored, so an unexpected construct can never be compiled into a wrong circuit.
+
+use crate::circuit::error::{excerpt, CompileError, ErrorKind};
+use crate::circuit::ir::{CastOp, FieldOp, Inst, InstKind, IntOp, Operand, Phi, Pred, Term, Ty};
+use crate::circuit::lex::{Tok, Token};
+use crate::circuit::parse::Scope;
+use crate::circuit::syntax::{field_literal, int_literal, ret_type, Cursor};
+
+/// What a statement turned out to be.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A phi (must lead its block).
+    Phi(Phi),
+    /// An ordinary instruction.
+    Inst(Inst),
+    /// A block terminator.
+    Term(Term),
+    /// Something without effect, such as a debug-info intrinsic call.
+    Nothing,
+}
+
+/// Parses `toks`, one statement. Callees of calls are appended to `calls`.
+pub fn parse_statement(
+    src: &str,
+    toks: &[Token<'_>],
+    scope: &mut Scope,
+    calls: &mut Vec<(String, usize)>,
+) -> Result<Parsed, CompileError> {
+    let mut c = Cursor::new(src, toks, toks.first().map_or(0, |t| t.line));
+    let line = c.line();
+    let dest = match (c.peek().map(|t| t.tok), c.peek_at(1)) {
+        (Some(Tok::Local(name)), Some(eq)) if eq.is_punct(b'=') => {
+            c.seek(2);
+            Some(name)
+        }
+        _ => None,
+    };
+    let mut op = c.word("an instruction")?;
+    if matches!(op, "tail" | "musttail" | "notail") {
+        op = c.word("`call`")?;
+        if op != "call" {
+            return Err(CompileError::at(
+                line,
+                ErrorKind::UnsupportedInstruction(excerpt(op)),
+            ));
+        }
+    }
+    let kind = match op {
+        "add" | "sub" | "mul" | "sdiv" | "udiv" | "srem" | "urem" | "and" | "or" | "xor"
+        | "shl" | "lshr" | "ashr" => binary(op, &mut c, scope)?,
+        "icmp" => icmp(&mut c, scope)?,
+        "select" => select(&mut c, scope)?,
+        "zext" | "sext" | "trunc" => cast(op, &mut c, scope)?,
+        "freeze" => {
+            let ty = c.ty()?;
+            let v = operand(&mut c, ty, scope)?;
+            InstKind::Copy { ty, v }
+        }
+        "phi" => {
+            let phi = phi(&mut c, scope)?;
+            c.finish()?;
+            let name =
+                dest.ok_or_else(|| c.err(ErrorKind::Syntax("`phi` without a result name".into())))?;
+            let dest = scope.def_value(name, line)?;
+            return Ok(Parsed::Phi(Phi { dest, ..phi }));
+        }
+        "call" => match call(&mut c, scope, calls)? {
+            Some(kind) => kind,
+            None => return Ok(Parsed::Nothing),
+        },
+        "br" | "switch" | "ret" | "unreachable" => {
+            let term = terminator(op, &mut c, scope)?;
+            c.finish()?;
+            if dest.is_some() {
+                let msg = format!("`{op}` has no result to name");
+                return Err(CompileError::at(line, ErrorKind::Syntax(msg)));
+            }
+            return Ok(Parsed::Term(term));
+        }
+        _ => {
+            return Err(CompileError::at(
+                line,
+                ErrorKind::UnsupportedInstruction(excerpt(op)),
+            ))
+        }
+    };
+    c.finish()?;
+    let void = matches!(kind, InstKind::Call { ret: None, .. });
+    let dest = match (dest, void) {
+        (Some(_), true) => {
+            let msg = "a `void` call has no result to name".to_string();
+            return Err(CompileError::at(line, ErrorKind::Syntax(msg)));
+        }
+        (Some(name), false) => Some(scope.def_value(name, line)?),
+        (None, false) => {
+            scope.def_unnamed();
+            None
+        }
+        (None, true) => None,
+    };
+    Ok(Parsed::Inst(Inst { dest, kind, line }))
+}
+
+/// Parses one value of type `ty`: a `%name` or a constant.
+fn operand(c: &mut Cursor<'_, '_>, ty: Ty, scope: &mut Scope) -> Result<Operand, CompileError> {
+    let t = c.peek().ok_or_else(|| c.unexpected("a value"))?;
+    if !matches!(t.tok, Tok::Local(_) | Tok::Global(_) | Tok::Word(_)) {
+        return Err(c.unexpected("a value"));
+    }
+    let v = operand_token(t, ty, scope)?;
+    c.next_tok();
+    Ok(v)
+}
+
+fn operand_token(t: Token<'_>, ty: Ty, scope: &mut Scope) -> Result<Operand, CompileError> {
+    let at = |kind| CompileError::at(t.line, kind);
+    match (t.tok, ty) {
+        (Tok::Local(name), _) => Ok(Operand::Slot(scope.use_value(name, t.line))),
+        (Tok::Word(w @ ("undef" | "poison" | "null" | "zeroinitializer" | "none")), _) => {
+            Err(at(ErrorKind::Unsupported(format!("constant `{w}`"))))
+        }
+        (Tok::Word(w), Ty::Int(bits)) => int_literal(w, bits).map(Operand::Int).map_err(at),
+        (Tok::Word(w), Ty::Field) => field_literal(w).map(Operand::Field).map_err(at),
+        (Tok::Global(g), _) => Err(at(ErrorKind::Unsupported(format!(
+            "use of global `@{}` as a value",
+            excerpt(g)
+        )))),
+        _ => Err(at(ErrorKind::Syntax("expected a value".into()))),
+    }
+}
+
+fn binary(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    c.skip_flags(&["nuw", "nsw", "exact", "disjoint"]);
+    let line = c.line();
+    let ty = c.ty()?;
+    let a = operand(c, ty, scope)?;
+    c.expect(b',')?;
+    let b = operand(c, ty, scope)?;
+    match ty {
+        Ty::Field => {
+            let op = match op {
+                "add" => FieldOp::Add,
+                "sub" => FieldOp::Sub,
+                "mul" => FieldOp::Mul,
+                "sdiv" | "udiv" => FieldOp::Div,
+                _ => {
+                    let what = format!("`{op}` on `{ty}` values");
+                    return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+                }
+            };
+            Ok(InstKind::Field { op, a, b })
+        }
+        Ty::Int(bits) => {
+            let op = match op {
+                "add" => IntOp::Add,
+                "sub" => IntOp::Sub,
+                "mul" => IntOp::Mul,
+                "udiv" => IntOp::UDiv,
+                "sdiv" => IntOp::SDiv,
+                "urem" => IntOp::URem,
+                "srem" => IntOp::SRem,
+                "and" => IntOp::And,
+                "or" => IntOp::Or,
+                "xor" => IntOp::Xor,
+                "shl" => IntOp::Shl,
+                "lshr" => IntOp::LShr,
+                _ => IntOp::AShr,
+            };
+            Ok(InstKind::Int { op, bits, a, b })
+        }
+    }
+}
+
+fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    c.skip_flags(&["samesign"]);
+    let pred = match c.word("a comparison predicate")? {
+        "eq" => Pred::Eq,
+        "ne" => Pred::Ne,
+        "slt" => Pred::Slt,
+        "sle" => Pred::Sle,
+        "sgt" => Pred::Sgt,
+        "sge" => Pred::Sge,
+        "ult" => Pred::Ult,
+        "ule" => Pred::Ule,
+        "ugt" => Pred::Ugt,
+        "uge" => Pred::Uge,
+        other => {
+            let msg = format!("unknown `icmp` predicate `{}`", excerpt(other));
+            return Err(c.err(ErrorKind::Syntax(msg)));
+        }
+    };
+    let line = c.line();
+    let bits = match c.ty()? {
+        Ty::Int(bits) => bits,
+        Ty::Field => {
+            let what = format!(
+                "`icmp` on `{}` values (circuit values cannot steer control flow)",
+                Ty::Field
+            );
+            return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+        }
+    };
+    let a = operand(c, Ty::Int(bits), scope)?;
+    c.expect(b',')?;
+    let b = operand(c, Ty::Int(bits), scope)?;
+    Ok(InstKind::Icmp { pred, bits, a, b })
+}
+
+fn expect_i1(c: &mut Cursor<'_, '_>, what: &str) -> Result<(), CompileError> {
+    let line = c.line();
+    match c.ty()? {
+        Ty::Int(1) => Ok(()),
+        Ty::Field => Err(CompileError::at(
+            line,
+            ErrorKind::NonConstantControl(format!(
+                "{what} is a field value, unknown until proving"
+            )),
+        )),
+        other => Err(CompileError::at(
+            line,
+            ErrorKind::TypeMismatch(format!("{what} must be `i1`, not `{other}`")),
+        )),
+    }
+}
+
+fn select(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    expect_i1(c, "the `select` condition")?;
+    let cond = operand(c, Ty::Int(1), scope)?;
+    c.expect(b',')?;
+    let ty = c.ty()?;
+    let a = operand(c, ty, scope)?;
+    c.expect(b',')?;
+    let line = c.line();
+    let ty_b = c.ty()?;
+    if ty_b != ty {
+        let msg = format!("`select` between `{ty}` and `{ty_b}`");
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    let b = operand(c, ty, scope)?;
+    Ok(InstKind::Select { ty, cond, a, b })
+}
+
+fn cast(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    c.skip_flags(&["nneg", "nuw", "nsw"]);
+    let line = c.line();
+    let from_ty = c.ty()?;
+    let v = operand(c, from_ty, scope)?;
+    if !c.eat_word("to") {
+        return Err(c.unexpected("`to`"));
+    }
+    let to_ty = c.ty()?;
+    let (Ty::Int(from), Ty::Int(to)) = (from_ty, to_ty) else {
+        let what = format!("`{op}` from `{from_ty}` to `{to_ty}`");
+        return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+    };
+    let (op, ok) = match op {
+        "zext" => (CastOp::Zext, to > from),
+        "sext" => (CastOp::Sext, to > from),
+        _ => (CastOp::Trunc, to < from),
+    };
+    if !ok {
+        let msg = format!("invalid cast from `{from_ty}` to `{to_ty}`");
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    Ok(InstKind::Cast { op, from, to, v })
+}
+
+/// Parses `ty [ v, %bb ], ...`; the caller fills in the result slot.
+fn phi(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Phi, CompileError> {
+    let line = c.line();
+    let ty = c.ty()?;
+    let mut incoming = Vec::new();
+    loop {
+        c.expect(b'[')?;
+        let v = operand(c, ty, scope)?;
+        c.expect(b',')?;
+        let pred = match c.next_tok() {
+            Some(Token {
+                tok: Tok::Local(name),
+                line,
+                ..
+            }) => scope.block(name, line),
+            _ => return Err(c.unexpected("a predecessor block")),
+        };
+        c.expect(b']')?;
+        incoming.push((v, pred));
+        let more = c.peek().is_some_and(|t| t.is_punct(b','))
+            && c.peek_at(1).is_some_and(|t| t.is_punct(b'['));
+        if !more {
+            break;
+        }
+        c.next_tok();
+    }
+    Ok(Phi {
+        dest: 0,
+        ty,
+        incoming,
+        line,
+    })
+}
+
+/// Parses a call to `@name(args)`. Returns `None` for debug-info intrinsics, which have
+/// no semantics.
+fn call(
+    c: &mut Cursor<'_, '_>,
+    scope: &mut Scope,
+    calls: &mut Vec<(String, usize)>,
+) -> Result<Option<InstKind>, CompileError> {
+    let line = c.line();
+    let start = c.pos();
+    let mut k = 0usize;
+    let callee = loop {
+        let Some(t) = c.peek_at(k) else {
+            let what = "call without a named callee (indirect call or inline asm)".to_string();
+            return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+        };
+        let paren_next = c.peek_at(k + 1).is_some_and(|n| n.is_punct(b'('));
+        match t.tok {
+            Tok::Global(name) if paren_next => break name,
+            Tok::Local(_) if paren_next => {
+                let what = "indirect call".to_string();
+                return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+            }
+            _ => k += 1,
+        }
+    };
+    if callee.starts_with("llvm.dbg.") {
+        c.seek(usize::MAX);
+        return Ok(None);
+    }
+    let head = c.slice(start, start + k);
+    if head.last().is_some_and(|t| t.is_punct(b')')) {
+        let what = format!(
+            "call to `@{}` through a function type (variadic call)",
+            excerpt(callee)
+        );
+        return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+    }
+    let ret = ret_type(c.src(), head, line)?;
+    c.seek(start + k + 2);
+    let mut args = Vec::new();
+    let mut depth = 1usize;
+    let mut item: Vec<Token<'_>> = Vec::new();
+    loop {
+        let t = c.next_tok().ok_or_else(|| c.unexpected("`)`"))?;
+        match t.tok {
+            Tok::Punct(b'(' | b'[' | b'{' | b'<') => depth += 1,
+            Tok::Punct(b')' | b']' | b'}' | b'>') => depth -= 1,
+            _ => {}
+        }
+        let ends_item = depth == 0 || (depth == 1 && t.is_punct(b','));
+        if !ends_item {
+            item.push(t);
+            continue;
+        }
+        if !item.is_empty() || t.is_punct(b',') {
+            args.push(argument(c.src(), &item, scope, t.line)?);
+        }
+        item.clear();
+        if depth == 0 {
+            break;
+        }
+    }
+    // Function attributes after the arguments (`#6`, `nounwind`) carry no meaning here.
+    while c
+        .peek()
+        .is_some_and(|t| matches!(t.tok, Tok::Word(w) if !w.starts_with('!')))
+    {
+        c.next_tok();
+    }
+    calls.push((callee.to_string(), line));
+    Ok(Some(InstKind::Call {
+        callee: callee.to_string(),
+        ret,
+        args,
+    }))
+}
+
+/// One call argument: `ty [attrs] value`.
+fn argument(
+    src: &str,
+    item: &[Token<'_>],
+    scope: &mut Scope,
+    line: usize,
+) -> Result<(Ty, Operand), CompileError> {
+    let mut ac = Cursor::new(src, item, line);
+    let ty = ac.ty()?;
+    let value = match item.last() {
+        Some(v) if ac.pos() < item.len() => *v,
+        _ => return Err(ac.unexpected("an argument value")),
+    };
+    Ok((ty, operand_token(value, ty, scope)?))
+}
+
+fn terminator(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Term, CompileError> {
+    let line = c.line();
+    match op {
+        "unreachable" => Ok(Term::Unreachable),
+        "ret" => {
+            if c.eat_word("void") {
+                return Ok(Term::Ret(None));
+            }
+            let ty = c.ty()?;
+            Ok(Term::Ret(Some((ty, operand(c, ty, scope)?))))
+        }
+        "br" => {
+            if c.peek().is_some_and(|t| t.is_word("label")) {
+                return Ok(Term::Br(scope.block(c.label()?, line)));
+            }
+            expect_i1(c, "the branch condition")?;
+            let cond = operand(c, Ty::Int(1), scope)?;
+            c.expect(b',')?;
+            let then = scope.block(c.label()?, line);
+            c.expect(b',')?;
+            let other = scope.block(c.label()?, line);
+            Ok(Term::CondBr { cond, then, other })
+        }
+        _ => {
+            let bits = match c.ty()? {
+                Ty::Int(bits) => bits,
+                Ty::Field => {
+                    let what = "`switch` on a field value, unknown until proving".to_string();
+                    return Err(CompileError::at(line, ErrorKind::NonConstantControl(what)));
+                }
+            };
+            let v = operand(c, Ty::Int(bits), scope)?;
+            c.expect(b',')?;
+            let default = scope.block(c.label()?, line);
+            c.expect(b'[')?;
+            let mut cases = Vec::new();
+            while !c.peek().is_some_and(|t| t.is_punct(b']')) {
+                let case_line = c.line();
+                if c.ty()? != Ty::Int(bits) {
+                    let msg = "`switch` case of another type".to_string();
+                    return Err(CompileError::at(case_line, ErrorKind::TypeMismatch(msg)));
+                }
+                let value = match operand(c, Ty::Int(bits), scope)? {
+                    Operand::Int(v) => v,
+                    _ => {
+                        return Err(
+                            c.err(ErrorKind::Syntax("`switch` case must be a constant".into()))
+                        )
+                    }
+                };
+                c.expect(b',')?;
+                cases.push((value, scope.block(c.label()?, case_line)));
+            }
+            c.expect(b']')?;
+            Ok(Term::Switch {
+                bits,
+                v,
+                default,
+                cases,
+            })
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The halo2 circuit that proves one run of a straight-line [`Program`].
+//!
+//! The statement is "`program`, on the public inputs in instance rows `0..num_inputs`,
+//! outputs the value in instance row `num_inputs`". Its shape depends only on the
+//! program, never on the inputs, so one set of keys (see `prover::halo2`) serves every
+//! input.
+//!
+//! # Layout
+//!
+//! One row per instruction, instruction `i` on row `i`:
+//!
+//! | column  | kind     | holds                                               |
+//! |---------|----------|-----------------------------------------------------|
+//! | `a`     | advice   | left operand (copy of the wire it reads)            |
+//! | `b`     | advice   | right operand (copy of the wire it reads)           |
+//! | `c`     | advice   | result: the wire the instruction defines            |
+//! | `inv`   | advice   | `b^-1`, on division rows only                       |
+//! | `k`     | fixed    | the constant, on `Const` rows only                  |
+//! | `pub`   | instance | inputs, then the output                             |
+//!
+//! Gates, each behind its own selector: `add: a + b = c`, `sub: a - b = c`,
+//! `mul: a * b = c`, `div: c * b = a` and `b * inv = 1` (the second makes a zero
+//! divisor unprovable, and with `b != 0` the first fixes `c = a / b`), `const: c = k`.
+//!
+//! Copy constraints (the permutation argument over `a`, `b`, `c` and `pub`) tie every
+//! operand cell to the cell that defines its wire: the `c` cell of the defining
+//! instruction, or the instance cell of an input. The output wire's cell is tied to
+//! instance row `num_inputs`. Inputs thus need no rows of their own; only a program
+//! whose output *is* an input gets one extra row, a `c` cell copied from that input.
+//!
+//! All queries are at the current row, so halo2 needs 5 blinding rows plus one
+//! (`l_last`) at the bottom of the table: a program fits in `2^k` rows when
+//! `max(rows, num_inputs + 1) <= 2^k - 6` ([`min_k`] computes it from the constraint
+//! system rather than assuming the 6).
+
+use halo2_proofs::{
+    arithmetic::Field as _,
+    circuit::{Cell, Layouter, Region, SimpleFloorPlanner, Value},
+    pasta::Fp,
+    plonk::{Advice, Circuit, Column, ConstraintSystem, Error, Fixed, Instance, Selector},
+    poly::Rotation,
+};
+
+use super::field::fe_to_fp;
+use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
+
+/// The largest `k` (table of `2^k` rows) this module will build keys for. Parameters
+/// and keys at `k = 20` already take tens of seconds and hundreds of MiB; a program
+/// needing more is refused rather than left to exhaust the machine.
+pub const MAX_K: u32 = 20;
+
+/// The columns and selectors of the program circuit.
+#[derive(Clone, Debug)]
+pub struct ProgramConfig {
+    a: Column<Advice>,
+    b: Column<Advice>,
+    c: Column<Advice>,
+    inv: Column<Advice>,
+    constant: Column<Fixed>,
+    instance: Column<Instance>,
+    s_add: Selector,
+    s_sub: Selector,
+    s_mul: Selector,
+    s_div: Selector,
+    s_const: Selector,
+}
+
+impl ProgramConfig {
+    /// Declares the columns, gates and equality-enabled columns (see the module docs).
+    pub fn configure(meta: &mut ConstraintSystem<Fp>) -> Self {
+        let a = meta.advice_column();
+        let b = meta.advice_column();
+        let c = meta.advice_column();
+        // `inv` takes part in no copy constraint, so it stays out of the permutation.
+        let inv = meta.advice_column();
+        let constant = meta.fixed_column();
+        let instance = meta.instance_column();
+        meta.enable_equality(a);
+        meta.enable_equality(b);
+        meta.enable_equality(c);
+        meta.enable_equality(instance);
+
+        let s_add = meta.selector();
+        let s_sub = meta.selector();
+        let s_mul = meta.selector();
+        let s_div = meta.selector();
+        let s_const = meta.selector();
+
+        // One gate per operation, so a row only requires the cells its own operation
+        // reads to be assigned (MockProver checks that).
+        meta.create_gate("add", |m| {
+            let s = m.query_selector(s_add);
+            let (a, b, c) = (
+                m.query_advice(a, Rotation::cur()),
+                m.query_advice(b, Rotation::cur()),
+                m.query_advice(c, Rotation::cur()),
+            );
+            vec![s * (a + b - c)]
+        });
+        meta.create_gate("sub", |m| {
+            let s = m.query_selector(s_sub);
+            let (a, b, c) = (
+                m.query_advice(a, Rotation::cur()),
+                m.query_advice(b, Rotation::cur()),
+                m.query_advice(c, Rotation::cur()),
+            );
+            vec![s * (a - b - c)]
+        });
+        meta.create_gate("mul", |m| {
+            let s = m.query_selector(s_mul);
+            let (a, b, c) = (
+                m.query_advice(a, Rotation::cur()),
+                m.query_advice(b, Rotation::cur()),
+                m.query_advice(c, Rotation::cur()),
+            );
+            vec![s * (a * b - c)]
+        });
+        meta.create_gate("div", |m| {
+            let s = m.query_selector(s_div);
+            let (a, b, c, inv) = (
+                m.query_advice(a, Rotation::cur()),
+                m.query_advice(b, Rotation::cur()),
+                m.query_advice(c, Rotation::cur()),
+                m.query_advice(inv, Rotation::cur()),
+            );
+            let one = halo2_proofs::plonk::Expression::Constant(Fp::ONE);
+            vec![s.clone() * (c * b.clone() - a), s * (b * inv - one)]
+        });
+        meta.create_gate("const", |m| {
+            let s = m.query_selector(s_const);
+            let c = m.query_advice(c, Rotation::cur());
+            let k = m.query_fixed(constant);
+            vec![s * (c - k)]
+        });
+
+        ProgramConfig {
+            a,
+            b,
+            c,
+            inv,
+            constant,
+            instance,
+            s_add,
+            s_sub,
+            s_mul,
+            s_div,
+            s_const,
+        }
+    }
+}
+
+/// A [`Program`] as a halo2 circuit, with or without a witness (the value of every wire).
+///
+/// Without a witness it describes only the circuit's shape, which is what key
+/// generation needs; with one it can be proved.
+#[derive(Clone, Debug)]
+pub struct ProgramCircuit<'p> {
+    program: &'p Program,
+    /// Every wire's value, in wire order (`program.num_wires()` entries), if known.
+    wires: Option<Vec<Fp>>,
+}
+
+impl<'p> ProgramCircuit<'p> {
+    /// The circuit's shape only, for key generation.
+    pub fn without_witness(program: &'p Program) -> Self {
+        ProgramCircuit {
+            program,
+            wires: None,
+        }
+    }
+
+    /// Evaluates `program` on `inputs` and keeps every wire's value as the witness.
+    /// Fails, before any proving work, on a wrong number of inputs or a division by zero.
+    pub fn with_inputs(program: &'p Program, inputs: &[Fe]) -> Result<Self, ProgramError> {
+        let wires = program.eval_wires(inputs)?;
+        Ok(ProgramCircuit {
+            program,
+            wires: Some(wires.into_iter().map(fe_to_fp).collect()),
+        })
+    }
+
+    /// The public instance column for this witness: the inputs, then the output.
+    /// `None` without a witness.
+    pub fn instance(&self) -> Option<Vec<Fp>> {
+        let wires = self.wires.as_ref()?;
+        let n = self.program.num_inputs();
+        let mut inst = wires.get(..n)?.to_vec();
+        inst.push(*wires.get(self.program.output().index())?);
+        Some(inst)
+    }
+
+    /// The program's output value, if the witness is known.
+    pub fn output(&self) -> Option<Fp> {
+        self.wires
+            .as_ref()
+            .and_then(|w| w.get(self.program.output().index()).copied())
+    }
+
+    fn value(&self, w: Wire) -> Value<Fp> {
+        match self.wires.as_ref().and_then(|ws| ws.get(w.index())) {
+            Some(v) => Value::known(*v),
+            None => Value::unknown(),
+        }
+    }
+}
+
+/// Where an operand cell must be tied to: an input's instance row, or a defining cell.
+enum Source {
+    Input(usize),
+    Cell(Cell),
+}
+
+/// Table rows the program's own assignments occupy (see the module docs).
+pub fn rows_needed(program: &Program) -> usize {
+    let extra = usize::from(program.output().index() < program.num_inputs());
+    program.instrs().len().saturating_add(extra)
+}
+
+/// Rows that must be usable (above the blinding rows): the program's rows, and the
+/// instance column's `num_inputs + 1` entries, whichever is larger.
+pub fn usable_rows_needed(program: &Program) -> usize {
+    rows_needed(program).max(program.num_inputs().saturating_add(1))
+}
+
+/// The constraint system of the circuit (independent of the program).
+fn constraint_system() -> ConstraintSystem<Fp> {
+    let mut cs = ConstraintSystem::default();
+    ProgramConfig::configure(&mut cs);
+    cs
+}
+
+/// The number of usable rows of a `2^k`-row table: halo2 reserves the last
+/// `blinding_factors + 1` rows. `None` if the table is below halo2's minimum size.
+pub fn usable_rows(k: u32) -> Option<usize> {
+    let cs = constraint_system();
+    let n = 1usize.checked_shl(k)?;
+    if n < cs.minimum_rows() {
+        return None;
+    }
+    n.checked_sub(cs.blinding_factors() + 1)
+}
+
+/// The smallest `k` whose table fits the program, or `Err(rows)` (the usable rows it
+/// needs) if even `2^MAX_K` rows are too few.
+pub fn min_k(program: &Program) -> Result<u32, usize> {
+    let need = usable_rows_needed(program);
+    (1..=MAX_K)
+        .find(|&k| usable_rows(k).is_some_and(|usable| usable >= need))
+        .ok_or(need)
+}
+
+impl ProgramCircuit<'_> {
+    /// Assigns an operand cell with `w`'s value and reports what it must equal.
+    fn operand(
+        &self,
+        region: &mut Region<'_, Fp>,
+        column: Column<Advice>,
+        row: usize,
+        w: Wire,
+        defined: &[Option<Cell>],
+    ) -> Result<(Cell, Source), Error> {
+        let cell = region.assign_advice(|| "operand", column, row, || self.value(w))?;
+        let source = if w.index() < self.program.num_inputs() {
+            Source::Input(w.index())
+        } else {
+            // Program::new guarantees the wire is defined before it is read.
+            Source::Cell(
+                defined
+                    .get(w.index())
+                    .copied()
+                    .flatten()
+                    .ok_or(Error::Synthesis)?,
+            )
+        };
+        Ok((cell.cell(), source))
+    }
+
+    /// Assigns the whole program as one region. Returns the operand cells that read an
+    /// input (to be tied to the instance column) and the output wire's cell.
+    fn assign_program(
+        &self,
+        config: &ProgramConfig,
+        region: &mut Region<'_, Fp>,
+    ) -> Result<(Vec<(Cell, usize)>, Cell), Error> {
+        let prog = self.program;
+        let n_in = prog.num_inputs();
+        // defined[w]: the cell holding wire w (None for inputs, which live in `pub`).
+        let mut defined: Vec<Option<Cell>> = vec![None; prog.num_wires()];
+        let mut input_uses = Vec::new();
+
+        for (row, ins) in prog.instrs().iter().enumerate() {
+            let out = Wire((n_in + row) as u32);
+            let (selector, operands) = match *ins {
+                Instr::Const(k) => {
+                    region.assign_fixed(
+                        || "k",
+                        config.constant,
+                        row,
+                        || Value::known(fe_to_fp(k)),
+                    )?;
+                    (config.s_const, None)
+                }
+                Instr::Add(x, y) => (config.s_add, Some((x, y))),
+                Instr::Sub(x, y) => (config.s_sub, Some((x, y))),
+                Instr::Mul(x, y) => (config.s_mul, Some((x, y))),
+                Instr::Div(x, y) => {
+                    // Zero for a zero divisor: then `b * inv = 1` fails, as it must.
+                    let inv = self
+                        .value(y)
+                        .map(|v| Option::<Fp>::from(v.invert()).unwrap_or(Fp::ZERO));
+                    region.assign_advice(|| "inv", config.inv, row, || inv)?;
+                    (config.s_div, Some((x, y)))
+                }
+            };
+            selector.enable(region, row)?;
+            if let Some((x, y)) = operands {
+                for (w, column) in [(x, config.a), (y, config.b)] {
+                    let (cell, source) = self.operand(region, column, row, w, &defined)?;
+                    match source {
+                        Source::Input(i) => input_uses.push((cell, i)),
+                        Source::Cell(def) => region.constrain_equal(cell, def)?,
+                    }
+                }
+            }
+            let c = region.assign_advice(|| "result", config.c, row, || self.value(out))?;
+            if let Some(slot) = defined.get_mut(out.index()) {
+                *slot = Some(c.cell());
+            }
+        }
+
+        let output = prog.output();
+        let output_cell = if output.index() < n_in {
+            // The output is an input: give it a cell, copied from its instance row.
+            region
+                .assign_advice_from_instance(
+                    || "output (an input)",
+                    config.instance,
+                    output.index(),
+                    config.c,
+                    prog.instrs().len(),
+                )?
+                .cell()
+        } else {
+            defined
+                .get(output.index())
+                .copied()
+                .flatten()
+                .ok_or(Error::Synthesis)?
+        };
+        Ok((input_uses, output_cell))
+    }
+}
+
+impl Circuit<Fp> for ProgramCircuit<'_> {
+    type Config = ProgramConfig;
+    type FloorPlanner = SimpleFloorPlanner;
+
+    fn without_witnesses(&self) -> Self {
+        ProgramCircuit::without_witness(self.program)
+    }
+
+    fn configure(meta: &mut ConstraintSystem<Fp>) -> Self::Config {
+        ProgramConfig::configure(meta)
+    }
+
+    fn synthesize(
+        &self,
+        config: ProgramConfig,
+        mut layouter: impl Layouter<Fp>,
+    ) -> Result<(), Error> {
+        if let Some(w) = &self.wires {
+            if w.len() != self.program.num_wires() {
+                return Err(Error::Synthesis);
+            }
+        }
+        // A single region: the program is one straight line of rows, and cross-row
+        // wiring is all done with copy constraints, so there is nothing to floor-plan.
+        let (input_uses, output_cell) = layouter.assign_region(
+            || "program",
+            |mut region| self.assign_program(&config, &mut region),
+        )?;
+        for (cell, i) in input_uses {
+            layouter.constrain_instance(cell, config.instance, i)?;
+        }
+        layouter.constrain_instance(output_cell, config.instance, self.program.num_inputs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prover::test_programs::*;
+    use halo2_proofs::dev::MockProver;
+
+    fn mock(program: &Program, inputs: &[Fe]) -> (MockProver<Fp>, Vec<Fp>) {
+        let circuit = ProgramCircuit::with_inputs(program, inputs).unwrap();
+        let instance = circuit.instance().unwrap();
+        let k = min_k(program).unwrap();
+        let prover = MockProver::run(k, &circuit, vec![instance.clone()]).unwrap();
+        (prover, instance)
+    }
+
+    fn assert_mock_ok(program: &Program, inputs: &[Fe]) {
+        let (prover, instance) = mock(program, inputs);
+        prover.assert_satisfied();
+        // The same witness against a wrong output must fail.
+        let mut wrong = instance;
+        let last = wrong.len() - 1;
+        wrong[last] += Fp::ONE;
+        let circuit = ProgramCircuit::with_inputs(program, inputs).unwrap();
+        let k = min_k(program).unwrap();
+        let bad = MockProver::run(k, &circuit, vec![wrong]).unwrap();
+        assert!(
+            bad.verify().is_err(),
+            "a wrong output must not satisfy the circuit"
+        );
+    }
+
+    #[test]
+    fn blinding_rows_are_six() {
+        // The layout docs promise 2^k - 6 usable rows; keep them honest.
+        assert_eq!(usable_rows(5), Some(26));
+        assert_eq!(usable_rows(3), Some(2));
+        assert_eq!(usable_rows(2), None);
+    }
+
+    #[test]
+    fn arithmetic_example_is_satisfied() {
+        let p = arithmetic_example();
+        let inputs = [Fe::from(1u64), Fe::from(11u64)];
+        assert_eq!(p.eval(&inputs).unwrap(), arithmetic_example_expected());
+        assert_eq!(min_k(&p), Ok(5));
+        assert_mock_ok(&p, &inputs);
+        assert_mock_ok(&p, &[Fe::from(7u64), -Fe::from(3u64)]);
+    }
+
+    #[test]
+    fn const_sub_div_programs_are_satisfied() {
+        // (x0 - 5) / (x1 - x0), and a program with only constants.
+        let p = Program::new(
+            2,
+            vec![
+                Instr::Const(Fe::from(5u64)),
+                Instr::Sub(Wire(0), Wire(2)),
+                Instr::Sub(Wire(1), Wire(0)),
+                Instr::Div(Wire(3), Wire(4)),
+            ],
+            Wire(5),
+        )
+        .unwrap();
+        assert_mock_ok(&p, &[Fe::from(9u64), Fe::from(2u64)]);
+        let consts = Program::new(
+            0,
+            vec![
+                Instr::Const(Fe::from(3u64)),
+                Instr::Const(-Fe::from(1u64)),
+                Instr::Div(Wire(0), Wire(1)),
+            ],
+            Wire(2),
+        )
+        .unwrap();
+        assert_mock_ok(&consts, &[]);
+        // The same wire twice as both operands, and the output an input.
+        let sq = Program::new(1, vec![Instr::Mul(Wire(0), Wire(0))], Wire(1)).unwrap();
+        assert_mock_ok(&sq, &[Fe::from(12u64)]);
+        let identity = Program::new(2, vec![], Wire(1)).unwrap();
+        assert_mock_ok(&identity, &[Fe::from(4u64), Fe::from(8u64)]);
+        let early = Program::new(1, vec![Instr::Add(Wire(0), Wire(0))], Wire(0)).unwrap();
+        assert_mock_ok(&early, &[Fe::from(4u64)]);
+    }
+
+    #[test]
+    fn wrong_input_is_not_satisfied() {
+        let p = arithmetic_example();
+        let (_, mut instance) = mock(&p, &[Fe::from(1u64), Fe::from(11u64)]);
+        instance[0] += Fp::ONE;
+        let circuit = ProgramCircuit::with_inputs(&p, &[Fe::from(1u64), Fe::from(11u64)]).unwrap();
+        let prover = MockProver::run(5, &circuit, vec![instance]).unwrap();
+        assert!(prover.verify().is_err());
+    }
+
+    #[test]
+    fn forged_witnesses_are_not_satisfied() {
+        // A cheating witness: claim x / 0 = anything by assigning inv freely is
+        // impossible since b * inv = 1 has no solution for b = 0. Build the witness by
+        // hand (bypassing eval) with a zero divisor and an arbitrary quotient.
+        let p = Program::new(
+            1,
+            vec![Instr::Sub(Wire(0), Wire(0)), Instr::Div(Wire(0), Wire(1))],
+            Wire(2),
+        )
+        .unwrap();
+        let x = Fp::from(5u64);
+        for q in [Fp::ZERO, Fp::ONE, Fp::from(77u64)] {
+            let circuit = ProgramCircuit {
+                program: &p,
+                wires: Some(vec![x, Fp::ZERO, q]),
+            };
+            let prover = MockProver::run(min_k(&p).unwrap(), &circuit, vec![vec![x, q]]).unwrap();
+            assert!(prover.verify().is_err());
+        }
+        // A wrong intermediate value breaks its gate even if the output is "right".
+        let p = arithmetic_example();
+        let inputs = [Fe::from(1u64), Fe::from(11u64)];
+        let honest = ProgramCircuit::with_inputs(&p, &inputs).unwrap();
+        let mut wires = honest.wires.clone().unwrap();
+        wires[4] += Fp::ONE;
+        let forged = ProgramCircuit {
+            program: &p,
+            wires: Some(wires),
+        };
+        let prover = MockProver::run(5, &forged, vec![honest.instance().unwrap()]).unwrap();
+        assert!(prover.verify().is_err());
+    }
+
+    #[test]
+    fn k_boundary() {
+        // Usable rows at k: 2^k - 6. A chain of r multiplications needs r rows.
+        for (r, k) in [(1, 3), (2, 3), (3, 4), (10, 4), (11, 5), (26, 5), (27, 6)] {
+            let p = mul_chain(r);
+            assert_eq!(min_k(&p), Ok(k), "{r} rows");
+            let (prover, _) = mock(&p, &[Fe::from(3u64)]);
+            prover.assert_satisfied();
+            // One k smaller does not fit.
+            let circuit = ProgramCircuit::with_inputs(&p, &[Fe::from(3u64)]).unwrap();
+            let inst = circuit.instance().unwrap();
+            assert!(
+                MockProver::run(k - 1, &circuit, vec![inst]).is_err(),
+                "{r} rows at k-1"
+            );
+        }
+        // The instance column also has to fit: many inputs, one instruction.
+        let p = Program::new(10, vec![Instr::Add(Wire(0), Wire(9))], Wire(10)).unwrap();
+        assert_eq!(min_k(&p), Ok(5)); // 11 instance rows > 10 usable at k = 4
+        let inputs: Vec<Fe> = (0..10u64).map(Fe::from).collect();
+        let (prover, _) = mock(&p, &inputs);
+        prover.assert_satisfied();
+    }
+
+    #[test]
+    fn too_large_is_reported() {
+        // The check is pure arithmetic; no need to build the program's rows.
+        let need = usable_rows(MAX_K).unwrap() + 1;
+        let p = Program::new(need - 1, vec![], Wire(0)).unwrap();
+        assert_eq!(min_k(&p), Err(need));
+        let p = Program::new(need - 2, vec![], Wire(0)).unwrap();
+        assert_eq!(min_k(&p), Ok(MAX_K));
+    }
+}
