@@ -54,6 +54,12 @@ struct ServeArgs {
     /// Matcher threads (0: one per core).
     #[arg(long, env = "PROOF_MARKET_MATCHER_THREADS", default_value_t = 0)]
     matcher_threads: usize,
+    /// Prover pool threads for verification (0: one per core).
+    #[arg(long, env = "PROOF_MARKET_PROVER_THREADS", default_value_t = 0)]
+    prover_threads: usize,
+    /// Prover jobs queued or running before new ones are refused with 503.
+    #[arg(long, env = "PROOF_MARKET_PROVER_QUEUE", default_value_t = 256)]
+    prover_queue: usize,
 }
 
 fn init_logs(json: bool) {
@@ -80,6 +86,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_ttl_secs: args.token_ttl,
         http_workers: args.http_workers,
         matcher_threads: args.matcher_threads,
+        prover_threads: args.prover_threads,
+        prover_queue: args.prover_queue,
     };
     actix_web::rt::System::new().block_on(server::run(listener, cfg))
 }

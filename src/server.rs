@@ -11,7 +11,9 @@ use std::sync::Arc;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::auth::{self, Tokens};
+use crate::circuits::Circuits;
 use crate::markets::Markets;
+use crate::prover::pool::ProverPool;
 use crate::service::{Limits, Market};
 use crate::store::Store;
 
@@ -32,6 +34,10 @@ pub struct ServeConfig {
     pub http_workers: usize,
     /// Matcher threads (0: one per core).
     pub matcher_threads: usize,
+    /// Prover pool threads (0: one per core).
+    pub prover_threads: usize,
+    /// Prover jobs queued or running before new ones get 503.
+    pub prover_queue: usize,
 }
 
 fn cores() -> usize {
@@ -60,9 +66,12 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     };
     let markets = Arc::new(Markets::new(store.clone(), threads));
     let limits = Limits::default();
+    let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
+    let circuits = Arc::new(Circuits::new(store.clone(), pool));
     let market = web::Data::new(Market::new(
         store,
         markets.clone(),
+        circuits,
         Tokens::new(&secret, cfg.token_ttl_secs),
         limits.clone(),
     ));

@@ -10,11 +10,13 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Tokens};
 use crate::book::Level;
+use crate::circuits::{fe_to_hex, parse_canonical, Circuits};
 use crate::domain::{Cost, Key, Millis, Minutes, Side, Status, UserName};
 use crate::error::MarketError;
 use crate::input::PublicInput;
 use crate::markets::{ask, Markets};
 use crate::matcher::{Complete, Depth, Place, Withdraw};
+use crate::prover::halo2::PROOF_SYSTEM;
 use crate::store::{OrderRecord, ProofRecord, Store, UserRecord};
 
 /// Size limits on what clients may store.
@@ -82,16 +84,28 @@ pub struct OrderFilter {
 pub struct Market {
     store: Store,
     markets: Arc<Markets>,
+    circuits: Arc<Circuits>,
     tokens: Tokens,
     limits: Limits,
 }
 
+/// Programs up to this many instructions are evaluated inline; larger ones on the
+/// prover pool.
+const INLINE_EVAL_INSTRS: usize = 4096;
+
 impl Market {
     /// Wires the service together.
-    pub fn new(store: Store, markets: Arc<Markets>, tokens: Tokens, limits: Limits) -> Market {
+    pub fn new(
+        store: Store,
+        markets: Arc<Markets>,
+        circuits: Arc<Circuits>,
+        tokens: Tokens,
+        limits: Limits,
+    ) -> Market {
         Market {
             store,
             markets,
+            circuits,
             tokens,
             limits,
         }
@@ -186,6 +200,11 @@ impl Market {
         body: Map<String, Value>,
     ) -> Result<Value, MarketError> {
         let mut st = self.check_statement(body)?;
+        let ir = st["definition"]["proving_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let circuit = self.circuits.compile(ir).await?;
         let key = self.markets.keys.next(&self.store).await?;
         let now = Millis::now().0;
         st.insert("_key".into(), json!(key.to_string()));
@@ -195,6 +214,7 @@ impl Market {
         st.insert("updatedOn".into(), json!(now));
         let v = Value::Object(st);
         self.store.create_statement(key, &v.to_string()).await?;
+        self.circuits.insert(key, circuit);
         self.markets.start_matcher(key).await?;
         tracing::info!(statement = %key, %sender, "statement created");
         Ok(v)
@@ -258,9 +278,6 @@ impl Market {
             }
             Some(_) => return bad("`definition.proving_key` must be a string".into()),
         };
-        if !pk.contains("define ") {
-            return bad("`definition.proving_key` holds no LLVM IR function definition".into());
-        }
         let vk = match def.get("verification_key") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) if s.len() > max => {
@@ -307,8 +324,12 @@ impl Market {
     /// Places a request or proposal; it is matched at once when it can be.
     pub async fn place(&self, sender: &UserName, o: NewOrder) -> Result<OrderRecord, MarketError> {
         let matcher = self.markets.matcher(o.statement)?;
-        if o.side == Side::Request && o.input.is_none() {
-            return Err(MarketError::BadRequest("missing field `input`".into()));
+        match (&o.side, &o.input) {
+            (Side::Request, None) => {
+                return Err(MarketError::BadRequest("missing field `input`".into()))
+            }
+            (Side::Request, Some((_, input))) => self.check_input(o.statement, input).await?,
+            (Side::Proposal, _) => {}
         }
         let key = self.markets.keys.next(&self.store).await?;
         let now = Millis::now();
@@ -336,6 +357,22 @@ impl Market {
             proof_key: None,
         };
         ask(&matcher, Place(record)).await?
+    }
+
+    /// Refuses inputs the statement's circuit cannot prove: wrong arity, or a division
+    /// by zero on them (no proof of such an input can exist).
+    async fn check_input(&self, stmt: Key, input: &PublicInput) -> Result<(), MarketError> {
+        let c = self.circuits.get(stmt).await?;
+        let values = input.values.clone();
+        let r = if c.program().instrs().len() <= INLINE_EVAL_INSTRS {
+            c.evaluate(&values)
+        } else {
+            self.circuits
+                .pool()
+                .run("evaluate", move || c.evaluate(&values))
+                .await?
+        };
+        r.map(|_| ()).map_err(MarketError::BadRequest)
     }
 
     async fn locate(&self, what: &str, key: Key) -> Result<Key, MarketError> {
@@ -507,6 +544,19 @@ impl Market {
                 proposal.status.as_str()
             )));
         }
+        let canon = request.canon.clone().unwrap_or_default();
+        let inputs = parse_canonical(&canon).map_err(|e| {
+            MarketError::Internal(format!("request {}: stored input: {e}", request.key))
+        })?;
+        let circuit = self.circuits.get(proposal.statement).await?;
+        let proof = p.proof;
+        let (output, proof) = self
+            .circuits
+            .pool()
+            .run("verify", move || {
+                circuit.verify(&inputs, &proof).map(|o| (o, proof))
+            })
+            .await??;
         let key = self.markets.keys.next(&self.store).await?;
         let now = Millis::now();
         let record = ProofRecord {
@@ -520,16 +570,16 @@ impl Market {
                 .0
                 .saturating_sub(proposal.matched_time.map_or(now.0, |m| m.0)),
             created: now,
-            output: None,
-            proof_system: "unchecked (shape only)".into(),
-            proof_hex: hex::encode(&p.proof),
+            output: Some(fe_to_hex(output)),
+            proof_system: PROOF_SYSTEM.into(),
+            proof_hex: hex::encode(&proof),
         };
         let matcher = self.markets.matcher(proposal.statement)?;
         ask(
             &matcher,
             Complete {
                 record: record.clone(),
-                canon: request.canon.clone().unwrap_or_default(),
+                canon,
             },
         )
         .await??;

@@ -225,31 +225,65 @@ async fn bad_orders_are_refused_and_change_nothing() {
         assert_error(s, &v, want, needle);
     }
 
+    // Proofs that do not verify: garbage, a proof of another input, a tampered one.
+    let good = example_proof(&[3, 4]);
+    let mut tampered = good.clone().into_bytes();
+    tampered[40] = if tampered[40] == b'0' { b'1' } else { b'0' };
+    for proof in [
+        "0xabcd".to_owned(),
+        example_proof(&[4, 3]),
+        example_proof(&[1, 11]),
+        String::from_utf8(tampered).unwrap(),
+        format!("{good}00"),
+    ] {
+        let (s, v) = api
+            .post(
+                &format!("{ROOT}/proof"),
+                &json!({"proof": proof, "proposal_key": pk}),
+            )
+            .await;
+        assert_error(s, &v, 400, "proof rejected");
+    }
+    // Requests the circuit cannot prove: wrong arity, division by zero (a == b).
+    for (input, needle) in [
+        (json!([{"field": 1}]), "2 public inputs"),
+        (json!({"input": "5\n5"}), "divides by zero"),
+    ] {
+        let (s, v) = api
+            .post(
+                &format!("{ROOT}/request/"),
+                &json!({"statement_key": stmt, "cost": 1, "input": input}),
+            )
+            .await;
+        assert_error(s, &v, 400, needle);
+    }
+
     assert_eq!(
         snapshot(&api, &stmt).await,
         before,
         "a refused call changed state"
     );
 
-    // The first proof is taken, a second one is refused.
+    // The real proof is taken, a second one is refused.
     let (s, v) = api
         .post(
             &format!("{ROOT}/proof"),
-            &json!({"proof": "0xabcd", "proposal_key": pk}),
+            &json!({"proof": good, "proposal_key": pk}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["proof_system"], "halo2-ipa-pasta-v1");
     let (s, v) = api
         .post(
             &format!("{ROOT}/proof"),
-            &json!({"proof": "0xabcd", "proposal_key": pk}),
+            &json!({"proof": good, "proposal_key": pk}),
         )
         .await;
     assert_error(s, &v, 409, "completed");
     let (s, v) = api
         .post(
             &format!("{ROOT}/proof"),
-            &json!({"proof": "0xabcd", "request_key": r2["_key"]}),
+            &json!({"proof": good, "request_key": r2["_key"]}),
         )
         .await;
     assert_error(s, &v, 409, "completed");
@@ -292,7 +326,18 @@ async fn bad_statements_and_accounts_are_refused() {
         (
             with(&|s| s["definition"]["proving_key"] = json!("hello, not IR")),
             400,
-            "IR",
+            "circuit",
+        ),
+        (
+            with(&|s| {
+                let ir = s["definition"]["proving_key"]
+                    .as_str()
+                    .unwrap()
+                    .replace("%diff = sub", "%diff = fsub");
+                s["definition"]["proving_key"] = json!(ir)
+            }),
+            400,
+            "fsub",
         ),
         (
             with(&|s| {

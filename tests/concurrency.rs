@@ -37,7 +37,7 @@ async fn concurrent_bursts_keep_every_invariant() {
                         k => json!(k * 10),
                     };
                     let (kind, body) = if (seed >> 40).is_multiple_of(2) {
-                        ("request", json!({"statement_key": stmt, "cost": cost, "eval_time": t, "input": [{"field": i}, {"field": u * 1000 + s}]}))
+                        ("request", json!({"statement_key": stmt, "cost": cost, "eval_time": t, "input": [{"field": i}, {"field": 1_000_000 + u * 1000 + s}]}))
                     } else {
                         ("proposal", json!({"statement_key": stmt, "cost": cost as f64 - 0.5, "eval_time": t}))
                     };

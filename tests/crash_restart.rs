@@ -19,7 +19,7 @@ async fn burst(api: Api, stmt: String, client: usize, n: usize) -> Vec<(String, 
         let (kind, body) = if (i + client).is_multiple_of(2) {
             (
                 "request",
-                json!({"statement_key": stmt, "cost": cost, "input": [{"field": client * 100_000 + i}, {"field": 3}]}),
+                json!({"statement_key": stmt, "cost": cost, "input": [{"field": client * 100_000 + i}, {"field": 1_000_000_007u64}]}),
             )
         } else {
             ("proposal", json!({"statement_key": stmt, "cost": cost}))
@@ -152,7 +152,7 @@ async fn redis_restart_from_aof_keeps_acknowledged_orders() {
         } else {
             (
                 "request",
-                json!({"statement_key": stmt, "cost": 1 + i % 7, "input": [{"field": i}, {"field": 1}]}),
+                json!({"statement_key": stmt, "cost": 1 + i % 7, "input": [{"field": i}, {"field": 1_000_000_007u64}]}),
             )
         };
         let (s, v) = api.post(&format!("{ROOT}/{kind}/"), &body).await;

@@ -111,8 +111,27 @@ async fn requester_producer_flow_with_the_cli() {
     assert_eq!(prop["request_key"], rk.as_str());
     assert!(prop["matched_time"].as_u64().is_some());
 
+    // The producer makes the proof with proof-generator, the original's tool and flags.
     let proof_file = dir.path().join("proof.bin");
-    std::fs::write(&proof_file, "0x0123456789abcdef\n").unwrap();
+    let gen = Command::new(env!("CARGO_BIN_EXE_proof-generator"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--circuit_input",
+            "example/statements/arithmetic.json",
+            "--public_input",
+            "example/input/arithmetic/input.json",
+            "--proof_out",
+        ])
+        .arg(&proof_file)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    assert!(String::from_utf8_lossy(&gen.stdout).contains("Inner verification passed"));
+    let proof_text = std::fs::read_to_string(&proof_file).unwrap();
     let (ok, out, err) = cli.run(&[
         "proof",
         "push",
@@ -146,8 +165,13 @@ async fn requester_producer_flow_with_the_cli() {
     assert_eq!(by_req["_key"], proof_key.as_str());
     assert_eq!(
         std::fs::read_to_string(&out_file).unwrap().trim(),
-        "0x0123456789abcdef"
+        proof_text.trim()
     );
+    assert_eq!(
+        by_key["output"],
+        "0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be"
+    );
+    assert_eq!(by_key["proof_system"], "halo2-ipa-pasta-v1");
 
     // The same input again (in the other format) completes at once with that proof.
     let again = cli.json(&[

@@ -8,6 +8,7 @@
 pub mod field;
 pub mod halo2;
 pub mod halo2_circuit;
+pub mod pool;
 
 #[cfg(test)]
 mod test_programs;

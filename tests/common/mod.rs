@@ -470,3 +470,13 @@ pub fn check_invariants(requests: &[Value], proposals: &[Value]) -> usize {
     }
     matches
 }
+
+/// A real proof of the example circuit on `inputs`, as `0x…` hex.
+pub fn example_proof(inputs: &[u64]) -> String {
+    use proof_market::circuits::StatementCircuit;
+    let st = example_statement();
+    let c = StatementCircuit::compile(st["definition"]["proving_key"].as_str().unwrap()).unwrap();
+    let values: Vec<_> = inputs.iter().map(|&v| v.into()).collect();
+    let (_, proof) = c.prove(&values).unwrap();
+    format!("0x{}", hex::encode(proof))
+}

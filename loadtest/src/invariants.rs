@@ -1,0 +1,461 @@
+//! The invariants of `shared/architecture.md`, checked over orders as Redis holds them
+//! and over what the harness itself was told (every order acknowledged with 200, every
+//! status it read). Pure: the rows come from [`crate::redis_view`] or from tests.
+//!
+//! Rules checked (each violation names the keys involved):
+//! - `lost`: an acknowledged order is missing, or lost its locator.
+//! - `changed`: an acknowledged order's side, statement or cost differs in the store.
+//! - `bad-status`: a status outside created/processing/completed/withdrawn.
+//! - `index`: the order is not in exactly the index set of its kind and status.
+//! - `backwards`: a status the harness saw cannot lead to the stored one.
+//! - `ack-match`: a match the harness was told about is not the stored one.
+//! - `link`: a counterpart that is missing, of the same side, of another statement, or
+//!   that does not link back; `unlinked`: a status that needs (or forbids) a link.
+//! - `double-match`: an order named as counterpart by two orders.
+//! - `pair-status`: the two orders of a match disagree on status or proof.
+//! - `price-rule` / `time-rule`: proposal cost above request cost; `eval_time` rule.
+//! - `price`: trade price not the resting order's cost (or not one of the two costs
+//!   when the harness does not know which order rested), or the two records disagree.
+//! - `crossed-book`: (only when the market is settled) an open request and an open
+//!   proposal of one statement that could still match.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::market::Kind;
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OrderRow {
+    /// Key.
+    pub key: u64,
+    /// Statement (from the hash key's tag).
+    pub statement: u64,
+    /// `kind` field as stored.
+    pub kind: String,
+    /// `status` field.
+    pub status: String,
+    /// `cost` (micro-units).
+    pub cost: Option<u64>,
+    /// `eval_time` (minutes), `None` when empty.
+    pub eval_time: Option<u32>,
+    /// `proposal_key` (requests) or `request_key` (proposals).
+    pub counterpart: Option<u64>,
+    /// `price` (micro-units).
+    pub price: Option<u64>,
+    /// `proof_key`.
+    pub proof_key: Option<u64>,
+    /// The `<kind>:<status>` index sets that hold the key.
+    pub indexed_as: Vec<String>,
+    /// The statement its `loc:` key points to.
+    pub located_in: Option<u64>,
+}
+
+impl OrderRow {
+    fn side(&self) -> Option<Kind> {
+        match self.kind.as_str() {
+            "request" => Some(Kind::Request),
+            "proposal" => Some(Kind::Proposal),
+            _ => None,
+        }
+    }
+}
+
+/// An order the market acknowledged with 200, as its answer described it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AckedOrder {
+    /// Key.
+    pub key: u64,
+    /// Side.
+    pub kind: Kind,
+    /// Statement.
+    pub statement: u64,
+    /// Cost sent (micro-units).
+    pub cost: u64,
+    /// Status in the answer.
+    pub status: String,
+    /// Counterpart in the answer (the order crossed a resting one).
+    pub counterpart: Option<u64>,
+    /// Price in the answer.
+    pub price: Option<u64>,
+}
+
+/// A status the harness read for an order (GET or DELETE answer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    /// Key.
+    pub key: u64,
+    /// Status read.
+    pub status: String,
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// Which rule.
+    pub rule: &'static str,
+    /// Keys involved.
+    pub keys: Vec<u64>,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Result of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checked {
+    /// Orders in the store.
+    pub orders: usize,
+    /// Acknowledged orders checked.
+    pub acked: usize,
+    /// Observations checked.
+    pub observed: usize,
+    /// Matches (request side) found.
+    pub matches: usize,
+    /// Orders per status.
+    pub by_status: BTreeMap<String, usize>,
+    /// Everything broken.
+    pub violations: Vec<Violation>,
+}
+
+const STATUSES: [&str; 4] = ["created", "processing", "completed", "withdrawn"];
+
+/// Can an order seen in `seen` be in `now` later? (created → processing → completed;
+/// created → withdrawn.)
+pub fn may_follow(seen: &str, now: &str) -> bool {
+    match seen {
+        "created" => STATUSES.contains(&now),
+        "processing" => now == "processing" || now == "completed",
+        "completed" => now == "completed",
+        "withdrawn" => now == "withdrawn",
+        _ => false,
+    }
+}
+
+/// Checks everything. `settled`: no call was in flight when the rows were read, so the
+/// open orders must not cross.
+pub fn check(
+    rows: &[OrderRow],
+    acked: &[AckedOrder],
+    observed: &[Observation],
+    settled: bool,
+) -> Checked {
+    let by_key: HashMap<u64, &OrderRow> = rows.iter().map(|r| (r.key, r)).collect();
+    let mut out = Checked {
+        orders: rows.len(),
+        acked: acked.len(),
+        observed: observed.len(),
+        ..Checked::default()
+    };
+    let mut v = Vec::new();
+    let mut bad = |rule: &'static str, keys: Vec<u64>, detail: String| {
+        v.push(Violation { rule, keys, detail })
+    };
+
+    // What the harness was told.
+    for a in acked {
+        let Some(r) = by_key.get(&a.key) else {
+            bad("lost", vec![a.key], format!("acknowledged {} {} ({}) is not in the store", a.kind.as_str(), a.key, a.status));
+            continue;
+        };
+        if r.located_in != Some(a.statement) {
+            bad("lost", vec![a.key], format!("locator of {} points to {:?}, not statement {}", a.key, r.located_in, a.statement));
+        }
+        if r.side() != Some(a.kind) || r.statement != a.statement || r.cost != Some(a.cost) {
+            bad("changed", vec![a.key], format!(
+                "acknowledged as {} of statement {} at cost {}, stored as {:?} of statement {} at cost {:?}",
+                a.kind.as_str(), a.statement, a.cost, r.kind, r.statement, r.cost));
+        }
+        if !may_follow(&a.status, &r.status) {
+            bad("backwards", vec![a.key], format!("acknowledged {}, stored {}", a.status, r.status));
+        }
+        if let Some(c) = a.counterpart {
+            if r.counterpart != Some(c) {
+                bad("ack-match", vec![a.key, c], format!("answer said matched with {c}, store says {:?}", r.counterpart));
+            }
+            if a.price.is_some() && r.price != a.price {
+                bad("ack-match", vec![a.key, c], format!("answer said price {:?}, store says {:?}", a.price, r.price));
+            }
+            // The acknowledged order was the incoming one: the price is the other's cost.
+            if let (Some(p), Some(other)) = (r.price, by_key.get(&c)) {
+                if other.cost != Some(p) {
+                    bad("price", vec![a.key, c], format!("price {p} is not the resting order {c}'s cost {:?}", other.cost));
+                }
+            }
+        }
+    }
+    for o in observed {
+        if let Some(r) = by_key.get(&o.key) {
+            if !may_follow(&o.status, &r.status) {
+                bad("backwards", vec![o.key], format!("read as {}, stored {}", o.status, r.status));
+            }
+        }
+    }
+
+    // What the store holds.
+    let mut named_by: HashMap<u64, u64> = HashMap::new();
+    for r in rows {
+        *out.by_status.entry(r.status.clone()).or_default() += 1;
+        if !STATUSES.contains(&r.status.as_str()) {
+            bad("bad-status", vec![r.key], format!("status {:?}", r.status));
+        }
+        let Some(side) = r.side() else {
+            bad("bad-status", vec![r.key], format!("kind {:?}", r.kind));
+            continue;
+        };
+        let want = format!("{}:{}", r.kind, r.status);
+        if r.indexed_as.len() != 1 || r.indexed_as[0] != want {
+            bad("index", vec![r.key], format!("is {want} but indexed as {:?}", r.indexed_as));
+        }
+        match (r.status.as_str(), r.counterpart) {
+            ("processing", None) => bad("unlinked", vec![r.key], "processing without a counterpart".into()),
+            ("completed", None) if r.proof_key.is_none() => {
+                bad("unlinked", vec![r.key], "completed without counterpart or proof".into())
+            }
+            ("created" | "withdrawn", Some(c)) => {
+                bad("unlinked", vec![r.key, c], format!("{} but linked to {c}", r.status))
+            }
+            _ => {}
+        }
+        let Some(c) = r.counterpart else { continue };
+        if let Some(prev) = named_by.insert(c, r.key) {
+            bad("double-match", vec![c, prev, r.key], format!("{c} is the counterpart of both {prev} and {}", r.key));
+        }
+        let Some(o) = by_key.get(&c) else {
+            bad("link", vec![r.key, c], format!("counterpart {c} does not exist"));
+            continue;
+        };
+        if o.side() != Some(side.other()) || o.statement != r.statement {
+            bad("link", vec![r.key, c], format!("counterpart is a {} of statement {}", o.kind, o.statement));
+            continue;
+        }
+        if o.counterpart != Some(r.key) {
+            bad("link", vec![r.key, c], format!("{c} links to {:?}, not back to {}", o.counterpart, r.key));
+            continue;
+        }
+        if side != Kind::Request {
+            continue; // each pair once, from its request
+        }
+        out.matches += 1;
+        if o.status != r.status || o.proof_key != r.proof_key {
+            bad("pair-status", vec![r.key, c], format!("request {} ({:?}) / proposal {} ({:?})", r.status, r.proof_key, o.status, o.proof_key));
+        }
+        let (rc, pc) = (r.cost.unwrap_or(0), o.cost.unwrap_or(u64::MAX));
+        if pc > rc {
+            bad("price-rule", vec![r.key, c], format!("proposal cost {pc} > request cost {rc}"));
+        }
+        if let Some(limit) = r.eval_time {
+            match o.eval_time {
+                Some(t) if t <= limit => {}
+                t => bad("time-rule", vec![r.key, c], format!("request eval_time {limit}, proposal {t:?}")),
+            }
+        }
+        if r.price != o.price {
+            bad("price", vec![r.key, c], format!("request price {:?}, proposal price {:?}", r.price, o.price));
+        } else if let Some(p) = r.price {
+            if p != rc && p != pc {
+                bad("price", vec![r.key, c], format!("price {p} is neither cost ({rc}, {pc})"));
+            }
+        } else {
+            bad("price", vec![r.key, c], "matched without a price".into());
+        }
+    }
+    if settled {
+        crossed_book(rows, &mut bad);
+    }
+    out.violations = v;
+    out
+}
+
+/// Finds open requests that some open proposal of the same statement could serve.
+fn crossed_book(rows: &[OrderRow], bad: &mut impl FnMut(&'static str, Vec<u64>, String)) {
+    let mut by_stmt: BTreeMap<u64, (Vec<&OrderRow>, Vec<&OrderRow>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.status == "created") {
+        let e = by_stmt.entry(r.statement).or_default();
+        match r.side() {
+            Some(Kind::Request) => e.0.push(r),
+            Some(Kind::Proposal) => e.1.push(r),
+            None => {}
+        }
+    }
+    let mut reported = 0;
+    for (stmt, (reqs, mut props)) in by_stmt {
+        // Proposals by eval_time (untimed last); prefix minimum of cost.
+        props.sort_by_key(|p| p.eval_time.unwrap_or(u32::MAX));
+        let mut prefix: Vec<(u32, u64, u64)> = Vec::with_capacity(props.len());
+        let mut best = (u64::MAX, 0u64);
+        for p in &props {
+            let c = p.cost.unwrap_or(u64::MAX);
+            if c < best.0 {
+                best = (c, p.key);
+            }
+            prefix.push((p.eval_time.unwrap_or(u32::MAX), best.0, best.1));
+        }
+        for r in reqs {
+            let rc = r.cost.unwrap_or(0);
+            let eligible = match r.eval_time {
+                None => prefix.last(),
+                Some(l) => {
+                    let n = prefix.partition_point(|&(t, _, _)| t <= l);
+                    n.checked_sub(1).map(|i| &prefix[i])
+                }
+            };
+            if let Some(&(_, c, pk)) = eligible {
+                if c <= rc && reported < 1000 {
+                    reported += 1;
+                    bad("crossed-book", vec![r.key, pk], format!(
+                        "statement {stmt}: open request {} (cost {rc}, eval {:?}) and open proposal {pk} (cost {c}) could match",
+                        r.key, r.eval_time));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: u64, kind: &str, status: &str, cost: u64) -> OrderRow {
+        OrderRow {
+            key,
+            statement: 1,
+            kind: kind.into(),
+            status: status.into(),
+            cost: Some(cost),
+            indexed_as: vec![format!("{kind}:{status}")],
+            located_in: Some(1),
+            ..OrderRow::default()
+        }
+    }
+
+    fn matched(r: u64, p: u64, rc: u64, pc: u64, price: u64) -> Vec<OrderRow> {
+        let mut a = row(r, "request", "processing", rc);
+        let mut b = row(p, "proposal", "processing", pc);
+        a.counterpart = Some(p);
+        b.counterpart = Some(r);
+        a.price = Some(price);
+        b.price = Some(price);
+        vec![a, b]
+    }
+
+    fn rules(c: &Checked) -> Vec<&'static str> {
+        c.violations.iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn a_clean_market_passes() {
+        let mut rows = matched(1, 2, 5, 3, 3);
+        rows.push(row(3, "request", "created", 1));
+        rows.push(row(4, "proposal", "created", 2));
+        rows.push(row(5, "request", "withdrawn", 9));
+        let acked = vec![AckedOrder {
+            key: 1,
+            kind: Kind::Request,
+            statement: 1,
+            cost: 5,
+            status: "processing".into(),
+            counterpart: Some(2),
+            price: Some(3),
+        }];
+        let obs = vec![Observation { key: 5, status: "created".into() }];
+        let c = check(&rows, &acked, &obs, true);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.matches, 1);
+        assert_eq!(c.by_status["created"], 2);
+    }
+
+    #[test]
+    fn lost_and_changed_acks_are_found() {
+        let rows = vec![row(1, "request", "created", 5)];
+        let ack = |key, cost| AckedOrder {
+            key,
+            kind: Kind::Request,
+            statement: 1,
+            cost,
+            status: "created".into(),
+            counterpart: None,
+            price: None,
+        };
+        let c = check(&rows, &[ack(1, 6), ack(9, 1)], &[], false);
+        assert_eq!(rules(&c), vec!["changed", "lost"]);
+        assert_eq!(c.violations[1].keys, vec![9]);
+    }
+
+    #[test]
+    fn double_match_and_asymmetric_links_are_found() {
+        let mut rows = matched(1, 2, 5, 3, 3);
+        let mut other = row(3, "request", "processing", 5);
+        other.counterpart = Some(2);
+        other.price = Some(3);
+        rows.push(other);
+        let c = check(&rows, &[], &[], false);
+        let r = rules(&c);
+        assert!(r.contains(&"double-match"), "{r:?}");
+        assert!(r.contains(&"link"), "{r:?}");
+        let dm = c.violations.iter().find(|v| v.rule == "double-match").unwrap();
+        assert_eq!(dm.keys, vec![2, 1, 3]);
+    }
+
+    #[test]
+    fn price_and_time_rules_are_checked() {
+        let c = check(&matched(1, 2, 3, 5, 5), &[], &[], false);
+        assert_eq!(rules(&c), vec!["price-rule"]);
+        let c = check(&matched(1, 2, 5, 3, 4), &[], &[], false);
+        assert_eq!(rules(&c), vec!["price"]);
+        let mut rows = matched(1, 2, 5, 3, 3);
+        rows[0].eval_time = Some(30);
+        rows[1].eval_time = Some(60);
+        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["time-rule"]);
+        rows[1].eval_time = None;
+        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["time-rule"]);
+        rows[1].eval_time = Some(30);
+        assert!(check(&rows, &[], &[], false).violations.is_empty());
+        // The incoming order was the request: the price must be the proposal's cost.
+        let ack = AckedOrder {
+            key: 1,
+            kind: Kind::Request,
+            statement: 1,
+            cost: 5,
+            status: "processing".into(),
+            counterpart: Some(2),
+            price: Some(3),
+        };
+        let c = check(&matched(1, 2, 5, 3, 5), &[ack], &[], false);
+        assert_eq!(rules(&c), vec!["ack-match", "price"]);
+    }
+
+    #[test]
+    fn statuses_links_and_indexes_are_checked() {
+        let mut rows = vec![row(1, "request", "processing", 5), row(2, "proposal", "bogus", 1)];
+        rows.push(row(3, "proposal", "created", 1));
+        rows[2].indexed_as = vec![];
+        let c = check(&rows, &[], &[Observation { key: 1, status: "completed".into() }], false);
+        let r = rules(&c);
+        for want in ["backwards", "bad-status", "index", "unlinked"] {
+            assert!(r.contains(&want), "{want} missing from {r:?}");
+        }
+        assert!(may_follow("created", "withdrawn"));
+        assert!(!may_follow("withdrawn", "created"));
+        assert!(!may_follow("processing", "withdrawn"));
+    }
+
+    #[test]
+    fn crossed_book_respects_eval_time() {
+        let mut r = row(1, "request", "created", 5);
+        r.eval_time = Some(30);
+        let mut slow = row(2, "proposal", "created", 4);
+        slow.eval_time = Some(60);
+        let untimed = row(3, "proposal", "created", 1);
+        let rows = vec![r.clone(), slow.clone(), untimed.clone()];
+        assert!(check(&rows, &[], &[], true).violations.is_empty());
+        let mut fast = row(4, "proposal", "created", 5);
+        fast.eval_time = Some(30);
+        let rows = vec![r, slow, untimed, fast];
+        let c = check(&rows, &[], &[], true);
+        assert_eq!(rules(&c), vec!["crossed-book"]);
+        assert_eq!(c.violations[0].keys, vec![1, 4]);
+        // Unsettled markets are not checked for crossing.
+        assert!(check(&rows, &[], &[], false).violations.is_empty());
+    }
+}

@@ -1,0 +1,324 @@
+//! Turning a run's measurements into a serialisable report, a human summary, and files
+//! (`<name>.json`, `<name>.svg`, `summary.txt`, `report.json`) in the output directory.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::driver::{Load, RunOutput};
+use crate::mix::Op;
+use crate::stats::{ms, Percentiles};
+
+/// One call type of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    /// Call.
+    pub op: Op,
+    /// 200 answers.
+    pub ok: u64,
+    /// 409 answers (expected races).
+    pub conflict: u64,
+    /// 503/429 answers.
+    pub overloaded: u64,
+    /// Other HTTP failures.
+    pub http_error: u64,
+    /// No answer.
+    pub transport: u64,
+    /// 200 answers per second.
+    pub ok_per_s: f64,
+    /// Latency of 200 answers.
+    pub latency: Percentiles,
+    /// Latency of 409 answers.
+    pub conflict_latency: Percentiles,
+}
+
+/// One second of the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Seconds since the measured window began.
+    pub t_s: f64,
+    /// Calls answered (200/409).
+    pub calls: u64,
+    /// Orders acknowledged.
+    pub orders: u64,
+    /// Matches acknowledged.
+    pub matches: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Order latency percentiles of this second.
+    pub order_latency: Percentiles,
+}
+
+/// An event drawn on the plot (e.g. the soak's kill -9).
+#[derive(Debug, Clone, Serialize)]
+pub struct Marker {
+    /// Seconds since the measured window began.
+    pub t_s: f64,
+    /// What happened.
+    pub label: String,
+}
+
+/// Everything about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Name.
+    pub name: String,
+    /// `closed` or `open`.
+    pub mode: String,
+    /// Closed loop: workers.
+    pub connections: Option<usize>,
+    /// Open loop: offered calls per second.
+    pub target_rate: Option<f64>,
+    /// Mix.
+    pub mix: String,
+    /// Requesters, producers, statements.
+    pub requesters: usize,
+    /// Producers.
+    pub producers: usize,
+    /// Statements.
+    pub statements: usize,
+    /// Measured window (s).
+    pub window_s: f64,
+    /// Calls answered 200/409 per second.
+    pub calls_per_s: f64,
+    /// Orders acknowledged per second (the intake).
+    pub orders_per_s: f64,
+    /// Calls that failed (503, other errors, no answer).
+    pub failures: u64,
+    /// Per call type.
+    pub ops: Vec<OpReport>,
+    /// Match latency: crossing order sent → its ack saying `processing`.
+    pub match_latency: Percentiles,
+    /// Matches per second.
+    pub matches_per_s: f64,
+    /// Crossing order sent → counterpart read back as `processing` (sampled).
+    pub match_visible: Percentiles,
+    /// Sampled counterpart reads that never saw the match.
+    pub match_not_visible: u64,
+    /// Open loop: dispatcher lag behind the schedule.
+    pub dispatch_lag: Option<Percentiles>,
+    /// Open loop: arrivals never sent.
+    pub unsent: u64,
+    /// Cores used per process.
+    pub cpu_cores: BTreeMap<String, f64>,
+    /// Per second.
+    pub timeline: Vec<Point>,
+    /// Events.
+    pub markers: Vec<Marker>,
+    /// Sampled error messages.
+    pub errors: Vec<String>,
+}
+
+impl RunReport {
+    /// Summarises a run.
+    pub fn from_output(out: &RunOutput) -> RunReport {
+        let rec = &out.rec;
+        let window = rec.window().as_secs_f64().max(1e-3);
+        let mut ops = Vec::new();
+        let (mut calls, mut orders, mut failures) = (0u64, 0u64, 0u64);
+        for op in Op::ALL {
+            let s = &rec.ops[op.index()];
+            if s.total() == 0 {
+                continue;
+            }
+            if op != Op::VerifyMatch {
+                calls += s.ok + s.conflict;
+                failures += s.overloaded + s.http_error + s.transport;
+            }
+            if op.is_order() {
+                orders += s.ok;
+            }
+            ops.push(OpReport {
+                op,
+                ok: s.ok,
+                conflict: s.conflict,
+                overloaded: s.overloaded,
+                http_error: s.http_error,
+                transport: s.transport,
+                ok_per_s: s.ok as f64 / window,
+                latency: Percentiles::of(&s.hist),
+                conflict_latency: Percentiles::of(&s.conflict_hist),
+            });
+        }
+        let (mode, connections, target_rate) = match out.spec.load {
+            Load::Closed { connections } => ("closed", Some(connections), None),
+            Load::Open { rate, .. } => ("open", None, Some(rate)),
+        };
+        let matched = Percentiles::of(&rec.matched);
+        RunReport {
+            name: out.spec.name.clone(),
+            mode: mode.into(),
+            connections,
+            target_rate,
+            mix: if out.spec.baseline {
+                "baseline_post=100".into()
+            } else {
+                out.spec.mix.to_string()
+            },
+            requesters: out.users.0,
+            producers: out.users.1,
+            statements: out.users.2,
+            window_s: window,
+            calls_per_s: calls as f64 / window,
+            orders_per_s: orders as f64 / window,
+            failures,
+            ops,
+            match_latency: matched,
+            matches_per_s: matched.count as f64 / window,
+            match_visible: Percentiles::of(&rec.match_visible),
+            match_not_visible: rec.match_not_visible,
+            dispatch_lag: (mode == "open").then(|| Percentiles::of(&rec.lag)),
+            unsent: out.unsent,
+            cpu_cores: out.cpu.iter().cloned().collect(),
+            timeline: rec
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Point {
+                    t_s: i as f64,
+                    calls: b.calls,
+                    orders: b.orders,
+                    matches: b.matches,
+                    failures: b.failures,
+                    order_latency: Percentiles::of(&b.order_hist),
+                })
+                .collect(),
+            markers: Vec::new(),
+            errors: out.errors.clone(),
+        }
+    }
+
+    /// Order latency (all order pushes merged is not kept; the slower side is shown).
+    pub fn order_p99_us(&self) -> u64 {
+        self.ops
+            .iter()
+            .filter(|o| o.op.is_order())
+            .map(|o| o.latency.p99_us)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The human summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let how = match (self.connections, self.target_rate) {
+            (Some(c), _) => format!("closed loop, {c} connections"),
+            (_, Some(r)) => format!("open loop at {r:.0} calls/s"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "== {}: {how}; mix {}; {} requesters + {} producers; {} statements ==",
+            self.name, self.mix, self.requesters, self.producers, self.statements
+        );
+        let _ = writeln!(
+            s,
+            "window {:.1} s | calls {:.0}/s | orders {:.0}/s | matches {:.0}/s | failures {}",
+            self.window_s, self.calls_per_s, self.orders_per_s, self.matches_per_s, self.failures
+        );
+        let _ = writeln!(
+            s,
+            "{:<15} {:>9} {:>7} {:>7} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "call", "ok", "409", "503", "err", "noans", "ok/s", "p50 ms", "p90", "p99", "p99.9", "max"
+        );
+        for o in &self.ops {
+            let l = &o.latency;
+            let _ = writeln!(
+                s,
+                "{:<15} {:>9} {:>7} {:>7} {:>6} {:>6} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                o.op.name(),
+                o.ok,
+                o.conflict,
+                o.overloaded,
+                o.http_error,
+                o.transport,
+                o.ok_per_s,
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.max_us)
+            );
+        }
+        let line = |s: &mut String, name: &str, p: &Percentiles| {
+            let _ = writeln!(
+                s,
+                "{:<15} {:>9} {:>38} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                name,
+                p.count,
+                "",
+                ms(p.p50_us),
+                ms(p.p90_us),
+                ms(p.p99_us),
+                ms(p.p999_us),
+                ms(p.max_us)
+            );
+        };
+        line(&mut s, "match (ack)", &self.match_latency);
+        line(&mut s, "match visible", &self.match_visible);
+        if self.match_not_visible > 0 {
+            let _ = writeln!(s, "sampled counterpart reads that never saw the match: {}", self.match_not_visible);
+        }
+        if let Some(l) = &self.dispatch_lag {
+            line(&mut s, "dispatch lag", l);
+        }
+        if self.unsent > 0 {
+            let _ = writeln!(s, "arrivals never sent (dispatcher out of time): {}", self.unsent);
+        }
+        if !self.cpu_cores.is_empty() {
+            let parts: Vec<String> = self
+                .cpu_cores
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            let _ = writeln!(s, "CPU cores used: {}", parts.join(", "));
+        }
+        for m in &self.markers {
+            let _ = writeln!(s, "event at {:.1} s: {}", m.t_s, m.label);
+        }
+        for e in self.errors.iter().take(5) {
+            let _ = writeln!(s, "error sample: {e}");
+        }
+        s
+    }
+}
+
+/// Writes `<dir>/<name>.json` and `<dir>/<name>.svg` for a run.
+pub fn write_run(dir: &Path, r: &RunReport) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_json(&dir.join(format!("{}.json", r.name)), r)?;
+    std::fs::write(dir.join(format!("{}.svg", r.name)), crate::svg::run_plot(r))?;
+    Ok(())
+}
+
+/// Writes any serialisable value as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let text = serde_json::to_string_pretty(v)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A ratio as text, `n/a` when the ceiling is unknown.
+pub fn ratio(value: f64, ceiling: f64) -> String {
+    if ceiling > 0.0 {
+        format!("{:.1} %", 100.0 * value / ceiling)
+    } else {
+        "n/a".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_read_as_percentages() {
+        assert_eq!(ratio(36_500.0, 73_000.0), "50.0 %");
+        assert_eq!(ratio(1.0, 0.0), "n/a");
+    }
+}

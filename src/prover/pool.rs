@@ -1,0 +1,151 @@
+//! The prover pool: CPU-heavy circuit work (compile, keygen, prove, verify) on a fixed
+//! set of threads, never on the async workers.
+//!
+//! An actix `SyncArbiter` runs one worker per thread (default: one per core). The queue
+//! in front of it is bounded: when `capacity` jobs are already waiting or running, a new
+//! job is refused at once with a 503 and `Retry-After`, so a flood of proofs cannot
+//! grow memory without bound or starve order intake. Each job's queueing and running
+//! time is logged.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::error::MarketError;
+
+/// A closure to run on a pool thread.
+struct Job<R: Send + 'static> {
+    name: &'static str,
+    queued: Instant,
+    work: Box<dyn FnOnce() -> R + Send>,
+}
+
+impl<R: Send + 'static> Message for Job<R> {
+    type Result = R;
+}
+
+struct Worker;
+
+impl Actor for Worker {
+    type Context = SyncContext<Self>;
+}
+
+impl<R: Send + 'static> Handler<Job<R>> for Worker {
+    type Result = MessageResult<Job<R>>;
+
+    fn handle(&mut self, job: Job<R>, _: &mut SyncContext<Self>) -> Self::Result {
+        let started = Instant::now();
+        let waited = started.duration_since(job.queued);
+        let r = (job.work)();
+        tracing::info!(
+            job = job.name,
+            queued_ms = waited.as_secs_f64() * 1e3,
+            run_ms = started.elapsed().as_secs_f64() * 1e3,
+            "prover job done"
+        );
+        MessageResult(r)
+    }
+}
+
+/// Handle to the pool; cheap to clone.
+#[derive(Clone)]
+pub struct ProverPool {
+    addr: Addr<Worker>,
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
+    threads: usize,
+}
+
+impl ProverPool {
+    /// Starts `threads` workers (0: one per core) with room for `capacity` queued or
+    /// running jobs. Must be called inside an actix system.
+    pub fn start(threads: usize, capacity: usize) -> ProverPool {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            threads
+        };
+        ProverPool {
+            addr: SyncArbiter::start(threads, || Worker),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            capacity: capacity.max(1),
+            threads,
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Jobs queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on a pool thread; 503 when the queue is full.
+    pub async fn run<R, F>(&self, name: &'static str, work: F) -> Result<R, MarketError>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(MarketError::Unavailable {
+                message: format!(
+                    "the prover pool is full ({} jobs); retry shortly",
+                    self.capacity
+                ),
+                retry_after_secs: 2,
+            });
+        }
+        let _guard = Release(self.in_flight.clone());
+        let job = Job {
+            name,
+            queued: Instant::now(),
+            work: Box::new(work),
+        };
+        self.addr
+            .send(job)
+            .await
+            .map_err(|e| MarketError::Internal(format!("prover pool: {e}")))
+    }
+}
+
+/// Decrements the in-flight count even when the caller's future is dropped.
+struct Release(Arc<AtomicUsize>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn runs_jobs_and_refuses_when_full() {
+        let pool = ProverPool::start(1, 2);
+        assert_eq!(pool.run("add", || 2 + 2).await.unwrap(), 4);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let p1 = pool.clone();
+        let blocker = actix::spawn(async move { p1.run("block", move || rx.recv().is_ok()).await });
+        let p2 = pool.clone();
+        let queued = actix::spawn(async move { p2.run("queued", || 1).await });
+        while pool.in_flight() < 2 {
+            actix::clock::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(matches!(
+            pool.run("refused", || 0).await,
+            Err(MarketError::Unavailable { .. })
+        ));
+        tx.send(()).unwrap();
+        assert!(blocker.await.unwrap().unwrap());
+        assert_eq!(queued.await.unwrap().unwrap(), 1);
+        assert_eq!(pool.in_flight(), 0);
+    }
+}
