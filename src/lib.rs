@@ -10,6 +10,7 @@ pub mod error;
 pub mod input;
 pub mod markets;
 pub mod matcher;
+pub mod producer;
 pub mod prover;
 pub mod server;
 pub mod service;

@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a market node.
     Serve(ServeArgs),
+    /// Run a producer: keep proposals open, prove what matches, push the proofs.
+    Producer(ProducerArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -60,6 +62,73 @@ struct ServeArgs {
     /// Prover jobs queued or running before new ones are refused with 503.
     #[arg(long, env = "PROOF_MARKET_PROVER_QUEUE", default_value_t = 256)]
     prover_queue: usize,
+}
+
+#[derive(clap::Args)]
+struct ProducerArgs {
+    /// Statement to serve (repeat for several).
+    #[arg(long = "statement", alias = "key", required = true)]
+    statements: Vec<String>,
+    /// Asking price per proof.
+    #[arg(long)]
+    cost: f64,
+    /// Generation time promised, in minutes.
+    #[arg(long = "eval-time", alias = "eval_time")]
+    eval_time: Option<u32>,
+    /// Open proposals to keep per statement.
+    #[arg(long = "max-open", alias = "max_open", default_value_t = 2)]
+    max_open: usize,
+    /// Milliseconds between rounds.
+    #[arg(long = "poll-ms", default_value_t = 500)]
+    poll_ms: u64,
+    /// Proofs made at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Exit after pushing this many proofs (default: run until stopped).
+    #[arg(long = "max-proofs")]
+    max_proofs: Option<u64>,
+    /// Log in as this user (else the token of --auth is used).
+    #[arg(long)]
+    user: Option<String>,
+    /// Password for --user.
+    #[arg(long, env = "PROOF_MARKET_PASSWORD", hide_env_values = true)]
+    passwd: Option<String>,
+}
+
+fn producer(opts: &ClientOpts, a: ProducerArgs) -> anyhow::Result<()> {
+    use proof_market::cli::{AuthFile, MarketClient};
+    use proof_market::producer::{Producer, ProducerConfig};
+    if !(a.cost.is_finite() && a.cost > 0.0) {
+        anyhow::bail!("--cost must be a number greater than 0");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut client = MarketClient::new(&opts.url, None);
+        let (user, credentials) = match (a.user, a.passwd) {
+            (Some(u), Some(p)) => {
+                client.set_jwt(Some(client.login(&u, &p).await?));
+                (u.clone(), Some((u, p)))
+            }
+            (Some(_), None) => anyhow::bail!("--user needs --passwd (or PROOF_MARKET_PASSWORD)"),
+            (None, _) => {
+                let auth = AuthFile::load_for(&opts.auth, &opts.url)?;
+                client.set_jwt(Some(auth.jwt));
+                (auth.user, None)
+            }
+        };
+        let cfg = ProducerConfig {
+            statements: a.statements,
+            cost: a.cost,
+            eval_time: a.eval_time,
+            max_open: a.max_open,
+            poll: std::time::Duration::from_millis(a.poll_ms.max(10)),
+            threads: a.threads,
+            max_proofs: a.max_proofs,
+        };
+        Producer::new(client, cfg, user, credentials).run().await
+    })
 }
 
 fn init_logs(json: bool) {
@@ -105,6 +174,10 @@ fn main() {
         Command::Serve(a) => {
             init_logs(cli.json_logs);
             serve(a)
+        }
+        Command::Producer(a) => {
+            init_logs(cli.json_logs);
+            producer(&cli.client, a)
         }
         Command::Client(c) => client(&cli.client, c),
     };

@@ -50,7 +50,7 @@ fn step<T>(name: &str, f: impl FnOnce() -> T) -> T {
             while !done.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
                 ticks += 1;
-                if ticks % 10 == 0 && !done.load(Ordering::Acquire) {
+                if ticks.is_multiple_of(10) && !done.load(Ordering::Acquire) {
                     eprintln!("{name}… {:.0} s", started.elapsed().as_secs_f64());
                 }
             }

@@ -225,6 +225,37 @@ pub enum ProofCommand {
     Push(ProofPushArgs),
     /// Fetch a proof by its key or by its request's key.
     Get(ProofGetArgs),
+    /// Re-verify a proof locally: a stored one by key, or a proof file.
+    Verify(ProofVerifyArgs),
+}
+
+/// `proof verify`: `--proof_key K`, or `--file PROOF --circuit_input STATEMENT.json
+/// --public_input INPUT.json`.
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("what").required(true).multiple(false).args(["proof_key", "file"])
+))]
+pub struct ProofVerifyArgs {
+    /// A proof stored on the market: fetched with its statement and input.
+    #[arg(short = 'k', long = "proof_key", visible_alias = "proof-key")]
+    pub proof_key: Option<String>,
+    /// A proof file (hex text, optional 0x).
+    #[arg(short, long, value_name = "PROOF.bin", requires_all = ["circuit_input", "public_input"])]
+    pub file: Option<PathBuf>,
+    /// With --file: the statement JSON (or a bare .ll IR file).
+    #[arg(
+        long = "circuit_input",
+        visible_alias = "circuit-input",
+        value_name = "STATEMENT.json"
+    )]
+    pub circuit_input: Option<PathBuf>,
+    /// With --file: the public input JSON.
+    #[arg(
+        long = "public_input",
+        visible_alias = "public-input",
+        value_name = "INPUT.json"
+    )]
+    pub public_input: Option<PathBuf>,
 }
 
 /// `proof push`: at least one of `--proposal_key` / `--request_key`.

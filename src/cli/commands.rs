@@ -23,6 +23,10 @@ pub async fn execute(opts: &ClientOpts, cmd: ClientCommand) -> Result<String, Cl
         ClientCommand::Statement(cmd) => statement(&logged_in(opts)?, cmd).await,
         ClientCommand::Request(cmd) => request(&logged_in(opts)?, cmd).await,
         ClientCommand::Proposal(cmd) => proposal(&logged_in(opts)?, cmd).await,
+        // A proof file is verified against local files: no market, no login.
+        ClientCommand::Proof(ProofCommand::Verify(a)) if a.file.is_some() => {
+            pretty(&super::verify::verify(None, a).await?)
+        }
         ClientCommand::Proof(cmd) => proof(&logged_in(opts)?, cmd).await,
         ClientCommand::Book(args) => pretty(&logged_in(opts)?.book(&args.key).await?),
     }
@@ -156,6 +160,7 @@ async fn proof(client: &MarketClient, cmd: ProofCommand) -> Result<String, Clien
                 None => pretty(&record),
             }
         }
+        ProofCommand::Verify(a) => pretty(&super::verify::verify(Some(client), a).await?),
     }
 }
 

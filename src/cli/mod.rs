@@ -24,6 +24,7 @@ pub mod cost;
 pub mod error;
 pub mod files;
 pub mod transport;
+pub mod verify;
 
 #[cfg(test)]
 mod args_tests;

@@ -157,6 +157,7 @@ pub struct Server {
     prefix: String,
     data_dir: tempfile::TempDir,
     extra: Vec<String>,
+    listen: String,
 }
 
 impl Server {
@@ -173,6 +174,22 @@ impl Server {
             prefix: b.prefix.clone(),
             data_dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+        };
+        s.launch().await;
+        s
+    }
+
+    /// A node that keeps one port across restarts (for clients that cannot follow).
+    pub async fn start_fixed_port(b: &Backend) -> Server {
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            redis_url: b.url.clone(),
+            prefix: b.prefix.clone(),
+            data_dir: tempfile::tempdir().unwrap(),
+            extra: Vec::new(),
+            listen: format!("127.0.0.1:{}", free_port()),
         };
         s.launch().await;
         s
@@ -183,7 +200,7 @@ impl Server {
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                &self.listen,
                 "--redis-url",
                 &self.redis_url,
                 "--key-prefix",

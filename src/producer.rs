@@ -1,0 +1,217 @@
+//! The producer daemon: keeps proposals open, proves what matches, pushes the proofs.
+//!
+//! `proof-market producer --statement K --cost C` replaces the original market's
+//! separate proof-producer scripts. Each round it (1) finds its proposals that are
+//! `processing` — matched but not yet proved, including those left over from before a
+//! restart of the daemon or of the market — proves each on a bounded set of threads and
+//! pushes the proof; then (2) tops up its open proposals to `--max-open` per statement.
+//! Every call goes over HTTP with the client's retries; any failure is logged and the
+//! next round tries again, so the daemon rides out market restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::circuits::StatementCircuit;
+use crate::cli::{ClientError, ListFilter, MarketClient};
+use crate::input::PublicInput;
+
+/// What the daemon does.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Statements to serve.
+    pub statements: Vec<String>,
+    /// Asking price.
+    pub cost: f64,
+    /// Generation time promised, in minutes.
+    pub eval_time: Option<u32>,
+    /// Open proposals to keep per statement.
+    pub max_open: usize,
+    /// Pause between rounds.
+    pub poll: Duration,
+    /// Proofs made at once (0: one per core).
+    pub threads: usize,
+    /// Stop after this many proofs (None: run until killed).
+    pub max_proofs: Option<u64>,
+}
+
+/// A running producer.
+pub struct Producer {
+    client: MarketClient,
+    cfg: ProducerConfig,
+    circuits: HashMap<String, Arc<StatementCircuit>>,
+    slots: Arc<Semaphore>,
+    proved: u64,
+    /// Our user name (to list our own proposals).
+    user: String,
+    /// Re-login when the token expires.
+    credentials: Option<(String, String)>,
+}
+
+fn keys_of(list: &Value) -> Vec<(String, Option<String>)> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some((
+                        p["_key"].as_str()?.to_owned(),
+                        p["request_key"].as_str().map(str::to_owned),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Producer {
+    /// A producer acting through `client` (already logged in).
+    pub fn new(
+        client: MarketClient,
+        cfg: ProducerConfig,
+        user: String,
+        credentials: Option<(String, String)>,
+    ) -> Producer {
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.threads
+        };
+        Producer {
+            client,
+            cfg,
+            circuits: HashMap::new(),
+            slots: Arc::new(Semaphore::new(threads)),
+            proved: 0,
+            user,
+            credentials,
+        }
+    }
+
+    /// Runs rounds until `max_proofs` proofs are pushed (or forever).
+    pub async fn run(&mut self) -> anyhow::Result<()> {
+        tracing::info!(statements = ?self.cfg.statements, cost = self.cfg.cost, max_open = self.cfg.max_open, "producer started");
+        loop {
+            for stmt in self.cfg.statements.clone() {
+                if let Err(e) = self.round(&stmt).await {
+                    if matches!(e, ClientError::Http { status: 401, .. }) {
+                        self.relogin().await?;
+                    } else {
+                        tracing::warn!(statement = %stmt, error = %e, "round failed; retrying");
+                    }
+                }
+                if self.cfg.max_proofs.is_some_and(|m| self.proved >= m) {
+                    tracing::info!(proved = self.proved, "producer done");
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    async fn relogin(&mut self) -> anyhow::Result<()> {
+        let (user, pass) = self.credentials.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the token was refused and no --user/--passwd was given to log in again"
+            )
+        })?;
+        let jwt = self.client.login(&user, &pass).await?;
+        self.client.set_jwt(Some(jwt));
+        tracing::info!(%user, "logged in again");
+        Ok(())
+    }
+
+    async fn circuit(&mut self, stmt: &str) -> Result<Arc<StatementCircuit>, ClientError> {
+        if let Some(c) = self.circuits.get(stmt) {
+            return Ok(c.clone());
+        }
+        let st = self.client.get_statement(Some(stmt)).await?;
+        let ir = st["definition"]["proving_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let c = tokio::task::spawn_blocking(move || StatementCircuit::compile(&ir))
+            .await
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .map_err(ClientError::Invalid)?;
+        let c = Arc::new(c);
+        self.circuits.insert(stmt.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    async fn mine(&self, stmt: &str, status: &str) -> Result<Value, ClientError> {
+        self.client
+            .list_proposals(&ListFilter {
+                status: Some(status.into()),
+                sender: Some(self.user.clone()),
+                statement_key: Some(stmt.into()),
+                limit: Some(1000),
+                skipped: None,
+            })
+            .await
+    }
+
+    async fn round(&mut self, stmt: &str) -> Result<(), ClientError> {
+        let circuit = self.circuit(stmt).await?;
+        // 1. Prove and push what is matched, several at once.
+        let matched = keys_of(&self.mine(stmt, "processing").await?);
+        let mut jobs = Vec::new();
+        for (proposal, request) in matched {
+            let Some(request) = request else { continue };
+            let req = self.client.get_request(&request).await?;
+            let input = PublicInput::from_json(&req["input"])
+                .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let circuit = circuit.clone();
+            let permit = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            jobs.push(tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let started = Instant::now();
+                let r = circuit.prove(&input.values);
+                (proposal, request, r, started.elapsed())
+            }));
+        }
+        for job in jobs {
+            let (proposal, request, r, took) =
+                job.await.map_err(|e| ClientError::Invalid(e.to_string()))?;
+            match r {
+                Ok((_, proof)) => {
+                    let hex = format!("0x{}", hex::encode(&proof));
+                    match self.client.push_proof(&hex, Some(&proposal), None).await {
+                        Ok(rec) => {
+                            self.proved += 1;
+                            tracing::info!(%proposal, %request, proof = %rec["_key"], prove_ms = took.as_millis() as u64, "proof pushed");
+                        }
+                        // Pushed by an earlier run whose answer was lost: nothing to do.
+                        Err(ClientError::Http {
+                            status: 409,
+                            message,
+                        }) => {
+                            tracing::info!(%proposal, %message, "already settled")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%proposal, %request, error = %e, "cannot prove this request")
+                }
+            }
+        }
+        // 2. Keep max_open proposals resting.
+        let open = keys_of(&self.mine(stmt, "created").await?).len();
+        for _ in open..self.cfg.max_open {
+            let p = self
+                .client
+                .push_proposal(stmt, self.cfg.cost, self.cfg.eval_time, None)
+                .await?;
+            tracing::info!(statement = %stmt, proposal = %p["_key"], status = %p["status"], "proposal placed");
+        }
+        Ok(())
+    }
+}
