@@ -1,0 +1,2 @@
+//! Placeholder: the book benchmark is being written.
+fn main() {}
