@@ -58,6 +58,9 @@ pub struct Depth(pub usize);
 
 type Reply = oneshot::Sender<Result<(), MarketError>>;
 
+/// Most transitions written in one script.
+const MAX_BATCH_OPS: usize = 2000;
+
 /// A queued client message: its ops are `pending[range]`.
 struct Waiter {
     ops: std::ops::Range<usize>,
@@ -201,8 +204,22 @@ impl Matcher {
             return;
         }
         self.flushing = true;
-        let ops = std::mem::take(&mut self.pending);
-        let waiters = std::mem::take(&mut self.waiters);
+        // Bound one script's size: a huge batch would stall Redis for everyone. Whole
+        // client messages only, so a message's ops stay in one atomic batch.
+        let mut take = 0;
+        while take < self.waiters.len()
+            && self.waiters[take].ops.end <= MAX_BATCH_OPS.max(self.waiters[0].ops.end)
+        {
+            take += 1;
+        }
+        let cut = self.waiters[take - 1].ops.end;
+        let rest_ops = self.pending.split_off(cut);
+        let rest_waiters = self.waiters.split_off(take);
+        let ops = std::mem::replace(&mut self.pending, rest_ops);
+        let waiters = std::mem::replace(&mut self.waiters, rest_waiters);
+        for w in &mut self.waiters {
+            w.ops = w.ops.start - cut..w.ops.end - cut;
+        }
         let store = self.store.clone();
         let stmt = self.statement;
         let started = std::time::Instant::now();

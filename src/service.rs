@@ -421,11 +421,18 @@ impl Market {
         let mut out = Vec::new();
         let mut matched = 0usize;
         for chunk in candidates.chunks(500) {
-            // Group by statement for one pipelined read each.
+            // One pipelined read per statement in the chunk, then back to key order.
+            let mut by_stmt: std::collections::BTreeMap<Key, Vec<Key>> =
+                std::collections::BTreeMap::new();
             for &(k, st) in chunk {
-                let Some(o) = self.store.get_order(st, k).await? else {
-                    continue;
-                };
+                by_stmt.entry(st).or_default().push(k);
+            }
+            let mut read = Vec::with_capacity(chunk.len());
+            for (st, keys) in by_stmt {
+                read.extend(self.store.get_orders(st, &keys).await?);
+            }
+            read.sort_by_key(|o| o.key);
+            for o in read {
                 if f.sender.as_deref().is_some_and(|s| s != o.sender) {
                     continue;
                 }
