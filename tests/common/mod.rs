@@ -167,6 +167,15 @@ impl Server {
     }
 
     pub async fn start_with(b: &Backend, extra: &[&str]) -> Server {
+        Self::launched(b, extra, "127.0.0.1:0".into()).await
+    }
+
+    /// A node that keeps one port across restarts (for clients that cannot follow).
+    pub async fn start_fixed_port(b: &Backend) -> Server {
+        Self::launched(b, &[], format!("127.0.0.1:{}", free_port())).await
+    }
+
+    async fn launched(b: &Backend, extra: &[&str], listen: String) -> Server {
         let mut s = Server {
             child: None,
             url: String::new(),
@@ -174,22 +183,7 @@ impl Server {
             prefix: b.prefix.clone(),
             data_dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            listen: "127.0.0.1:0".into(),
-        };
-        s.launch().await;
-        s
-    }
-
-    /// A node that keeps one port across restarts (for clients that cannot follow).
-    pub async fn start_fixed_port(b: &Backend) -> Server {
-        let mut s = Server {
-            child: None,
-            url: String::new(),
-            redis_url: b.url.clone(),
-            prefix: b.prefix.clone(),
-            data_dir: tempfile::tempdir().unwrap(),
-            extra: Vec::new(),
-            listen: format!("127.0.0.1:{}", free_port()),
+            listen,
         };
         s.launch().await;
         s
