@@ -40,6 +40,14 @@ pub struct ServeConfig {
     pub prover_queue: usize,
 }
 
+/// A Redis URL fit for logs: any password or user name is masked.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -54,11 +62,11 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     })?;
     let store = Store::connect(&cfg.redis_url, &cfg.key_prefix)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", cfg.redis_url))?;
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", redact_url(&cfg.redis_url)))?;
     store
         .ping()
         .await
-        .map_err(|e| anyhow::anyhow!("Redis at {} does not answer: {e}", cfg.redis_url))?;
+        .map_err(|e| anyhow::anyhow!("Redis at {} does not answer: {e}", redact_url(&cfg.redis_url)))?;
     let threads = if cfg.matcher_threads == 0 {
         cores()
     } else {
@@ -92,7 +100,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     .run();
     // Printed on stdout so scripts and tests can find a port chosen by the OS.
     println!("proof-market listening on http://{addr}");
-    tracing::info!(%addr, redis = %cfg.redis_url, prefix = %cfg.key_prefix, "serving");
+    tracing::info!(%addr, redis = %redact_url(&cfg.redis_url), prefix = %cfg.key_prefix, "serving");
     actix::spawn(async move {
         let started = std::time::Instant::now();
         loop {
@@ -114,4 +122,14 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     });
     server.await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(super::redact_url("redis://:s3cret@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(super::redact_url("redis://user:pw@db"), "redis://***@db");
+        assert_eq!(super::redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
 }
