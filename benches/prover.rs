@@ -42,7 +42,9 @@ fn bench_circuit(c: &mut Criterion, name: &str, ir: &str, inputs: &str, samples:
     let inputs = parse_canonical(inputs).unwrap();
     let mut g = c.benchmark_group(name);
     g.sample_size(samples);
-    g.bench_function("compile", |b| b.iter(|| StatementCircuit::compile(ir).unwrap()));
+    g.bench_function("compile", |b| {
+        b.iter(|| StatementCircuit::compile(ir).unwrap())
+    });
     // Keygen on a fresh circuit each time (the commitment parameters per k are cached
     // process-wide, as in the market: they depend on the size only).
     g.bench_function("keygen", |b| {
@@ -57,7 +59,9 @@ fn bench_circuit(c: &mut Criterion, name: &str, ir: &str, inputs: &str, samples:
     g.bench_function("prove", |b| b.iter(|| circ.prove(&inputs).unwrap()));
     let (_, proof) = circ.prove(&inputs).unwrap();
     eprintln!("{name}: proof {} bytes", proof.len());
-    g.bench_function("verify", |b| b.iter(|| circ.verify(&inputs, &proof).unwrap()));
+    g.bench_function("verify", |b| {
+        b.iter(|| circ.verify(&inputs, &proof).unwrap())
+    });
     g.finish();
 }
 
@@ -88,9 +92,22 @@ impl Drop for Market {
 
 fn start_market() -> Option<Market> {
     let dir = tempfile::tempdir().ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -98,17 +115,31 @@ fn start_market() -> Option<Market> {
         .ok()?;
     std::thread::sleep(Duration::from_millis(300));
     let mut server = Command::new(env!("CARGO_BIN_EXE_proof-market"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &format!("redis://127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            &format!("redis://127.0.0.1:{port}"),
+        ])
         .arg("--data-dir")
         .arg(dir.path())
-        .env("PROOF_MARKET_JWT_SECRET", "bench-secret-bench-secret-bench-secret")
+        .env(
+            "PROOF_MARKET_JWT_SECRET",
+            "bench-secret-bench-secret-bench-secret",
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
     let mut line = String::new();
-    BufReader::new(server.stdout.take()?).read_line(&mut line).ok()?;
-    let url = line.trim().strip_prefix("proof-market listening on ")?.to_owned();
+    BufReader::new(server.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let url = line
+        .trim()
+        .strip_prefix("proof-market listening on ")?
+        .to_owned();
     Some(Market {
         redis,
         server,
@@ -129,12 +160,23 @@ fn verify_on_push(c: &mut Criterion) {
         serde_json::from_str(include_str!("../example/statements/arithmetic.json")).unwrap();
     let (token, stmt) = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http.get(format!("{}/health", market.url)).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        while http
+            .get(format!("{}/health", market.url))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
             assert!(Instant::now() < deadline, "market not ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let body = serde_json::json!({"user": "bench", "passwd": "bench", "email": "b@example.org"});
-        http.post(format!("{root}/user/signup")).json(&body).send().await.unwrap();
+        let body =
+            serde_json::json!({"user": "bench", "passwd": "bench", "email": "b@example.org"});
+        http.post(format!("{root}/user/signup"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let auth: serde_json::Value = http
             .post(format!("{}/_open/auth", market.url))
             .json(&serde_json::json!({"username": "bench", "password": "bench"}))
@@ -145,8 +187,16 @@ fn verify_on_push(c: &mut Criterion) {
             .await
             .unwrap();
         let token = auth["jwt"].as_str().unwrap().to_owned();
-        let st: serde_json::Value =
-            http.post(format!("{root}/statement/")).bearer_auth(&token).json(&statement).send().await.unwrap().json().await.unwrap();
+        let st: serde_json::Value = http
+            .post(format!("{root}/statement/"))
+            .bearer_auth(&token)
+            .json(&statement)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         (token, st["_key"].as_str().unwrap().to_owned())
     });
     let circ = StatementCircuit::compile(EXAMPLE).unwrap();
@@ -156,7 +206,9 @@ fn verify_on_push(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("verify_path");
     g.sample_size(20);
-    g.bench_function("bare_verifier", |b| b.iter(|| circ.verify(&inputs, &proof).unwrap()));
+    g.bench_function("bare_verifier", |b| {
+        b.iter(|| circ.verify(&inputs, &proof).unwrap())
+    });
     let mut next_input = 1_000u64;
     g.bench_function("http_push_verify_store", |b| {
         b.iter_custom(|iters| {

@@ -43,7 +43,9 @@ pub struct ServeConfig {
 /// A Redis URL fit for logs: any password or user name is masked.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -62,11 +64,18 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     })?;
     let store = Store::connect(&cfg.redis_url, &cfg.key_prefix)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", redact_url(&cfg.redis_url)))?;
-    store
-        .ping()
-        .await
-        .map_err(|e| anyhow::anyhow!("Redis at {} does not answer: {e}", redact_url(&cfg.redis_url)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to Redis at {}: {e}",
+                redact_url(&cfg.redis_url)
+            )
+        })?;
+    store.ping().await.map_err(|e| {
+        anyhow::anyhow!(
+            "Redis at {} does not answer: {e}",
+            redact_url(&cfg.redis_url)
+        )
+    })?;
     let threads = if cfg.matcher_threads == 0 {
         cores()
     } else {
@@ -128,8 +137,14 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
 mod tests {
     #[test]
     fn passwords_stay_out_of_logs() {
-        assert_eq!(super::redact_url("redis://:s3cret@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(
+            super::redact_url("redis://:s3cret@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
         assert_eq!(super::redact_url("redis://user:pw@db"), "redis://***@db");
-        assert_eq!(super::redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            super::redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }
