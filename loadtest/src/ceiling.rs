@@ -70,7 +70,7 @@ pub fn parse_csv_rps(text: &str) -> Option<f64> {
             let i = cols.len().checked_sub(7)?;
             cols.get(i)?.trim_matches('"').parse::<f64>().ok()
         })
-        .last()
+        .next_back()
 }
 
 fn bench(port: u16, clients: usize, pipeline: usize, n: u64, cmd: &[&str]) -> Result<f64> {
@@ -79,7 +79,9 @@ fn bench(port: u16, clients: usize, pipeline: usize, n: u64, cmd: &[&str]) -> Re
         .args(["-c", &clients.to_string(), "-P", &pipeline.to_string()])
         .args(["-n", &n.to_string(), "-r", "100000000", "--csv"])
         .args(cmd);
-    let out = c.output().context("running redis-benchmark (apt-get install redis-tools)")?;
+    let out = c
+        .output()
+        .context("running redis-benchmark (apt-get install redis-tools)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     match parse_csv_rps(&text) {
         Some(v) if out.status.success() => Ok(v),
@@ -93,7 +95,7 @@ fn bench(port: u16, clients: usize, pipeline: usize, n: u64, cmd: &[&str]) -> Re
 
 /// Measures the store ceiling on a scratch Redis with `clients` connections.
 pub fn store_ceiling(clients: usize, n: u64) -> Result<StoreCeiling> {
-    let redis = OwnRedis::start()?;
+    let redis = OwnRedis::start(&[])?;
     let port = redis.port();
     let clients = clients.clamp(1, 1000);
     let n = n.max(1000);
@@ -116,7 +118,14 @@ pub fn store_ceiling(clients: usize, n: u64) -> Result<StoreCeiling> {
         "order-writing EVAL, unpipelined",
         1,
         n,
-        &["EVAL", ORDER_SCRIPT, "2", "pm:{stmt:1}:o:__rand_int__", "pm:{stmt:1}:ix:request:created", "__rand_int__"],
+        &[
+            "EVAL",
+            ORDER_SCRIPT,
+            "2",
+            "pm:{stmt:1}:o:__rand_int__",
+            "pm:{stmt:1}:ix:request:created",
+            "__rand_int__",
+        ],
     )?;
     drop(redis);
     Ok(StoreCeiling {
@@ -136,7 +145,7 @@ pub async fn http_ceiling(
     log: &std::path::Path,
 ) -> Result<RunReport> {
     let child = BaselineChild::start(0, log).await?;
-    let target = Arc::new(Target::new(child.url()));
+    let target = Arc::new(Target::new(child.url())?);
     let pop = Arc::new(Population::anonymous(users)?);
     let spec = RunSpec {
         name: "http-ceiling".into(),
@@ -151,7 +160,13 @@ pub async fn http_ceiling(
         baseline: true,
         seed,
     };
-    let out = driver::run(target, pop, spec, vec![("baseline-server".into(), child.pid())]).await?;
+    let out = driver::run(
+        target,
+        pop,
+        spec,
+        vec![("baseline-server".into(), child.pid())],
+    )
+    .await?;
     drop(child);
     Ok(RunReport::from_output(&out))
 }
@@ -164,7 +179,8 @@ mod tests {
     fn parses_redis_benchmark_csv() {
         let text = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"SET\",\"77519.38\",\"0.112\",\"0.032\",\"0.103\",\"0.183\",\"0.287\",\"1.167\"\n";
         assert_eq!(parse_csv_rps(text), Some(77_519.38));
-        let custom = "\"EVAL a\",\"b 2 k\",\"1234.5\",\"0.1\",\"0.1\",\"0.1\",\"0.1\",\"0.1\",\"0.1\"\n";
+        let custom =
+            "\"EVAL a\",\"b 2 k\",\"1234.5\",\"0.1\",\"0.1\",\"0.1\",\"0.1\",\"0.1\",\"0.1\"\n";
         assert_eq!(parse_csv_rps(custom), Some(1234.5));
         assert_eq!(parse_csv_rps(""), None);
     }

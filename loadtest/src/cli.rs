@@ -30,6 +30,11 @@ pub enum Command {
     /// Long run at half the peak rate with a kill -9 and restart of the node in the
     /// middle; then check the invariants against Redis. Exits non-zero on violations.
     Soak(SoakArgs),
+    /// Check the invariants of a market's Redis (`--redis-url`, loopback only) as it is
+    /// now, without load: statuses, indexes, links, match rules, crossed books.
+    Check(CheckArgs),
+    /// Only the two ceilings: the plain HTTP route and redis-benchmark.
+    Ceilings(CeilingArgs),
     /// The HTTP ceiling: a plain actix-web route parsing the same JSON (used as a child).
     BaselineServer(BaselineArgs),
     /// The whole suite for the README figures (ceilings, peak, mixed run, 70 % open
@@ -52,6 +57,10 @@ pub struct MarketOpts {
     /// The market server binary (default: target/release/proof-market under the workspace root).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+    /// `auto-aof-rewrite-percentage` of the Redis the harness starts (Redis default 100;
+    /// 0 turns automatic AOF rewrites off, to tell their effect on the tail apart).
+    #[arg(long)]
+    pub aof_rewrite_percentage: Option<u32>,
     /// `--http-workers` passed to a node the harness starts (0: one per core).
     #[arg(long)]
     pub http_workers: Option<usize>,
@@ -157,10 +166,18 @@ pub struct MemoryOpts {
     #[arg(long = "orders", default_value_t = 1_000_000)]
     pub orders: u64,
     /// Concurrent calls while placing them.
-    #[arg(long = "memory-connections", default_value_t = 64)]
+    #[arg(
+        id = "memory_connections",
+        long = "memory-connections",
+        default_value_t = 64
+    )]
     pub connections: usize,
     /// Statements the orders are spread over.
-    #[arg(long = "memory-statements", default_value_t = 4)]
+    #[arg(
+        id = "memory_statements",
+        long = "memory-statements",
+        default_value_t = 4
+    )]
     pub statements: usize,
     /// Give up placing after this long.
     #[arg(long, value_parser = parse_duration, default_value = "20m")]
@@ -199,6 +216,29 @@ pub struct SoakOpts {
     /// Do not kill the node.
     #[arg(long)]
     pub no_kill: bool,
+}
+
+/// `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The market's Redis.
+    #[arg(long)]
+    pub redis_url: String,
+    /// Key prefix of the market's Redis keys.
+    #[arg(long, default_value = "pm")]
+    pub key_prefix: String,
+    /// Do not flag open orders that could still match (a market under load).
+    #[arg(long)]
+    pub unsettled: bool,
+}
+
+/// `ceilings`.
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    #[command(flatten)]
+    pub market: MarketOpts,
+    #[command(flatten)]
+    pub load: LoadOpts,
 }
 
 /// `baseline-server`.
@@ -252,7 +292,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("unknown unit in {text:?} (ms, s, m, h)")),
     };
-    if !(secs.is_finite() && secs >= 0.0 && secs <= 7.0 * 86_400.0) {
+    if !(secs.is_finite() && (0.0..=7.0 * 86_400.0).contains(&secs)) {
         return Err(format!("{text:?} is out of range (0 to 7 days)"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -277,13 +317,36 @@ mod tests {
     #[test]
     fn cli_is_consistent_and_parses() {
         Cli::command().debug_assert();
-        let c = Cli::try_parse_from(["loadtest", "soak", "--duration", "60s", "--no-kill"]).unwrap();
+        let c =
+            Cli::try_parse_from(["loadtest", "soak", "--duration", "60s", "--no-kill"]).unwrap();
         match c.command {
             Command::Soak(a) => {
                 assert_eq!(a.load.duration, Some(Duration::from_secs(60)));
                 assert!(a.soak.no_kill);
             }
             other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from([
+            "loadtest",
+            "all",
+            "--connections",
+            "32",
+            "--memory-connections",
+            "8",
+            "--orders",
+            "10",
+        ])
+        .unwrap();
+        match c.command {
+            Command::All(a) => {
+                assert_eq!(a.load.connections, 32);
+                assert_eq!(a.memory.connections, 8);
+                assert_eq!(a.memory.orders, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        for mode in ["run", "memory", "baseline-server"] {
+            assert!(Cli::try_parse_from(["loadtest", mode]).is_ok(), "{mode}");
         }
         let c = Cli::try_parse_from(["loadtest", "peak", "--steps", "8,32"]).unwrap();
         match c.command {

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use reqwest::Method;
 use tokio::sync::Semaphore;
 
 use crate::invariants::{AckedOrder, Observation};
@@ -49,11 +48,15 @@ impl Pricing {
             (Pricing::NoCross, Kind::Request) => (1_000_000, None),
             (Pricing::NoCross, Kind::Proposal) => (2_000_000, None),
             (Pricing::Crossing, Kind::Request) => {
-                let eval = rng.percent(25).then(|| [30, 60, 120][rng.below(3) as usize]);
+                let eval = rng
+                    .percent(25)
+                    .then(|| [30, 60, 120][rng.below(3) as usize]);
                 (rng.range(200, 1000) * 10_000, eval)
             }
             (Pricing::Crossing, Kind::Proposal) => {
-                let eval = rng.percent(75).then(|| [10, 30, 60, 90][rng.below(4) as usize]);
+                let eval = rng
+                    .percent(75)
+                    .then(|| [10, 30, 60, 90][rng.below(4) as usize]);
                 (rng.range(100, 900) * 10_000, eval)
             }
         }
@@ -148,6 +151,10 @@ struct Shared {
     nonce: u64,
 }
 
+/// Shortest sleep of the open-loop dispatcher.
+const DISPATCH_QUANTUM: Duration = Duration::from_micros(200);
+/// Bound on one call, connection included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most proposals whose owner is remembered.
 const MAX_OWNERS: usize = 1 << 20;
 /// Error messages kept.
@@ -160,7 +167,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     fn note_error(&self, msg: String) {
         let mut e = lock(&self.errors);
-        if e.len() < MAX_ERRORS && !e.iter().any(|x| x[..x.len().min(60)] == msg[..msg.len().min(60)]) {
+        if e.len() < MAX_ERRORS
+            && !e
+                .iter()
+                .any(|x| x[..x.len().min(60)] == msg[..msg.len().min(60)])
+        {
             e.push(msg);
         }
     }
@@ -169,42 +180,32 @@ impl Shared {
     async fn send(
         &self,
         user: &SimUser,
-        method: Method,
+        method: &str,
         path: &str,
         body: Option<String>,
     ) -> (Outcome, Option<Vec<u8>>, Instant) {
-        let url = format!("{}{path}", self.target.base());
-        let mut rb = user
-            .http
-            .request(method.clone(), &url)
-            .header("authorization", user.auth.clone());
-        if let Some(b) = body {
-            rb = rb.header("content-type", "application/json").body(b);
-        }
-        match rb.send().await {
+        let addr = self.target.addr();
+        let body = body.as_deref().map(str::as_bytes);
+        let r = user
+            .pool
+            .request(addr, method, path, &user.auth_text, body, CALL_TIMEOUT)
+            .await;
+        let done = Instant::now();
+        match r {
             Err(e) => {
                 self.note_error(format!("{method} {path}: {e}"));
-                (Outcome::Transport, None, Instant::now())
+                (Outcome::Transport, None, done)
             }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let bytes = r.bytes().await;
-                let done = Instant::now();
-                match (status, bytes) {
-                    (_, Err(e)) => {
-                        self.note_error(format!("{method} {path}: reading the answer: {e}"));
-                        (Outcome::Transport, None, done)
-                    }
-                    (200, Ok(b)) => (Outcome::Ok, Some(b.to_vec()), done),
-                    (409, Ok(_)) => (Outcome::Conflict, None, done),
-                    (503 | 429, Ok(_)) => (Outcome::Overloaded, None, done),
-                    (s, Ok(b)) => {
-                        let text = String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned();
-                        self.note_error(format!("{method} {path}: {s}: {text}"));
-                        (Outcome::HttpError, None, done)
-                    }
+            Ok(r) => match r.status {
+                200 => (Outcome::Ok, Some(r.body), done),
+                409 => (Outcome::Conflict, None, done),
+                503 | 429 => (Outcome::Overloaded, None, done),
+                s => {
+                    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(300)]);
+                    self.note_error(format!("{method} {path}: {s}: {text}"));
+                    (Outcome::HttpError, None, done)
                 }
-            }
+            },
         }
     }
 
@@ -257,7 +258,7 @@ impl Shared {
             Kind::Proposal => market::proposal_body(stmt, cost, eval),
         };
         let path = format!("{ROOT}/{}/", kind.as_str());
-        let (mut outcome, body, done) = self.send(user, Method::POST, &path, Some(body)).await;
+        let (mut outcome, body, done) = self.send(user, "POST", &path, Some(body)).await;
         let answer = body.as_deref().and_then(OrderAnswer::parse);
         let key = answer.as_ref().and_then(OrderAnswer::key_u64);
         if outcome == Outcome::Ok && key.is_none() {
@@ -265,7 +266,9 @@ impl Shared {
             outcome = Outcome::HttpError;
         }
         self.record(op, outcome, scheduled, done);
-        let (Some(a), Some(key)) = (answer, key) else { return };
+        let (Some(a), Some(key)) = (answer, key) else {
+            return;
+        };
         let counterpart = a.counterpart().filter(|_| a.status == "processing");
         {
             let mut st = lock(&user.state);
@@ -274,7 +277,12 @@ impl Shared {
                 st.matched(key);
             }
         }
-        let proofs = self.spec.mix.weights.iter().any(|(o, _)| *o == Op::ProofPush);
+        let proofs = self
+            .spec
+            .mix
+            .weights
+            .iter()
+            .any(|(o, _)| *o == Op::ProofPush);
         if proofs {
             match (kind, counterpart) {
                 (Kind::Proposal, None) => {
@@ -306,7 +314,7 @@ impl Shared {
         if let Some(c) = counterpart {
             lock(&self.rec).record_match(scheduled, done);
             let n = self.matches.fetch_add(1, Ordering::Relaxed);
-            if self.spec.verify_every > 0 && n % self.spec.verify_every == 0 {
+            if self.spec.verify_every > 0 && n.is_multiple_of(self.spec.verify_every) {
                 self.verify(user, kind.other(), c, scheduled).await;
             }
         }
@@ -317,9 +325,12 @@ impl Shared {
         let path = format!("{ROOT}/{}/{key}", kind.as_str());
         for _ in 0..20 {
             let sent = Instant::now();
-            let (outcome, body, done) = self.send(user, Method::GET, &path, None).await;
+            let (outcome, body, done) = self.send(user, "GET", &path, None).await;
             self.record(Op::VerifyMatch, outcome, sent, done);
-            let status = body.as_deref().and_then(OrderAnswer::parse).map(|a| a.status);
+            let status = body
+                .as_deref()
+                .and_then(OrderAnswer::parse)
+                .map(|a| a.status);
             if matches!(status.as_deref(), Some("processing" | "completed")) {
                 lock(&self.rec).record_match_visible(scheduled, Some(done));
                 return;
@@ -339,7 +350,7 @@ impl Shared {
             return self.push(rng, scheduled, side, Some(ui)).await;
         };
         let path = format!("{ROOT}/{}/{}", p.kind.as_str(), p.key);
-        let (outcome, body, done) = self.send(user, Method::GET, &path, None).await;
+        let (outcome, body, done) = self.send(user, "GET", &path, None).await;
         self.record(Op::Get, outcome, scheduled, done);
         if let Some(a) = body.as_deref().and_then(OrderAnswer::parse) {
             if self.spec.record_acks {
@@ -356,13 +367,15 @@ impl Shared {
         let pick = {
             let mut st = lock(&user.state);
             let n = st.recent.len() as u64;
-            (n > 0).then(|| rng.below(n) as usize).and_then(|i| st.recent.remove(i))
+            (n > 0)
+                .then(|| rng.below(n) as usize)
+                .and_then(|i| st.recent.remove(i))
         };
         let Some(p) = pick else {
             return self.push(rng, scheduled, side, Some(ui)).await;
         };
         let path = format!("{ROOT}/{}/{}", p.kind.as_str(), p.key);
-        let (outcome, body, done) = self.send(user, Method::DELETE, &path, None).await;
+        let (outcome, body, done) = self.send(user, "DELETE", &path, None).await;
         self.record(Op::Withdraw, outcome, scheduled, done);
         if let Some(a) = body.as_deref().and_then(OrderAnswer::parse) {
             if self.spec.record_acks {
@@ -383,7 +396,7 @@ impl Shared {
         };
         let body = market::proof_body(proposal, rng.next_u64(), 256);
         let path = format!("{ROOT}/proof");
-        let (outcome, _, done) = self.send(user, Method::POST, &path, Some(body)).await;
+        let (outcome, _, done) = self.send(user, "POST", &path, Some(body)).await;
         self.record(Op::ProofPush, outcome, scheduled, done);
         if outcome == Outcome::Ok && self.spec.record_acks {
             lock(&self.acks).observed.push(Observation {
@@ -401,7 +414,7 @@ impl Shared {
             Kind::Proposal => market::proposal_body(1, cost, eval),
         };
         let path = format!("{ROOT}/{}/", kind.as_str());
-        let (outcome, _, done) = self.send(user, Method::POST, &path, Some(body)).await;
+        let (outcome, _, done) = self.send(user, "POST", &path, Some(body)).await;
         self.record(Op::Baseline, outcome, scheduled, done);
     }
 }
@@ -448,13 +461,21 @@ pub async fn run(
         Ok(s) if s.at < cpu_end.at => s.cores_until(&cpu_end),
         _ => Vec::new(),
     };
-    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("calls still running"))?;
+    // Calls that outlived their bounds may still hold `shared`: take the data out.
+    let measured_start = lock(&shared.rec).start();
+    let rec = std::mem::replace(&mut *lock(&shared.rec), Recorder::new(measured_start));
+    let acks = std::mem::take(&mut *lock(&shared.acks));
+    let errors = std::mem::take(&mut *lock(&shared.errors));
     Ok(RunOutput {
-        users: (pop.requesters.len(), pop.producers.len(), pop.statements.len()),
+        users: (
+            pop.requesters.len(),
+            pop.producers.len(),
+            pop.statements.len(),
+        ),
         spec,
-        rec: shared.rec.into_inner().unwrap_or_else(|e| e.into_inner()),
-        acks: shared.acks.into_inner().unwrap_or_else(|e| e.into_inner()),
-        errors: shared.errors.into_inner().unwrap_or_else(|e| e.into_inner()),
+        rec,
+        acks,
+        errors,
         cpu,
         unsent,
     })
@@ -490,7 +511,11 @@ async fn open_loop(
     rate: f64,
     max_inflight: usize,
 ) -> Result<u64> {
-    let schedule = Schedule::new(rate, shared.spec.warmup + shared.spec.span, shared.spec.max_ops)?;
+    let schedule = Schedule::new(
+        rate,
+        shared.spec.warmup + shared.spec.span,
+        shared.spec.max_ops,
+    )?;
     let slots = max_inflight.max(1);
     let sem = Arc::new(Semaphore::new(slots));
     let handle = tokio::runtime::Handle::current();
@@ -517,16 +542,21 @@ async fn open_loop(
                 let scheduled = start + schedule.offset(i);
                 let shared = s2.clone();
                 handle.spawn(async move {
-                    let mut rng = Rng::new(shared.spec.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    let mut rng =
+                        Rng::new(shared.spec.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
                     lock(&shared.rec).record_lag(scheduled, Instant::now());
                     shared.one(&mut rng, scheduled).await;
+                    drop(shared);
                     drop(permit);
                 });
             }
             next = end;
             if next < schedule.count() {
-                let wake = start + schedule.offset(next);
+                // Wake for the next arrival, but at most every DISPATCH_QUANTUM: at high
+                // rates a few arrivals go out per wake-up instead of one, which saves
+                // the generator CPU (the lag this adds is measured, see `dispatch lag`).
                 let now = Instant::now();
+                let wake = (start + schedule.offset(next)).max(now + DISPATCH_QUANTUM);
                 if wake > now {
                     std::thread::sleep(wake - now);
                 }
@@ -564,6 +594,6 @@ mod tests {
             assert!((1_000_000..=9_000_000).contains(&p));
             crossing += u32::from(p <= r);
         }
-        assert!(crossing > 600, "{crossing}");
+        assert!(crossing > 500, "{crossing}"); // ~62 % of random pairs cross
     }
 }

@@ -4,12 +4,47 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use anyhow::{bail, Result};
 
 use crate::cli::MarketOpts;
 use crate::loopback;
 use crate::market::Target;
 use crate::procs::{workspace_root, OwnRedis, OwnServer, ServerSpec};
+use crate::redis_view::parse_info_u64;
+use crate::report::Span;
+
+/// A running watch of Redis background rewrites.
+pub struct RewriteWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Instant, Instant)>>,
+}
+
+impl RewriteWatch {
+    /// Stops watching; returns the rewrites relative to `zero`.
+    pub async fn finish(self, zero: Instant) -> Vec<Span> {
+        self.stop.store(true, Ordering::Relaxed);
+        let secs = |t: Instant| {
+            if t >= zero {
+                t.duration_since(zero).as_secs_f64()
+            } else {
+                -zero.duration_since(t).as_secs_f64()
+            }
+        };
+        self.task
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(a, b)| Span {
+                from_s: secs(a),
+                to_s: secs(b),
+                label: "Redis AOF rewrite".into(),
+            })
+            .collect()
+    }
+}
 
 /// A market to drive.
 pub struct MarketEnv {
@@ -40,10 +75,15 @@ impl MarketEnv {
     pub async fn open(m: &MarketOpts, log: &Path) -> Result<MarketEnv> {
         if let Some(url) = &m.url {
             let url = loopback::check_http_url(url)?;
-            let redis_url = m.redis_url.as_deref().map(loopback::check_redis_url).transpose()?;
-            crate::procs::wait_http_ready(&url, "/health", std::time::Duration::from_secs(10)).await?;
+            let redis_url = m
+                .redis_url
+                .as_deref()
+                .map(loopback::check_redis_url)
+                .transpose()?;
+            crate::procs::wait_http_ready(&url, "/health", std::time::Duration::from_secs(10))
+                .await?;
             return Ok(MarketEnv {
-                target: Arc::new(Target::new(&url)),
+                target: Arc::new(Target::new(&url)?),
                 server: None,
                 redis_url,
                 prefix: m.key_prefix.clone(),
@@ -53,7 +93,11 @@ impl MarketEnv {
         if m.redis_url.is_some() {
             bail!("--redis-url goes with --url; without --url the harness starts its own Redis");
         }
-        let redis = OwnRedis::start()?;
+        let mut redis_args = Vec::new();
+        if let Some(p) = m.aof_rewrite_percentage {
+            redis_args.extend(["--auto-aof-rewrite-percentage".to_owned(), p.to_string()]);
+        }
+        let redis = OwnRedis::start(&redis_args)?;
         let mut extra = Vec::new();
         if let Some(n) = m.http_workers {
             extra.extend(["--http-workers".to_owned(), n.to_string()]);
@@ -68,13 +112,17 @@ impl MarketEnv {
             bin: m.server_bin.clone().unwrap_or_else(default_server_bin),
             redis_url: redis.url(),
             prefix: m.key_prefix.clone(),
-            secret: format!("loadtest-secret-{:016x}-{:08x}", crate::seed_from_clock(), std::process::id()),
+            secret: format!(
+                "loadtest-secret-{:016x}-{:08x}",
+                crate::seed_from_clock(),
+                std::process::id()
+            ),
             extra,
             log: log.to_path_buf(),
         };
         let server = OwnServer::start(spec).await?;
         Ok(MarketEnv {
-            target: Arc::new(Target::new(server.url())),
+            target: Arc::new(Target::new(server.url())?),
             redis_url: Some(redis.url()),
             prefix: m.key_prefix.clone(),
             server: Some(server),
@@ -107,13 +155,87 @@ impl MarketEnv {
             .transpose()
     }
 
+    /// Redis `total_forks` (each AOF rewrite forks), when Redis is known.
+    pub fn redis_forks(&self) -> Option<u64> {
+        let mut con = self.redis().ok()??;
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut con).ok()?;
+        parse_info_u64(&info, "total_forks")
+    }
+
+    /// Watches Redis for AOF rewrites / background saves until the returned handle's
+    /// flag is set; the task yields the `(start, end)` of each.
+    pub fn watch_rewrites(&self) -> Option<RewriteWatch> {
+        let url = self.redis_url.clone()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut spans = Vec::new();
+            let Ok(client) = redis::Client::open(url) else {
+                return spans;
+            };
+            let Ok(mut con) = client.get_multiplexed_async_connection().await else {
+                return spans;
+            };
+            let mut open: Option<Instant> = None;
+            // One poll every 200 ms, for at most ~11 hours.
+            for _ in 0..200_000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let info: Option<String> = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async(&mut con)
+                    .await
+                    .ok();
+                let busy = info.as_deref().is_some_and(|i| {
+                    parse_info_u64(i, "aof_rewrite_in_progress") == Some(1)
+                        || parse_info_u64(i, "rdb_bgsave_in_progress") == Some(1)
+                });
+                match (busy, open) {
+                    (true, None) => open = Some(Instant::now()),
+                    (false, Some(t)) => {
+                        spans.push((t, Instant::now()));
+                        open = None;
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Some(t) = open {
+                spans.push((t, Instant::now()));
+            }
+            spans
+        });
+        Some(RewriteWatch { stop, task })
+    }
+
+    /// Runs `spec` on this market and summarises it (with Redis forks and AOF rewrites).
+    pub async fn run(
+        &self,
+        pop: &Arc<crate::market::Population>,
+        spec: crate::driver::RunSpec,
+    ) -> Result<(crate::driver::RunOutput, crate::report::RunReport)> {
+        let forks = self.redis_forks();
+        let watch = self.watch_rewrites();
+        let out = crate::driver::run(self.target.clone(), pop.clone(), spec, self.pids()).await?;
+        let mut r = crate::report::RunReport::from_output(&out);
+        r.redis_forks = match (forks, self.redis_forks()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        if let Some(w) = watch {
+            r.spans = w.finish(out.rec.start()).await;
+        }
+        Ok((out, r))
+    }
+
     /// Kills the node with SIGKILL, starts it again and points the target at it.
     pub async fn kill9_and_restart(&mut self) -> Result<()> {
         let Some(s) = self.server.as_mut() else {
             bail!("the node was not started by the harness; it cannot be restarted");
         };
         s.kill9_and_restart().await?;
-        self.target.set(s.url());
+        self.target.set(s.url())?;
         Ok(())
     }
 }

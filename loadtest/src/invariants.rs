@@ -155,11 +155,27 @@ pub fn check(
     // What the harness was told.
     for a in acked {
         let Some(r) = by_key.get(&a.key) else {
-            bad("lost", vec![a.key], format!("acknowledged {} {} ({}) is not in the store", a.kind.as_str(), a.key, a.status));
+            bad(
+                "lost",
+                vec![a.key],
+                format!(
+                    "acknowledged {} {} ({}) is not in the store",
+                    a.kind.as_str(),
+                    a.key,
+                    a.status
+                ),
+            );
             continue;
         };
         if r.located_in != Some(a.statement) {
-            bad("lost", vec![a.key], format!("locator of {} points to {:?}, not statement {}", a.key, r.located_in, a.statement));
+            bad(
+                "lost",
+                vec![a.key],
+                format!(
+                    "locator of {} points to {:?}, not statement {}",
+                    a.key, r.located_in, a.statement
+                ),
+            );
         }
         if r.side() != Some(a.kind) || r.statement != a.statement || r.cost != Some(a.cost) {
             bad("changed", vec![a.key], format!(
@@ -167,19 +183,41 @@ pub fn check(
                 a.kind.as_str(), a.statement, a.cost, r.kind, r.statement, r.cost));
         }
         if !may_follow(&a.status, &r.status) {
-            bad("backwards", vec![a.key], format!("acknowledged {}, stored {}", a.status, r.status));
+            bad(
+                "backwards",
+                vec![a.key],
+                format!("acknowledged {}, stored {}", a.status, r.status),
+            );
         }
         if let Some(c) = a.counterpart {
             if r.counterpart != Some(c) {
-                bad("ack-match", vec![a.key, c], format!("answer said matched with {c}, store says {:?}", r.counterpart));
+                bad(
+                    "ack-match",
+                    vec![a.key, c],
+                    format!(
+                        "answer said matched with {c}, store says {:?}",
+                        r.counterpart
+                    ),
+                );
             }
             if a.price.is_some() && r.price != a.price {
-                bad("ack-match", vec![a.key, c], format!("answer said price {:?}, store says {:?}", a.price, r.price));
+                bad(
+                    "ack-match",
+                    vec![a.key, c],
+                    format!("answer said price {:?}, store says {:?}", a.price, r.price),
+                );
             }
             // The acknowledged order was the incoming one: the price is the other's cost.
             if let (Some(p), Some(other)) = (r.price, by_key.get(&c)) {
                 if other.cost != Some(p) {
-                    bad("price", vec![a.key, c], format!("price {p} is not the resting order {c}'s cost {:?}", other.cost));
+                    bad(
+                        "price",
+                        vec![a.key, c],
+                        format!(
+                            "price {p} is not the resting order {c}'s cost {:?}",
+                            other.cost
+                        ),
+                    );
                 }
             }
         }
@@ -187,7 +225,11 @@ pub fn check(
     for o in observed {
         if let Some(r) = by_key.get(&o.key) {
             if !may_follow(&o.status, &r.status) {
-                bad("backwards", vec![o.key], format!("read as {}, stored {}", o.status, r.status));
+                bad(
+                    "backwards",
+                    vec![o.key],
+                    format!("read as {}, stored {}", o.status, r.status),
+                );
             }
         }
     }
@@ -205,32 +247,60 @@ pub fn check(
         };
         let want = format!("{}:{}", r.kind, r.status);
         if r.indexed_as.len() != 1 || r.indexed_as[0] != want {
-            bad("index", vec![r.key], format!("is {want} but indexed as {:?}", r.indexed_as));
+            bad(
+                "index",
+                vec![r.key],
+                format!("is {want} but indexed as {:?}", r.indexed_as),
+            );
         }
         match (r.status.as_str(), r.counterpart) {
-            ("processing", None) => bad("unlinked", vec![r.key], "processing without a counterpart".into()),
-            ("completed", None) if r.proof_key.is_none() => {
-                bad("unlinked", vec![r.key], "completed without counterpart or proof".into())
-            }
-            ("created" | "withdrawn", Some(c)) => {
-                bad("unlinked", vec![r.key, c], format!("{} but linked to {c}", r.status))
-            }
+            ("processing", None) => bad(
+                "unlinked",
+                vec![r.key],
+                "processing without a counterpart".into(),
+            ),
+            ("completed", None) if r.proof_key.is_none() => bad(
+                "unlinked",
+                vec![r.key],
+                "completed without counterpart or proof".into(),
+            ),
+            ("created" | "withdrawn", Some(c)) => bad(
+                "unlinked",
+                vec![r.key, c],
+                format!("{} but linked to {c}", r.status),
+            ),
             _ => {}
         }
         let Some(c) = r.counterpart else { continue };
         if let Some(prev) = named_by.insert(c, r.key) {
-            bad("double-match", vec![c, prev, r.key], format!("{c} is the counterpart of both {prev} and {}", r.key));
+            bad(
+                "double-match",
+                vec![c, prev, r.key],
+                format!("{c} is the counterpart of both {prev} and {}", r.key),
+            );
         }
         let Some(o) = by_key.get(&c) else {
-            bad("link", vec![r.key, c], format!("counterpart {c} does not exist"));
+            bad(
+                "link",
+                vec![r.key, c],
+                format!("counterpart {c} does not exist"),
+            );
             continue;
         };
         if o.side() != Some(side.other()) || o.statement != r.statement {
-            bad("link", vec![r.key, c], format!("counterpart is a {} of statement {}", o.kind, o.statement));
+            bad(
+                "link",
+                vec![r.key, c],
+                format!("counterpart is a {} of statement {}", o.kind, o.statement),
+            );
             continue;
         }
         if o.counterpart != Some(r.key) {
-            bad("link", vec![r.key, c], format!("{c} links to {:?}, not back to {}", o.counterpart, r.key));
+            bad(
+                "link",
+                vec![r.key, c],
+                format!("{c} links to {:?}, not back to {}", o.counterpart, r.key),
+            );
             continue;
         }
         if side != Kind::Request {
@@ -238,23 +308,46 @@ pub fn check(
         }
         out.matches += 1;
         if o.status != r.status || o.proof_key != r.proof_key {
-            bad("pair-status", vec![r.key, c], format!("request {} ({:?}) / proposal {} ({:?})", r.status, r.proof_key, o.status, o.proof_key));
+            bad(
+                "pair-status",
+                vec![r.key, c],
+                format!(
+                    "request {} ({:?}) / proposal {} ({:?})",
+                    r.status, r.proof_key, o.status, o.proof_key
+                ),
+            );
         }
         let (rc, pc) = (r.cost.unwrap_or(0), o.cost.unwrap_or(u64::MAX));
         if pc > rc {
-            bad("price-rule", vec![r.key, c], format!("proposal cost {pc} > request cost {rc}"));
+            bad(
+                "price-rule",
+                vec![r.key, c],
+                format!("proposal cost {pc} > request cost {rc}"),
+            );
         }
         if let Some(limit) = r.eval_time {
             match o.eval_time {
                 Some(t) if t <= limit => {}
-                t => bad("time-rule", vec![r.key, c], format!("request eval_time {limit}, proposal {t:?}")),
+                t => bad(
+                    "time-rule",
+                    vec![r.key, c],
+                    format!("request eval_time {limit}, proposal {t:?}"),
+                ),
             }
         }
         if r.price != o.price {
-            bad("price", vec![r.key, c], format!("request price {:?}, proposal price {:?}", r.price, o.price));
+            bad(
+                "price",
+                vec![r.key, c],
+                format!("request price {:?}, proposal price {:?}", r.price, o.price),
+            );
         } else if let Some(p) = r.price {
             if p != rc && p != pc {
-                bad("price", vec![r.key, c], format!("price {p} is neither cost ({rc}, {pc})"));
+                bad(
+                    "price",
+                    vec![r.key, c],
+                    format!("price {p} is neither cost ({rc}, {pc})"),
+                );
             }
         } else {
             bad("price", vec![r.key, c], "matched without a price".into());
@@ -358,7 +451,10 @@ mod tests {
             counterpart: Some(2),
             price: Some(3),
         }];
-        let obs = vec![Observation { key: 5, status: "created".into() }];
+        let obs = vec![Observation {
+            key: 5,
+            status: "created".into(),
+        }];
         let c = check(&rows, &acked, &obs, true);
         assert!(c.violations.is_empty(), "{:?}", c.violations);
         assert_eq!(c.matches, 1);
@@ -393,7 +489,11 @@ mod tests {
         let r = rules(&c);
         assert!(r.contains(&"double-match"), "{r:?}");
         assert!(r.contains(&"link"), "{r:?}");
-        let dm = c.violations.iter().find(|v| v.rule == "double-match").unwrap();
+        let dm = c
+            .violations
+            .iter()
+            .find(|v| v.rule == "double-match")
+            .unwrap();
         assert_eq!(dm.keys, vec![2, 1, 3]);
     }
 
@@ -427,10 +527,21 @@ mod tests {
 
     #[test]
     fn statuses_links_and_indexes_are_checked() {
-        let mut rows = vec![row(1, "request", "processing", 5), row(2, "proposal", "bogus", 1)];
+        let mut rows = vec![
+            row(1, "request", "processing", 5),
+            row(2, "proposal", "bogus", 1),
+        ];
         rows.push(row(3, "proposal", "created", 1));
         rows[2].indexed_as = vec![];
-        let c = check(&rows, &[], &[Observation { key: 1, status: "completed".into() }], false);
+        let c = check(
+            &rows,
+            &[],
+            &[Observation {
+                key: 1,
+                status: "completed".into(),
+            }],
+            false,
+        );
         let r = rules(&c);
         for want in ["backwards", "bad-status", "index", "unlinked"] {
             assert!(r.contains(&want), "{want} missing from {r:?}");

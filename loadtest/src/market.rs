@@ -3,12 +3,15 @@
 //! few answer fields the harness needs.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
+
+use crate::http1::Pool;
 
 /// The market root path.
 pub const ROOT: &str = "/_db/market/v0_0";
@@ -20,26 +23,48 @@ const STATEMENT_JSON: &str = include_str!("../../example/statements/arithmetic.j
 /// restarted node listens on a new port), so calls read it each time.
 #[derive(Debug)]
 pub struct Target {
-    base: RwLock<Arc<str>>,
+    base: RwLock<(Arc<str>, SocketAddr)>,
+}
+
+/// The socket address of an `http://` base URL.
+pub fn socket_addr(base: &str) -> Result<SocketAddr> {
+    let url = reqwest::Url::parse(base)?;
+    url.socket_addrs(|| Some(80))?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no address for {base}"))
 }
 
 impl Target {
     /// A target at `base` (already checked to be loopback).
-    pub fn new(base: &str) -> Target {
-        Target {
-            base: RwLock::new(Arc::from(base)),
-        }
+    pub fn new(base: &str) -> Result<Target> {
+        Ok(Target {
+            base: RwLock::new((Arc::from(base), socket_addr(base)?)),
+        })
     }
 
     /// The current base URL.
     pub fn base(&self) -> Arc<str> {
-        self.base.read().map(|b| b.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.base
+            .read()
+            .map(|b| b.0.clone())
+            .unwrap_or_else(|e| e.into_inner().0.clone())
+    }
+
+    /// The current socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.base
+            .read()
+            .map(|b| b.1)
+            .unwrap_or_else(|e| e.into_inner().1)
     }
 
     /// Points at a new base URL (after a restart).
-    pub fn set(&self, base: &str) {
+    pub fn set(&self, base: &str) -> Result<()> {
+        let addr = socket_addr(base)?;
         let mut b = self.base.write().unwrap_or_else(|e| e.into_inner());
-        *b = Arc::from(base);
+        *b = (Arc::from(base), addr);
+        Ok(())
     }
 }
 
@@ -113,9 +138,11 @@ impl UserState {
 /// One simulated requester or producer: its own HTTP connection pool and token.
 #[derive(Debug)]
 pub struct SimUser {
-    /// Login name.
-    pub name: String,
-    /// The client (connection pool) only this user uses.
+    /// The connection pool of the measured calls; only this user uses it.
+    pub pool: Pool,
+    /// `Bearer <jwt>` as text, for `pool`.
+    pub auth_text: String,
+    /// A reqwest client for setup and out-of-band reads (not measured).
     pub http: reqwest::Client,
     /// `Bearer <jwt>`.
     pub auth: HeaderValue,
@@ -147,9 +174,10 @@ pub struct Population {
 impl Population {
     /// A population of users that need no login (the baseline server ignores tokens).
     pub fn anonymous(users: usize) -> Result<Population> {
-        let mk = |i: usize| -> Result<Arc<SimUser>> {
+        let mk = |_: usize| -> Result<Arc<SimUser>> {
             Ok(Arc::new(SimUser {
-                name: format!("anon{i}"),
+                pool: Pool::new(),
+                auth_text: "Bearer baseline".into(),
                 http: http_client()?,
                 auth: HeaderValue::from_static("Bearer baseline"),
                 state: Mutex::new(UserState::default()),
@@ -161,11 +189,6 @@ impl Population {
             producers: (half..users.max(2)).map(mk).collect::<Result<_>>()?,
             statements: vec![1],
         })
-    }
-
-    /// Every user.
-    pub fn all_users(&self) -> impl Iterator<Item = &Arc<SimUser>> {
-        self.requesters.iter().chain(self.producers.iter())
     }
 
     /// Number of users.
@@ -212,14 +235,22 @@ pub async fn sign_up(base: &str, name: &str) -> Result<SimUser> {
     let http = http_client()?;
     let pw = format!("pw-{name}");
     let body = serde_json::json!({"user": name, "passwd": pw, "email": format!("{name}@loadtest.invalid")});
-    post_json(&http, &format!("{base}{ROOT}/user/signup"), None, body.to_string()).await?;
+    post_json(
+        &http,
+        &format!("{base}{ROOT}/user/signup"),
+        None,
+        body.to_string(),
+    )
+    .await?;
     let body = serde_json::json!({"username": name, "password": pw});
     let v = post_json(&http, &format!("{base}/_open/auth"), None, body.to_string()).await?;
     let jwt = v["jwt"].as_str().context("login answer without jwt")?;
+    let auth_text = format!("Bearer {jwt}");
     Ok(SimUser {
-        name: name.to_owned(),
+        pool: Pool::new(),
         http,
-        auth: HeaderValue::from_str(&format!("Bearer {jwt}"))?,
+        auth: HeaderValue::from_str(&auth_text)?,
+        auth_text,
         state: Mutex::new(UserState::default()),
     })
 }
@@ -257,7 +288,10 @@ pub async fn populate(
     // Sign-ups hash a password (argon2): a few at a time.
     let mut users = Vec::with_capacity(names.len());
     for chunk in names.chunks(4) {
-        let futs = chunk.iter().map(|n| sign_up(&base, n));
+        let futs = chunk.iter().map(|n| {
+            let (base, n) = (base.clone(), n.clone());
+            async move { sign_up(&base, &n).await }
+        });
         for u in futures_join(futs).await {
             users.push(Arc::new(u?));
         }
@@ -306,7 +340,9 @@ pub fn cost_text(micros: u64) -> String {
 
 /// The body of `POST …/request/`.
 pub fn request_body(statement: u64, input: (u64, u64), cost: u64, eval: Option<u32>) -> String {
-    let eval = eval.map(|e| format!(",\"eval_time\":{e}")).unwrap_or_default();
+    let eval = eval
+        .map(|e| format!(",\"eval_time\":{e}"))
+        .unwrap_or_default();
     format!(
         "{{\"statement_key\":\"{statement}\",\"input\":[{{\"field\":{}}},{{\"field\":{}}}],\"cost\":{}{eval}}}",
         input.0,
@@ -317,7 +353,9 @@ pub fn request_body(statement: u64, input: (u64, u64), cost: u64, eval: Option<u
 
 /// The body of `POST …/proposal/`.
 pub fn proposal_body(statement: u64, cost: u64, eval: Option<u32>) -> String {
-    let eval = eval.map(|e| format!(",\"eval_time\":{e}")).unwrap_or_default();
+    let eval = eval
+        .map(|e| format!(",\"eval_time\":{e}"))
+        .unwrap_or_default();
     format!(
         "{{\"statement_key\":\"{statement}\",\"cost\":{}{eval}}}",
         cost_text(cost)
@@ -408,7 +446,10 @@ mod tests {
 
     #[test]
     fn parses_order_answers() {
-        let a = OrderAnswer::parse(br#"{"_key":"3","status":"processing","proposal_key":"2","price":2.5,"cost":3}"#).unwrap();
+        let a = OrderAnswer::parse(
+            br#"{"_key":"3","status":"processing","proposal_key":"2","price":2.5,"cost":3}"#,
+        )
+        .unwrap();
         assert_eq!(a.key_u64(), Some(3));
         assert_eq!(a.counterpart(), Some(2));
         assert_eq!(a.price_micros(), Some(2_500_000));
@@ -419,8 +460,9 @@ mod tests {
 
     #[test]
     fn target_can_move() {
-        let t = Target::new("http://127.0.0.1:1");
-        t.set("http://127.0.0.1:2");
+        let t = Target::new("http://127.0.0.1:1").unwrap();
+        t.set("http://127.0.0.1:2").unwrap();
         assert_eq!(&*t.base(), "http://127.0.0.1:2");
+        assert_eq!(t.addr(), "127.0.0.1:2".parse().unwrap());
     }
 }

@@ -188,6 +188,9 @@ mod tests {
         assert!(Mix::parse("bogus=1").is_err());
         assert!(Mix::parse("request=x").is_err());
         assert!(Mix::parse("request=1,request=2").is_err());
-        assert_eq!(Mix::parse(" proof = 3 ").unwrap().weights, vec![(Op::ProofPush, 3)]);
+        assert_eq!(
+            Mix::parse(" proof = 3 ").unwrap().weights,
+            vec![(Op::ProofPush, 3)]
+        );
     }
 }

@@ -26,6 +26,21 @@ pub fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SEC)
 }
 
+/// Busy CPU seconds of the whole machine (all cores) from a `/proc/stat` text:
+/// everything but idle and iowait.
+pub fn parse_machine_busy_seconds(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest times are inside user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some(total.saturating_sub(idle) as f64 / TICKS_PER_SEC)
+}
+
 /// Resident memory of `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -47,6 +62,8 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 pub struct CpuSample {
     /// `(label, pid, seconds)`.
     pub procs: Vec<(String, u32, Option<f64>)>,
+    /// Busy seconds of the whole machine.
+    pub machine: Option<f64>,
     /// When the sample was taken.
     pub at: std::time::Instant,
 }
@@ -59,13 +76,25 @@ impl CpuSample {
                 .iter()
                 .map(|(l, p)| (l.clone(), *p, cpu_seconds(*p)))
                 .collect(),
+            machine: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|t| parse_machine_busy_seconds(&t)),
             at: std::time::Instant::now(),
         }
     }
 
-    /// Cores used by each process between `self` and the later sample `end`.
+    /// Cores used by each process between `self` and the later sample `end`, plus
+    /// `machine (all processes)`: what every process on the machine used together, so
+    /// that load from outside the run shows.
     pub fn cores_until(&self, end: &CpuSample) -> Vec<(String, f64)> {
         let wall = end.at.saturating_duration_since(self.at).as_secs_f64();
+        let machine = match (self.machine, end.machine) {
+            (Some(a), Some(b)) if wall > 0.0 => Some((
+                "machine (all processes)".to_owned(),
+                (b - a).max(0.0) / wall,
+            )),
+            _ => None,
+        };
         self.procs
             .iter()
             .filter_map(|(label, pid, a)| {
@@ -73,6 +102,7 @@ impl CpuSample {
                 let a = (*a)?;
                 (wall > 0.0).then(|| (label.clone(), (b - a).max(0.0) / wall))
             })
+            .chain(machine)
             .collect()
     }
 }
@@ -89,6 +119,8 @@ mod tests {
         let stat = "4242 (odd (name) x) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0";
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
         assert_eq!(parse_cpu_seconds("garbage"), None);
+        let machine = "cpu  100 0 50 1000 10 0 50 0 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(parse_machine_busy_seconds(machine), Some(2.0));
     }
 
     #[test]

@@ -30,26 +30,42 @@ pub fn free_port() -> Result<u16> {
 pub struct OwnRedis {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Kept so the directory lives as long as the server.
+    _dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
-    /// Starts `redis-server` with AOF (`appendfsync everysec`) in a fresh temp dir.
-    pub fn start() -> Result<OwnRedis> {
-        let dir = tempfile::Builder::new().prefix("loadtest-redis").tempdir()?;
+    /// Starts `redis-server` with AOF (`appendfsync everysec`) in a fresh temp dir;
+    /// `extra` are more `redis-server` arguments.
+    pub fn start(extra: &[String]) -> Result<OwnRedis> {
+        let dir = tempfile::Builder::new()
+            .prefix("loadtest-redis")
+            .tempdir()?;
         let port = free_port()?;
         let log = File::create(dir.path().join("redis.log"))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
             .args(["--protected-mode", "yes", "--loglevel", "warning"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
             .context("starting redis-server (is it installed? apt-get install redis-server)")?;
-        let r = OwnRedis { child, port, dir };
+        let r = OwnRedis {
+            child,
+            port,
+            _dir: dir,
+        };
         r.wait_ready()?;
         Ok(r)
     }
@@ -65,7 +81,10 @@ impl OwnRedis {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("redis-server on port {} did not answer PING within 15 s", self.port)
+        bail!(
+            "redis-server on port {} did not answer PING within 15 s",
+            self.port
+        )
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -81,11 +100,6 @@ impl OwnRedis {
     /// Its PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Its data directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -108,11 +122,18 @@ fn spawn_announcing(mut cmd: Command, banner: &str) -> Result<(Child, String)> {
     let mut line = String::new();
     // A child that dies closes the pipe, so this read ends either way.
     let n = reader.read_line(&mut line)?;
-    let url = line.trim().strip_prefix(banner).map(str::trim).map(str::to_owned);
+    let url = line
+        .trim()
+        .strip_prefix(banner)
+        .map(str::trim)
+        .map(str::to_owned);
     let Some(url) = url.filter(|_| n > 0) else {
         let _ = child.kill();
         let _ = child.wait();
-        bail!("{:?} did not announce itself (first line {line:?})", cmd.get_program());
+        bail!(
+            "{:?} did not announce itself (first line {line:?})",
+            cmd.get_program()
+        );
     };
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
@@ -258,9 +279,8 @@ impl BaselineChild {
             .stderr(Stdio::from(
                 File::options().create(true).append(true).open(log)?,
             ));
-        let (child, url) = tokio::task::block_in_place(|| {
-            spawn_announcing(cmd, crate::baseline::BANNER)
-        })?;
+        let (child, url) =
+            tokio::task::block_in_place(|| spawn_announcing(cmd, crate::baseline::BANNER))?;
         let b = BaselineChild { child, url };
         wait_http_ready(&b.url, "/health", Duration::from_secs(15)).await?;
         Ok(b)

@@ -2,6 +2,8 @@
 //! invariant check, and `INFO memory` for the memory figures. Key layout (prefix `P`):
 //! `P:statements` (zset of statement keys), `P:{stmt:S}:o:K` (order hash),
 //! `P:{stmt:S}:ix:<kind>:<status>` (zsets of order keys), `P:loc:K` (statement of K).
+//! Orders are found through the index sets and, so that an unindexed order cannot hide,
+//! by a `SCAN` of the order hash keys as well.
 
 use std::collections::HashMap;
 
@@ -36,11 +38,6 @@ pub fn used_memory(con: &mut redis::Connection) -> Result<u64> {
     parse_info_u64(&info, "used_memory").context("INFO memory without used_memory")
 }
 
-/// Number of keys in the current database.
-pub fn dbsize(con: &mut redis::Connection) -> Result<u64> {
-    Ok(redis::cmd("DBSIZE").query(con)?)
-}
-
 fn opt_u64(h: &HashMap<String, String>, f: &str) -> Option<u64> {
     h.get(f).and_then(|v| v.parse().ok())
 }
@@ -67,6 +64,35 @@ pub fn row_from_hash(key: u64, statement: u64, h: &HashMap<String, String>) -> O
     }
 }
 
+/// `(statement, key)` of an order hash key `<prefix>:{stmt:S}:o:K`.
+pub fn parse_order_key(prefix: &str, key: &str) -> Option<(u64, u64)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":{stmt:")?;
+    let (s, rest) = rest.split_once("}:o:")?;
+    Some((s.parse().ok()?, rest.parse().ok()?))
+}
+
+/// Every order hash key under `prefix`, by `SCAN` (bounded rounds).
+pub fn scan_order_keys(con: &mut redis::Connection, prefix: &str) -> Result<Vec<(u64, u64)>> {
+    let pattern = format!("{prefix}:{{stmt:*}}:o:*");
+    let mut out = Vec::new();
+    let mut cursor: u64 = 0;
+    for _ in 0..10_000_000u64 {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(5000)
+            .query(con)?;
+        out.extend(keys.iter().filter_map(|k| parse_order_key(prefix, k)));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(out)
+}
+
 /// Every order of every statement under `prefix`, plus the acknowledged orders even
 /// when no index lists them.
 pub fn read_orders(
@@ -74,8 +100,11 @@ pub fn read_orders(
     prefix: &str,
     acked: &[AckedOrder],
 ) -> Result<Vec<OrderRow>> {
-    let mut statements: Vec<u64> =
-        redis::cmd("ZRANGE").arg(format!("{prefix}:statements")).arg(0).arg(-1).query(con)?;
+    let mut statements: Vec<u64> = redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:statements"))
+        .arg(0)
+        .arg(-1)
+        .query(con)?;
     statements.extend(acked.iter().map(|a| a.statement));
     statements.sort_unstable();
     statements.dedup();
@@ -98,12 +127,22 @@ pub fn read_orders(
         for (name, members) in names.iter().zip(sets) {
             for m in members {
                 let Ok(k) = m.parse::<u64>() else { continue };
-                found.entry(k).or_insert_with(|| (s, Vec::new())).1.push(name.clone());
+                found
+                    .entry(k)
+                    .or_insert_with(|| (s, Vec::new()))
+                    .1
+                    .push(name.clone());
             }
         }
     }
     for a in acked {
-        found.entry(a.key).or_insert_with(|| (a.statement, Vec::new()));
+        found
+            .entry(a.key)
+            .or_insert_with(|| (a.statement, Vec::new()));
+    }
+    // Order hashes that no index lists (they show as `index` violations).
+    for (s, k) in scan_order_keys(con, prefix)? {
+        found.entry(k).or_insert_with(|| (s, Vec::new()));
     }
 
     let keys: Vec<(u64, u64, Vec<String>)> =
@@ -112,7 +151,8 @@ pub fn read_orders(
     for chunk in keys.chunks(CHUNK) {
         let mut pipe = redis::pipe();
         for (k, s, _) in chunk {
-            pipe.cmd("HGETALL").arg(format!("{prefix}:{{stmt:{s}}}:o:{k}"));
+            pipe.cmd("HGETALL")
+                .arg(format!("{prefix}:{{stmt:{s}}}:o:{k}"));
             pipe.cmd("GET").arg(format!("{prefix}:loc:{k}"));
         }
         let replies: Vec<redis::Value> = pipe.query(con)?;
@@ -168,5 +208,12 @@ mod tests {
         assert_eq!(r.eval_time, None);
         assert_eq!(r.cost, Some(2_000_000));
         assert_eq!(r.statement, 3);
+        assert_eq!(parse_order_key("pm", "pm:{stmt:12}:o:345"), Some((12, 345)));
+        assert_eq!(parse_order_key("a:b", "a:b:{stmt:1}:o:2"), Some((1, 2)));
+        assert_eq!(
+            parse_order_key("pm", "pm:{stmt:12}:ix:request:created"),
+            None
+        );
+        assert_eq!(parse_order_key("pm", "px:{stmt:1}:o:2"), None);
     }
 }

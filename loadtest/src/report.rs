@@ -40,6 +40,8 @@ pub struct OpReport {
 pub struct Point {
     /// Seconds since the measured window began.
     pub t_s: f64,
+    /// Seconds of the window this bucket covers (1, less for the last one).
+    pub span_s: f64,
     /// Calls answered (200/409).
     pub calls: u64,
     /// Orders acknowledged.
@@ -58,6 +60,17 @@ pub struct Marker {
     /// Seconds since the measured window began.
     pub t_s: f64,
     /// What happened.
+    pub label: String,
+}
+
+/// A stretch of time drawn shaded on the plot (e.g. a Redis AOF rewrite).
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    /// Start, seconds since the measured window began (may be negative: warm-up).
+    pub from_s: f64,
+    /// End.
+    pub to_s: f64,
+    /// What it was.
     pub label: String,
 }
 
@@ -104,10 +117,14 @@ pub struct RunReport {
     pub unsent: u64,
     /// Cores used per process.
     pub cpu_cores: BTreeMap<String, f64>,
+    /// Forks of the market's Redis during the run (AOF rewrites), when known.
+    pub redis_forks: Option<u64>,
     /// Per second.
     pub timeline: Vec<Point>,
     /// Events.
     pub markers: Vec<Marker>,
+    /// Stretches of time (Redis AOF rewrites).
+    pub spans: Vec<Span>,
     /// Sampled error messages.
     pub errors: Vec<String>,
 }
@@ -173,12 +190,17 @@ impl RunReport {
             dispatch_lag: (mode == "open").then(|| Percentiles::of(&rec.lag)),
             unsent: out.unsent,
             cpu_cores: out.cpu.iter().cloned().collect(),
+            redis_forks: None,
             timeline: rec
                 .timeline
                 .iter()
                 .enumerate()
-                .map(|(i, b)| Point {
+                .map(|(i, b)| (i, b, (window - i as f64).clamp(0.0, 1.0)))
+                // A last bucket covering under a quarter second would plot as a dip.
+                .filter(|&(_, _, span)| span >= 0.25)
+                .map(|(i, b, span)| Point {
                     t_s: i as f64,
+                    span_s: span,
                     calls: b.calls,
                     orders: b.orders,
                     matches: b.matches,
@@ -187,18 +209,9 @@ impl RunReport {
                 })
                 .collect(),
             markers: Vec::new(),
+            spans: Vec::new(),
             errors: out.errors.clone(),
         }
-    }
-
-    /// Order latency (all order pushes merged is not kept; the slower side is shown).
-    pub fn order_p99_us(&self) -> u64 {
-        self.ops
-            .iter()
-            .filter(|o| o.op.is_order())
-            .map(|o| o.latency.p99_us)
-            .max()
-            .unwrap_or(0)
     }
 
     /// The human summary.
@@ -222,7 +235,18 @@ impl RunReport {
         let _ = writeln!(
             s,
             "{:<15} {:>9} {:>7} {:>7} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "call", "ok", "409", "503", "err", "noans", "ok/s", "p50 ms", "p90", "p99", "p99.9", "max"
+            "call",
+            "ok",
+            "409",
+            "503",
+            "err",
+            "noans",
+            "ok/s",
+            "p50 ms",
+            "p90",
+            "p99",
+            "p99.9",
+            "max"
         );
         for o in &self.ops {
             let l = &o.latency;
@@ -260,13 +284,21 @@ impl RunReport {
         line(&mut s, "match (ack)", &self.match_latency);
         line(&mut s, "match visible", &self.match_visible);
         if self.match_not_visible > 0 {
-            let _ = writeln!(s, "sampled counterpart reads that never saw the match: {}", self.match_not_visible);
+            let _ = writeln!(
+                s,
+                "sampled counterpart reads that never saw the match: {}",
+                self.match_not_visible
+            );
         }
         if let Some(l) = &self.dispatch_lag {
             line(&mut s, "dispatch lag", l);
         }
         if self.unsent > 0 {
-            let _ = writeln!(s, "arrivals never sent (dispatcher out of time): {}", self.unsent);
+            let _ = writeln!(
+                s,
+                "arrivals never sent (dispatcher out of time): {}",
+                self.unsent
+            );
         }
         if !self.cpu_cores.is_empty() {
             let parts: Vec<String> = self
@@ -275,6 +307,16 @@ impl RunReport {
                 .map(|(k, v)| format!("{k} {v:.2}"))
                 .collect();
             let _ = writeln!(s, "CPU cores used: {}", parts.join(", "));
+        }
+        if let Some(f) = self.redis_forks.filter(|&f| f > 0) {
+            let _ = writeln!(s, "Redis forked {f} time(s) during the run (AOF rewrite)");
+        }
+        for s2 in &self.spans {
+            let _ = writeln!(
+                s,
+                "{} from {:.1} s to {:.1} s",
+                s2.label, s2.from_s, s2.to_s
+            );
         }
         for m in &self.markers {
             let _ = writeln!(s, "event at {:.1} s: {}", m.t_s, m.label);

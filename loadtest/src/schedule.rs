@@ -77,16 +77,6 @@ impl Budget {
         }
         self.taken.fetch_add(1, Ordering::Relaxed) < self.max
     }
-
-    /// Calls claimed so far (may exceed `max` by the refused claims).
-    pub fn taken(&self) -> u64 {
-        self.taken.load(Ordering::Relaxed).min(self.max)
-    }
-
-    /// The instant after which no call starts.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
 }
 
 #[cfg(test)]
@@ -127,8 +117,11 @@ mod tests {
         let b = Budget::new(Instant::now(), Duration::from_secs(60), 3);
         assert!(b.take() && b.take() && b.take());
         assert!(!b.take());
-        assert_eq!(b.taken(), 3);
-        let past = Budget::new(Instant::now() - Duration::from_secs(2), Duration::from_secs(1), 100);
+        let past = Budget::new(
+            Instant::now() - Duration::from_secs(2),
+            Duration::from_secs(1),
+            100,
+        );
         assert!(!past.take());
     }
 }

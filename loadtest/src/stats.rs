@@ -140,7 +140,7 @@ impl Recorder {
         }
     }
 
-    /// Start of the measurement window.
+    /// Start of the measured window.
     pub fn start(&self) -> Instant {
         self.start
     }
@@ -342,9 +342,24 @@ mod tests {
         r.record(Op::Get, Outcome::Ok, t0, t0 + Duration::from_millis(5));
         assert_eq!(r.ops[Op::Get.index()].total(), 0);
         let s = t0 + Duration::from_millis(1500);
-        r.record(Op::PushProposal, Outcome::Ok, s, s + Duration::from_millis(2));
-        r.record(Op::PushProposal, Outcome::Overloaded, s, s + Duration::from_millis(1));
-        r.record(Op::Withdraw, Outcome::Conflict, s, s + Duration::from_secs(1));
+        r.record(
+            Op::PushProposal,
+            Outcome::Ok,
+            s,
+            s + Duration::from_millis(2),
+        );
+        r.record(
+            Op::PushProposal,
+            Outcome::Overloaded,
+            s,
+            s + Duration::from_millis(1),
+        );
+        r.record(
+            Op::Withdraw,
+            Outcome::Conflict,
+            s,
+            s + Duration::from_secs(1),
+        );
         r.record_match(s, s + Duration::from_millis(2));
         assert_eq!(r.timeline.len(), 2);
         assert_eq!(r.timeline[0].orders, 1);

@@ -199,7 +199,24 @@ fn polyline(s: &mut String, pts: &[(f64, f64)], color: &str) {
 }
 
 fn markers(s: &mut String, p: &Panel, r: &RunReport, t_max: f64) {
-    for m in &r.markers {
+    for (i, sp) in r.spans.iter().enumerate() {
+        let a = p.x0 + (sp.from_s / t_max).clamp(0.0, 1.0) * p.w;
+        let b = p.x0 + (sp.to_s / t_max).clamp(0.0, 1.0) * p.w;
+        if b > a {
+            let _ = writeln!(
+                s,
+                r##"<rect x="{a:.1}" y="{}" width="{:.1}" height="{}" fill="#f5b041" fill-opacity="0.25"><title>{}</title></rect><text x="{:.1}" y="{}" font-size="10" fill="#b9770e">{}</text>"##,
+                p.y0,
+                (b - a).max(1.0),
+                p.h,
+                esc(&sp.label),
+                a + 2.0,
+                p.y0 + p.h - 4.0 - (i % 2) as f64 * 12.0,
+                esc(&sp.label)
+            );
+        }
+    }
+    for (i, m) in r.markers.iter().enumerate() {
         let x = p.x0 + (m.t_s / t_max).clamp(0.0, 1.0) * p.w;
         let _ = writeln!(
             s,
@@ -207,7 +224,7 @@ fn markers(s: &mut String, p: &Panel, r: &RunReport, t_max: f64) {
             p.y0,
             p.y0 + p.h,
             x + 4.0,
-            p.y0 + 12.0,
+            p.y0 + 12.0 + (i % 3) as f64 * 12.0,
             esc(&m.label)
         );
     }
@@ -240,7 +257,10 @@ pub fn run_plot(r: &RunReport) -> String {
 
     // 1. Order latency percentiles per second, log scale.
     let p = Panel::at(0);
-    p.frame(&mut s, "Order latency per second (ms, log scale; from scheduled send)");
+    p.frame(
+        &mut s,
+        "Order latency per second (ms, log scale; from scheduled send)",
+    );
     let lat: Vec<(f64, [f64; 3])> = r
         .timeline
         .iter()
@@ -277,11 +297,17 @@ pub fn run_plot(r: &RunReport) -> String {
     // 2. Throughput per second.
     let p = Panel::at(1);
     p.frame(&mut s, "Throughput per second");
+    let per_s = |f: fn(&crate::report::Point) -> u64| -> Vec<f64> {
+        r.timeline
+            .iter()
+            .map(|b| f(b) as f64 / b.span_s.max(0.25))
+            .collect()
+    };
     let series: [(&str, Vec<f64>); 4] = [
-        ("calls", r.timeline.iter().map(|b| b.calls as f64).collect()),
-        ("orders", r.timeline.iter().map(|b| b.orders as f64).collect()),
-        ("matches", r.timeline.iter().map(|b| b.matches as f64).collect()),
-        ("failures", r.timeline.iter().map(|b| b.failures as f64).collect()),
+        ("calls", per_s(|b| b.calls)),
+        ("orders", per_s(|b| b.orders)),
+        ("matches", per_s(|b| b.matches)),
+        ("failures", per_s(|b| b.failures)),
     ];
     let max = series
         .iter()
@@ -302,7 +328,10 @@ pub fn run_plot(r: &RunReport) -> String {
 
     // 3. Percentiles per call type (whole run), log scale bars.
     let p = Panel::at(2);
-    p.frame(&mut s, "Latency percentiles per call, whole run (ms, log scale)");
+    p.frame(
+        &mut s,
+        "Latency percentiles per call, whole run (ms, log scale)",
+    );
     let mut rows: Vec<(String, Percentiles)> = r
         .ops
         .iter()
@@ -315,8 +344,14 @@ pub fn run_plot(r: &RunReport) -> String {
     if r.match_visible.count > 0 {
         rows.push(("match visible".into(), r.match_visible));
     }
-    let lo = rows.iter().map(|(_, l)| l.p50_us as f64 / 1000.0).fold(f64::INFINITY, f64::min);
-    let hi = rows.iter().map(|(_, l)| l.p999_us as f64 / 1000.0).fold(0.0, f64::max);
+    let lo = rows
+        .iter()
+        .map(|(_, l)| l.p50_us as f64 / 1000.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = rows
+        .iter()
+        .map(|(_, l)| l.p999_us as f64 / 1000.0)
+        .fold(0.0, f64::max);
     let (a, b) = if rows.is_empty() {
         log_axis(&mut s, &p, 0.1, 10.0, "ms")
     } else {

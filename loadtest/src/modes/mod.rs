@@ -2,6 +2,8 @@
 //! output directory and summary, building populations and run specs.
 
 pub mod all;
+pub mod ceilings;
+pub mod check;
 pub mod memory;
 pub mod peak;
 pub mod run;
@@ -74,7 +76,14 @@ pub async fn populate(
     tag: &str,
 ) -> Result<Arc<Population>> {
     let run = format!("lt{}{tag}", seed % 1_000_000);
-    let pop = market::populate(&env.target, &run, load.requesters, load.producers, statements).await?;
+    let pop = market::populate(
+        &env.target,
+        &run,
+        load.requesters,
+        load.producers,
+        statements,
+    )
+    .await?;
     Ok(Arc::new(pop))
 }
 

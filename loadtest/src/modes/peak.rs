@@ -61,8 +61,7 @@ pub async fn find_peak(
             load,
             ctx.seed.wrapping_add(c as u64),
         );
-        let out = driver::run(env.target.clone(), pop.clone(), s, env.pids()).await?;
-        let r = RunReport::from_output(&out);
+        let (_, r) = env.run(pop, s).await?;
         ctx.say(&r.render());
         report::write_run(&ctx.dir, &r)?;
         let gained = r.orders_per_s > best * 1.03;
@@ -75,7 +74,9 @@ pub async fn find_peak(
             break; // more concurrency no longer helps
         }
     }
-    ctx.say(&format!("peak closed-loop intake: {best:.0} orders/s at {best_c} connections"));
+    ctx.say(&format!(
+        "peak closed-loop intake: {best:.0} orders/s at {best_c} connections"
+    ));
     Ok((best, best_c, steps))
 }
 
@@ -106,8 +107,10 @@ pub async fn peak(
         load,
         ctx.seed ^ 0x0bad_cafe,
     );
-    let out = driver::run(env.target.clone(), pop.clone(), s, env.pids()).await?;
-    let open = RunReport::from_output(&out);
+    // Open loop starts at full rate: give connections and queues time to settle.
+    let mut s = s;
+    s.warmup = s.warmup.max(Duration::from_secs(5));
+    let (_, open) = env.run(pop, s).await?;
     ctx.say(&open.render());
     report::write_run(&ctx.dir, &open)?;
     let p99 = open.match_latency.p99_us;

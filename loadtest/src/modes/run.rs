@@ -5,10 +5,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::RunArgs;
-use crate::driver::{self, Load};
+use crate::driver::Load;
 use crate::env::MarketEnv;
 use crate::mix::Mix;
-use crate::report::{self, RunReport};
+use crate::report;
 
 use super::{mix_or, populate, spec, Ctx};
 
@@ -28,9 +28,15 @@ pub async fn main(a: RunArgs) -> Result<i32> {
     };
     let name = if a.rate.is_some() { "open" } else { "closed" };
     let span = a.load.duration.unwrap_or(Duration::from_secs(20));
-    let s = spec(name, load, mix_or(&a.load, Mix::DEFAULT)?, span, &a.load, ctx.seed);
-    let out = driver::run(env.target.clone(), pop, s, env.pids()).await?;
-    let r = RunReport::from_output(&out);
+    let s = spec(
+        name,
+        load,
+        mix_or(&a.load, Mix::DEFAULT)?,
+        span,
+        &a.load,
+        ctx.seed,
+    );
+    let (_, r) = env.run(&pop, s).await?;
     ctx.say(&r.render());
     report::write_run(&ctx.dir, &r)?;
     ctx.finish(&r)?;

@@ -1,0 +1,205 @@
+//! `all`: the full suite behind the README figures, ~5 minutes by default: the store and
+//! HTTP ceilings, the peak intake and the 70 % open-loop match latency, a mixed run,
+//! the memory test and a short soak with kill -9, then every figure as a ratio of the
+//! ceilings measured in the same run, with the targets marked MET / NOT MET.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::ceiling::{self, StoreCeiling};
+use crate::cli::{AllArgs, SoakOpts};
+use crate::driver::{self, Load};
+use crate::env::MarketEnv;
+use crate::mix::Mix;
+use crate::report::{self, ratio, RunReport};
+use crate::stats::ms;
+
+use super::memory::MemoryResult;
+use super::peak::PeakResult;
+use super::soak::SoakResult;
+use super::{populate, spec, Ctx};
+
+/// Everything `all` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suite {
+    /// Store ceiling (redis-benchmark).
+    pub store_ceiling: Option<StoreCeiling>,
+    /// HTTP ceiling (baseline server).
+    pub http_ceiling: Option<RunReport>,
+    /// Peak search and open-loop run.
+    pub peak: Option<PeakResult>,
+    /// Mixed closed-loop run.
+    pub mixed: Option<RunReport>,
+    /// Memory test.
+    pub memory: Option<MemoryResult>,
+    /// Soak.
+    pub soak: Option<SoakResult>,
+    /// Ratios and verdicts, as printed.
+    pub verdicts: Vec<String>,
+}
+
+/// Runs the `all` mode.
+pub async fn main(a: AllArgs) -> Result<i32> {
+    let mut ctx = Ctx::new(&a.market, "all")?;
+    let mut suite = Suite {
+        store_ceiling: None,
+        http_ceiling: None,
+        peak: None,
+        mixed: None,
+        memory: None,
+        soak: None,
+        verdicts: Vec::new(),
+    };
+    let users = a.load.requesters + a.load.producers;
+
+    // 1. Store ceiling.
+    suite.store_ceiling = super::ceilings::store(a.load.connections, &mut ctx).await;
+
+    // 2. HTTP ceiling.
+    let http = ceiling::http_ceiling(
+        users,
+        a.load.connections,
+        a.ceiling_duration,
+        a.load.warmup,
+        ctx.seed,
+        &ctx.dir.join("baseline.log"),
+    )
+    .await?;
+    ctx.say(&http.render());
+    report::write_run(&ctx.dir, &http)?;
+    suite.http_ceiling = Some(http);
+
+    // 3 + 4. Peak, 70 % open loop, mixed run: one market.
+    {
+        let env = MarketEnv::open(&a.market, &ctx.server_log()).await?;
+        let pop = populate(&env, &a.load, a.load.statements, ctx.seed, "a").await?;
+        let p = super::peak::peak(&env, &pop, &a.load, &a.peak, &mut ctx).await?;
+        suite.peak = Some(p);
+        if !driver::stopped() {
+            let s = spec(
+                "mixed",
+                Load::Closed {
+                    connections: a.load.connections,
+                },
+                Mix::parse(a.load.mix.as_deref().unwrap_or(Mix::DEFAULT))?,
+                a.ceiling_duration,
+                &a.load,
+                ctx.seed ^ 0x313,
+            );
+            let (_, r) = env.run(&pop, s).await?;
+            ctx.say(&r.render());
+            report::write_run(&ctx.dir, &r)?;
+            suite.mixed = Some(r);
+        }
+    }
+
+    // 5. Memory, on a fresh market.
+    if !a.no_memory && !driver::stopped() {
+        let env = MarketEnv::open(&a.market, &ctx.server_log()).await?;
+        let mut load = a.load.clone();
+        load.connections = a.memory.connections;
+        suite.memory = Some(super::memory::memory(&env, &a.memory, &load, &mut ctx).await?);
+    }
+
+    // 6. Soak at half the peak, on a fresh market.
+    if a.soak_duration > Duration::ZERO && !driver::stopped() {
+        let mut env = MarketEnv::open(&a.market, &ctx.server_log()).await?;
+        let pop = populate(&env, &a.load, a.load.statements, ctx.seed, "k").await?;
+        let mix = Mix::parse(a.load.mix.as_deref().unwrap_or(Mix::DEFAULT))?;
+        let peak = suite.peak.as_ref().map_or(1000.0, |p| p.peak_orders_per_s);
+        let rate = 0.5 * peak / mix.order_share();
+        let so = SoakOpts {
+            rate: Some(rate),
+            soak_fraction: 0.5,
+            kill_at: 0.5,
+            no_kill: false,
+        };
+        suite.soak = Some(
+            super::soak::soak(&mut env, pop, &a.load, &so, a.soak_duration, rate, &mut ctx).await?,
+        );
+    }
+
+    suite.verdicts = verdicts(&suite);
+    ctx.say("\n==== figures (ratios within this run) ====");
+    for v in suite.verdicts.clone() {
+        ctx.say(&v);
+    }
+    ctx.say("book micro-benchmarks: cargo bench --bench book (criterion; not part of this run)");
+    ctx.finish(&suite)?;
+    Ok(match &suite.soak {
+        Some(s) if !s.passed => 1,
+        _ => 0,
+    })
+}
+
+fn verdicts(s: &Suite) -> Vec<String> {
+    let mut v = Vec::new();
+    let http = s.http_ceiling.as_ref().map_or(0.0, |h| h.orders_per_s);
+    let store = s.store_ceiling.as_ref().map_or(0.0, |c| c.orders_per_s);
+    let store_script = s
+        .store_ceiling
+        .as_ref()
+        .map_or(0.0, |c| c.orders_per_s_script);
+    v.push(format!(
+        "HTTP ceiling (plain actix-web route, same client): {http:.0} req/s"
+    ));
+    v.push(format!("store ceiling: {store:.0} orders/s (redis-benchmark SET -P 1 / 2), {store_script:.0} orders/s (SET + order EVAL)"));
+    if let Some(p) = &s.peak {
+        let intake = p.peak_orders_per_s;
+        let met = http > 0.0 && intake >= 0.5 * http;
+        v.push(format!(
+            "peak order intake: {intake:.0} orders/s at {} connections = {} of the HTTP ceiling (target >= 50 %: {}), {} of the store ceiling, {} of SET+EVAL",
+            p.peak_connections,
+            ratio(intake, http),
+            if met { "MET" } else { "NOT MET" },
+            ratio(intake, store),
+            ratio(intake, store_script),
+        ));
+        v.push(format!(
+            "match latency at {:.0} % of peak (open loop, {:.0} orders/s): p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms (target p99 <= 5 ms: {}); counterpart visible p99 {} ms",
+            p.fraction * 100.0,
+            p.open.orders_per_s,
+            ms(p.open.match_latency.p50_us),
+            ms(p.open.match_latency.p90_us),
+            ms(p.open.match_latency.p99_us),
+            ms(p.open.match_latency.p999_us),
+            if p.match_target_met { "MET" } else { "NOT MET" },
+            ms(p.open.match_visible.p99_us),
+        ));
+    }
+    if let Some(m) = &s.mixed {
+        v.push(format!(
+            "mixed closed-loop run ({}): {:.0} calls/s, {:.0} orders/s = {} of the HTTP ceiling",
+            m.mix,
+            m.calls_per_s,
+            m.orders_per_s,
+            ratio(m.orders_per_s, http)
+        ));
+    }
+    if let Some(m) = &s.memory {
+        v.push(format!(
+            "memory: {} resting orders: node RSS {} MiB ({} B/order; target < 500 MiB at 1M: {}), Redis {} B/order (target < 1 KiB: {})",
+            m.orders_acked,
+            m.rss_after.map_or("n/a".into(), |b| format!("{:.1}", b as f64 / 1048576.0)),
+            m.rss_bytes_per_order.map_or("n/a".into(), |b| format!("{b:.0}")),
+            match m.rss_target_met { Some(true) => "MET", Some(false) => "NOT MET", None => "n/a" },
+            m.redis_bytes_per_order.map_or("n/a".into(), |b| format!("{b:.0}")),
+            match m.redis_target_met { Some(true) => "MET", Some(false) => "NOT MET", None => "n/a" },
+        ));
+    }
+    if let Some(k) = &s.soak {
+        v.push(format!(
+            "soak: {:.0} s at {:.0} calls/s, kill -9 at {}: {} acknowledged orders, {} matches, {} violation(s): {}",
+            k.run.window_s,
+            k.rate,
+            k.killed_at_s.map_or("-".into(), |t| format!("{t:.1} s (back in {:.2} s)", k.restart_s.unwrap_or(0.0))),
+            k.check.acked,
+            k.check.matches,
+            k.check.violations.len(),
+            if k.passed { "PASSED" } else { "FAILED" }
+        ));
+    }
+    v
+}

@@ -1,0 +1,35 @@
+//! `check`: the invariant check of the soak, on a market's Redis as it is now, without
+//! load or acknowledgements (e.g. after a crash test). Exits 1 on violations.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::cli::CheckArgs;
+use crate::{invariants, loopback, redis_view};
+
+/// Runs the `check` mode.
+pub async fn main(a: CheckArgs) -> Result<i32> {
+    let url = loopback::check_redis_url(&a.redis_url)?;
+    let prefix = a.key_prefix.clone();
+    let settled = !a.unsettled;
+    let t = Instant::now();
+    let c = tokio::task::spawn_blocking(move || -> Result<invariants::Checked> {
+        let mut con = redis_view::connect(&url)?;
+        let rows = redis_view::read_orders(&mut con, &prefix, &[])?;
+        Ok(invariants::check(&rows, &[], &[], settled))
+    })
+    .await??;
+    println!(
+        "{} orders ({:?}), {} matches, checked in {:.1} s: {} violation(s)",
+        c.orders,
+        c.by_status,
+        c.matches,
+        t.elapsed().as_secs_f64(),
+        c.violations.len()
+    );
+    for v in c.violations.iter().take(200) {
+        println!("VIOLATION {}: keys {:?}: {}", v.rule, v.keys, v.detail);
+    }
+    Ok(if c.violations.is_empty() { 0 } else { 1 })
+}
