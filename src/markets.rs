@@ -53,25 +53,37 @@ impl KeyAllocator {
 pub struct Markets {
     store: Store,
     matchers: RwLock<HashMap<Key, Addr<Matcher>>>,
-    arbiters: Vec<ArbiterHandle>,
+    /// Matcher threads, each with its own Redis connection driven on that thread.
+    arbiters: Vec<(ArbiterHandle, Store)>,
     /// Key allocation for every kind of object.
     pub keys: KeyAllocator,
     ready: AtomicBool,
 }
 
 impl Markets {
-    /// A router over `threads` matcher arbiters. Must be called inside an actix system.
-    pub fn new(store: Store, threads: usize) -> Markets {
-        let arbiters = (0..threads.max(1))
-            .map(|_| Arbiter::new().handle())
-            .collect();
-        Markets {
+    /// A router over `threads` matcher arbiters, each opening its own Redis connection.
+    /// Must be called inside an actix system.
+    pub async fn start(store: Store, threads: usize) -> Result<Markets, StoreError> {
+        let mut arbiters = Vec::new();
+        for _ in 0..threads.max(1) {
+            let handle = Arbiter::new().handle();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let s = store.clone();
+            handle.spawn(async move {
+                let _ = tx.send(s.reconnect().await);
+            });
+            let local = rx.await.map_err(|_| {
+                StoreError::Corrupt("matcher thread stopped while connecting".into())
+            })??;
+            arbiters.push((handle, local));
+        }
+        Ok(Markets {
             store,
             matchers: RwLock::new(HashMap::new()),
             arbiters,
             keys: KeyAllocator::new(1000),
             ready: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Loads every statement's book from the store; the node is ready afterwards.
@@ -113,8 +125,8 @@ impl Markets {
         if let Some(a) = map.get(&stmt) {
             return Ok(a.clone());
         }
-        let arbiter = &self.arbiters[(stmt.0 as usize) % self.arbiters.len()];
-        let store = self.store.clone();
+        let (arbiter, store) = &self.arbiters[(stmt.0 as usize) % self.arbiters.len()];
+        let store = store.clone();
         let addr = Matcher::start_in_arbiter(arbiter, move |_| Matcher::new(stmt, store, snapshot));
         map.insert(stmt, addr.clone());
         Ok(addr)

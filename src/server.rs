@@ -81,14 +81,15 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     } else {
         cfg.matcher_threads
     };
-    let markets = Arc::new(Markets::new(store.clone(), threads));
+    let markets = Arc::new(Markets::start(store.clone(), threads).await?);
     let limits = Limits::default();
     let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
-    let circuits = Arc::new(Circuits::new(store.clone(), pool));
+    let circuits = Arc::new(Circuits::new(store.clone(), pool.clone()));
     let market = web::Data::new(Market::new(
         store,
         markets.clone(),
         circuits,
+        pool,
         Tokens::new(&secret, cfg.token_ttl_secs),
         limits.clone(),
     ));

@@ -17,6 +17,7 @@ use crate::input::PublicInput;
 use crate::markets::{ask, Markets};
 use crate::matcher::{Complete, Depth, Place, Withdraw};
 use crate::prover::halo2::PROOF_SYSTEM;
+use crate::prover::pool::ProverPool;
 use crate::store::{OrderRecord, ProofRecord, Store, UserRecord};
 
 /// Size limits on what clients may store.
@@ -85,6 +86,10 @@ pub struct Market {
     store: Store,
     markets: Arc<Markets>,
     circuits: Arc<Circuits>,
+    /// CPU-heavy work (argon2, verification) runs here, on a few threads: argon2 on
+    /// tokio's blocking pool would leave a 19 MiB malloc arena behind on each of
+    /// hundreds of threads.
+    pool: ProverPool,
     tokens: Tokens,
     limits: Limits,
 }
@@ -99,6 +104,7 @@ impl Market {
         store: Store,
         markets: Arc<Markets>,
         circuits: Arc<Circuits>,
+        pool: ProverPool,
         tokens: Tokens,
         limits: Limits,
     ) -> Market {
@@ -106,6 +112,7 @@ impl Market {
             store,
             markets,
             circuits,
+            pool,
             tokens,
             limits,
         }
@@ -140,7 +147,10 @@ impl Market {
                 "user name `{user}` is taken"
             )));
         }
-        let hash = blocking(move || auth::hash_password(&passwd)).await??;
+        let hash = self
+            .pool
+            .run("argon2-hash", move || auth::hash_password(&passwd))
+            .await??;
         let record = UserRecord {
             user: user.as_str().to_owned(),
             passwd_hash: hash,
@@ -165,7 +175,12 @@ impl Market {
             .get_user(name.as_str())
             .await?
             .ok_or_else(denied)?;
-        let ok = blocking(move || auth::verify_password(&password, &record.passwd_hash)).await?;
+        let ok = self
+            .pool
+            .run("argon2-verify", move || {
+                auth::verify_password(&password, &record.passwd_hash)
+            })
+            .await?;
         if !ok {
             return Err(denied());
         }
@@ -612,13 +627,4 @@ impl Market {
         let m = self.markets.matcher(stmt)?;
         ask(&m, Depth(levels)).await?
     }
-}
-
-/// Runs CPU-heavy work (password hashing) on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, MarketError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| MarketError::Internal(format!("blocking task failed: {e}")))
 }

@@ -174,6 +174,7 @@ pub struct UserRecord {
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    url: std::sync::Arc<str>,
     prefix: String,
     transitions: std::sync::Arc<redis::Script>,
 }
@@ -189,9 +190,17 @@ impl Store {
         let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Store {
             conn,
+            url: url.into(),
             prefix: prefix.to_owned(),
             transitions: std::sync::Arc::new(redis::Script::new(include_str!("transitions.lua"))),
         })
+    }
+
+    /// Another connection to the same Redis and prefix. A connection's I/O task runs on
+    /// the thread that opens it, so each matcher thread opens its own: one shared
+    /// connection would funnel every write through a single thread.
+    pub async fn reconnect(&self) -> Result<Store, StoreError> {
+        Store::connect(&self.url, &self.prefix).await
     }
 
     /// Checks that Redis answers.
