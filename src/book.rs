@@ -18,7 +18,10 @@
 //! missing `eval_time` is stored as `u32::MAX`: "no limit" on a bid, "slowest" on an
 //! ask, which is exactly how the rules order and filter them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::domain::{Cost, Key, Minutes, Side};
 
@@ -110,11 +113,11 @@ pub struct Level {
 /// The book of one statement.
 #[derive(Debug, Default)]
 pub struct Book {
-    /// Bids: cost → eval limit → seq → key.
-    bids: BTreeMap<u64, BTreeMap<EvalKey, BTreeMap<u64, Key>>>,
+    /// Bids: (cost descending, eval limit, seq) → key.
+    bids: BTreeMap<(Reverse<u64>, EvalKey, u64), Key>,
     /// Asks: (cost, eval, seq) → key.
     asks: BTreeMap<(u64, EvalKey, u64), Key>,
-    index: HashMap<Key, Loc>,
+    index: FxHashMap<Key, Loc>,
 }
 
 impl Book {
@@ -189,41 +192,11 @@ impl Book {
     /// Open orders aggregated by price and generation time, best first:
     /// `(requests, proposals)`.
     pub fn depth(&self, max_levels: usize) -> (Vec<Level>, Vec<Level>) {
-        let mut bids = Vec::new();
-        'outer: for (&cost, buckets) in self.bids.iter().rev() {
-            for (&eval, queue) in buckets.iter().rev() {
-                if bids.len() >= max_levels {
-                    break 'outer;
-                }
-                if let Ok(cost) = Cost::from_micros(cost) {
-                    bids.push(Level {
-                        cost,
-                        eval_time: eval_from_key(eval),
-                        orders: queue.len(),
-                    });
-                }
-            }
-        }
-        let mut asks: Vec<Level> = Vec::new();
-        for (&(cost, eval, _), _) in self.asks.iter() {
-            match asks.last_mut() {
-                Some(l) if l.cost.micros() == cost && l.eval_time == eval_from_key(eval) => {
-                    l.orders += 1
-                }
-                _ => {
-                    if asks.len() >= max_levels {
-                        break;
-                    }
-                    if let Ok(cost) = Cost::from_micros(cost) {
-                        asks.push(Level {
-                            cost,
-                            eval_time: eval_from_key(eval),
-                            orders: 1,
-                        });
-                    }
-                }
-            }
-        }
+        let bids = aggregate(
+            self.bids.iter().map(|(&(Reverse(c), e, _), _)| (c, e)),
+            max_levels,
+        );
+        let asks = aggregate(self.asks.iter().map(|(&(c, e, _), _)| (c, e)), max_levels);
         (bids, asks)
     }
 
@@ -232,12 +205,7 @@ impl Book {
         let eval = eval_key(o.eval_time);
         match o.side {
             Side::Request => {
-                self.bids
-                    .entry(cost)
-                    .or_default()
-                    .entry(eval)
-                    .or_default()
-                    .insert(o.seq, o.key);
+                self.bids.insert((Reverse(cost), eval, o.seq), o.key);
             }
             Side::Proposal => {
                 self.asks.insert((cost, eval, o.seq), o.key);
@@ -258,17 +226,7 @@ impl Book {
         let loc = self.index.remove(&key)?;
         match loc.side {
             Side::Request => {
-                if let Some(buckets) = self.bids.get_mut(&loc.cost) {
-                    if let Some(queue) = buckets.get_mut(&loc.eval) {
-                        queue.remove(&loc.seq);
-                        if queue.is_empty() {
-                            buckets.remove(&loc.eval);
-                        }
-                    }
-                    if buckets.is_empty() {
-                        self.bids.remove(&loc.cost);
-                    }
-                }
+                self.bids.remove(&(Reverse(loc.cost), loc.eval, loc.seq));
             }
             Side::Proposal => {
                 self.asks.remove(&(loc.cost, loc.eval, loc.seq));
@@ -304,17 +262,59 @@ impl Book {
     /// The best request an incoming proposal of `cost`/`time` may serve.
     fn best_bid_for(&self, cost: u64, time: Option<Minutes>) -> Option<Key> {
         let need = eval_key(time);
-        for (_, buckets) in self.bids.range(cost..).rev() {
-            let earliest = buckets
-                .range(need..)
-                .filter_map(|(_, q)| q.iter().next())
-                .min_by_key(|(&seq, _)| seq);
-            if let Some((_, &key)) = earliest {
+        let mut level_from = (Reverse(u64::MAX), 0, 0);
+        loop {
+            let (&(Reverse(level), _, _), _) = self.bids.range(level_from..).next()?;
+            if level < cost {
+                return None;
+            }
+            // Within the level, the head of each eval bucket at or above `need` is that
+            // bucket's earliest; the earliest of those heads wins.
+            let mut best: Option<(u64, Key)> = None;
+            let mut from = (Reverse(level), need, 0u64);
+            while let Some((&(Reverse(c), e, seq), &key)) = self.bids.range(from..).next() {
+                if c != level {
+                    break;
+                }
+                if best.is_none_or(|(s, _)| seq < s) {
+                    best = Some((seq, key));
+                }
+                match e.checked_add(1) {
+                    Some(next) => from = (Reverse(level), next, 0),
+                    None => break,
+                }
+            }
+            if let Some((_, key)) = best {
                 return Some(key);
             }
+            level_from = (Reverse(level.checked_sub(1)?), 0, 0);
         }
-        None
     }
+}
+
+/// Counts consecutive orders of equal (cost, eval) into levels, best first.
+fn aggregate(orders: impl Iterator<Item = (u64, EvalKey)>, max_levels: usize) -> Vec<Level> {
+    let mut out: Vec<Level> = Vec::new();
+    for (cost, eval) in orders {
+        match out.last_mut() {
+            Some(l) if l.cost.micros() == cost && l.eval_time == eval_from_key(eval) => {
+                l.orders += 1
+            }
+            _ => {
+                if out.len() >= max_levels {
+                    break;
+                }
+                if let Ok(cost) = Cost::from_micros(cost) {
+                    out.push(Level {
+                        cost,
+                        eval_time: eval_from_key(eval),
+                        orders: 1,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
