@@ -84,12 +84,11 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let markets = Arc::new(Markets::start(store.clone(), threads).await?);
     let limits = Limits::default();
     let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
-    let circuits = Arc::new(Circuits::new(store.clone(), pool.clone()));
+    let circuits = Arc::new(Circuits::new(store.clone(), pool));
     let market = web::Data::new(Market::new(
         store,
         markets.clone(),
         circuits,
-        pool,
         Tokens::new(&secret, cfg.token_ttl_secs),
         limits.clone(),
     ));

@@ -17,7 +17,6 @@ use crate::input::PublicInput;
 use crate::markets::{ask, Markets};
 use crate::matcher::{Complete, Depth, Place, Withdraw};
 use crate::prover::halo2::PROOF_SYSTEM;
-use crate::prover::pool::ProverPool;
 use crate::store::{OrderRecord, ProofRecord, Store, UserRecord};
 
 /// Size limits on what clients may store.
@@ -85,11 +84,10 @@ pub struct OrderFilter {
 pub struct Market {
     store: Store,
     markets: Arc<Markets>,
+    /// Statement circuits, and through them the prover pool where all CPU-heavy work
+    /// (argon2 too) runs on a few threads: argon2 on tokio's blocking pool would leave a
+    /// 19 MiB malloc arena behind on each of hundreds of threads.
     circuits: Arc<Circuits>,
-    /// CPU-heavy work (argon2, verification) runs here, on a few threads: argon2 on
-    /// tokio's blocking pool would leave a 19 MiB malloc arena behind on each of
-    /// hundreds of threads.
-    pool: ProverPool,
     tokens: Tokens,
     limits: Limits,
 }
@@ -104,7 +102,6 @@ impl Market {
         store: Store,
         markets: Arc<Markets>,
         circuits: Arc<Circuits>,
-        pool: ProverPool,
         tokens: Tokens,
         limits: Limits,
     ) -> Market {
@@ -112,7 +109,6 @@ impl Market {
             store,
             markets,
             circuits,
-            pool,
             tokens,
             limits,
         }
@@ -148,7 +144,8 @@ impl Market {
             )));
         }
         let hash = self
-            .pool
+            .circuits
+            .pool()
             .run("argon2-hash", move || auth::hash_password(&passwd))
             .await??;
         let record = UserRecord {
@@ -176,7 +173,8 @@ impl Market {
             .await?
             .ok_or_else(denied)?;
         let ok = self
-            .pool
+            .circuits
+            .pool()
             .run("argon2-verify", move || {
                 auth::verify_password(&password, &record.passwd_hash)
             })
