@@ -32,6 +32,11 @@ pub enum MarketError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// Another node serves this statement: forward the call to the URL, or, when
+    /// `None`, the statement is changing hands here and the call should be routed
+    /// again. Never leaves the node as such (the API forwards or retries).
+    #[error("the statement is served by another node")]
+    Moved(Option<String>),
     /// A bug or corrupt data; details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),

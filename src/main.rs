@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use proof_market::cli::{ClientCommand, ClientOpts};
+use proof_market::markets::NodeConfig;
 use proof_market::server::{self, ServeConfig};
+use proof_market::store::RedisTarget;
 
 #[derive(Parser)]
 #[command(
@@ -38,9 +40,25 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PROOF_MARKET_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Redis server.
+    /// Redis server; a comma-separated list of seed URLs means a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Treat a single `--redis-url` as a Redis Cluster seed (a managed cluster's
+    /// configuration endpoint).
+    #[arg(long, env = "PROOF_MARKET_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    redis_cluster: bool,
+    /// This node's id: unique among the market's nodes and stable across its restarts
+    /// (default: <hostname>:<port>).
+    #[arg(long, env = "PROOF_MARKET_NODE_ID")]
+    node_id: Option<String>,
+    /// Base URL other nodes use to forward calls to this one (default: http://<listen
+    /// address>).
+    #[arg(long, env = "PROOF_MARKET_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Statement lease in milliseconds: a lost node's statements move after about this
+    /// long.
+    #[arg(long, env = "PROOF_MARKET_LEASE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    lease_ms: u64,
     /// Namespace of this market's Redis keys (several markets can share one Redis).
     #[arg(long, env = "PROOF_MARKET_KEY_PREFIX", default_value = "pm")]
     key_prefix: String,
@@ -147,8 +165,32 @@ fn init_logs(json: bool) {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let redis = RedisTarget::parse(&args.redis_url, args.redis_cluster)
+        .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?;
+    let host = hostname();
+    let node_id = args
+        .node_id
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| format!("{host}:{}", addr.port()));
+    if node_id.len() > 200 || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!("--node-id must be at most 200 characters without spaces");
+    }
+    let advertise_url = match args.advertise_url {
+        Some(u) => u,
+        None if addr.ip().is_unspecified() => format!("http://{host}:{}", addr.port()),
+        None => format!("http://{addr}"),
+    };
+    if !(advertise_url.starts_with("http://") || advertise_url.starts_with("https://")) {
+        anyhow::bail!("--advertise-url must start with http:// or https://");
+    }
     let cfg = ServeConfig {
-        redis_url: args.redis_url,
+        redis,
+        node: NodeConfig {
+            id: node_id,
+            url: advertise_url.trim_end_matches('/').to_owned(),
+            lease: std::time::Duration::from_millis(args.lease_ms),
+        },
         key_prefix: args.key_prefix,
         data_dir: args.data_dir,
         jwt_secret: std::env::var("PROOF_MARKET_JWT_SECRET").ok(),
@@ -159,6 +201,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         prover_queue: args.prover_queue,
     };
     actix_web::rt::System::new().block_on(server::run(listener, cfg))
+}
+
+/// The machine's host name (a pod's name in Kubernetes), for default node ids.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn client(opts: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {

@@ -1,21 +1,34 @@
-//! The shard router: which matcher actor owns which statement, and fresh keys.
+//! The shard router: which node owns which statement, this node's matchers, and keys.
 //!
-//! One [`Matcher`] per statement, spread over a few arbiters (threads) so that busy
-//! statements do not queue behind each other. The map is read on every order and
-//! written only when a statement appears, so a std `RwLock` held for a lookup (never
-//! across an `.await`) is the cheapest correct choice.
+//! Every node registers itself in Redis with a heartbeat. Each statement is owned by
+//! the live node of highest rendezvous weight ([`crate::cluster::owner`]) and that node
+//! holds the statement's lease, whose fencing token every transition script checks.
+//! A call for a statement owned here goes to its local [`Matcher`]; a call for one
+//! owned elsewhere is answered with [`MarketError::Moved`] carrying the owner's URL,
+//! which the API turns into a forwarded HTTP call.
+//!
+//! [`Markets::tick`] runs every third of a lease: heartbeat, refresh the view of live
+//! nodes and statements, renew owned leases (a lost lease stops the matcher), hand over
+//! statements whose owner changed (a node joined), and take the statements this node
+//! should own (a node died or left). A takeover loads the book from Redis before the
+//! matcher takes its first order. [`Markets::leave`] hands everything over on shutdown.
+//!
+//! The maps are read on every order and written only when ownership changes, so std
+//! locks held for a lookup (never across an `.await`) are the cheapest correct choice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 
-use crate::domain::Key;
+use crate::cluster::{self, NodeEntry};
+use crate::domain::{Key, Millis};
 use crate::error::MarketError;
-use crate::matcher::{Matcher, Snapshot};
-use crate::store::{Store, StoreError};
+use crate::matcher::{Matcher, Retire, Snapshot};
+use crate::store::{Lease, Store, StoreError};
 
 /// Hands out keys from blocks reserved in Redis with one `INCRBY` each, so creating an
 /// object costs no extra round trip. Keys lost in a crash leave gaps, which is fine.
@@ -49,21 +62,94 @@ impl KeyAllocator {
     }
 }
 
-/// The statements this node serves and their matchers.
+/// Who this node is.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique and stable across restarts of the same node.
+    pub id: String,
+    /// Where other nodes reach this one.
+    pub url: String,
+    /// Lease length; a dead node's statements move after about this long.
+    pub lease: Duration,
+}
+
+/// A matcher this node runs, with the fencing token it writes under.
+#[derive(Clone)]
+pub(crate) struct Running {
+    pub addr: Addr<Matcher>,
+    pub token: u64,
+}
+
+/// State shared with the matchers (a matcher that finds itself fenced removes itself).
+#[derive(Default)]
+pub struct Owned {
+    matchers: RwLock<HashMap<Key, Running>>,
+    fenced: AtomicU64,
+}
+
+impl Owned {
+    fn get(&self, stmt: Key) -> Option<Running> {
+        self.read().get(&stmt).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Running>> {
+        self.matchers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Running>> {
+        self.matchers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `stmt`'s matcher if it still runs under `token`.
+    pub(crate) fn remove(&self, stmt: Key, token: u64) -> bool {
+        let mut m = self.write();
+        if m.get(&stmt).is_some_and(|r| r.token == token) {
+            m.remove(&stmt);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Called by a matcher whose batch the store refused for a stale token.
+    pub(crate) fn fenced(&self, stmt: Key, token: u64) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+        self.remove(stmt, token);
+        tracing::warn!(statement = %stmt, token, "write refused: another node owns the statement now");
+    }
+}
+
+/// Most times a call is forwarded between nodes before it is refused with a 503.
+pub const MAX_HOPS: u8 = 2;
+
+/// The statements this node serves and their matchers, and the cluster around it.
 pub struct Markets {
     store: Store,
-    matchers: RwLock<HashMap<Key, Addr<Matcher>>>,
+    node: NodeConfig,
+    owned: Arc<Owned>,
+    /// Live nodes, sorted by id, as of the last refresh.
+    view: RwLock<Vec<NodeEntry>>,
+    view_refreshed: Mutex<Option<Instant>>,
+    /// Statements known to exist.
+    known: RwLock<HashSet<Key>>,
+    /// One acquisition at a time per statement.
+    acquiring: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     /// Matcher threads, each with its own Redis connection driven on that thread.
     arbiters: Vec<(ArbiterHandle, Store)>,
     /// Key allocation for every kind of object.
     pub keys: KeyAllocator,
     ready: AtomicBool,
+    leaving: AtomicBool,
 }
 
 impl Markets {
     /// A router over `threads` matcher arbiters, each opening its own Redis connection.
     /// Must be called inside an actix system.
-    pub async fn start(store: Store, threads: usize) -> Result<Markets, StoreError> {
+    pub async fn start(
+        store: Store,
+        threads: usize,
+        node: NodeConfig,
+    ) -> Result<Markets, StoreError> {
         let mut arbiters = Vec::new();
         for _ in 0..threads.max(1) {
             let handle = Arbiter::new().handle();
@@ -79,95 +165,387 @@ impl Markets {
         }
         Ok(Markets {
             store,
-            matchers: RwLock::new(HashMap::new()),
+            node,
+            owned: Arc::new(Owned::default()),
+            view: RwLock::new(Vec::new()),
+            view_refreshed: Mutex::new(None),
+            known: RwLock::new(HashSet::new()),
+            acquiring: Mutex::new(HashMap::new()),
             arbiters,
             keys: KeyAllocator::new(1000),
             ready: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
         })
     }
 
-    /// Loads every statement's book from the store; the node is ready afterwards.
-    pub async fn load_all(&self) -> Result<usize, StoreError> {
-        let keys = self.store.statement_keys().await?;
-        for k in &keys {
-            self.start_matcher(*k).await?;
-        }
-        self.ready.store(true, Ordering::Release);
-        Ok(keys.len())
+    /// This node.
+    pub fn node(&self) -> &NodeConfig {
+        &self.node
     }
 
-    /// True once every book is loaded.
+    /// True once the node has joined the cluster and taken its statements.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_leaving()
     }
 
-    /// Number of statements served.
+    /// True while the node hands its statements over before it stops.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Statements whose matcher runs here, ascending.
+    pub fn owned(&self) -> Vec<Key> {
+        let mut v: Vec<Key> = self.owned.read().keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Number of statements served here.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.owned.read().len()
     }
 
-    /// True when no statement is served.
+    /// True when no statement is served here.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Addr<Matcher>>> {
-        self.matchers.read().unwrap_or_else(|p| p.into_inner())
+    /// Writes of this node the store refused because another node had taken over.
+    pub fn fenced_writes(&self) -> u64 {
+        self.owned.fenced.load(Ordering::Relaxed)
     }
 
-    /// Loads a statement's state and starts its matcher (no-op when running).
-    pub async fn start_matcher(&self, stmt: Key) -> Result<Addr<Matcher>, StoreError> {
-        if let Some(a) = self.read().get(&stmt) {
-            return Ok(a.clone());
+    /// The live nodes as this node last saw them.
+    pub fn view(&self) -> Vec<NodeEntry> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The store behind the markets.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.node.lease.as_millis() as u64
+    }
+
+    /// The owner of `stmt` in the current view (a leaving node excludes itself).
+    fn owner_in_view(&self, stmt: Key) -> Option<NodeEntry> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        if self.is_leaving() {
+            let others: Vec<NodeEntry> = view
+                .iter()
+                .filter(|n| n.id != self.node.id)
+                .cloned()
+                .collect();
+            cluster::owner(&others, stmt).cloned()
+        } else {
+            cluster::owner(&view, stmt).cloned()
         }
+    }
+
+    /// Reads the live nodes from Redis. `min_age` rate-limits refreshes asked for by
+    /// calls (a burst of forwarded calls costs one read, not one each).
+    pub async fn refresh_view(&self, min_age: Duration) -> Result<(), StoreError> {
+        {
+            let last = self
+                .view_refreshed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < min_age) {
+                return Ok(());
+            }
+        }
+        let live = self.store.live_nodes(Millis::now()).await?;
+        let mut view: Vec<NodeEntry> = live
+            .into_iter()
+            .map(|(id, url)| NodeEntry { id, url })
+            .collect();
+        if self.is_leaving() {
+            view.retain(|n| n.id != self.node.id);
+        }
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+        *self
+            .view_refreshed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Makes the next call-driven refresh of the view read Redis (a forward failed).
+    pub fn mark_view_stale(&self) {
+        *self
+            .view_refreshed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn statement_exists(&self, stmt: Key) -> Result<bool, StoreError> {
+        if self
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&stmt)
+        {
+            return Ok(true);
+        }
+        let exists = self.store.get_statement(stmt).await?.is_some();
+        if exists {
+            self.note_statement(stmt);
+        }
+        Ok(exists)
+    }
+
+    /// Records that a statement exists (it was just created).
+    pub fn note_statement(&self, stmt: Key) {
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stmt);
+    }
+
+    /// The matcher for a call about `stmt`. `hops` is how many nodes already forwarded it.
+    /// Errors: 404 for an unknown statement, [`MarketError::Moved`] with the owner's
+    /// URL when another node owns it, 503 when no owner can be reached in time.
+    pub async fn route(&self, stmt: Key, hops: u8) -> Result<Addr<Matcher>, MarketError> {
+        if let Some(r) = self.owned.get(stmt) {
+            return Ok(r.addr);
+        }
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(MarketError::unavailable(
+                "the market node is starting, retry shortly",
+            ));
+        }
+        if !self.statement_exists(stmt).await? {
+            return Err(MarketError::NotFound(format!("no statement {stmt}")));
+        }
+        let mut owner = self.owner_in_view(stmt);
+        if hops > 0 && owner.as_ref().is_none_or(|o| o.id != self.node.id) {
+            // Whoever forwarded this thought we own it: our view may be the stale one.
+            self.refresh_view(Duration::from_millis(50)).await?;
+            owner = self.owner_in_view(stmt);
+        }
+        match owner {
+            Some(o) if o.id == self.node.id => self.acquire(stmt, true).await,
+            Some(o) if hops < MAX_HOPS => Err(MarketError::Moved(Some(o.url))),
+            Some(o) => Err(MarketError::unavailable(format!(
+                "statement {stmt} is changing hands (owner {}), retry shortly",
+                o.id
+            ))),
+            None => Err(MarketError::unavailable(
+                "no live market node owns this statement yet, retry shortly",
+            )),
+        }
+    }
+
+    /// Takes `stmt`'s lease and starts its matcher from the store's state. With `wait`,
+    /// waits up to a lease (plus a second) for another holder to release or lose it.
+    async fn acquire(&self, stmt: Key, wait: bool) -> Result<Addr<Matcher>, MarketError> {
+        let lock = self
+            .acquiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(stmt)
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        let deadline = Instant::now() + self.node.lease + Duration::from_secs(1);
+        loop {
+            if let Some(r) = self.owned.get(stmt) {
+                return Ok(r.addr);
+            }
+            if self.is_leaving() {
+                return Err(MarketError::Moved(None));
+            }
+            match self
+                .store
+                .acquire_lease(stmt, &self.node.id, self.lease_ms())
+                .await?
+            {
+                Lease::Acquired(token) => return self.start_matcher(stmt, token).await,
+                Lease::HeldBy(holder) => {
+                    if !wait || Instant::now() >= deadline {
+                        return Err(MarketError::unavailable(format!(
+                            "statement {stmt} is still held by node {holder}, retry shortly"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Loads a statement's state and starts its matcher writing under `token`.
+    async fn start_matcher(&self, stmt: Key, token: u64) -> Result<Addr<Matcher>, MarketError> {
         let snapshot = Snapshot::load(&self.store, stmt).await?;
-        let mut map = self.matchers.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = map.get(&stmt) {
-            return Ok(a.clone());
-        }
         let (arbiter, store) = &self.arbiters[(stmt.0 as usize) % self.arbiters.len()];
         let store = store.clone();
-        let addr = Matcher::start_in_arbiter(arbiter, move |_| Matcher::new(stmt, store, snapshot));
-        map.insert(stmt, addr.clone());
+        let owned = self.owned.clone();
+        let addr = Matcher::start_in_arbiter(arbiter, move |_| {
+            Matcher::new(stmt, store, snapshot, token, owned)
+        });
+        self.owned.write().insert(
+            stmt,
+            Running {
+                addr: addr.clone(),
+                token,
+            },
+        );
+        tracing::info!(statement = %stmt, token, node = %self.node.id, "statement taken");
         Ok(addr)
     }
 
-    /// The matcher of a statement, if this node serves it.
-    pub fn matcher(&self, stmt: Key) -> Result<Addr<Matcher>, MarketError> {
-        if !self.is_ready() {
-            return Err(MarketError::unavailable(
-                "the market is starting, retry shortly",
-            ));
+    /// Starts serving a statement just created on this node, if this node should own
+    /// it; otherwise its owner takes it at its next tick or first call.
+    pub async fn adopt_new(&self, stmt: Key) {
+        self.note_statement(stmt);
+        if self
+            .owner_in_view(stmt)
+            .is_some_and(|o| o.id == self.node.id)
+        {
+            if let Err(e) = self.acquire(stmt, false).await {
+                tracing::info!(statement = %stmt, error = %e, "new statement not taken yet");
+            }
         }
-        self.read()
-            .get(&stmt)
-            .cloned()
-            .ok_or_else(|| MarketError::NotFound(format!("no statement {stmt}")))
+    }
+
+    /// Stops the local matcher of `stmt` after its queued writes, and releases the
+    /// lease so the new owner can take it at once.
+    async fn hand_over(&self, stmt: Key) {
+        let Some(r) = self.owned.get(stmt) else {
+            return;
+        };
+        // Unlisted first: new calls route to the new owner; the mailbox drains.
+        self.owned.remove(stmt, r.token);
+        let _ = tokio::time::timeout(Duration::from_secs(10), r.addr.send(Retire)).await;
+        match self.store.release_lease(stmt, &self.node.id, r.token).await {
+            Ok(_) => {
+                tracing::info!(statement = %stmt, node = %self.node.id, "statement handed over")
+            }
+            Err(e) => {
+                tracing::warn!(statement = %stmt, error = %e, "releasing the lease failed; it expires")
+            }
+        }
+    }
+
+    /// One round of membership and ownership upkeep; see the module docs.
+    pub async fn tick(&self) -> Result<(), StoreError> {
+        if self.is_leaving() {
+            return Ok(());
+        }
+        let until = Millis(Millis::now().0 + self.lease_ms());
+        self.store
+            .heartbeat(&self.node.id, &self.node.url, until)
+            .await?;
+        self.refresh_view(Duration::ZERO).await?;
+        let all = self.store.statement_keys().await?;
+        {
+            let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+            known.extend(all.iter().copied());
+        }
+        let running: Vec<(Key, u64)> = self
+            .owned
+            .read()
+            .iter()
+            .map(|(k, r)| (*k, r.token))
+            .collect();
+        for (stmt, token) in running {
+            match self
+                .store
+                .renew_lease(stmt, &self.node.id, token, self.lease_ms())
+                .await
+            {
+                Ok(true) => {
+                    if self
+                        .owner_in_view(stmt)
+                        .is_some_and(|o| o.id != self.node.id)
+                    {
+                        self.hand_over(stmt).await;
+                    }
+                }
+                Ok(false) => {
+                    tracing::warn!(statement = %stmt, "lease lost; stopping the matcher");
+                    if let Some(r) = self.owned.get(stmt) {
+                        if self.owned.remove(stmt, token) {
+                            r.addr.do_send(Retire);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The fencing token keeps writes safe meanwhile; try again next tick.
+                    tracing::warn!(statement = %stmt, error = %e, "renewing a lease failed");
+                }
+            }
+        }
+        for stmt in all {
+            let mine = self
+                .owner_in_view(stmt)
+                .is_some_and(|o| o.id == self.node.id);
+            if mine && self.owned.get(stmt).is_none() {
+                if let Err(e) = self.acquire(stmt, false).await {
+                    tracing::debug!(statement = %stmt, error = %e, "statement not taken yet");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Markets::tick`] every third of a lease until the node leaves. The node
+    /// turns ready after the first round.
+    pub async fn run(self: Arc<Self>) {
+        let period = self.node.lease / 3;
+        loop {
+            let started = Instant::now();
+            match self.tick().await {
+                Ok(()) => {
+                    if !self.ready.swap(true, Ordering::AcqRel) {
+                        tracing::info!(
+                            node = %self.node.id,
+                            owned = self.len(),
+                            live_nodes = self.view().len(),
+                            "joined the cluster; ready"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster upkeep failed; retrying"),
+            }
+            if self.is_leaving() {
+                return;
+            }
+            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+        }
+    }
+
+    /// Graceful shutdown: leave the live set, then hand every statement over. Calls
+    /// arriving meanwhile are forwarded to the new owners.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        if let Err(e) = self.store.leave(&self.node.id).await {
+            tracing::warn!(error = %e, "leaving the live set failed; the heartbeat expires");
+        }
+        if let Err(e) = self.refresh_view(Duration::ZERO).await {
+            tracing::warn!(error = %e, "reading the live set failed");
+        }
+        let owned = self.owned();
+        futures_util::future::join_all(owned.iter().map(|s| self.hand_over(*s))).await;
+        tracing::info!(node = %self.node.id, handed_over = owned.len(), "left the cluster");
     }
 }
 
 /// Sends a message to a matcher. A full mailbox makes `send` wait, so a deadline turns
-/// a matcher that cannot keep up into a 503 instead of an unbounded queue.
+/// a matcher that cannot keep up into a 503 instead of an unbounded queue. A matcher
+/// that stopped (its statement moved) answers [`MarketError::Moved`]: route again.
 pub async fn ask<M>(addr: &Addr<Matcher>, msg: M) -> Result<M::Result, MarketError>
 where
     M: actix::Message + Send + 'static,
     M::Result: Send,
     Matcher: actix::Handler<M>,
 {
-    match tokio::time::timeout(std::time::Duration::from_secs(10), addr.send(msg)).await {
+    match tokio::time::timeout(Duration::from_secs(10), addr.send(msg)).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(_)) => Err(MarketError::unavailable(
-            "the matcher stopped, retry shortly",
-        )),
+        Ok(Err(_)) => Err(MarketError::Moved(None)),
         Err(_) => Err(MarketError::unavailable(
             "the statement's matcher is overloaded, retry shortly",
         )),
-    }
-}
-
-impl Markets {
-    /// The store behind the markets.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }

@@ -51,6 +51,13 @@ pub struct Complete {
     pub canon: String,
 }
 
+/// Stops taking orders, finishes the writes in flight, then stops: the statement is
+/// moving to another node. Calls arriving meanwhile are answered
+/// [`MarketError::Moved`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// Reads the aggregated book.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<Level>, Vec<Level>), MarketError>")]
@@ -84,6 +91,12 @@ pub struct Matcher {
     flushing: bool,
     /// Set when the book may disagree with the store; cleared by a rebuild.
     stale: bool,
+    /// Fencing token every batch is written under.
+    token: u64,
+    /// The node's table of running matchers and its fencing counter.
+    owned: std::sync::Arc<crate::markets::Owned>,
+    /// Set once the statement is moving away; fired when the last write is done.
+    retiring: Option<Vec<oneshot::Sender<()>>>,
 }
 
 /// `Side` with an order, for the deadline heap.
@@ -123,8 +136,15 @@ impl Snapshot {
 }
 
 impl Matcher {
-    /// A matcher for `statement` starting from `snapshot`.
-    pub fn new(statement: Key, store: Store, snapshot: Snapshot) -> Matcher {
+    /// A matcher for `statement` starting from `snapshot`, writing under the fencing
+    /// `token` of its lease.
+    pub fn new(
+        statement: Key,
+        store: Store,
+        snapshot: Snapshot,
+        token: u64,
+        owned: std::sync::Arc<crate::markets::Owned>,
+    ) -> Matcher {
         let mut m = Matcher {
             statement,
             store,
@@ -136,6 +156,9 @@ impl Matcher {
             waiters: Vec::new(),
             flushing: false,
             stale: false,
+            token,
+            owned,
+            retiring: None,
         };
         m.reset(snapshot);
         m
@@ -169,7 +192,9 @@ impl Matcher {
     }
 
     fn check_usable(&self) -> Result<(), MarketError> {
-        if self.stale {
+        if self.retiring.is_some() {
+            Err(MarketError::Moved(None))
+        } else if self.stale {
             Err(MarketError::unavailable(
                 "the statement's book is being rebuilt, retry shortly",
             ))
@@ -201,6 +226,7 @@ impl Matcher {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.pending.is_empty() {
+            self.finish_retiring(ctx);
             return;
         }
         self.flushing = true;
@@ -223,8 +249,9 @@ impl Matcher {
         let store = self.store.clone();
         let stmt = self.statement;
         let started = std::time::Instant::now();
+        let token = self.token;
         let fut = async move {
-            let res = store.apply(stmt, None, &ops).await;
+            let res = store.apply(stmt, Some(token), &ops).await;
             (res, ops.len())
         };
         ctx.spawn(fut.into_actor(self).map(move |(res, n), act, ctx| {
@@ -247,6 +274,18 @@ impl Matcher {
                         let _ = w.reply.send(answer);
                     }
                 }
+                Err(StoreError::Fenced) => {
+                    // Another node took the statement: nothing of this batch was
+                    // written. Every waiter routes again, to the new owner.
+                    act.owned.fenced(stmt, act.token);
+                    for w in waiters.into_iter().chain(std::mem::take(&mut act.waiters)) {
+                        let _ = w.reply.send(Err(MarketError::Moved(None)));
+                    }
+                    act.pending.clear();
+                    act.retiring.get_or_insert_with(Vec::new);
+                    act.finish_retiring(ctx);
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(statement = %stmt, error = %e, "batch failed; rebuilding the book");
                     let err = MarketError::from(e);
@@ -267,6 +306,19 @@ impl Matcher {
                 act.flush(ctx);
             }
         }));
+    }
+
+    /// Stops the actor once retiring and no write is in flight or queued.
+    fn finish_retiring(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || !self.pending.is_empty() {
+            return;
+        }
+        if let Some(done) = self.retiring.as_mut() {
+            for tx in done.drain(..) {
+                let _ = tx.send(());
+            }
+            ctx.stop();
+        }
     }
 
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
@@ -462,6 +514,19 @@ impl Handler<Complete> for Matcher {
             }
             r
         }))
+    }
+}
+
+impl Handler<Retire> for Matcher {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.retiring.get_or_insert_with(Vec::new).push(tx);
+        self.finish_retiring(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

@@ -10,18 +10,21 @@ use std::sync::Arc;
 
 use actix_web::{middleware, web, App, HttpServer};
 
+use crate::api::forward::Forwarder;
 use crate::auth::{self, Tokens};
 use crate::circuits::Circuits;
-use crate::markets::Markets;
+use crate::markets::{Markets, NodeConfig};
 use crate::prover::pool::ProverPool;
 use crate::service::{Limits, Market};
-use crate::store::Store;
+use crate::store::{RedisTarget, Store};
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Redis URL.
-    pub redis_url: String,
+    /// Where Redis is: one server or a cluster's seeds.
+    pub redis: RedisTarget,
+    /// This node's identity in the cluster and its lease length.
+    pub node: NodeConfig,
     /// Namespace of every Redis key of this market.
     pub key_prefix: String,
     /// Where the node keeps local files (the generated JWT secret).
@@ -40,15 +43,7 @@ pub struct ServeConfig {
     pub prover_queue: usize,
 }
 
-/// A Redis URL fit for logs: any password or user name is masked.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use crate::store::redact_url;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -62,26 +57,20 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             cfg.data_dir.display()
         )
     })?;
-    let store = Store::connect(&cfg.redis_url, &cfg.key_prefix)
+    let redis = cfg.redis.redacted();
+    let store = Store::open(&cfg.redis, &cfg.key_prefix)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to Redis at {}: {e}",
-                redact_url(&cfg.redis_url)
-            )
-        })?;
-    store.ping().await.map_err(|e| {
-        anyhow::anyhow!(
-            "Redis at {} does not answer: {e}",
-            redact_url(&cfg.redis_url)
-        )
-    })?;
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?;
+    store
+        .ping()
+        .await
+        .map_err(|e| anyhow::anyhow!("Redis at {redis} does not answer: {e}"))?;
     let threads = if cfg.matcher_threads == 0 {
         cores()
     } else {
         cfg.matcher_threads
     };
-    let markets = Arc::new(Markets::start(store.clone(), threads).await?);
+    let markets = Arc::new(Markets::start(store.clone(), threads, cfg.node.clone()).await?);
     let limits = Limits::default();
     let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
     let circuits = Arc::new(Circuits::new(store.clone(), pool));
@@ -101,36 +90,48 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(market.clone())
+            .app_data(web::Data::new(Forwarder::new()))
             .wrap(middleware::NormalizePath::trim())
             .configure(|c| crate::api::config(c, limits.clone()))
     })
     .workers(workers)
+    .disable_signals()
     .listen(listener)?
     .run();
+    let handle = server.handle();
     // Printed on stdout so scripts and tests can find a port chosen by the OS.
     println!("proof-market listening on http://{addr}");
-    tracing::info!(%addr, redis = %redact_url(&cfg.redis_url), prefix = %cfg.key_prefix, "serving");
+    tracing::info!(%addr, %redis, prefix = %cfg.key_prefix, node = %cfg.node.id, url = %cfg.node.url, "serving");
+    actix::spawn(markets.clone().run());
     actix::spawn(async move {
-        let started = std::time::Instant::now();
-        loop {
-            match markets.load_all().await {
-                Ok(n) => {
-                    tracing::info!(
-                        statements = n,
-                        millis = started.elapsed().as_millis() as u64,
-                        "books loaded; ready"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "loading books failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }
+        wait_for_signal().await;
+        // Leave first, so calls arriving while statements move are forwarded to their
+        // new owners; then stop HTTP, letting calls in flight finish.
+        tracing::info!("stopping: handing statements over");
+        markets.leave().await;
+        handle.stop(true).await;
     });
     server.await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ impl Market {
         let v = Value::Object(st);
         self.store.create_statement(key, &v.to_string()).await?;
         self.circuits.insert(key, circuit);
-        self.markets.start_matcher(key).await?;
+        self.markets.adopt_new(key).await;
         tracing::info!(statement = %key, %sender, "statement created");
         Ok(v)
     }
@@ -334,9 +334,15 @@ impl Market {
 
     // ---- orders ------------------------------------------------------------------
 
-    /// Places a request or proposal; it is matched at once when it can be.
-    pub async fn place(&self, sender: &UserName, o: NewOrder) -> Result<OrderRecord, MarketError> {
-        let matcher = self.markets.matcher(o.statement)?;
+    /// Places a request or proposal; it is matched at once when it can be. `hops`:
+    /// how many nodes forwarded the call (see [`Markets::route`]).
+    pub async fn place(
+        &self,
+        sender: &UserName,
+        o: NewOrder,
+        hops: u8,
+    ) -> Result<OrderRecord, MarketError> {
+        let matcher = self.markets.route(o.statement, hops).await?;
         match (&o.side, &o.input) {
             (Side::Request, None) => {
                 return Err(MarketError::BadRequest("missing field `input`".into()))
@@ -467,6 +473,7 @@ impl Market {
         sender: &UserName,
         side: Side,
         key: Key,
+        hops: u8,
     ) -> Result<OrderRecord, MarketError> {
         let mut o = self.get_order(side, key).await?;
         if o.sender != sender.as_str() {
@@ -482,7 +489,7 @@ impl Market {
                 o.status.as_str()
             )));
         }
-        let matcher = self.markets.matcher(o.statement)?;
+        let matcher = self.markets.route(o.statement, hops).await?;
         let at = ask(
             &matcher,
             Withdraw {
@@ -504,6 +511,7 @@ impl Market {
         &self,
         sender: &UserName,
         p: ProofPush,
+        hops: u8,
     ) -> Result<ProofRecord, MarketError> {
         if p.proof.len() > self.limits.max_proof_bytes {
             return Err(MarketError::BadRequest(format!(
@@ -564,6 +572,8 @@ impl Market {
                 proposal.status.as_str()
             )));
         }
+        // Verify on the owner only: a call forwarded after verifying would verify twice.
+        let matcher = self.markets.route(proposal.statement, hops).await?;
         let canon = request.canon.clone().unwrap_or_default();
         let inputs = parse_canonical(&canon).map_err(|e| {
             MarketError::Internal(format!("request {}: stored input: {e}", request.key))
@@ -594,7 +604,6 @@ impl Market {
             proof_system: PROOF_SYSTEM.into(),
             proof_hex: hex::encode(&proof),
         };
-        let matcher = self.markets.matcher(proposal.statement)?;
         ask(
             &matcher,
             Complete {
@@ -616,13 +625,54 @@ impl Market {
             .ok_or_else(|| MarketError::NotFound(format!("no proof {key}")))
     }
 
+    /// Live nodes and statement ownership, read from Redis now.
+    pub async fn cluster_view(&self) -> Result<Value, MarketError> {
+        let nodes = self.store.live_nodes(Millis::now()).await?;
+        let entries: Vec<crate::cluster::NodeEntry> = nodes
+            .into_iter()
+            .map(|(id, url)| crate::cluster::NodeEntry { id, url })
+            .collect();
+        let mut statements = Vec::new();
+        let mut held: std::collections::BTreeMap<String, Vec<String>> =
+            entries.iter().map(|n| (n.id.clone(), Vec::new())).collect();
+        for stmt in self.store.statement_keys().await? {
+            let (holder, token, fenced) = self.store.lease_info(stmt).await?;
+            if let Some(h) = &holder {
+                held.entry(h.clone()).or_default().push(stmt.to_string());
+            }
+            statements.push(json!({
+                "statement": stmt.to_string(),
+                "owner": crate::cluster::owner(&entries, stmt).map(|n| n.id.clone()),
+                "lease_holder": holder,
+                "fencing_token": token,
+                "fenced_writes": fenced,
+            }));
+        }
+        let nodes: Vec<Value> = entries
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": n.id,
+                    "url": n.url,
+                    "statements": held.get(&n.id).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "node": self.markets.node().id,
+            "nodes": nodes,
+            "statements": statements,
+        }))
+    }
+
     /// A statement's open orders by price level.
     pub async fn book(
         &self,
         stmt: Key,
         levels: usize,
+        hops: u8,
     ) -> Result<(Vec<Level>, Vec<Level>), MarketError> {
-        let m = self.markets.matcher(stmt)?;
+        let m = self.markets.route(stmt, hops).await?;
         ask(&m, Depth(levels)).await?
     }
 }

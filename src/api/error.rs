@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// Set from [`MarketError::Moved`]: the call belongs to another node.
+    moved: Option<Option<String>>,
 }
 
 impl ApiError {
@@ -24,7 +26,14 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            moved: None,
         }
+    }
+
+    /// `Some(owner URL or None)` when the call belongs to another node; see
+    /// [`MarketError::Moved`].
+    pub fn moved(&self) -> Option<Option<String>> {
+        self.moved.clone()
     }
 
     /// 400 with a message.
@@ -50,6 +59,7 @@ impl From<MarketError> for ApiError {
             MarketError::Unavailable {
                 retry_after_secs, ..
             } => (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after_secs)),
+            MarketError::Moved(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
             MarketError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 return ApiError::new(
@@ -58,10 +68,19 @@ impl From<MarketError> for ApiError {
                 );
             }
         };
+        let message = match &e {
+            MarketError::Moved(_) => "the statement is changing hands, retry shortly".into(),
+            other => other.to_string(),
+        };
+        let moved = match e {
+            MarketError::Moved(url) => Some(url),
+            _ => None,
+        };
         ApiError {
             status,
-            message: e.to_string(),
+            message,
             retry_after,
+            moved,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod bodies;
 pub mod caller;
 pub mod error;
+pub mod forward;
 pub mod routes;
 pub mod views;
 
@@ -53,7 +54,8 @@ pub fn config(cfg: &mut web::ServiceConfig, limits: Limits) {
             .route("/proposal/{key}", web::delete().to(r::withdraw_proposal))
             .route("/proof", web::post().to(r::push_proof))
             .route("/proof/{key}", web::get().to(r::get_proof))
-            .route("/book/{key}", web::get().to(r::book)),
+            .route("/book/{key}", web::get().to(r::book))
+            .route("/cluster", web::get().to(r::cluster)),
     )
     .default_service(web::to(r::not_found));
 }

@@ -1,6 +1,6 @@
 //! HTTP handlers: parse, authorize, call the service, render. Nothing else.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use crate::domain::{Side, UserName};
@@ -10,6 +10,7 @@ use crate::service::Market;
 use super::bodies::{self, ListQuery};
 use super::caller::Caller;
 use super::error::ApiError;
+use super::forward::routed;
 use super::views;
 
 type Res = Result<HttpResponse, ApiError>;
@@ -94,10 +95,17 @@ pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<Stri
         .await?)
 }
 
-async fn push_order(m: &Market, c: &Caller, side: Side, body: Value) -> Res {
-    let b = bodies::object(body)?;
-    let order = bodies::new_order(side, &b)?;
-    ok(views::order(&m.place(&c.0, order).await?))
+async fn push_order(m: &Market, req: &HttpRequest, c: &Caller, side: Side, body: Value) -> Res {
+    let body = Value::Object(bodies::object(body)?);
+    let b = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("expected an object"))?;
+    bodies::new_order(side, b)?;
+    routed(req, Some(&body), |hops| async move {
+        let order = bodies::new_order(side, b)?;
+        ok(views::order(&m.place(&c.0, order, hops).await?))
+    })
+    .await
 }
 
 async fn get_order(m: &Market, side: Side, key: &str) -> Res {
@@ -112,16 +120,22 @@ async fn list_orders(m: &Market, side: Side, q: &ListQuery) -> Res {
     ok(Value::Array(orders.iter().map(views::order).collect()))
 }
 
-async fn withdraw(m: &Market, c: &Caller, side: Side, key: &str) -> Res {
-    ok(views::order(
-        &m.withdraw(&c.0, side, bodies::path_key(side.as_str(), key)?)
-            .await?,
-    ))
+async fn withdraw(m: &Market, req: &HttpRequest, c: &Caller, side: Side, key: &str) -> Res {
+    let key = bodies::path_key(side.as_str(), key)?;
+    routed(req, None, |hops| async move {
+        ok(views::order(&m.withdraw(&c.0, side, key, hops).await?))
+    })
+    .await
 }
 
 /// `POST /request`
-pub async fn push_request(m: web::Data<Market>, c: Caller, body: web::Json<Value>) -> Res {
-    push_order(&m, &c, Side::Request, body.into_inner()).await
+pub async fn push_request(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    c: Caller,
+    body: web::Json<Value>,
+) -> Res {
+    push_order(&m, &req, &c, Side::Request, body.into_inner()).await
 }
 
 /// `GET /request/{key}`
@@ -135,13 +149,23 @@ pub async fn list_requests(m: web::Data<Market>, _c: Caller, q: web::Query<ListQ
 }
 
 /// `DELETE /request/{key}`
-pub async fn withdraw_request(m: web::Data<Market>, c: Caller, key: web::Path<String>) -> Res {
-    withdraw(&m, &c, Side::Request, &key).await
+pub async fn withdraw_request(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    c: Caller,
+    key: web::Path<String>,
+) -> Res {
+    withdraw(&m, &req, &c, Side::Request, &key).await
 }
 
 /// `POST /proposal`
-pub async fn push_proposal(m: web::Data<Market>, c: Caller, body: web::Json<Value>) -> Res {
-    push_order(&m, &c, Side::Proposal, body.into_inner()).await
+pub async fn push_proposal(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    c: Caller,
+    body: web::Json<Value>,
+) -> Res {
+    push_order(&m, &req, &c, Side::Proposal, body.into_inner()).await
 }
 
 /// `GET /proposal/{key}`
@@ -155,20 +179,35 @@ pub async fn list_proposals(m: web::Data<Market>, _c: Caller, q: web::Query<List
 }
 
 /// `DELETE /proposal/{key}`
-pub async fn withdraw_proposal(m: web::Data<Market>, c: Caller, key: web::Path<String>) -> Res {
-    withdraw(&m, &c, Side::Proposal, &key).await
+pub async fn withdraw_proposal(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    c: Caller,
+    key: web::Path<String>,
+) -> Res {
+    withdraw(&m, &req, &c, Side::Proposal, &key).await
 }
 
 /// `POST /proof`
 pub async fn push_proof(
     m: web::Data<Market>,
+    req: HttpRequest,
     c: Caller,
     body: web::Json<Value>,
     limits: web::Data<crate::service::Limits>,
 ) -> Res {
-    let b = bodies::object(body.into_inner())?;
-    let p = bodies::proof_push(&b, limits.max_proof_bytes)?;
-    ok(views::proof(&m.push_proof(&c.0, p).await?, false))
+    let body = Value::Object(bodies::object(body.into_inner())?);
+    let b = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("expected an object"))?;
+    let max = limits.max_proof_bytes;
+    bodies::proof_push(b, max)?;
+    let (m, c) = (&m, &c);
+    routed(&req, Some(&body), |hops| async move {
+        let p = bodies::proof_push(b, max)?;
+        ok(views::proof(&m.push_proof(&c.0, p, hops).await?, false))
+    })
+    .await
 }
 
 /// Query of `GET /proof/{key}`.
@@ -189,20 +228,38 @@ pub async fn get_proof(
 }
 
 /// `GET /book/{statement_key}`
-pub async fn book(m: web::Data<Market>, _c: Caller, key: web::Path<String>) -> Res {
-    let (r, p) = m.book(bodies::path_key("statement", &key)?, 1000).await?;
-    ok(views::book(&r, &p))
+pub async fn book(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    _c: Caller,
+    key: web::Path<String>,
+) -> Res {
+    let key = bodies::path_key("statement", &key)?;
+    let m = &m;
+    routed(&req, None, |hops| async move {
+        let (r, p) = m.book(key, 1000, hops).await?;
+        ok(views::book(&r, &p))
+    })
+    .await
 }
 
-/// `GET /health`: 200 once the node is ready to take orders and Redis answers.
+/// `GET /health`: 200 once the node has joined the cluster and Redis answers; 503
+/// while starting, while handing statements over before it stops, or without Redis.
 pub async fn health(m: web::Data<Market>) -> HttpResponse {
     let redis_ok = m.store().ping().await.is_ok();
-    let ready = m.markets().is_ready();
+    let mk = m.markets();
+    let ready = mk.is_ready();
+    let owned = mk.owned();
     let body = json!({
-        "status": if redis_ok && ready { "ok" } else { "unavailable" },
+        "status": if redis_ok && ready { "ok" } else if mk.is_leaving() { "draining" } else { "unavailable" },
         "ready": ready,
+        "node": mk.node().id,
+        "url": mk.node().url,
         "redis": if redis_ok { "reachable" } else { "unreachable" },
-        "statements": m.markets().len(),
+        "statements": owned.len(),
+        "statements_owned": owned.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "live_nodes": mk.view().len(),
+        "fenced_writes": mk.fenced_writes(),
     });
     if redis_ok && ready {
         HttpResponse::Ok().json(body)
@@ -211,6 +268,12 @@ pub async fn health(m: web::Data<Market>) -> HttpResponse {
             .insert_header(("Retry-After", "1"))
             .json(body)
     }
+}
+
+/// `GET /cluster`: the live nodes and, for every statement, the node that should own
+/// it (rendezvous over the live nodes) and the node holding its lease, read from Redis.
+pub async fn cluster(m: web::Data<Market>, _c: Caller) -> Res {
+    ok(m.cluster_view().await?)
 }
 
 /// Any other path.

@@ -12,14 +12,17 @@
 //! in the same pipeline as the batch that creates the object, before its script; a
 //! locator whose object was never created only ever leads a reader to a 404.
 
+mod nodes;
 mod records;
 
 use std::collections::HashMap;
 use std::ops::Range;
 
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::AsyncCommands;
 
+pub use nodes::Lease;
 pub use records::{OrderRecord, ProofRecord};
 
 use crate::domain::{Key, Millis, Side, Status};
@@ -170,37 +173,170 @@ pub struct UserRecord {
     pub created: u64,
 }
 
+/// Where the store lives: one Redis, or a Redis Cluster reached through seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// A standalone Redis (or a managed one with cluster mode disabled).
+    Single(String),
+    /// A Redis Cluster; any reachable seed yields the whole topology.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// Reads `--redis-url`: one URL is a single Redis unless `cluster` is set; a
+    /// comma-separated list of URLs is a cluster's seeds.
+    pub fn parse(urls: &str, cluster: bool) -> Result<RedisTarget, String> {
+        let mut seeds: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if seeds.is_empty() {
+            return Err("no Redis URL given".into());
+        }
+        for s in &seeds {
+            if !(s.starts_with("redis://") || s.starts_with("rediss://")) {
+                return Err(format!(
+                    "Redis URL {} must start with redis:// or rediss://",
+                    redact_url(s)
+                ));
+            }
+        }
+        Ok(if seeds.len() > 1 || cluster {
+            RedisTarget::Cluster(seeds)
+        } else {
+            RedisTarget::Single(seeds.swap_remove(0))
+        })
+    }
+
+    /// The target for logs, passwords masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            RedisTarget::Single(u) => redact_url(u),
+            RedisTarget::Cluster(seeds) => format!(
+                "cluster [{}]",
+                seeds
+                    .iter()
+                    .map(|s| redact_url(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// A Redis URL fit for logs: any password or user name is masked.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One multiplexed connection, to a single Redis or to a cluster. Both reconnect by
+/// themselves; the cluster one also follows `MOVED`/`ASK` redirections.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Handle to the Redis store; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
-    url: std::sync::Arc<str>,
+    conn: Conn,
+    target: std::sync::Arc<RedisTarget>,
     prefix: String,
     transitions: std::sync::Arc<redis::Script>,
 }
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Store {
-    /// Connects to `url`, namespacing every key under `prefix`.
+    /// Connects to one Redis at `url`, namespacing every key under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Store, StoreError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(10)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Store::open(&RedisTarget::Single(url.to_owned()), prefix).await
+    }
+
+    /// Connects to `target`, namespacing every key under `prefix`.
+    pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Store, StoreError> {
+        let conn = match target {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2);
+                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+            }
+            RedisTarget::Cluster(seeds) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+                        .connection_timeout(CONNECT_TIMEOUT)
+                        .response_timeout(RESPONSE_TIMEOUT)
+                        .retries(3)
+                        .build()?;
+                Conn::Cluster(client.get_async_connection().await?)
+            }
+        };
         Ok(Store {
             conn,
-            url: url.into(),
+            target: std::sync::Arc::new(target.clone()),
             prefix: prefix.to_owned(),
             transitions: std::sync::Arc::new(redis::Script::new(include_str!("transitions.lua"))),
         })
+    }
+
+    /// True when the store is a Redis Cluster (pipelines must then stay in one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Another connection to the same Redis and prefix. A connection's I/O task runs on
     /// the thread that opens it, so each matcher thread opens its own: one shared
     /// connection would funnel every write through a single thread.
     pub async fn reconnect(&self) -> Result<Store, StoreError> {
-        Store::connect(&self.url, &self.prefix).await
+        Store::open(&self.target, &self.prefix).await
     }
 
     /// Checks that Redis answers.
@@ -264,13 +400,9 @@ impl Store {
     /// Stores a new statement (JSON text) and lists it.
     pub async fn create_statement(&self, key: Key, json: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: () = redis::pipe()
-            .set(format!("{}:st", self.stmt_base(key)), json)
-            .ignore()
-            .zadd(self.global("statements"), key.0, key.0)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+        // Two slots: the statement's own, then the global list (listed only once stored).
+        let _: () = c.set(format!("{}:st", self.stmt_base(key)), json).await?;
+        let _: () = c.zadd(self.global("statements"), key.0, key.0).await?;
         Ok(())
     }
 
@@ -410,6 +542,9 @@ impl Store {
         let mut inv = self.transitions.key(&base);
         inv.arg(&args);
         let stmt_text = stmt.to_string();
+        if self.is_cluster() {
+            return self.apply_cluster(ops, &inv, &stmt_text).await;
+        }
         let build = |inv: &redis::ScriptInvocation<'_>| {
             let mut p = redis::pipe();
             for k in ops.iter().filter_map(Op::created_key) {
@@ -429,18 +564,46 @@ impl Store {
             other => other?,
         };
         let replies = replies.into_iter().next().unwrap_or_default();
-        if replies.first().map(String::as_str) == Some("FENCED") {
-            return Err(StoreError::Fenced);
-        }
-        if replies.len() != ops.len() {
-            return Err(StoreError::Corrupt(format!(
-                "transition script answered {} replies for {} ops",
-                replies.len(),
-                ops.len()
-            )));
-        }
-        Ok(replies.into_iter().map(parse_reply).collect())
+        parse_replies(replies, ops.len())
     }
+
+    /// `apply` on a cluster: locators live in other slots than the statement, so they
+    /// are written first (concurrently, each to its own slot), then the script.
+    async fn apply_cluster(
+        &self,
+        ops: &[Op],
+        inv: &redis::ScriptInvocation<'_>,
+        stmt_text: &str,
+    ) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
+        let sets = ops.iter().filter_map(Op::created_key).map(|k| {
+            let mut c = self.conn.clone();
+            let key = self.global(&format!("loc:{k}"));
+            async move { c.set::<_, _, ()>(key, stmt_text).await }
+        });
+        for r in futures_util::future::join_all(sets).await {
+            r?;
+        }
+        let mut c = self.conn.clone();
+        let replies: Vec<String> = inv.invoke_async(&mut c).await?;
+        parse_replies(replies, ops.len())
+    }
+}
+
+fn parse_replies(
+    replies: Vec<String>,
+    n_ops: usize,
+) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
+    if replies.first().map(String::as_str) == Some("FENCED") {
+        return Err(StoreError::Fenced);
+    }
+    if replies.len() != n_ops {
+        return Err(StoreError::Corrupt(format!(
+            "transition script answered {} replies for {} ops",
+            replies.len(),
+            n_ops
+        )));
+    }
+    Ok(replies.into_iter().map(parse_reply).collect())
 }
 
 fn parse_reply(r: String) -> Result<(), OpRefused> {

@@ -2,7 +2,8 @@
 --
 -- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}"; every key touched here
 --          starts with it, so the whole batch lives in one Redis Cluster slot.
--- ARGV[1]: fencing token the caller holds ("" = no fencing in force).
+-- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
+--          writes nothing but a count of refusals in B:fenced.
 -- ARGV[2..]: ops, each as <name> <argc> <args...>.
 -- Returns one reply per op: "OK" or "E:<code>:<message>". An op checks everything
 -- before it writes anything, so a refused op changes nothing.
@@ -11,6 +12,7 @@ local fence = ARGV[1]
 if fence ~= "" then
   local held = redis.call('GET', B .. ':fence')
   if held ~= fence then
+    redis.call('INCR', B .. ':fenced')
     return {'FENCED'}
   end
 end

@@ -149,6 +149,8 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_proof-market"))
 }
 
+static NODE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A running market node, killed when dropped.
 pub struct Server {
     child: Option<Child>,
@@ -158,6 +160,8 @@ pub struct Server {
     data_dir: tempfile::TempDir,
     extra: Vec<String>,
     listen: String,
+    /// Kept across restarts, like a real node's (a restarted node reclaims its leases).
+    pub node_id: String,
 }
 
 impl Server {
@@ -184,6 +188,11 @@ impl Server {
             data_dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             listen,
+            node_id: format!(
+                "test-{}-{}",
+                std::process::id(),
+                NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         };
         s.launch().await;
         s
@@ -202,6 +211,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(self.data_dir.path())
+            .args(["--node-id", &self.node_id])
             .args(&self.extra)
             .env("PROOF_MARKET_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")

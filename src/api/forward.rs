@@ -1,0 +1,138 @@
+//! Calls about a statement another node owns are forwarded to it over HTTP.
+//!
+//! The owner re-checks everything (token, body, ownership) as if the client had called
+//! it, so a forwarded call is exactly as safe as a direct one. The hop count travels in
+//! [`HOPS_HEADER`]; a node never forwards a call that has already made
+//! [`crate::markets::MAX_HOPS`] hops, so views that disagree for a moment cannot loop.
+//! A call answered [`MarketError::Moved`] without a URL (its statement was changing
+//! hands on this node) is routed again after a short pause.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use crate::error::MarketError;
+use crate::service::Market;
+
+use super::error::ApiError;
+
+/// Header carrying how many nodes have forwarded a call.
+pub const HOPS_HEADER: &str = "x-proof-market-hops";
+
+/// Routing attempts for a call whose statement is changing hands.
+const ATTEMPTS: u32 = 40;
+
+/// An HTTP client for node-to-node calls; one per HTTP worker thread, so each keeps
+/// its own pool of keep-alive connections on the thread that uses them.
+pub struct Forwarder {
+    client: reqwest::Client,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Forwarder::new()
+    }
+}
+
+impl Forwarder {
+    /// A client with short connect and generous response timeouts (an owner verifies
+    /// a pushed proof before answering).
+    pub fn new() -> Forwarder {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Forwarder { client }
+    }
+}
+
+/// How many hops the call has made (0: straight from a client).
+pub fn hops(req: &HttpRequest) -> u8 {
+    req.headers()
+        .get(HOPS_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `call`, forwarding to the owner or routing again as the market answers.
+/// `body` is what to send the owner (the parsed JSON, written back out).
+pub async fn routed<F, Fut>(
+    req: &HttpRequest,
+    body: Option<&Value>,
+    mut call: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnMut(u8) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let hops = hops(req);
+    for attempt in 0..ATTEMPTS {
+        match call(hops).await {
+            Err(e) => match e.moved() {
+                Some(Some(url)) => return forward(req, body, &url, hops).await,
+                Some(None) => {
+                    let pause = 10 * u64::from(attempt.min(10) + 1);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                None => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+    Err(MarketError::unavailable("the statement is changing hands, retry shortly").into())
+}
+
+async fn forward(
+    req: &HttpRequest,
+    body: Option<&Value>,
+    base: &str,
+    hops: u8,
+) -> Result<HttpResponse, ApiError> {
+    let fwd = req
+        .app_data::<web::Data<Forwarder>>()
+        .ok_or_else(|| ApiError::from(MarketError::Internal("forwarder missing".into())))?;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|e| ApiError::from(MarketError::Internal(e.to_string())))?;
+    let mut out = fwd
+        .client
+        .request(method, &url)
+        .header(HOPS_HEADER, (hops + 1).to_string());
+    if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+        out = out.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+    }
+    if let Some(b) = body {
+        let bytes = serde_json::to_vec(b).map_err(|e| MarketError::Internal(e.to_string()))?;
+        out = out
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+    }
+    let resp = out.send().await.map_err(|e| {
+        tracing::warn!(%url, error = %e, "forwarding to the owner failed");
+        // Its heartbeat lapses within a lease; then another node owns the statement.
+        if let Some(m) = req.app_data::<web::Data<Market>>() {
+            m.markets().mark_view_stale();
+        }
+        MarketError::unavailable("the node owning this statement is unreachable, retry shortly")
+    })?;
+    let status = StatusCode::from_u16(resp.status().as_u16())
+        .map_err(|e| MarketError::Internal(e.to_string()))?;
+    let mut b = HttpResponse::build(status);
+    for name in [reqwest::header::CONTENT_TYPE, reqwest::header::RETRY_AFTER] {
+        if let Some(v) = resp.headers().get(&name) {
+            b.insert_header((name.as_str(), v.as_bytes()));
+        }
+    }
+    let bytes = resp.bytes().await.map_err(|e| {
+        tracing::warn!(%url, error = %e, "reading the owner's answer failed");
+        MarketError::unavailable("the node owning this statement did not answer, retry shortly")
+    })?;
+    Ok(b.body(bytes))
+}

@@ -1,0 +1,179 @@
+//! Cluster membership and statement leases, as Redis keys.
+//!
+//! - `<prefix>:nodes`: sorted set, member = node id, score = heartbeat expiry (ms);
+//!   `<prefix>:node-urls`: hash, node id → the URL other nodes forward calls to.
+//! - `<prefix>:{stmt:K}:lease`: the id of the node owning statement K, with a TTL;
+//!   `<prefix>:{stmt:K}:fence`: the fencing token, incremented by every acquisition.
+//!   `transitions.lua` refuses a batch whose token is not the current one and counts
+//!   the refusal in `<prefix>:{stmt:K}:fenced`.
+//!
+//! Liveness uses each node's wall clock (a skewed clock only delays or hastens a
+//! takeover); safety never does: only the fencing token decides who may write.
+
+use std::sync::LazyLock;
+
+use redis::AsyncCommands;
+
+use super::{Store, StoreError};
+use crate::domain::{Key, Millis};
+
+/// What an attempt to take a statement's lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// Taken, with this fencing token.
+    Acquired(u64),
+    /// Held by this other node.
+    HeldBy(String),
+}
+
+const ACQUIRE: &str = r#"
+local cur = redis.call('GET', KEYS[1] .. ':lease')
+if cur and cur ~= ARGV[1] then return {0, cur} end
+redis.call('SET', KEYS[1] .. ':lease', ARGV[1], 'PX', ARGV[2])
+return {1, tostring(redis.call('INCR', KEYS[1] .. ':fence'))}
+"#;
+
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1] .. ':lease') == ARGV[1]
+   and redis.call('GET', KEYS[1] .. ':fence') == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1] .. ':lease', ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1] .. ':lease') == ARGV[1]
+   and redis.call('GET', KEYS[1] .. ':fence') == ARGV[2] then
+  redis.call('DEL', KEYS[1] .. ':lease')
+  return 1
+end
+return 0
+"#;
+
+static ACQUIRE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ACQUIRE));
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+
+impl Store {
+    /// Announces `node` as alive until `until`, reachable at `url`.
+    pub async fn heartbeat(&self, node: &str, url: &str, until: Millis) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = c.hset(self.global("node-urls"), node, url).await?;
+        let _: () = c.zadd(self.global("nodes"), node, until.0).await?;
+        Ok(())
+    }
+
+    /// Removes `node` from the live set at once (graceful shutdown).
+    pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = c.zrem(self.global("nodes"), node).await?;
+        let _: () = c.hdel(self.global("node-urls"), node).await?;
+        Ok(())
+    }
+
+    /// Nodes whose heartbeat has not expired at `now`, with their URLs, sorted by id.
+    /// Entries dead for a long time are swept.
+    pub async fn live_nodes(&self, now: Millis) -> Result<Vec<(String, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c.zrangebyscore(self.global("nodes"), now.0, "+inf").await?;
+        let urls: Vec<Option<String>> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            redis::cmd("HMGET")
+                .arg(self.global("node-urls"))
+                .arg(&ids)
+                .query_async(&mut c)
+                .await?
+        };
+        let _: () = c
+            .zrembyscore(
+                self.global("nodes"),
+                "-inf",
+                now.0.saturating_sub(3_600_000),
+            )
+            .await?;
+        let mut out: Vec<(String, String)> = ids
+            .into_iter()
+            .zip(urls)
+            .filter_map(|(id, url)| url.map(|u| (id, u)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Tries to take statement `stmt`'s lease for `node` for `ttl_ms`. A lease left by
+    /// an earlier run of the same node id is taken over; every acquisition gets a new
+    /// fencing token, so that earlier run could not write any more.
+    pub async fn acquire_lease(
+        &self,
+        stmt: Key,
+        node: &str,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut c = self.conn.clone();
+        let (ok, v): (i64, String) = ACQUIRE_SCRIPT
+            .key(self.stmt_base(stmt))
+            .arg(node)
+            .arg(ttl_ms)
+            .invoke_async(&mut c)
+            .await?;
+        if ok == 1 {
+            v.parse()
+                .map(Lease::Acquired)
+                .map_err(|_| StoreError::Corrupt(format!("fencing token {v:?}")))
+        } else {
+            Ok(Lease::HeldBy(v))
+        }
+    }
+
+    /// Extends a lease this node holds with `token`; `false` when it is lost.
+    pub async fn renew_lease(
+        &self,
+        stmt: Key,
+        node: &str,
+        token: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let r: i64 = RENEW_SCRIPT
+            .key(self.stmt_base(stmt))
+            .arg(node)
+            .arg(token)
+            .arg(ttl_ms)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(r == 1)
+    }
+
+    /// Gives a lease up so another node can take the statement at once.
+    pub async fn release_lease(
+        &self,
+        stmt: Key,
+        node: &str,
+        token: u64,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let r: i64 = RELEASE_SCRIPT
+            .key(self.stmt_base(stmt))
+            .arg(node)
+            .arg(token)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(r == 1)
+    }
+
+    /// Who holds a statement's lease, its fencing token, and how many stale writes
+    /// the transition script has refused for it.
+    pub async fn lease_info(&self, stmt: Key) -> Result<(Option<String>, u64, u64), StoreError> {
+        let mut c = self.conn.clone();
+        let base = self.stmt_base(stmt);
+        let (holder, fence, fenced): (Option<String>, Option<u64>, Option<u64>) = redis::pipe()
+            .get(format!("{base}:lease"))
+            .get(format!("{base}:fence"))
+            .get(format!("{base}:fenced"))
+            .query_async(&mut c)
+            .await?;
+        Ok((holder, fence.unwrap_or(0), fenced.unwrap_or(0)))
+    }
+}
