@@ -181,8 +181,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None if addr.ip().is_unspecified() => format!("http://{host}:{}", addr.port()),
         None => format!("http://{addr}"),
     };
-    if !(advertise_url.starts_with("http://") || advertise_url.starts_with("https://")) {
-        anyhow::bail!("--advertise-url must start with http:// or https://");
+    // Node-to-node calls are plain HTTP on the cluster's private network.
+    if !advertise_url.starts_with("http://") {
+        anyhow::bail!(
+            "--advertise-url must start with http:// (nodes talk plain HTTP to each other)"
+        );
     }
     let cfg = ServeConfig {
         redis,

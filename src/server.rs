@@ -109,6 +109,9 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         // new owners; then stop HTTP, letting calls in flight finish.
         tracing::info!("stopping: handing statements over");
         markets.leave().await;
+        // Keep forwarding for a round of the other nodes' upkeep, until they all see
+        // this node gone and stop sending it calls.
+        tokio::time::sleep(markets.node().lease / 3 + std::time::Duration::from_millis(300)).await;
         handle.stop(true).await;
     });
     server.await?;

@@ -72,10 +72,25 @@ where
     Fut: Future<Output = Result<HttpResponse, ApiError>>,
 {
     let hops = hops(req);
+    let mut unreachable = 0;
     for attempt in 0..ATTEMPTS {
         match call(hops).await {
             Err(e) => match e.moved() {
-                Some(Some(url)) => return forward(req, body, &url, hops).await,
+                Some(Some(url)) => match forward(req, body, &url, hops).await {
+                    Err(Forward::Unreachable(e)) if unreachable < 2 => {
+                        // Nothing was sent: the owner may have just left. Read the
+                        // live nodes again and route once more.
+                        unreachable += 1;
+                        if let Some(m) = req.app_data::<web::Data<Market>>() {
+                            m.markets().mark_view_stale();
+                            if m.markets().refresh_view(Duration::ZERO).await.is_err() {
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Err(Forward::Unreachable(e) | Forward::Failed(e)) => return Err(e),
+                    Ok(r) => return Ok(r),
+                },
                 Some(None) => {
                     let pause = 10 * u64::from(attempt.min(10) + 1);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -88,19 +103,33 @@ where
     Err(MarketError::unavailable("the statement is changing hands, retry shortly").into())
 }
 
+/// Why a forward failed.
+enum Forward {
+    /// No connection to the owner: the call was not sent.
+    Unreachable(ApiError),
+    /// Anything else (the call may have reached the owner).
+    Failed(ApiError),
+}
+
+impl From<MarketError> for Forward {
+    fn from(e: MarketError) -> Self {
+        Forward::Failed(e.into())
+    }
+}
+
 async fn forward(
     req: &HttpRequest,
     body: Option<&Value>,
     base: &str,
     hops: u8,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Forward> {
     let fwd = req
         .app_data::<web::Data<Forwarder>>()
-        .ok_or_else(|| ApiError::from(MarketError::Internal("forwarder missing".into())))?;
+        .ok_or_else(|| MarketError::Internal("forwarder missing".into()))?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|e| ApiError::from(MarketError::Internal(e.to_string())))?;
+        .map_err(|e| MarketError::Internal(e.to_string()))?;
     let mut out = fwd
         .client
         .request(method, &url)
@@ -116,11 +145,16 @@ async fn forward(
     }
     let resp = out.send().await.map_err(|e| {
         tracing::warn!(%url, error = %e, "forwarding to the owner failed");
-        // Its heartbeat lapses within a lease; then another node owns the statement.
-        if let Some(m) = req.app_data::<web::Data<Market>>() {
-            m.markets().mark_view_stale();
+        // A dead owner's heartbeat lapses within a lease; then another node owns the
+        // statement, and this 503 tells the client to come back by then.
+        let err = ApiError::from(MarketError::unavailable(
+            "the node owning this statement is unreachable, retry shortly",
+        ));
+        if e.is_connect() {
+            Forward::Unreachable(err)
+        } else {
+            Forward::Failed(err)
         }
-        MarketError::unavailable("the node owning this statement is unreachable, retry shortly")
     })?;
     let status = StatusCode::from_u16(resp.status().as_u16())
         .map_err(|e| MarketError::Internal(e.to_string()))?;

@@ -55,17 +55,7 @@ impl OwnRedis {
     }
 
     fn wait_ready(&self) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = client.get_connection() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start");
+        wait_for_redis(&self.url());
     }
 
     pub fn url(&self) -> String {
@@ -86,6 +76,128 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Redis Cluster of three masters on loopback, started for one test and stopped (by
+/// PID) when dropped.
+pub struct OwnCluster {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    /// Starts three cluster-enabled redis-servers, joins them, waits for `cluster_state:ok`.
+    pub fn start() -> OwnCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            // The cluster bus listens on port + 10000: both must be free.
+            let p = free_port();
+            if p < 55_000
+                && !ports.contains(&p)
+                && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+            {
+                ports.push(p);
+            }
+        }
+        let mut children = Vec::new();
+        for p in &ports {
+            let d = dir.path().join(p.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            children.push(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                    ])
+                    .args([
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ])
+                    .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+                    .arg("--dir")
+                    .arg(&d)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server must be installed (deploy/test.sh installs it)"),
+            );
+        }
+        let c = OwnCluster {
+            children,
+            ports,
+            _dir: dir,
+        };
+        for p in &c.ports {
+            wait_for_redis(&format!("redis://127.0.0.1:{p}"));
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(c.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'wait: loop {
+            for p in &c.ports {
+                let info: String = redis::Client::open(format!("redis://127.0.0.1:{p}"))
+                    .and_then(|cl| cl.get_connection())
+                    .and_then(|mut con| redis::cmd("CLUSTER").arg("INFO").query(&mut con))
+                    .unwrap_or_default();
+                if !info.contains("cluster_state:ok") {
+                    assert!(Instant::now() < deadline, "Redis Cluster not ok in 30 s");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue 'wait;
+                }
+            }
+            return c;
+        }
+    }
+
+    /// The seed list as `--redis-url` takes it.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for_redis(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = client.get_connection() {
+            if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server at {url} did not start");
 }
 
 /// Where a test's data lives: a Redis URL and a key prefix of its own.
@@ -125,6 +237,12 @@ impl Backend {
                 }
             }
         }
+    }
+
+    /// A private Redis Cluster of three masters.
+    pub fn cluster() -> (Backend, OwnCluster) {
+        let c = OwnCluster::start();
+        (Backend::on(c.url()), c)
     }
 
     /// A backend on a given (private) Redis.
@@ -250,6 +368,65 @@ impl Server {
         }
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {} failed", self.pid());
+    }
+
+    /// SIGSTOP: the process freezes (sockets stay open, nothing runs).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        self.signal("-TERM");
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node did not stop within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The node's `/health` body.
+    pub async fn health(&self) -> Value {
+        let r = reqwest::get(format!("{}/health", self.url)).await.unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// Statements this node owns, per its `/health`.
+    pub async fn owned(&self) -> Vec<String> {
+        self.health().await["statements_owned"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Starts the node again on a new port, same Redis and prefix.
     pub async fn restart(&mut self) {
         self.kill9();
@@ -305,6 +482,40 @@ impl Api {
         let v = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("non-JSON body ({status}): {text}"));
         (status, v)
+    }
+
+    /// Like `post`/`delete`, but a connection failure is an `Err` instead of a panic
+    /// (for calls to nodes that may be dead).
+    pub async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(20));
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        let r = rb.send().await.map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        let v =
+            serde_json::from_str(&text).map_err(|_| format!("non-JSON body ({status}): {text}"))?;
+        Ok((status, v))
+    }
+
+    /// The same user's client against another node.
+    pub fn at(&self, base: &str) -> Api {
+        Api {
+            base: base.to_owned(),
+            ..self.clone()
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
