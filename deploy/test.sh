@@ -13,10 +13,14 @@ fi
 
 tmp=$(mktemp -d)
 redis_pid=""
+cluster_started=""
 cleanup() {
   if [ -n "$redis_pid" ]; then
     kill "$redis_pid" 2>/dev/null || true
     wait "$redis_pid" 2>/dev/null || true
+  fi
+  if [ -n "$cluster_started" ]; then
+    PM_CLUSTER_DIR="$tmp/cluster" bash deploy/cluster.sh stop >/dev/null 2>&1 || true
   fi
   rm -rf "$tmp"
 }
@@ -50,3 +54,12 @@ done
 export PROOF_MARKET_TEST_REDIS_URL="redis://127.0.0.1:$port"
 echo "test Redis on 127.0.0.1:$port (pid $redis_pid)"
 cargo test --workspace "$@"
+
+# The end-to-end suite once more, over a Redis Cluster of 3 masters (cluster.sh with no
+# market nodes; stopped by PID on exit): no script or pipeline may cross slots.
+cluster_started=1
+PM_NODES=0 PM_CLUSTER_DIR="$tmp/cluster" bash deploy/cluster.sh start >/dev/null
+PROOF_MARKET_TEST_REDIS_URL="$(cat "$tmp/cluster/redis-url")"
+export PROOF_MARKET_TEST_REDIS_URL
+echo "end-to-end tests again over the Redis Cluster $PROOF_MARKET_TEST_REDIS_URL"
+cargo test -p proof-market --test '*' "$@"
