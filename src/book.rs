@@ -10,10 +10,15 @@
 //! `eval_time`, then earliest); an incoming proposal takes the best eligible request
 //! (highest cost, then earliest). The trade price is the resting order's cost.
 //!
-//! Shape: asks are one ordered map keyed by `(cost, eval_time, seq)`, so the first
-//! entry of a price level is that level's best and a request with an `eval_time` limit
-//! can skip a whole level in one range step. Bids are grouped per price level into
-//! buckets by their `eval_time` limit; an incoming proposal is eligible for the buckets
+//! Shape: each side is an ordered map of *levels* keyed by `(cost, eval_time)` (bids by
+//! cost descending), each level a FIFO of its orders by arrival. The orders themselves
+//! live in one slab (a `Vec` with a free list) linked into their level's FIFO by
+//! indices, and an index maps an order key to its slot. So resting an order is one
+//! lookup in the small level map plus a push at a FIFO's tail, and cancelling is an
+//! unlink in O(1): the large per-order structures are a vector and a hash map, never an
+//! ordered map with one entry per order. The first level of a price on the ask side has
+//! that price's lowest time, so a request with an `eval_time` limit skips a whole price
+//! in one range step; an incoming proposal is eligible for the bid levels of a price
 //! whose limit is at least its own time, and takes the earliest head among them. A
 //! missing `eval_time` is stored as `u32::MAX`: "no limit" on a bid, "slowest" on an
 //! ask, which is exactly how the rules order and filter them.
@@ -96,7 +101,27 @@ struct Loc {
     side: Side,
     cost: u64,
     eval: EvalKey,
+    slot: u32,
+}
+
+/// No slot (end of a FIFO, empty free list).
+const NIL: u32 = u32::MAX;
+
+/// One order in the slab, linked into its level's FIFO.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    key: Key,
     seq: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// A level's FIFO: slots of its orders, earliest at `head`.
+#[derive(Debug, Clone, Copy)]
+struct Fifo {
+    head: u32,
+    tail: u32,
+    len: u32,
 }
 
 /// One aggregated price level of [`Book::depth`].
@@ -113,17 +138,23 @@ pub struct Level {
 /// The book of one statement.
 #[derive(Debug, Default)]
 pub struct Book {
-    /// Bids: (cost descending, eval limit, seq) → key.
-    bids: BTreeMap<(Reverse<u64>, EvalKey, u64), Key>,
-    /// Asks: (cost, eval, seq) → key.
-    asks: BTreeMap<(u64, EvalKey, u64), Key>,
+    /// Bid levels: (cost descending, eval limit) → FIFO.
+    bids: BTreeMap<(Reverse<u64>, EvalKey), Fifo>,
+    /// Ask levels: (cost, eval) → FIFO.
+    asks: BTreeMap<(u64, EvalKey), Fifo>,
+    /// Every resting order; freed slots are chained through `next` from `free`.
+    slab: Vec<Node>,
+    free: u32,
     index: FxHashMap<Key, Loc>,
 }
 
 impl Book {
     /// An empty book.
     pub fn new() -> Book {
-        Book::default()
+        Book {
+            free: NIL,
+            ..Book::default()
+        }
     }
 
     /// Number of resting orders on both sides.
@@ -193,31 +224,59 @@ impl Book {
     /// `(requests, proposals)`.
     pub fn depth(&self, max_levels: usize) -> (Vec<Level>, Vec<Level>) {
         let bids = aggregate(
-            self.bids.iter().map(|(&(Reverse(c), e, _), _)| (c, e)),
+            self.bids
+                .iter()
+                .map(|(&(Reverse(c), e), f)| (c, e, f.len as usize)),
             max_levels,
         );
-        let asks = aggregate(self.asks.iter().map(|(&(c, e, _), _)| (c, e)), max_levels);
+        let asks = aggregate(
+            self.asks.iter().map(|(&(c, e), f)| (c, e, f.len as usize)),
+            max_levels,
+        );
         (bids, asks)
+    }
+
+    fn alloc(&mut self, node: Node) -> u32 {
+        if self.free != NIL {
+            let slot = self.free;
+            self.free = self.slab[slot as usize].next;
+            self.slab[slot as usize] = node;
+            slot
+        } else {
+            self.slab.push(node);
+            (self.slab.len() - 1) as u32
+        }
     }
 
     fn insert(&mut self, o: BookOrder) {
         let cost = o.cost.micros();
         let eval = eval_key(o.eval_time);
-        match o.side {
-            Side::Request => {
-                self.bids.insert((Reverse(cost), eval, o.seq), o.key);
-            }
-            Side::Proposal => {
-                self.asks.insert((cost, eval, o.seq), o.key);
-            }
-        }
+        let slot = self.alloc(Node {
+            key: o.key,
+            seq: o.seq,
+            prev: NIL,
+            next: NIL,
+        });
+        let fifo = match o.side {
+            Side::Request => self.bids.entry((Reverse(cost), eval)).or_insert(Fifo {
+                head: NIL,
+                tail: NIL,
+                len: 0,
+            }),
+            Side::Proposal => self.asks.entry((cost, eval)).or_insert(Fifo {
+                head: NIL,
+                tail: NIL,
+                len: 0,
+            }),
+        };
+        link(&mut self.slab, fifo, slot);
         self.index.insert(
             o.key,
             Loc {
                 side: o.side,
                 cost,
                 eval,
-                seq: o.seq,
+                slot,
             },
         );
     }
@@ -226,13 +285,30 @@ impl Book {
         let loc = self.index.remove(&key)?;
         match loc.side {
             Side::Request => {
-                self.bids.remove(&(Reverse(loc.cost), loc.eval, loc.seq));
+                let k = (Reverse(loc.cost), loc.eval);
+                let f = self.bids.get_mut(&k)?;
+                unlink(&mut self.slab, f, loc.slot);
+                if f.len == 0 {
+                    self.bids.remove(&k);
+                }
             }
             Side::Proposal => {
-                self.asks.remove(&(loc.cost, loc.eval, loc.seq));
+                let k = (loc.cost, loc.eval);
+                let f = self.asks.get_mut(&k)?;
+                unlink(&mut self.slab, f, loc.slot);
+                if f.len == 0 {
+                    self.asks.remove(&k);
+                }
             }
         }
+        self.slab[loc.slot as usize].next = self.free;
+        self.free = loc.slot;
         Some(loc)
+    }
+
+    fn head(&self, f: &Fifo) -> (u64, Key) {
+        let n = &self.slab[f.head as usize];
+        (n.seq, n.key)
     }
 
     /// The best proposal an incoming request of `cost`/`limit` may take.
@@ -240,81 +316,104 @@ impl Book {
         let limit = match limit {
             // No limit: the very best ask, if cheap enough.
             None => {
-                let (&(c, _, _), &key) = self.asks.iter().next()?;
-                return (c <= cost).then_some(key);
+                let (&(c, _), f) = self.asks.iter().next()?;
+                return (c <= cost).then(|| self.head(f).1);
             }
             Some(m) => eval_key(Some(m)),
         };
-        let mut from = (0u64, 0u32, 0u64);
+        let mut from = (0u64, 0u32);
         loop {
-            let (&(c, e, _), &key) = self.asks.range(from..).next()?;
+            let (&(c, e), f) = self.asks.range(from..).next()?;
             if c > cost {
                 return None;
             }
             if e <= limit {
-                return Some(key);
+                return Some(self.head(f).1);
             }
-            // The first ask of a level has its lowest time: skip the level.
-            from = (c.checked_add(1)?, 0, 0);
+            // The first level of a price has its lowest time: skip the price.
+            from = (c.checked_add(1)?, 0);
         }
     }
 
     /// The best request an incoming proposal of `cost`/`time` may serve.
     fn best_bid_for(&self, cost: u64, time: Option<Minutes>) -> Option<Key> {
         let need = eval_key(time);
-        let mut level_from = (Reverse(u64::MAX), 0, 0);
+        let mut level_from = (Reverse(u64::MAX), 0);
         loop {
-            let (&(Reverse(level), _, _), _) = self.bids.range(level_from..).next()?;
+            let (&(Reverse(level), _), _) = self.bids.range(level_from..).next()?;
             if level < cost {
                 return None;
             }
-            // Within the level, the head of each eval bucket at or above `need` is that
-            // bucket's earliest; the earliest of those heads wins.
-            let mut best: Option<(u64, Key)> = None;
-            let mut from = (Reverse(level), need, 0u64);
-            while let Some((&(Reverse(c), e, seq), &key)) = self.bids.range(from..).next() {
-                if c != level {
-                    break;
-                }
-                if best.is_none_or(|(s, _)| seq < s) {
-                    best = Some((seq, key));
-                }
-                match e.checked_add(1) {
-                    Some(next) => from = (Reverse(level), next, 0),
-                    None => break,
-                }
-            }
+            // The head of each eligible level of this price is its earliest; the
+            // earliest of those heads wins.
+            let best = self
+                .bids
+                .range((Reverse(level), need)..=(Reverse(level), NO_TIME))
+                .map(|(_, f)| self.head(f))
+                .min_by_key(|&(seq, _)| seq);
             if let Some((_, key)) = best {
                 return Some(key);
             }
-            level_from = (Reverse(level.checked_sub(1)?), 0, 0);
+            level_from = (Reverse(level.checked_sub(1)?), 0);
         }
     }
 }
 
-/// Counts consecutive orders of equal (cost, eval) into levels, best first.
-fn aggregate(orders: impl Iterator<Item = (u64, EvalKey)>, max_levels: usize) -> Vec<Level> {
-    let mut out: Vec<Level> = Vec::new();
-    for (cost, eval) in orders {
-        match out.last_mut() {
-            Some(l) if l.cost.micros() == cost && l.eval_time == eval_from_key(eval) => {
-                l.orders += 1
-            }
-            _ => {
-                if out.len() >= max_levels {
-                    break;
-                }
-                if let Ok(cost) = Cost::from_micros(cost) {
-                    out.push(Level {
-                        cost,
-                        eval_time: eval_from_key(eval),
-                        orders: 1,
-                    });
-                }
-            }
-        }
+/// Appends `slot` to `f` in arrival order: at the tail unless an earlier-arrived order
+/// comes in late (rebuilds rest orders sorted, so the walk back is for odd callers only).
+fn link(slab: &mut [Node], f: &mut Fifo, slot: u32) {
+    let seq = slab[slot as usize].seq;
+    let mut after = f.tail;
+    while after != NIL && slab[after as usize].seq > seq {
+        after = slab[after as usize].prev;
     }
-    out
+    let before = if after == NIL {
+        f.head
+    } else {
+        slab[after as usize].next
+    };
+    slab[slot as usize].prev = after;
+    slab[slot as usize].next = before;
+    if after == NIL {
+        f.head = slot;
+    } else {
+        slab[after as usize].next = slot;
+    }
+    if before == NIL {
+        f.tail = slot;
+    } else {
+        slab[before as usize].prev = slot;
+    }
+    f.len += 1;
+}
+
+fn unlink(slab: &mut [Node], f: &mut Fifo, slot: u32) {
+    let Node { prev, next, .. } = slab[slot as usize];
+    if prev == NIL {
+        f.head = next;
+    } else {
+        slab[prev as usize].next = next;
+    }
+    if next == NIL {
+        f.tail = prev;
+    } else {
+        slab[next as usize].prev = prev;
+    }
+    f.len -= 1;
+}
+
+/// Turns `(cost, eval, orders)` levels into [`Level`]s, best first.
+fn aggregate(levels: impl Iterator<Item = (u64, EvalKey, usize)>, max_levels: usize) -> Vec<Level> {
+    levels
+        .filter_map(|(cost, eval, orders)| {
+            Cost::from_micros(cost).ok().map(|cost| Level {
+                cost,
+                eval_time: eval_from_key(eval),
+                orders,
+            })
+        })
+        .take(max_levels)
+        .collect()
 }
 
 #[cfg(test)]
@@ -451,6 +550,25 @@ mod tests {
         b.place(req(3, 5, Some(10), 3)).unwrap();
         let m = matched(b.place(prop(4, 5, Some(10), 4)).unwrap());
         assert_eq!(m.request, Key(1));
+    }
+
+    #[test]
+    fn orders_rested_out_of_arrival_order_still_leave_earliest_first() {
+        let mut b = Book::new();
+        for (key, seq) in [(1, 50), (2, 10), (3, 30), (4, 60), (5, 20)] {
+            b.rest(prop(key, 5, None, seq)).unwrap();
+        }
+        b.cancel(Key(3));
+        let mut order = Vec::new();
+        for k in 0..4 {
+            let m = matched(b.place(req(100 + k, 5, None, 100 + k)).unwrap());
+            order.push(m.proposal.0);
+        }
+        assert_eq!(order, vec![2, 5, 1, 4]);
+        assert!(b.is_empty());
+        // Freed slots are reused.
+        b.rest(prop(9, 5, None, 1)).unwrap();
+        assert_eq!(b.slab.len(), 5);
     }
 
     #[test]
