@@ -35,6 +35,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Only the two ceilings: the plain HTTP route and redis-benchmark.
     Ceilings(CeilingArgs),
+    /// Scale-out: the peak closed-loop intake of 1 node, then of `--nodes` nodes over
+    /// one Redis (users pinned round robin to the nodes), side by side: orders/s in
+    /// total and per node, latency, and local vs forwarded orders.
+    Cluster(ClusterArgs),
     /// The HTTP ceiling: a plain actix-web route parsing the same JSON (used as a child).
     BaselineServer(BaselineArgs),
     /// The whole suite for the README figures (ceilings, peak, mixed run, 70 % open
@@ -241,6 +245,27 @@ pub struct CeilingArgs {
     pub load: LoadOpts,
 }
 
+/// `cluster`.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub market: MarketOpts,
+    #[command(flatten)]
+    pub load: LoadOpts,
+    #[command(flatten)]
+    pub peak: PeakOpts,
+    /// Nodes of the scale-out run (compared with 1 node measured in the same run).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// `--lease-ms` of the nodes (default: the node's own default).
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Most time to wait for every node's /health and every statement's lease to sit
+    /// with its owner.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub settle_timeout: Duration,
+}
+
 /// `baseline-server`.
 #[derive(Debug, Clone, Args)]
 pub struct BaselineArgs {
@@ -348,6 +373,27 @@ mod tests {
         for mode in ["run", "memory", "baseline-server"] {
             assert!(Cli::try_parse_from(["loadtest", mode]).is_ok(), "{mode}");
         }
+        let c = Cli::try_parse_from([
+            "loadtest",
+            "cluster",
+            "--steps",
+            "64",
+            "--duration",
+            "5s",
+            "--statements",
+            "6",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Cluster(a) => {
+                assert_eq!(a.nodes, 3);
+                assert_eq!(a.peak.steps, vec![64]);
+                assert_eq!(a.load.duration, Some(Duration::from_secs(5)));
+                assert_eq!(a.load.statements, 6);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["loadtest", "cluster", "--nodes", "0"]).is_err());
         let c = Cli::try_parse_from(["loadtest", "peak", "--steps", "8,32"]).unwrap();
         match c.command {
             Command::Peak(a) => assert_eq!(a.peak.steps, vec![8, 32]),

@@ -184,7 +184,11 @@ impl Shared {
         path: &str,
         body: Option<String>,
     ) -> (Outcome, Option<Vec<u8>>, Instant) {
-        let addr = self.target.addr();
+        // A user pinned to one node of several calls only that node.
+        let addr = user
+            .home
+            .as_ref()
+            .map_or_else(|| self.target.addr(), |h| h.target.addr());
         let body = body.as_deref().map(str::as_bytes);
         let r = user
             .pool
@@ -266,6 +270,9 @@ impl Shared {
             outcome = Outcome::HttpError;
         }
         self.record(op, outcome, scheduled, done);
+        if let Some((entry, owner)) = self.pop.route(user, stmt) {
+            lock(&self.rec).record_route(entry, owner, outcome, scheduled, done);
+        }
         let (Some(a), Some(key)) = (answer, key) else {
             return;
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::MarketOpts;
 use crate::loopback;
@@ -50,14 +50,64 @@ impl RewriteWatch {
 pub struct MarketEnv {
     /// Where calls go.
     pub target: Arc<Target>,
-    /// The node, when the harness started it.
+    /// The node, when the harness started it (node 0 of several).
     pub server: Option<OwnServer>,
+    /// More nodes over the same Redis and prefix (`open_nodes`), node 1 onwards.
+    pub others: Vec<OwnServer>,
+    /// Every node, node 0 first (just `target` for one node).
+    pub nodes: Vec<Arc<Target>>,
+    /// Node ids given with `--node-id` (`open_nodes`), by node index.
+    pub node_ids: Vec<String>,
     /// Redis URL, when known.
     pub redis_url: Option<String>,
     /// Key prefix.
     pub prefix: String,
     // Dropped last: the node must stop before its Redis.
     redis: Option<OwnRedis>,
+}
+
+/// Starts the harness's own Redis as the options say.
+fn start_redis(m: &MarketOpts) -> Result<OwnRedis> {
+    let mut redis_args = Vec::new();
+    if let Some(p) = m.aof_rewrite_percentage {
+        redis_args.extend(["--auto-aof-rewrite-percentage".to_owned(), p.to_string()]);
+    }
+    OwnRedis::start(&redis_args)
+}
+
+/// A fresh JWT secret, shared by every node of one market.
+fn new_secret() -> String {
+    format!(
+        "loadtest-secret-{:016x}-{:08x}",
+        crate::seed_from_clock(),
+        std::process::id()
+    )
+}
+
+/// How to start a node over `redis`: the options' workers and threads, then `args`.
+fn server_spec(
+    m: &MarketOpts,
+    redis: &OwnRedis,
+    secret: String,
+    args: Vec<String>,
+    log: &Path,
+) -> ServerSpec {
+    let mut extra = Vec::new();
+    if let Some(n) = m.http_workers {
+        extra.extend(["--http-workers".to_owned(), n.to_string()]);
+    }
+    if let Some(n) = m.matcher_threads {
+        extra.extend(["--matcher-threads".to_owned(), n.to_string()]);
+    }
+    extra.extend(args);
+    ServerSpec {
+        bin: m.server_bin.clone().unwrap_or_else(default_server_bin),
+        redis_url: redis.url(),
+        prefix: m.key_prefix.clone(),
+        secret,
+        extra,
+        log: log.to_path_buf(),
+    }
 }
 
 /// The default server binary.
@@ -82,9 +132,13 @@ impl MarketEnv {
                 .transpose()?;
             crate::procs::wait_http_ready(&url, "/health", std::time::Duration::from_secs(10))
                 .await?;
+            let target = Arc::new(Target::new(&url)?);
             return Ok(MarketEnv {
-                target: Arc::new(Target::new(&url)?),
+                nodes: vec![target.clone()],
+                target,
                 server: None,
+                others: Vec::new(),
+                node_ids: Vec::new(),
                 redis_url,
                 prefix: m.key_prefix.clone(),
                 redis: None,
@@ -93,48 +147,94 @@ impl MarketEnv {
         if m.redis_url.is_some() {
             bail!("--redis-url goes with --url; without --url the harness starts its own Redis");
         }
-        let mut redis_args = Vec::new();
-        if let Some(p) = m.aof_rewrite_percentage {
-            redis_args.extend(["--auto-aof-rewrite-percentage".to_owned(), p.to_string()]);
-        }
-        let redis = OwnRedis::start(&redis_args)?;
-        let mut extra = Vec::new();
-        if let Some(n) = m.http_workers {
-            extra.extend(["--http-workers".to_owned(), n.to_string()]);
-        }
-        if let Some(n) = m.matcher_threads {
-            extra.extend(["--matcher-threads".to_owned(), n.to_string()]);
-        }
+        let redis = start_redis(m)?;
         if let Some(d) = log.parent() {
             std::fs::create_dir_all(d)?;
         }
-        let spec = ServerSpec {
-            bin: m.server_bin.clone().unwrap_or_else(default_server_bin),
-            redis_url: redis.url(),
-            prefix: m.key_prefix.clone(),
-            secret: format!(
-                "loadtest-secret-{:016x}-{:08x}",
-                crate::seed_from_clock(),
-                std::process::id()
-            ),
-            extra,
-            log: log.to_path_buf(),
-        };
+        let spec = server_spec(m, &redis, new_secret(), Vec::new(), log);
         let server = OwnServer::start(spec).await?;
+        let target = Arc::new(Target::new(server.url())?);
         Ok(MarketEnv {
-            target: Arc::new(Target::new(server.url())?),
+            nodes: vec![target.clone()],
+            target,
             redis_url: Some(redis.url()),
             prefix: m.key_prefix.clone(),
             server: Some(server),
+            others: Vec::new(),
+            node_ids: Vec::new(),
             redis: Some(redis),
         })
+    }
+
+    /// Starts its own Redis and `n` nodes over it (same key prefix, one shared JWT
+    /// secret, ids `<id_prefix>0`…, each on its own free loopback port with its own temp
+    /// data dir, stderr to `<log_dir>/<id>.log`), each waited for until `/health` is 200.
+    /// `extra` are more `serve` arguments for every node (e.g. `--lease-ms 2000`).
+    pub async fn open_nodes(
+        m: &MarketOpts,
+        n: usize,
+        id_prefix: &str,
+        extra: &[String],
+        log_dir: &Path,
+    ) -> Result<MarketEnv> {
+        if m.url.is_some() || m.redis_url.is_some() {
+            bail!("several nodes are started by the harness: --url and --redis-url do not apply");
+        }
+        if n == 0 {
+            bail!("need at least one node");
+        }
+        std::fs::create_dir_all(log_dir)?;
+        let redis = start_redis(m)?;
+        let secret = new_secret();
+        let mut env = MarketEnv {
+            target: Arc::new(Target::new("http://127.0.0.1:1")?),
+            server: None,
+            others: Vec::new(),
+            nodes: Vec::new(),
+            node_ids: Vec::new(),
+            redis_url: Some(redis.url()),
+            prefix: m.key_prefix.clone(),
+            redis: Some(redis),
+        };
+        for i in 0..n {
+            let id = format!("{id_prefix}{i}");
+            let mut args = vec!["--node-id".to_owned(), id.clone()];
+            args.extend(extra.iter().cloned());
+            let log = log_dir.join(format!("{id}.log"));
+            let _ = std::fs::remove_file(&log);
+            let redis = env.redis.as_ref().context("redis")?;
+            let spec = server_spec(m, redis, secret.clone(), args, &log);
+            // On error `env` drops here and stops the nodes already started, then Redis.
+            let node = OwnServer::start(spec)
+                .await
+                .with_context(|| format!("starting node {id} (log {})", log.display()))?;
+            let t = Arc::new(Target::new(node.url())?);
+            if i == 0 {
+                env.target = t.clone();
+                env.server = Some(node);
+            } else {
+                env.others.push(node);
+            }
+            env.nodes.push(t);
+            env.node_ids.push(id);
+        }
+        Ok(env)
     }
 
     /// Processes whose CPU use is reported.
     pub fn pids(&self) -> Vec<(String, u32)> {
         let mut v = Vec::new();
-        if let Some(p) = self.server.as_ref().and_then(OwnServer::pid) {
-            v.push(("proof-market".to_owned(), p));
+        if self.node_ids.is_empty() {
+            if let Some(p) = self.server.as_ref().and_then(OwnServer::pid) {
+                v.push(("proof-market".to_owned(), p));
+            }
+        } else {
+            let nodes = self.server.iter().chain(&self.others);
+            for (id, s) in self.node_ids.iter().zip(nodes) {
+                if let Some(p) = s.pid() {
+                    v.push((id.clone(), p));
+                }
+            }
         }
         if let Some(r) = &self.redis {
             v.push(("redis-server".to_owned(), r.pid()));
@@ -242,7 +342,8 @@ impl MarketEnv {
 
 impl Drop for MarketEnv {
     fn drop(&mut self) {
-        // The node first, then Redis (field order would drop `server` first anyway).
+        // The nodes first, then Redis.
+        self.others.clear();
         self.server.take();
         self.redis.take();
     }

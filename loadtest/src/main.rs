@@ -54,6 +54,7 @@ fn client_threads(c: &Command) -> usize {
         Command::Soak(a) => a.market.client_threads,
         Command::All(a) => a.market.client_threads,
         Command::Ceilings(a) => a.market.client_threads,
+        Command::Cluster(a) => a.market.client_threads,
         Command::BaselineServer(_) | Command::Check(_) => 1,
     }
     .clamp(1, 64)
@@ -94,6 +95,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             Command::Soak(a) => modes::soak::main(a).await,
             Command::All(a) => modes::all::main(a).await,
             Command::Ceilings(a) => modes::ceilings::main(a).await,
+            Command::Cluster(a) => modes::cluster::main(a).await,
             Command::Check(a) => modes::check::main(a).await,
             Command::BaselineServer(_) => Ok(0),
         }

@@ -2,10 +2,10 @@
 //! connection pool each), setting up users and statements, order bodies, and parsing the
 //! few answer fields the harness needs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use reqwest::header::HeaderValue;
@@ -135,9 +135,20 @@ impl UserState {
     }
 }
 
+/// The node a simulated user is pinned to (several nodes): its calls all go there.
+#[derive(Debug, Clone)]
+pub struct Home {
+    /// Index of the node among the market's nodes.
+    pub index: usize,
+    /// The node.
+    pub target: Arc<Target>,
+}
+
 /// One simulated requester or producer: its own HTTP connection pool and token.
 #[derive(Debug)]
 pub struct SimUser {
+    /// The node this user calls, when pinned to one (else the run's target).
+    pub home: Option<Home>,
     /// The connection pool of the measured calls; only this user uses it.
     pub pool: Pool,
     /// `Bearer <jwt>` as text, for `pool`.
@@ -169,6 +180,9 @@ pub struct Population {
     pub producers: Vec<Arc<SimUser>>,
     /// Statement keys.
     pub statements: Vec<u64>,
+    /// Several nodes: statement → index of the node owning it (empty otherwise), to
+    /// tell local orders from forwarded ones.
+    pub owners: HashMap<u64, usize>,
 }
 
 impl Population {
@@ -176,6 +190,7 @@ impl Population {
     pub fn anonymous(users: usize) -> Result<Population> {
         let mk = |_: usize| -> Result<Arc<SimUser>> {
             Ok(Arc::new(SimUser {
+                home: None,
                 pool: Pool::new(),
                 auth_text: "Bearer baseline".into(),
                 http: http_client()?,
@@ -188,12 +203,20 @@ impl Population {
             requesters: (0..half).map(mk).collect::<Result<_>>()?,
             producers: (half..users.max(2)).map(mk).collect::<Result<_>>()?,
             statements: vec![1],
+            owners: HashMap::new(),
         })
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
         self.requesters.len() + self.producers.len()
+    }
+
+    /// `(entry node, owner node)` of an order `user` places on `statement`, when the
+    /// user is pinned to a node and the statement's owner is known.
+    pub fn route(&self, user: &SimUser, statement: u64) -> Option<(usize, usize)> {
+        let entry = user.home.as_ref()?.index;
+        Some((entry, *self.owners.get(&statement)?))
     }
 }
 
@@ -204,30 +227,117 @@ struct ApiError {
     message: Option<String>,
 }
 
+/// How long setup calls keep retrying answers of 503/429 (a node starting, or a
+/// statement changing hands), honouring `Retry-After` (at most 5 s per wait).
+const SETUP_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// The wait a 503/429 asks for: `Retry-After` seconds (at most 5), else 200 ms.
+pub fn retry_wait(retry_after: Option<&str>) -> Duration {
+    retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_millis(200), |s| {
+            Duration::from_secs(s.min(5)).max(Duration::from_millis(50))
+        })
+}
+
+/// A failed setup call.
+#[derive(Debug)]
+struct CallError {
+    status: Option<reqwest::StatusCode>,
+    /// Earlier attempts were answered 503/429 (so a 409 may be our own earlier call).
+    retried: bool,
+    error: anyhow::Error,
+}
+
+/// A setup call (`POST` with a JSON body, or `GET` without), retrying 503/429 answers
+/// as [`SETUP_RETRY_FOR`] says; the JSON of the 2xx answer.
+async fn call_json(
+    http: &reqwest::Client,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    body: Option<&str>,
+) -> std::result::Result<serde_json::Value, CallError> {
+    let deadline = Instant::now() + SETUP_RETRY_FOR;
+    let mut retried = false;
+    let method = if body.is_some() { "POST" } else { "GET" };
+    loop {
+        let mut rb = match body {
+            Some(b) => http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(b.to_owned()),
+            None => http.get(url),
+        };
+        if let Some(a) = auth {
+            rb = rb.header("authorization", a.clone());
+        }
+        let fail = |status, error| CallError {
+            status,
+            retried,
+            error,
+        };
+        let r = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(fail(
+                    None,
+                    anyhow::Error::new(e).context(format!("{method} {url}")),
+                ))
+            }
+        };
+        let status = r.status();
+        let wait = retry_wait(
+            r.headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let text = r.text().await.map_err(|e| fail(Some(status), e.into()))?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| fail(Some(status), e.into()));
+        }
+        let busy = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        if busy && Instant::now() + wait < deadline && !crate::driver::stopped() {
+            retried = true;
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let msg = serde_json::from_str::<ApiError>(&text)
+            .ok()
+            .and_then(|e| e.message)
+            .unwrap_or(text);
+        return Err(fail(
+            Some(status),
+            anyhow::anyhow!("{method} {url}: {status}: {msg}"),
+        ));
+    }
+}
+
+async fn post_json_status(
+    http: &reqwest::Client,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    body: String,
+) -> std::result::Result<serde_json::Value, CallError> {
+    call_json(http, url, auth, Some(&body)).await
+}
+
 async fn post_json(
     http: &reqwest::Client,
     url: &str,
     auth: Option<&HeaderValue>,
     body: String,
 ) -> Result<serde_json::Value> {
-    let mut rb = http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(a) = auth {
-        rb = rb.header("authorization", a.clone());
-    }
-    let r = rb.send().await.with_context(|| format!("POST {url}"))?;
-    let status = r.status();
-    let text = r.text().await?;
-    if !status.is_success() {
-        let msg = serde_json::from_str::<ApiError>(&text)
-            .ok()
-            .and_then(|e| e.message)
-            .unwrap_or(text);
-        bail!("POST {url}: {status}: {msg}");
-    }
-    Ok(serde_json::from_str(&text)?)
+    post_json_status(http, url, auth, body)
+        .await
+        .map_err(|e| e.error)
+}
+
+/// `GET url` as `user` (out of band, not measured), retrying brief 503/429 answers.
+pub async fn get_json(user: &SimUser, url: &str) -> Result<serde_json::Value> {
+    call_json(&user.http, url, Some(&user.auth), None)
+        .await
+        .map_err(|e| e.error)
 }
 
 /// Signs a user up and logs in; returns the simulated user.
@@ -235,18 +345,26 @@ pub async fn sign_up(base: &str, name: &str) -> Result<SimUser> {
     let http = http_client()?;
     let pw = format!("pw-{name}");
     let body = serde_json::json!({"user": name, "passwd": pw, "email": format!("{name}@loadtest.invalid")});
-    post_json(
+    let signed = post_json_status(
         &http,
         &format!("{base}{ROOT}/user/signup"),
         None,
         body.to_string(),
     )
-    .await?;
+    .await;
+    match signed {
+        Ok(_) => {}
+        // A 503 answer may have come after the sign-up was stored: the retry then finds
+        // the user there, and logging in tells whether it is ours.
+        Err(e) if e.retried && e.status == Some(reqwest::StatusCode::CONFLICT) => {}
+        Err(e) => return Err(e.error),
+    }
     let body = serde_json::json!({"username": name, "password": pw});
     let v = post_json(&http, &format!("{base}/_open/auth"), None, body.to_string()).await?;
     let jwt = v["jwt"].as_str().context("login answer without jwt")?;
     let auth_text = format!("Bearer {jwt}");
     Ok(SimUser {
+        home: None,
         pool: Pool::new(),
         http,
         auth: HeaderValue::from_str(&auth_text)?,
@@ -279,34 +397,89 @@ pub async fn populate(
     producers: usize,
     statements: usize,
 ) -> Result<Population> {
+    let bases = [target.base()];
+    let (requesters, producers, statements) =
+        create(&bases, run, requesters, producers, statements).await?;
+    Ok(Population {
+        requesters: requesters.into_iter().map(|(_, u)| Arc::new(u)).collect(),
+        producers: producers.into_iter().map(|(_, u)| Arc::new(u)).collect(),
+        statements,
+        owners: HashMap::new(),
+    })
+}
+
+/// Node index of the `i`-th user of one side over `nodes` nodes: round robin.
+pub fn home_of(i: usize, nodes: usize) -> usize {
+    i % nodes.max(1)
+}
+
+/// Like [`populate`] over several nodes: the users of each side are spread round robin
+/// over `nodes`, each signed up on and pinned to its node (its connection pool only ever
+/// calls that node), and the statements are created round robin over the nodes. The
+/// statements' owners are left for the caller to fill in (`Population::owners`).
+pub async fn populate_spread(
+    nodes: &[Arc<Target>],
+    run: &str,
+    requesters: usize,
+    producers: usize,
+    statements: usize,
+) -> Result<Population> {
+    if nodes.is_empty() {
+        bail!("no node to populate");
+    }
+    let bases: Vec<Arc<str>> = nodes.iter().map(|t| t.base()).collect();
+    let (requesters, producers, statements) =
+        create(&bases, run, requesters, producers, statements).await?;
+    let pin = |(i, mut u): (usize, SimUser)| {
+        u.home = Some(Home {
+            index: i,
+            target: nodes[i].clone(),
+        });
+        Arc::new(u)
+    };
+    Ok(Population {
+        requesters: requesters.into_iter().map(pin).collect(),
+        producers: producers.into_iter().map(pin).collect(),
+        statements,
+        owners: HashMap::new(),
+    })
+}
+
+/// Signs up the users (the `i`-th of each side on node `home_of(i)`) and creates the
+/// statements (the `i`-th on node `i % nodes`); returns users with their node index.
+async fn create(
+    bases: &[Arc<str>],
+    run: &str,
+    requesters: usize,
+    producers: usize,
+    statements: usize,
+) -> Result<(Vec<(usize, SimUser)>, Vec<(usize, SimUser)>, Vec<u64>)> {
     if requesters == 0 || producers == 0 || statements == 0 {
         bail!("need at least one requester, one producer and one statement");
     }
-    let base = target.base();
-    let mut names: Vec<String> = (0..requesters).map(|i| format!("{run}-req{i}")).collect();
-    names.extend((0..producers).map(|i| format!("{run}-prod{i}")));
+    let n = bases.len();
+    let mut wanted: Vec<(String, usize)> = (0..requesters)
+        .map(|i| (format!("{run}-req{i}"), home_of(i, n)))
+        .collect();
+    wanted.extend((0..producers).map(|i| (format!("{run}-prod{i}"), home_of(i, n))));
     // Sign-ups hash a password (argon2): a few at a time.
-    let mut users = Vec::with_capacity(names.len());
-    for chunk in names.chunks(4) {
-        let futs = chunk.iter().map(|n| {
-            let (base, n) = (base.clone(), n.clone());
-            async move { sign_up(&base, &n).await }
+    let mut users = Vec::with_capacity(wanted.len());
+    for chunk in wanted.chunks(4) {
+        let futs = chunk.iter().map(|(name, home)| {
+            let (base, name, home) = (bases[*home].clone(), name.clone(), *home);
+            async move { sign_up(&base, &name).await.map(|u| (home, u)) }
         });
         for u in futures_join(futs).await {
-            users.push(Arc::new(u?));
+            users.push(u?);
         }
     }
     let producers_v = users.split_off(requesters);
     let mut keys = Vec::with_capacity(statements);
     for i in 0..statements {
-        let who = &users[i % users.len()];
-        keys.push(push_statement(&base, who).await?);
+        let who = &users[i % users.len()].1;
+        keys.push(push_statement(&bases[i % n], who).await?);
     }
-    Ok(Population {
-        requesters: users,
-        producers: producers_v,
-        statements: keys,
-    })
+    Ok((users, producers_v, keys))
 }
 
 /// Awaits a handful of futures concurrently (a tiny `join_all`).
@@ -456,6 +629,101 @@ mod tests {
         let b = OrderAnswer::parse(br#"{"_key":"4","status":"created","eval_time":null}"#).unwrap();
         assert_eq!(b.counterpart(), None);
         assert!(OrderAnswer::parse(b"{}").is_none());
+    }
+
+    #[test]
+    fn retry_waits_follow_retry_after() {
+        assert_eq!(retry_wait(Some("1")), Duration::from_secs(1));
+        assert_eq!(retry_wait(Some(" 2 ")), Duration::from_secs(2));
+        assert_eq!(retry_wait(Some("600")), Duration::from_secs(5));
+        assert_eq!(retry_wait(Some("0")), Duration::from_millis(50));
+        assert_eq!(retry_wait(None), Duration::from_millis(200));
+        // An HTTP date is not parsed: the short default applies.
+        assert_eq!(
+            retry_wait(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Duration::from_millis(200)
+        );
+    }
+
+    /// A server answering 503 + Retry-After twice, then 200: setup calls get through;
+    /// another answering 400 fails at once.
+    #[tokio::test]
+    async fn setup_calls_retry_brief_503s() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let answers = [
+                "503 Service Unavailable\r\nRetry-After: 0",
+                "503 Service Unavailable\r\nRetry-After: 0",
+                "200 OK",
+                "400 Bad Request",
+            ];
+            for a in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head and the 2-byte body `{}`.
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"{}") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let body = r#"{"errorMessage":"busy","n":1}"#;
+                let resp = format!(
+                    "HTTP/1.1 {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        let http = http_client().unwrap();
+        let url = format!("http://{addr}/x");
+        let t = Instant::now();
+        let v = post_json(&http, &url, None, "{}".into()).await.unwrap();
+        assert_eq!(v["n"], 1);
+        assert!(t.elapsed() >= Duration::from_millis(100), "two 50 ms waits");
+        let e = post_json_status(&http, &url, None, "{}".into())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, Some(reqwest::StatusCode::BAD_REQUEST));
+        assert!(!e.retried);
+        assert!(e.error.to_string().contains("busy"), "{}", e.error);
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn users_spread_round_robin_and_routes_classify() {
+        let homes: Vec<usize> = (0..7).map(|i| home_of(i, 3)).collect();
+        assert_eq!(homes, vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(home_of(5, 1), 0);
+        assert_eq!(home_of(5, 0), 0);
+        let nodes: Vec<Arc<Target>> = (1..=3)
+            .map(|p| Arc::new(Target::new(&format!("http://127.0.0.1:{p}")).unwrap()))
+            .collect();
+        let user = |home: Option<usize>| SimUser {
+            home: home.map(|i| Home {
+                index: i,
+                target: nodes[i].clone(),
+            }),
+            pool: Pool::new(),
+            auth_text: String::new(),
+            http: http_client().unwrap(),
+            auth: HeaderValue::from_static("Bearer x"),
+            state: Mutex::new(UserState::default()),
+        };
+        let pop = Population {
+            requesters: Vec::new(),
+            producers: Vec::new(),
+            statements: vec![10, 11],
+            owners: HashMap::from([(10, 0), (11, 2)]),
+        };
+        assert_eq!(pop.route(&user(Some(0)), 10), Some((0, 0)));
+        assert_eq!(pop.route(&user(Some(1)), 11), Some((1, 2)));
+        assert_eq!(pop.route(&user(Some(1)), 99), None);
+        assert_eq!(pop.route(&user(None), 10), None);
     }
 
     #[test]

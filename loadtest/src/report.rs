@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::driver::{Load, RunOutput};
 use crate::mix::Op;
-use crate::stats::{ms, Percentiles};
+use crate::stats::{ms, Percentiles, RouteStats};
 
 /// One call type of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +74,49 @@ pub struct Span {
     pub label: String,
 }
 
+/// Several nodes: orders split by route (local to the statement's owner, or forwarded
+/// to it by the node the user called) and counted per node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutingReport {
+    /// Orders classified (acknowledged or not).
+    pub orders: u64,
+    /// Share of the acknowledged orders that were forwarded.
+    pub forwarded_share: f64,
+    /// Latency of acknowledged local orders.
+    pub local: Percentiles,
+    /// Latency of acknowledged forwarded orders.
+    pub forwarded: Percentiles,
+    /// Local orders not acknowledged (503, errors, no answer).
+    pub local_failed: u64,
+    /// Forwarded orders not acknowledged.
+    pub forwarded_failed: u64,
+    /// Orders acknowledged per second, by the node the users called (index = node).
+    pub orders_per_s_by_entry: Vec<f64>,
+    /// Orders acknowledged per second, by the node owning the statement.
+    pub orders_per_s_by_owner: Vec<f64>,
+}
+
+impl RoutingReport {
+    /// Summarises `r` over a window of `window_s` seconds; `None` when nothing was
+    /// classified (one node without pinned users).
+    pub fn of(r: &RouteStats, window_s: f64) -> Option<RoutingReport> {
+        if r.total() == 0 {
+            return None;
+        }
+        let per_s = |v: &[u64]| v.iter().map(|&n| n as f64 / window_s.max(1e-3)).collect();
+        Some(RoutingReport {
+            orders: r.total(),
+            forwarded_share: r.forwarded_share(),
+            local: Percentiles::of(&r.local),
+            forwarded: Percentiles::of(&r.forwarded),
+            local_failed: r.local_failed,
+            forwarded_failed: r.forwarded_failed,
+            orders_per_s_by_entry: per_s(&r.by_entry),
+            orders_per_s_by_owner: per_s(&r.by_owner),
+        })
+    }
+}
+
 /// Everything about one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -103,6 +146,8 @@ pub struct RunReport {
     pub failures: u64,
     /// Per call type.
     pub ops: Vec<OpReport>,
+    /// Latency of every acknowledged order (both sides).
+    pub order_latency: Percentiles,
     /// Match latency: crossing order sent → its ack saying `processing`.
     pub match_latency: Percentiles,
     /// Matches per second.
@@ -119,6 +164,9 @@ pub struct RunReport {
     pub cpu_cores: BTreeMap<String, f64>,
     /// Forks of the market's Redis during the run (AOF rewrites), when known.
     pub redis_forks: Option<u64>,
+    /// Several nodes: orders by route and per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingReport>,
     /// Per second.
     pub timeline: Vec<Point>,
     /// Events.
@@ -183,6 +231,7 @@ impl RunReport {
             orders_per_s: orders as f64 / window,
             failures,
             ops,
+            order_latency: Percentiles::of(&rec.orders),
             match_latency: matched,
             matches_per_s: matched.count as f64 / window,
             match_visible: Percentiles::of(&rec.match_visible),
@@ -191,6 +240,7 @@ impl RunReport {
             unsent: out.unsent,
             cpu_cores: out.cpu.iter().cloned().collect(),
             redis_forks: None,
+            routing: RoutingReport::of(&rec.routes, window),
             timeline: rec
                 .timeline
                 .iter()
@@ -292,6 +342,27 @@ impl RunReport {
         }
         if let Some(l) = &self.dispatch_lag {
             line(&mut s, "dispatch lag", l);
+        }
+        if let Some(r) = &self.routing {
+            line(&mut s, "orders (all)", &self.order_latency);
+            line(&mut s, "orders local", &r.local);
+            line(&mut s, "orders fwd", &r.forwarded);
+            let per = |v: &[f64]| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, x)| format!("node{i} {x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "forwarded: {:.1} % of acked orders (not acked: {} local, {} forwarded) | orders/s by entry node: {} | by owner node: {}",
+                100.0 * r.forwarded_share,
+                r.local_failed,
+                r.forwarded_failed,
+                per(&r.orders_per_s_by_entry),
+                per(&r.orders_per_s_by_owner)
+            );
         }
         if self.unsent > 0 {
             let _ = writeln!(

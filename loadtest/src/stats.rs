@@ -111,6 +111,8 @@ pub struct Recorder {
     start: Instant,
     /// Per operation, indexed by [`Op::index`].
     pub ops: Vec<OpStats>,
+    /// Latencies of every acknowledged order, whatever its side (µs).
+    pub orders: Histogram<u64>,
     /// Match latency: crossing order sent (scheduled) → its ack saying `processing`.
     pub matched: Histogram<u64>,
     /// Crossing order sent (scheduled) → the counterpart read back as `processing`.
@@ -121,8 +123,91 @@ pub struct Recorder {
     pub lag: Histogram<u64>,
     /// One bucket per second since `start`.
     pub timeline: Vec<Bucket>,
+    /// Orders by route (several nodes: local to the statement's owner or forwarded).
+    pub routes: RouteStats,
     /// Last instant something was recorded.
     pub last: Instant,
+}
+
+/// Most nodes whose orders are counted apart.
+pub const MAX_NODES: usize = 64;
+
+/// Orders placed with several nodes, split by route: *local* when the node the user
+/// calls owns the order's statement, *forwarded* when it has to pass the call on to the
+/// owner (one more HTTP hop). Latencies are of 200 answers.
+#[derive(Debug, Clone)]
+pub struct RouteStats {
+    /// Latencies of local orders (µs).
+    pub local: Histogram<u64>,
+    /// Latencies of forwarded orders (µs).
+    pub forwarded: Histogram<u64>,
+    /// Local orders that failed (any outcome but 200).
+    pub local_failed: u64,
+    /// Forwarded orders that failed.
+    pub forwarded_failed: u64,
+    /// Orders acknowledged, by the node the user called.
+    pub by_entry: Vec<u64>,
+    /// Orders acknowledged, by the node owning the statement.
+    pub by_owner: Vec<u64>,
+}
+
+impl RouteStats {
+    fn new() -> RouteStats {
+        RouteStats {
+            local: histogram(3),
+            forwarded: histogram(3),
+            local_failed: 0,
+            forwarded_failed: 0,
+            by_entry: Vec::new(),
+            by_owner: Vec::new(),
+        }
+    }
+
+    /// True when the order went through more than its entry node.
+    pub fn is_forwarded(entry: usize, owner: usize) -> bool {
+        entry != owner
+    }
+
+    /// Records one order sent to node `entry` for a statement owned by node `owner`.
+    pub fn record(&mut self, entry: usize, owner: usize, outcome: Outcome, us: u64) {
+        let fwd = RouteStats::is_forwarded(entry, owner);
+        if outcome != Outcome::Ok {
+            if fwd {
+                self.forwarded_failed += 1;
+            } else {
+                self.local_failed += 1;
+            }
+            return;
+        }
+        if fwd {
+            self.forwarded.saturating_record(us);
+        } else {
+            self.local.saturating_record(us);
+        }
+        for (v, i) in [(&mut self.by_entry, entry), (&mut self.by_owner, owner)] {
+            if i < MAX_NODES {
+                if v.len() <= i {
+                    v.resize(i + 1, 0);
+                }
+                v[i] += 1;
+            }
+        }
+    }
+
+    /// Orders classified (acknowledged or not).
+    pub fn total(&self) -> u64 {
+        self.local.len() + self.forwarded.len() + self.local_failed + self.forwarded_failed
+    }
+
+    /// Share of the acknowledged orders that were forwarded (0 when none).
+    pub fn forwarded_share(&self) -> f64 {
+        let ok = self.local.len() + self.forwarded.len();
+        if ok == 0 {
+            0.0
+        } else {
+            self.forwarded.len() as f64 / ok as f64
+        }
+    }
 }
 
 impl Recorder {
@@ -131,11 +216,13 @@ impl Recorder {
         Recorder {
             start,
             ops: Op::ALL.iter().map(|_| OpStats::new()).collect(),
+            orders: histogram(3),
             matched: histogram(3),
             match_visible: histogram(3),
             match_not_visible: 0,
             lag: histogram(3),
             timeline: Vec::new(),
+            routes: RouteStats::new(),
             last: start,
         }
     }
@@ -172,6 +259,9 @@ impl Recorder {
             Outcome::Ok => {
                 s.ok += 1;
                 s.hist.saturating_record(us);
+                if op.is_order() {
+                    self.orders.saturating_record(us);
+                }
             }
             Outcome::Conflict => {
                 s.conflict += 1;
@@ -191,6 +281,22 @@ impl Recorder {
                 b.orders += 1;
                 b.order_hist.saturating_record(us);
             }
+        }
+    }
+
+    /// Records the route of one order call (already recorded with [`Recorder::record`]):
+    /// sent to node `entry`, its statement owned by node `owner`.
+    pub fn record_route(
+        &mut self,
+        entry: usize,
+        owner: usize,
+        outcome: Outcome,
+        scheduled: Instant,
+        done: Instant,
+    ) {
+        if self.measures(scheduled) {
+            let us = micros(done.saturating_duration_since(scheduled));
+            self.routes.record(entry, owner, outcome, us);
         }
     }
 
@@ -336,6 +442,41 @@ mod tests {
     }
 
     #[test]
+    fn routes_split_local_and_forwarded() {
+        let t0 = Instant::now();
+        let mut r = Recorder::new(t0 + Duration::from_secs(1));
+        // Warm-up: not counted.
+        r.record_route(0, 1, Outcome::Ok, t0, t0 + Duration::from_millis(1));
+        assert_eq!(r.routes.total(), 0);
+        let s = t0 + Duration::from_secs(2);
+        let ms = |n| s + Duration::from_millis(n);
+        // Entry node vs owner node: 1 local and 3 forwarded acks, 1 failure of each.
+        r.record_route(0, 0, Outcome::Ok, s, ms(1));
+        r.record_route(0, 1, Outcome::Ok, s, ms(3));
+        r.record_route(2, 1, Outcome::Ok, s, ms(3));
+        r.record_route(1, 2, Outcome::Ok, s, ms(5));
+        r.record_route(1, 1, Outcome::Overloaded, s, ms(1));
+        r.record_route(1, 0, Outcome::Transport, s, ms(1));
+        let rt = &r.routes;
+        assert_eq!(rt.total(), 6);
+        assert_eq!((rt.local.len(), rt.forwarded.len()), (1, 3));
+        assert_eq!((rt.local_failed, rt.forwarded_failed), (1, 1));
+        assert!((rt.forwarded_share() - 0.75).abs() < 1e-9);
+        assert_eq!(rt.by_entry, vec![2, 1, 1]);
+        assert_eq!(rt.by_owner, vec![1, 2, 1]);
+        assert_eq!(Percentiles::of(&rt.local).p50_us, 1000);
+        // 3 significant digits: values above 2048 µs are within 0.1 %.
+        assert!(rt
+            .forwarded
+            .equivalent(Percentiles::of(&rt.forwarded).p50_us, 3000));
+        assert!(rt
+            .forwarded
+            .equivalent(Percentiles::of(&rt.forwarded).max_us, 5000));
+        assert_eq!(RouteStats::new().forwarded_share(), 0.0);
+        assert!(RouteStats::is_forwarded(0, 1) && !RouteStats::is_forwarded(2, 2));
+    }
+
+    #[test]
     fn warmup_is_not_recorded_and_timeline_buckets_by_second() {
         let t0 = Instant::now();
         let mut r = Recorder::new(t0 + Duration::from_secs(1));
@@ -369,5 +510,6 @@ mod tests {
         assert_eq!(r.timeline[1].calls, 1);
         assert_eq!(r.ops[Op::Withdraw.index()].conflict, 1);
         assert_eq!(Percentiles::of(&r.matched).p50_us, 2000);
+        assert_eq!(r.orders.len(), 1, "only the acknowledged order");
     }
 }

@@ -57,15 +57,7 @@ async fn book_resting(env: &MarketEnv, pop: &Population) -> Result<u64> {
     let mut total = 0;
     for s in &pop.statements {
         let url = format!("{}{ROOT}/book/{s}", env.target.base());
-        let v: serde_json::Value = user
-            .http
-            .get(&url)
-            .header("authorization", user.auth.clone())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let v = crate::market::get_json(user, &url).await?;
         for side in ["requests", "proposals"] {
             for level in v[side].as_array().into_iter().flatten() {
                 total += level["ordersAmount"].as_u64().unwrap_or(0);

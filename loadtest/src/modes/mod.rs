@@ -1,9 +1,10 @@
-//! The harness's modes (`run`, `peak`, `memory`, `soak`, `all`) and what they share: the
+//! The harness's modes (`run`, `peak`, `memory`, `soak`, `all`, `cluster`) and what they share: the
 //! output directory and summary, building populations and run specs.
 
 pub mod all;
 pub mod ceilings;
 pub mod check;
+pub mod cluster;
 pub mod memory;
 pub mod peak;
 pub mod run;

@@ -47,6 +47,18 @@ pub async fn find_peak(
     p: &PeakOpts,
     ctx: &mut Ctx,
 ) -> Result<(f64, usize, Vec<RunReport>)> {
+    find_peak_named(env, pop, load, p, ctx, "peak").await
+}
+
+/// [`find_peak`] with runs named `<name>-c<connections>`.
+pub async fn find_peak_named(
+    env: &MarketEnv,
+    pop: &Arc<Population>,
+    load: &LoadOpts,
+    p: &PeakOpts,
+    ctx: &mut Ctx,
+    name: &str,
+) -> Result<(f64, usize, Vec<RunReport>)> {
     if p.steps.is_empty() {
         bail!("--steps needs at least one concurrency level");
     }
@@ -54,7 +66,7 @@ pub async fn find_peak(
     let (mut best, mut best_c) = (0.0f64, p.steps[0]);
     for &c in &p.steps {
         let s = spec(
-            &format!("peak-c{c}"),
+            &format!("{name}-c{c}"),
             Load::Closed { connections: c },
             Mix::parse(Mix::INTAKE)?,
             p.step_duration,
