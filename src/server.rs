@@ -1,8 +1,9 @@
-//! Running a market node: connect to Redis, load the books, serve HTTP.
+//! Running a market node: connect to Redis, join the cluster, serve HTTP.
 //!
 //! [`run`] takes an already-bound listener (so tests and `--listen 127.0.0.1:0` get a
 //! real free port) and serves until SIGINT/SIGTERM. The node answers `/health` with 503
-//! until every book is loaded, then 200.
+//! until it has joined the live set and taken the statements it owns, then 200. On
+//! SIGINT/SIGTERM it hands its statements over (see [`Markets::leave`]) before it stops.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
