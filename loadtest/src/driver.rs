@@ -134,6 +134,8 @@ pub struct RunOutput {
     pub cpu: Vec<(String, f64)>,
     /// Open loop: arrivals never sent (the dispatcher hit its time bound).
     pub unsent: u64,
+    /// Calls retried after a 503/429 (each retry counted).
+    pub retried: u64,
 }
 
 struct Shared {
@@ -149,6 +151,8 @@ struct Shared {
     matches: AtomicU64,
     inputs: AtomicU64,
     nonce: u64,
+    /// Calls retried after a 503/429.
+    retried: AtomicU64,
 }
 
 /// Shortest sleep of the open-loop dispatcher.
@@ -159,6 +163,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_OWNERS: usize = 1 << 20;
 /// Error messages kept.
 const MAX_ERRORS: usize = 20;
+/// Retries of a call answered 503/429, and the wait before each (the market's
+/// `Retry-After: 1`).
+const MAX_RETRIES: u32 = 3;
+const RETRY_WAIT: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -190,10 +198,27 @@ impl Shared {
             .as_ref()
             .map_or_else(|| self.target.addr(), |h| h.target.addr());
         let body = body.as_deref().map(str::as_bytes);
-        let r = user
+        let started = Instant::now();
+        let mut r = user
             .pool
             .request(addr, method, path, &user.auth_text, body, CALL_TIMEOUT)
             .await;
+        // A 503/429 (a statement changing hands, a node shedding load) is retried the way
+        // a client should: after the market's Retry-After (1 s), a few times, within the
+        // call's bound. The call's latency then includes the waits.
+        let mut retries = 0;
+        while matches!(&r, Ok(x) if x.status == 503 || x.status == 429)
+            && retries < MAX_RETRIES
+            && started.elapsed() + RETRY_WAIT < CALL_TIMEOUT
+        {
+            retries += 1;
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(RETRY_WAIT).await;
+            r = user
+                .pool
+                .request(addr, method, path, &user.auth_text, body, CALL_TIMEOUT)
+                .await;
+        }
         let done = Instant::now();
         match r {
             Err(e) => {
@@ -446,6 +471,7 @@ pub async fn run(
         matches: AtomicU64::new(0),
         inputs: AtomicU64::new(0),
         nonce: spec.seed,
+        retried: AtomicU64::new(0),
     });
     let mut pids = pids;
     pids.push(("loadtest".into(), std::process::id()));
@@ -485,6 +511,7 @@ pub async fn run(
         errors,
         cpu,
         unsent,
+        retried: shared.retried.load(Ordering::Relaxed),
     })
 }
 

@@ -219,8 +219,14 @@ impl OwnServer {
             .args(["--redis-url", &self.spec.redis_url])
             .args(["--key-prefix", &self.spec.prefix])
             .arg("--data-dir")
-            .arg(self.data.path())
-            .args(&self.spec.extra)
+            .arg(self.data.path());
+        // A node keeps its id across restarts, as a deployed one does, so that after a
+        // kill -9 it takes its statements back at once instead of waiting for the dead
+        // incarnation's heartbeat and leases to lapse.
+        if !self.spec.extra.iter().any(|a| a == "--node-id") {
+            cmd.args(["--node-id", &format!("loadtest-{}", std::process::id())]);
+        }
+        cmd.args(&self.spec.extra)
             .env("PROOF_MARKET_JWT_SECRET", &self.spec.secret)
             .env("RUST_LOG", "warn")
             .stderr(Stdio::from(log));

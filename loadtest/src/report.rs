@@ -160,6 +160,8 @@ pub struct RunReport {
     pub dispatch_lag: Option<Percentiles>,
     /// Open loop: arrivals never sent.
     pub unsent: u64,
+    /// Retries after a 503/429 (the call's latency includes the waits).
+    pub retried_503: u64,
     /// Cores used per process.
     pub cpu_cores: BTreeMap<String, f64>,
     /// Forks of the market's Redis during the run (AOF rewrites), when known.
@@ -238,6 +240,7 @@ impl RunReport {
             match_not_visible: rec.match_not_visible,
             dispatch_lag: (mode == "open").then(|| Percentiles::of(&rec.lag)),
             unsent: out.unsent,
+            retried_503: out.retried,
             cpu_cores: out.cpu.iter().cloned().collect(),
             redis_forks: None,
             routing: RoutingReport::of(&rec.routes, window),
@@ -362,6 +365,13 @@ impl RunReport {
                 r.forwarded_failed,
                 per(&r.orders_per_s_by_entry),
                 per(&r.orders_per_s_by_owner)
+            );
+        }
+        if self.retried_503 > 0 {
+            let _ = writeln!(
+                s,
+                "retries after 503/429 (Retry-After 1 s; latency includes the waits): {}",
+                self.retried_503
             );
         }
         if self.unsent > 0 {

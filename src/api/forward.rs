@@ -8,6 +8,7 @@
 //! hands on this node) is routed again after a short pause.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
@@ -103,6 +104,25 @@ where
     Err(MarketError::unavailable("the statement is changing hands, retry shortly").into())
 }
 
+/// Logs a failed forward at most once a second per process, with how many were not
+/// logged: a dead owner makes every call for its statements fail until its lease lapses.
+fn warn_rate_limited(url: &str, e: &reqwest::Error) {
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now = crate::domain::Millis::now().0;
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(%url, error = %e, suppressed, "forwarding to the owner failed");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Why a forward failed.
 enum Forward {
     /// No connection to the owner: the call was not sent.
@@ -144,7 +164,7 @@ async fn forward(
             .body(bytes);
     }
     let resp = out.send().await.map_err(|e| {
-        tracing::warn!(%url, error = %e, "forwarding to the owner failed");
+        warn_rate_limited(&url, &e);
         // A dead owner's heartbeat lapses within a lease; then another node owns the
         // statement, and this 503 tells the client to come back by then.
         let err = ApiError::from(MarketError::unavailable(
