@@ -125,6 +125,10 @@ pub const MAX_HOPS: u8 = 2;
 /// The statements this node serves and their matchers, and the cluster around it.
 pub struct Markets {
     store: Store,
+    /// A connection of its own for heartbeats and leases, so that renewals never queue
+    /// behind the calls' reads on the shared one.
+    upkeep: Store,
+    upkeep_thread: ArbiterHandle,
     node: NodeConfig,
     owned: Arc<Owned>,
     /// Live nodes, sorted by id, as of the last refresh.
@@ -152,19 +156,13 @@ impl Markets {
     ) -> Result<Markets, StoreError> {
         let mut arbiters = Vec::new();
         for _ in 0..threads.max(1) {
-            let handle = Arbiter::new().handle();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let s = store.clone();
-            handle.spawn(async move {
-                let _ = tx.send(s.reconnect().await);
-            });
-            let local = rx.await.map_err(|_| {
-                StoreError::Corrupt("matcher thread stopped while connecting".into())
-            })??;
-            arbiters.push((handle, local));
+            arbiters.push(thread_with_connection(&store).await?);
         }
+        let (upkeep_thread, upkeep) = thread_with_connection(&store).await?;
         Ok(Markets {
             store,
+            upkeep,
+            upkeep_thread,
             node,
             owned: Arc::new(Owned::default()),
             view: RwLock::new(Vec::new()),
@@ -256,7 +254,7 @@ impl Markets {
                 return Ok(());
             }
         }
-        let live = self.store.live_nodes(Millis::now()).await?;
+        let live = self.upkeep.live_nodes(Millis::now()).await?;
         let mut view: Vec<NodeEntry> = live
             .into_iter()
             .map(|(id, url)| NodeEntry { id, url })
@@ -358,7 +356,7 @@ impl Markets {
                 return Err(MarketError::Moved(None));
             }
             match self
-                .store
+                .upkeep
                 .acquire_lease(stmt, &self.node.id, self.lease_ms())
                 .await?
             {
@@ -418,7 +416,11 @@ impl Markets {
         // Unlisted first: new calls route to the new owner; the mailbox drains.
         self.owned.remove(stmt, r.token);
         let _ = tokio::time::timeout(Duration::from_secs(10), r.addr.send(Retire)).await;
-        match self.store.release_lease(stmt, &self.node.id, r.token).await {
+        match self
+            .upkeep
+            .release_lease(stmt, &self.node.id, r.token)
+            .await
+        {
             Ok(_) => {
                 tracing::info!(statement = %stmt, node = %self.node.id, "statement handed over")
             }
@@ -434,11 +436,11 @@ impl Markets {
             return Ok(());
         }
         let until = Millis(Millis::now().0 + self.lease_ms());
-        self.store
+        self.upkeep
             .heartbeat(&self.node.id, &self.node.url, until)
             .await?;
         self.refresh_view(Duration::ZERO).await?;
-        let all = self.store.statement_keys().await?;
+        let all = self.upkeep.statement_keys().await?;
         {
             let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
             known.extend(all.iter().copied());
@@ -451,7 +453,7 @@ impl Markets {
             .collect();
         for (stmt, token) in running {
             match self
-                .store
+                .upkeep
                 .renew_lease(stmt, &self.node.id, token, self.lease_ms())
                 .await
             {
@@ -490,6 +492,12 @@ impl Markets {
         Ok(())
     }
 
+    /// Starts [`Markets::run`] on the upkeep thread.
+    pub fn spawn_upkeep(self: &Arc<Self>) {
+        let me = self.clone();
+        self.upkeep_thread.spawn(me.run());
+    }
+
     /// Runs [`Markets::tick`] every third of a lease until the node leaves. The node
     /// turns ready after the first round.
     pub async fn run(self: Arc<Self>) {
@@ -520,7 +528,7 @@ impl Markets {
     /// arriving meanwhile are forwarded to the new owners.
     pub async fn leave(&self) {
         self.leaving.store(true, Ordering::Release);
-        if let Err(e) = self.store.leave(&self.node.id).await {
+        if let Err(e) = self.upkeep.leave(&self.node.id).await {
             tracing::warn!(error = %e, "leaving the live set failed; the heartbeat expires");
         }
         if let Err(e) = self.refresh_view(Duration::ZERO).await {
@@ -530,6 +538,20 @@ impl Markets {
         futures_util::future::join_all(owned.iter().map(|s| self.hand_over(*s))).await;
         tracing::info!(node = %self.node.id, handed_over = owned.len(), "left the cluster");
     }
+}
+
+/// A new thread (arbiter) and a Redis connection whose I/O runs on it.
+async fn thread_with_connection(store: &Store) -> Result<(ArbiterHandle, Store), StoreError> {
+    let handle = Arbiter::new().handle();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = store.clone();
+    handle.spawn(async move {
+        let _ = tx.send(s.reconnect().await);
+    });
+    let local = rx
+        .await
+        .map_err(|_| StoreError::Corrupt("a market thread stopped while connecting".into()))??;
+    Ok((handle, local))
 }
 
 /// Sends a message to a matcher. A full mailbox makes `send` wait, so a deadline turns

@@ -103,7 +103,9 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     // Printed on stdout so scripts and tests can find a port chosen by the OS.
     println!("proof-market listening on http://{addr}");
     tracing::info!(%addr, %redis, prefix = %cfg.key_prefix, node = %cfg.node.id, url = %cfg.node.url, "serving");
-    actix::spawn(markets.clone().run());
+    // Heartbeats and leases run on a thread and a Redis connection of their own, so a
+    // busy node still renews its leases in time.
+    markets.spawn_upkeep();
     actix::spawn(async move {
         wait_for_signal().await;
         // Leave first, so calls arriving while statements move are forwarded to their

@@ -33,10 +33,14 @@ redis.call('SET', KEYS[1] .. ':lease', ARGV[1], 'PX', ARGV[2])
 return {1, tostring(redis.call('INCR', KEYS[1] .. ':fence'))}
 "#;
 
+// A lease that lapsed while nobody took it (the fence is still ours) is taken back:
+// its holder lost no write to anyone, so stopping and rebuilding its matcher would only
+// turn a slow moment of Redis or of the node into an outage.
 const RENEW: &str = r#"
-if redis.call('GET', KEYS[1] .. ':lease') == ARGV[1]
+local cur = redis.call('GET', KEYS[1] .. ':lease')
+if (cur == ARGV[1] or not cur)
    and redis.call('GET', KEYS[1] .. ':fence') == ARGV[2] then
-  redis.call('PEXPIRE', KEYS[1] .. ':lease', ARGV[3])
+  redis.call('SET', KEYS[1] .. ':lease', ARGV[1], 'PX', ARGV[3])
   return 1
 end
 return 0
@@ -127,7 +131,8 @@ impl Store {
         }
     }
 
-    /// Extends a lease this node holds with `token`; `false` when it is lost.
+    /// Extends a lease this node holds with `token` (or took last, if it lapsed and no
+    /// one took it since); `false` when another node has taken it.
     pub async fn renew_lease(
         &self,
         stmt: Key,
