@@ -81,6 +81,22 @@ struct Outcome {
     last_unavailable: Option<Instant>,
 }
 
+impl Outcome {
+    /// Waits for every client and adds their outcomes up.
+    async fn gather(tasks: Vec<tokio::task::JoinHandle<Outcome>>) -> Outcome {
+        let mut all = Outcome::default();
+        for t in tasks {
+            let o = t.await.unwrap();
+            all.acked.extend(o.acked);
+            all.unavailable += o.unavailable;
+            all.unreachable += o.unreachable;
+            all.withdrawn += o.withdrawn;
+            all.last_unavailable = all.last_unavailable.max(o.last_unavailable);
+        }
+        all
+    }
+}
+
 /// One client: orders until `until`, spread over `statements` and over the nodes in
 /// `apis` (round robin). A 503 is retried after a pause; a node that refuses connections is
 /// dropped from the client's list. Anything else but 200 fails the test.
@@ -214,15 +230,7 @@ async fn three_nodes_survive_a_kill(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     nodes[victim].kill9();
     let killed = Instant::now();
-    let mut all = Outcome::default();
-    for t in tasks {
-        let o = t.await.unwrap();
-        all.acked.extend(o.acked);
-        all.unavailable += o.unavailable;
-        all.unreachable += o.unreachable;
-        all.withdrawn += o.withdrawn;
-        all.last_unavailable = all.last_unavailable.max(o.last_unavailable);
-    }
+    let all = Outcome::gather(tasks).await;
     let survivor = (0..3).find(|i| *i != victim).unwrap();
     let api = users[0].at(&nodes[survivor].url);
     let after = settle(&api, 2).await;
@@ -386,13 +394,7 @@ async fn a_joining_node_takes_its_share_and_a_stopping_one_hands_over_cleanly() 
     tokio::time::sleep(Duration::from_millis(800)).await;
     let code = tokio::task::block_in_place(|| nodes[2].terminate(Duration::from_secs(30)));
     assert_eq!(code, Some(0), "the node did not exit cleanly on SIGTERM");
-    let mut all = Outcome::default();
-    for t in tasks {
-        let o = t.await.unwrap();
-        all.acked.extend(o.acked);
-        all.unavailable += o.unavailable;
-        all.unreachable += o.unreachable;
-    }
+    let all = Outcome::gather(tasks).await;
     eprintln!(
         "{} orders acknowledged while the node left; {} answers 503",
         all.acked.len(),

@@ -350,21 +350,14 @@ impl RunReport {
             line(&mut s, "orders (all)", &self.order_latency);
             line(&mut s, "orders local", &r.local);
             line(&mut s, "orders fwd", &r.forwarded);
-            let per = |v: &[f64]| {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, x)| format!("node{i} {x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let _ = writeln!(
                 s,
                 "forwarded: {:.1} % of acked orders (not acked: {} local, {} forwarded) | orders/s by entry node: {} | by owner node: {}",
                 100.0 * r.forwarded_share,
                 r.local_failed,
                 r.forwarded_failed,
-                per(&r.orders_per_s_by_entry),
-                per(&r.orders_per_s_by_owner)
+                per_node(&r.orders_per_s_by_entry),
+                per_node(&r.orders_per_s_by_owner)
             );
         }
         if self.retried_503 > 0 {
@@ -433,6 +426,15 @@ pub fn ratio(value: f64, ceiling: f64) -> String {
     } else {
         "n/a".into()
     }
+}
+
+/// Per-node figures as `node0 N, node1 N, ...`.
+pub fn per_node(v: &[f64]) -> String {
+    v.iter()
+        .enumerate()
+        .map(|(i, x)| format!("node{i} {x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::MarketError;
 use crate::service::Market;
@@ -62,10 +62,10 @@ pub fn hops(req: &HttpRequest) -> u8 {
 }
 
 /// Runs `call`, forwarding to the owner or routing again as the market answers.
-/// `body` is what to send the owner (the parsed JSON, written back out).
+/// `body` is what to send the owner (the parsed JSON object, written back out).
 pub async fn routed<F, Fut>(
     req: &HttpRequest,
-    body: Option<&Value>,
+    body: Option<&Map<String, Value>>,
     mut call: F,
 ) -> Result<HttpResponse, ApiError>
 where
@@ -139,7 +139,7 @@ impl From<MarketError> for Forward {
 
 async fn forward(
     req: &HttpRequest,
-    body: Option<&Value>,
+    body: Option<&Map<String, Value>>,
     base: &str,
     hops: u8,
 ) -> Result<HttpResponse, Forward> {

@@ -96,12 +96,9 @@ pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<Stri
 }
 
 async fn push_order(m: &Market, req: &HttpRequest, c: &Caller, side: Side, body: Value) -> Res {
-    let body = Value::Object(bodies::object(body)?);
-    let b = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("expected an object"))?;
-    bodies::new_order(side, b)?;
-    routed(req, Some(&body), |hops| async move {
+    let b = &bodies::object(body)?;
+    // Parsed inside the call: a bad body fails there with its 400 before any routing.
+    routed(req, Some(b), |hops| async move {
         let order = bodies::new_order(side, b)?;
         ok(views::order(&m.place(&c.0, order, hops).await?))
     })
@@ -196,14 +193,10 @@ pub async fn push_proof(
     body: web::Json<Value>,
     limits: web::Data<crate::service::Limits>,
 ) -> Res {
-    let body = Value::Object(bodies::object(body.into_inner())?);
-    let b = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("expected an object"))?;
+    let b = &bodies::object(body.into_inner())?;
     let max = limits.max_proof_bytes;
-    bodies::proof_push(b, max)?;
     let (m, c) = (&m, &c);
-    routed(&req, Some(&body), |hops| async move {
+    routed(&req, Some(b), |hops| async move {
         let p = bodies::proof_push(b, max)?;
         ok(views::proof(&m.push_proof(&c.0, p, hops).await?, false))
     })

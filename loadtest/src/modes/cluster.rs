@@ -366,18 +366,11 @@ pub fn compare_text(one: &Side, many: &Side) -> String {
                 d(r.forwarded.p99_us, r.local.p99_us)
             );
         }
-        let per = |v: &[f64]| {
-            v.iter()
-                .enumerate()
-                .map(|(i, x)| format!("node{i} {x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let _ = writeln!(
             t,
             "orders/s per node ({n} nodes): by entry node {} | by owner node {}",
-            per(&r.orders_per_s_by_entry),
-            per(&r.orders_per_s_by_owner)
+            crate::report::per_node(&r.orders_per_s_by_entry),
+            crate::report::per_node(&r.orders_per_s_by_owner)
         );
     }
     for s in [one, many] {
