@@ -133,7 +133,9 @@ pub struct Markets {
     owned: Arc<Owned>,
     /// Live nodes, sorted by id, as of the last refresh.
     view: RwLock<Vec<NodeEntry>>,
-    view_refreshed: Mutex<Option<Instant>>,
+    /// When the read behind `view` started. Held across a read, so calls that want a
+    /// fresh view at the same moment share one read.
+    view_read: tokio::sync::Mutex<Option<Instant>>,
     /// Statements known to exist.
     known: RwLock<HashSet<Key>>,
     /// One acquisition at a time per statement.
@@ -166,7 +168,7 @@ impl Markets {
             node,
             owned: Arc::new(Owned::default()),
             view: RwLock::new(Vec::new()),
-            view_refreshed: Mutex::new(None),
+            view_read: tokio::sync::Mutex::new(None),
             known: RwLock::new(HashSet::new()),
             acquiring: Mutex::new(HashMap::new()),
             arbiters,
@@ -242,18 +244,15 @@ impl Markets {
         }
     }
 
-    /// Reads the live nodes from Redis. `min_age` rate-limits refreshes asked for by
-    /// calls (a burst of forwarded calls costs one read, not one each).
-    pub async fn refresh_view(&self, min_age: Duration) -> Result<(), StoreError> {
-        {
-            let last = self
-                .view_refreshed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < min_age) {
-                return Ok(());
-            }
+    /// Makes the view at least as new as a read of the live nodes that started at or
+    /// after `since`: reads Redis unless such a read has completed meanwhile (calls that
+    /// ask together share one read).
+    pub async fn refresh_view(&self, since: Instant) -> Result<(), StoreError> {
+        let mut last = self.view_read.lock().await;
+        if last.is_some_and(|t| t >= since) {
+            return Ok(());
         }
+        let started = Instant::now();
         let live = self.upkeep.live_nodes(Millis::now()).await?;
         let mut view: Vec<NodeEntry> = live
             .into_iter()
@@ -263,19 +262,8 @@ impl Markets {
             view.retain(|n| n.id != self.node.id);
         }
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
-        *self
-            .view_refreshed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *last = Some(started);
         Ok(())
-    }
-
-    /// Makes the next call-driven refresh of the view read Redis (a forward failed).
-    pub fn mark_view_stale(&self) {
-        *self
-            .view_refreshed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     async fn statement_exists(&self, stmt: Key) -> Result<bool, StoreError> {
@@ -317,19 +305,24 @@ impl Markets {
         if !self.statement_exists(stmt).await? {
             return Err(MarketError::NotFound(format!("no statement {stmt}")));
         }
+        let asked = Instant::now();
         let mut owner = self.owner_in_view(stmt);
         if hops > 0 && owner.as_ref().is_none_or(|o| o.id != self.node.id) {
-            // Whoever forwarded this thought we own it: our view may be the stale one.
-            self.refresh_view(Duration::from_millis(50)).await?;
+            // Whoever forwarded this thought we own it: one of the two views is stale
+            // (a node is joining or leaving). Ours must not be: read it again (calls
+            // arriving together share the read; it happens only while views disagree).
+            self.refresh_view(asked).await?;
             owner = self.owner_in_view(stmt);
         }
+        // A leaving node is never the owner and its view is the newest: it may take
+        // one hop more than others to pass a stale forward on.
+        let hop_limit = MAX_HOPS + u8::from(self.is_leaving());
         match owner {
             Some(o) if o.id == self.node.id => self.acquire(stmt, true).await,
-            Some(o) if hops < MAX_HOPS => Err(MarketError::Moved(Some(o.url))),
-            Some(o) => Err(MarketError::unavailable(format!(
-                "statement {stmt} is changing hands (owner {}), retry shortly",
-                o.id
-            ))),
+            Some(o) if hops < hop_limit => Err(MarketError::Moved(Some(o.url))),
+            // Out of hops while views still disagree: route again here after a pause,
+            // with a fresh view, until they agree (the caller gives up after seconds).
+            Some(_) => Err(MarketError::Moved(None)),
             None => Err(MarketError::unavailable(
                 "no live market node owns this statement yet, retry shortly",
             )),
@@ -439,7 +432,7 @@ impl Markets {
         self.upkeep
             .heartbeat(&self.node.id, &self.node.url, until)
             .await?;
-        self.refresh_view(Duration::ZERO).await?;
+        self.refresh_view(Instant::now()).await?;
         let all = self.upkeep.statement_keys().await?;
         {
             let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
@@ -531,7 +524,7 @@ impl Markets {
         if let Err(e) = self.upkeep.leave(&self.node.id).await {
             tracing::warn!(error = %e, "leaving the live set failed; the heartbeat expires");
         }
-        if let Err(e) = self.refresh_view(Duration::ZERO).await {
+        if let Err(e) = self.refresh_view(Instant::now()).await {
             tracing::warn!(error = %e, "reading the live set failed");
         }
         let owned = self.owned();

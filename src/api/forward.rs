@@ -83,8 +83,8 @@ where
                         // live nodes again and route once more.
                         unreachable += 1;
                         if let Some(m) = req.app_data::<web::Data<Market>>() {
-                            m.markets().mark_view_stale();
-                            if m.markets().refresh_view(Duration::ZERO).await.is_err() {
+                            let now = std::time::Instant::now();
+                            if m.markets().refresh_view(now).await.is_err() {
                                 return Err(e);
                             }
                         }
