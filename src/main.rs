@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::markets::NodeConfig;
 use proof_market::server::{self, ServeConfig};
-use proof_market::store::RedisTarget;
+use proof_market::store::{RedisTarget, RedisTls};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,23 @@ struct ServeArgs {
     /// configuration endpoint).
     #[arg(long, env = "PROOF_MARKET_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     redis_cluster: bool,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the system roots.
+    #[arg(long, env = "PROOF_MARKET_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Redis servers that require mutual TLS.
+    #[arg(
+        long,
+        env = "PROOF_MARKET_REDIS_CLIENT_CERT",
+        requires = "redis_client_key"
+    )]
+    redis_client_cert: Option<PathBuf>,
+    /// PEM private key of `--redis-client-cert`.
+    #[arg(
+        long,
+        env = "PROOF_MARKET_REDIS_CLIENT_KEY",
+        requires = "redis_client_cert"
+    )]
+    redis_client_key: Option<PathBuf>,
     /// This node's id: unique among the market's nodes and stable across its restarts
     /// (default: <hostname>:<port>).
     #[arg(long, env = "PROOF_MARKET_NODE_ID")]
@@ -166,8 +183,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    let redis = RedisTarget::parse(&args.redis_url, args.redis_cluster)
+    let mut redis = RedisTarget::parse(&args.redis_url, args.redis_cluster)
         .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?;
+    if let Some(tls) = RedisTls::load(
+        args.redis_ca_file.as_deref(),
+        args.redis_client_cert.as_deref(),
+        args.redis_client_key.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?
+    {
+        redis = redis.with_tls(tls).map_err(anyhow::Error::msg)?;
+    }
     let host = hostname();
     let node_id = args
         .node_id

@@ -14,6 +14,7 @@
 
 mod nodes;
 mod records;
+mod target;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,6 +25,7 @@ use redis::AsyncCommands;
 
 pub use nodes::Lease;
 pub use records::{OrderRecord, ProofRecord};
+pub use target::{redact_url, RedisTarget, RedisTls};
 
 use crate::domain::{Key, Millis, Side, Status};
 
@@ -173,69 +175,6 @@ pub struct UserRecord {
     pub created: u64,
 }
 
-/// Where the store lives: one Redis, or a Redis Cluster reached through seed nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// A standalone Redis (or a managed one with cluster mode disabled).
-    Single(String),
-    /// A Redis Cluster; any reachable seed yields the whole topology.
-    Cluster(Vec<String>),
-}
-
-impl RedisTarget {
-    /// Reads `--redis-url`: one URL is a single Redis unless `cluster` is set; a
-    /// comma-separated list of URLs is a cluster's seeds.
-    pub fn parse(urls: &str, cluster: bool) -> Result<RedisTarget, String> {
-        let mut seeds: Vec<String> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if seeds.is_empty() {
-            return Err("no Redis URL given".into());
-        }
-        for s in &seeds {
-            if !(s.starts_with("redis://") || s.starts_with("rediss://")) {
-                return Err(format!(
-                    "Redis URL {} must start with redis:// or rediss://",
-                    redact_url(s)
-                ));
-            }
-        }
-        Ok(if seeds.len() > 1 || cluster {
-            RedisTarget::Cluster(seeds)
-        } else {
-            RedisTarget::Single(seeds.swap_remove(0))
-        })
-    }
-
-    /// The target for logs, passwords masked.
-    pub fn redacted(&self) -> String {
-        match self {
-            RedisTarget::Single(u) => redact_url(u),
-            RedisTarget::Cluster(seeds) => format!(
-                "cluster [{}]",
-                seeds
-                    .iter()
-                    .map(|s| redact_url(s))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-    }
-}
-
-/// A Redis URL fit for logs: any password or user name is masked.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// One multiplexed connection, to a single Redis or to a cluster. Both reconnect by
 /// themselves; the cluster one also follows `MOVED`/`ASK` redirections.
 #[derive(Clone)]
@@ -288,31 +227,33 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
-    /// Connects to one Redis at `url`, namespacing every key under `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Store, StoreError> {
-        Store::open(&RedisTarget::Single(url.to_owned()), prefix).await
-    }
-
     /// Connects to `target`, namespacing every key under `prefix`.
     pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Store, StoreError> {
-        let conn = match target {
-            RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_number_of_retries(2);
-                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        if target.uses_tls() {
+            target::install_crypto_provider();
+        }
+        let certs = target.certificates();
+        let conn = if target.is_cluster() {
+            let mut builder =
+                redis::cluster::ClusterClient::builder(target.seeds().iter().map(String::as_str))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(3);
+            if let Some(c) = certs {
+                builder = builder.certs(c);
             }
-            RedisTarget::Cluster(seeds) => {
-                let client =
-                    redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
-                        .connection_timeout(CONNECT_TIMEOUT)
-                        .response_timeout(RESPONSE_TIMEOUT)
-                        .retries(3)
-                        .build()?;
-                Conn::Cluster(client.get_async_connection().await?)
-            }
+            Conn::Cluster(builder.build()?.get_async_connection().await?)
+        } else {
+            let url = target.seeds()[0].as_str();
+            let client = match certs {
+                Some(c) => redis::Client::build_with_tls(url, c)?,
+                None => redis::Client::open(url)?,
+            };
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(2);
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
         };
         Ok(Store {
             conn,

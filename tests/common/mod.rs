@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod tls;
+
 pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
 pub const ROOT: &str = "/_db/market/v0_0";
 
@@ -83,12 +85,23 @@ impl Drop for OwnRedis {
 pub struct OwnCluster {
     children: Vec<Child>,
     pub ports: Vec<u16>,
+    tls: bool,
+    cli: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl OwnCluster {
     /// Starts three cluster-enabled redis-servers, joins them, waits for `cluster_state:ok`.
     pub fn start() -> OwnCluster {
+        Self::start_with(None)
+    }
+
+    /// The same, TLS only (clients and the cluster bus), with `pki`'s certificates.
+    pub fn start_tls(pki: &tls::Pki) -> OwnCluster {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&tls::Pki>) -> OwnCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut ports = Vec::new();
         while ports.len() < 3 {
@@ -105,16 +118,18 @@ impl OwnCluster {
         for p in &ports {
             let d = dir.path().join(p.to_string());
             std::fs::create_dir_all(&d).unwrap();
+            let listen: Vec<String> = match pki {
+                Some(pki) => {
+                    let mut a = pki.server_args(*p);
+                    a.extend(["--tls-cluster".into(), "yes".into()]);
+                    a
+                }
+                None => vec!["--port".into(), p.to_string()],
+            };
             children.push(
                 Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &p.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                    ])
+                    .args(listen)
+                    .args(["--bind", "127.0.0.1", "--save", ""])
                     .args([
                         "--cluster-enabled",
                         "yes",
@@ -133,12 +148,15 @@ impl OwnCluster {
         let c = OwnCluster {
             children,
             ports,
+            tls: pki.is_some(),
+            cli: pki.map(tls::Pki::cli_args).unwrap_or_default(),
             _dir: dir,
         };
         for p in &c.ports {
-            wait_for_redis(&format!("redis://127.0.0.1:{p}"));
+            wait_for_cli(*p, &c.cli);
         }
         let out = Command::new("redis-cli")
+            .args(&c.cli)
             .arg("--cluster")
             .arg("create")
             .args(c.ports.iter().map(|p| format!("127.0.0.1:{p}")))
@@ -153,11 +171,7 @@ impl OwnCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         'wait: loop {
             for p in &c.ports {
-                let info: String = redis::Client::open(format!("redis://127.0.0.1:{p}"))
-                    .and_then(|cl| cl.get_connection())
-                    .and_then(|mut con| redis::cmd("CLUSTER").arg("INFO").query(&mut con))
-                    .unwrap_or_default();
-                if !info.contains("cluster_state:ok") {
+                if !redis_cli(*p, &c.cli, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
                     assert!(Instant::now() < deadline, "Redis Cluster not ok in 30 s");
                     std::thread::sleep(Duration::from_millis(100));
                     continue 'wait;
@@ -169,12 +183,39 @@ impl OwnCluster {
 
     /// The seed list as `--redis-url` takes it.
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// What `redis-cli` (with `cli` connection arguments) prints for `cmd` on `port`;
+/// empty when it fails.
+pub fn redis_cli(port: u16, cli: &[String], cmd: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(cli)
+        .args(cmd)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until the server on `port` answers PING through redis-cli.
+pub fn wait_for_cli(port: u16, cli: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis_cli(port, cli, &["PING"]).trim() == "PONG" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server on port {port} did not start");
 }
 
 impl Drop for OwnCluster {
