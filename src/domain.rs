@@ -231,6 +231,42 @@ impl Status {
     }
 }
 
+/// A client's idempotency key for placing an order (the `Idempotency-Key` header): 1 to
+/// 128 visible ASCII characters. The same key from the same user for the same statement
+/// and side names one order: a retry gets that order back instead of placing another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Longest key taken.
+    pub const MAX_LEN: usize = 128;
+
+    /// Checks and wraps a key.
+    pub fn parse(s: &str) -> Result<IdempotencyKey, String> {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "Idempotency-Key must be 1 to {} characters",
+                Self::MAX_LEN
+            ));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("Idempotency-Key must be visible ASCII characters, no spaces".into());
+        }
+        Ok(IdempotencyKey(s.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the key is remembered for `sender`'s orders of one side: user names have no
+    /// `:`, so the three parts cannot run into each other.
+    pub fn scoped(&self, side: Side, sender: &str) -> String {
+        format!("{}:{sender}:{}", side.as_str(), self.0)
+    }
+}
+
 /// A user name: 1 to 64 characters of `[A-Za-z0-9_.@-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserName(String);
@@ -260,6 +296,30 @@ impl fmt::Display for UserName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_and_bounded() {
+        for good in ["a", "0f3e-11aa", &"k".repeat(128), "~!@#$%^&*()_+{}|:<>?"] {
+            assert_eq!(IdempotencyKey::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "tab\there",
+            "new\nline",
+            "é",
+            &"k".repeat(129),
+        ] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+        let k = IdempotencyKey::parse("x:y").unwrap();
+        assert_eq!(k.scoped(Side::Request, "alice"), "request:alice:x:y");
+        assert_ne!(
+            k.scoped(Side::Request, "alice"),
+            k.scoped(Side::Proposal, "alice")
+        );
+    }
 
     fn c(s: &str) -> Result<u64, CostError> {
         Cost::parse_json_number(s).map(Cost::micros)

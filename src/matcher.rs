@@ -13,7 +13,7 @@
 //! orders.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -24,10 +24,31 @@ use crate::domain::{Key, Millis, Side, Status};
 use crate::error::MarketError;
 use crate::store::{Op, OrderRecord, ProofRecord, Store, StoreError};
 
-/// Places a new order (status `created`, seq unset); answers the order as stored.
+/// Places a new order (status `created`, seq unset), unless `idempotency` (a scoped
+/// [`crate::domain::IdempotencyKey`]) already placed one.
 #[derive(Message)]
-#[rtype(result = "Result<OrderRecord, MarketError>")]
-pub struct Place(pub OrderRecord);
+#[rtype(result = "Result<Placed, MarketError>")]
+pub struct Place {
+    /// The order.
+    pub order: OrderRecord,
+    /// The client's idempotency key, scoped to side and sender.
+    pub idempotency: Option<String>,
+}
+
+/// What [`Place`] did.
+#[derive(Debug)]
+pub enum Placed {
+    /// Placed this order (as stored).
+    New(OrderRecord),
+    /// The idempotency key had already placed this order: nothing was placed now.
+    Existing(Key),
+}
+
+/// How long an idempotency key is remembered after the order it placed.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Most idempotency keys forgotten in one op.
+const FORGET_BATCH: usize = 1000;
 
 /// Withdraws an open order of `sender` (`None`: by the market, e.g. expiry).
 #[derive(Message)]
@@ -83,6 +104,10 @@ pub struct Matcher {
     book: Book,
     /// Canonical inputs already proved → proof key.
     proven: HashMap<String, Key>,
+    /// Scoped idempotency keys → (order placed, when).
+    idempotency: HashMap<String, (Key, Millis)>,
+    /// The same keys, oldest first, for forgetting them after the retention.
+    idempotency_order: VecDeque<(Millis, String)>,
     next_seq: u64,
     /// Orders with a wait_period: (deadline, key, side).
     deadlines: BinaryHeap<Reverse<(Millis, Key, SideOrd)>>,
@@ -123,6 +148,7 @@ impl SideOrd {
 pub struct Snapshot {
     open: Vec<OrderRecord>,
     proven: HashMap<String, Key>,
+    idempotency: HashMap<String, (Key, Millis)>,
 }
 
 impl Snapshot {
@@ -131,6 +157,7 @@ impl Snapshot {
         Ok(Snapshot {
             open: store.open_orders(statement).await?,
             proven: store.proven_inputs(statement).await?,
+            idempotency: store.idempotency_keys(statement).await?,
         })
     }
 }
@@ -150,6 +177,8 @@ impl Matcher {
             store,
             book: Book::new(),
             proven: HashMap::new(),
+            idempotency: HashMap::new(),
+            idempotency_order: VecDeque::new(),
             next_seq: 1,
             deadlines: BinaryHeap::new(),
             pending: Vec::new(),
@@ -168,6 +197,14 @@ impl Matcher {
         self.book = Book::new();
         self.deadlines.clear();
         self.proven = snap.proven;
+        let mut by_age: Vec<(Millis, String)> = snap
+            .idempotency
+            .iter()
+            .map(|(k, (_, at))| (*at, k.clone()))
+            .collect();
+        by_age.sort();
+        self.idempotency_order = by_age.into();
+        self.idempotency = snap.idempotency;
         let mut open = snap.open;
         open.sort_by_key(|o| (o.seq, o.key));
         for o in &open {
@@ -361,8 +398,27 @@ impl Matcher {
                 });
             }
         }
-        if !ops.is_empty() && !self.stale {
+        if !ops.is_empty() {
             tracing::info!(statement = %self.statement, expired = ops.len(), "orders past their wait_period withdrawn");
+        }
+        let retention = IDEMPOTENCY_RETENTION.as_millis() as u64;
+        let mut forget = Vec::new();
+        while let Some((at, _)) = self.idempotency_order.front() {
+            if at.0.saturating_add(retention) > now.0 || forget.len() >= FORGET_BATCH {
+                break;
+            }
+            if let Some((at, scoped)) = self.idempotency_order.pop_front() {
+                // A key forgotten and used again has a newer entry: keep that one.
+                if self.idempotency.get(&scoped).is_some_and(|(_, t)| *t == at) {
+                    self.idempotency.remove(&scoped);
+                    forget.push(scoped);
+                }
+            }
+        }
+        if !forget.is_empty() {
+            ops.push(Op::Forget(forget));
+        }
+        if !ops.is_empty() && !self.stale {
             let rx = self.enqueue(ctx, ops, true);
             ctx.spawn(
                 async move {
@@ -415,13 +471,20 @@ impl Actor for Matcher {
 }
 
 impl Handler<Place> for Matcher {
-    type Result = ResponseFuture<Result<OrderRecord, MarketError>>;
+    type Result = ResponseFuture<Result<Placed, MarketError>>;
 
     fn handle(&mut self, msg: Place, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self.check_usable() {
             return Box::pin(async move { Err(e) });
         }
-        let mut order = msg.0;
+        let Place {
+            mut order,
+            idempotency,
+        } = msg;
+        if let Some((existing, _)) = idempotency.as_ref().and_then(|k| self.idempotency.get(k)) {
+            let existing = *existing;
+            return Box::pin(async move { Ok(Placed::Existing(existing)) });
+        }
         order.seq = self.next_seq;
         self.next_seq += 1;
         let now = order.created;
@@ -455,8 +518,17 @@ impl Handler<Place> for Matcher {
                 }
             }
         }
+        if let Some(scoped) = idempotency {
+            ops.push(Op::Remember {
+                scoped: scoped.clone(),
+                order: order.key,
+                at: now,
+            });
+            self.idempotency.insert(scoped.clone(), (order.key, now));
+            self.idempotency_order.push_back((now, scoped));
+        }
         let rx = self.enqueue(ctx, ops, true);
-        Box::pin(async move { outcome(rx).await.map(|()| order) })
+        Box::pin(async move { outcome(rx).await.map(|()| Placed::New(order)) })
     }
 }
 

@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 use crate::auth::{self, Tokens};
 use crate::book::Level;
 use crate::circuits::{fe_to_hex, parse_canonical, Circuits};
-use crate::domain::{Cost, Key, Millis, Minutes, Side, Status, UserName};
+use crate::domain::{Cost, IdempotencyKey, Key, Millis, Minutes, Side, Status, UserName};
 use crate::error::MarketError;
 use crate::input::PublicInput;
 use crate::markets::{ask, Markets};
-use crate::matcher::{Complete, Depth, Place, Withdraw};
+use crate::matcher::{Complete, Depth, Place, Placed, Withdraw};
 use crate::prover::halo2::PROOF_SYSTEM;
 use crate::store::{OrderRecord, ProofRecord, Store, UserRecord};
 
@@ -52,6 +52,8 @@ pub struct NewOrder {
     pub wait_period: Option<Minutes>,
     /// Public input (requests): the JSON as sent, and its parsed form.
     pub input: Option<(Value, PublicInput)>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 /// A pushed proof, parsed.
@@ -350,6 +352,11 @@ impl Market {
             (Side::Request, Some((_, input))) => self.check_input(o.statement, input).await?,
             (Side::Proposal, _) => {}
         }
+        let side = o.side;
+        let idempotency = o
+            .idempotency
+            .as_ref()
+            .map(|k| k.scoped(side, sender.as_str()));
         let key = self.markets.keys.next(&self.store).await?;
         let now = Millis::now();
         let (input, canon) = match &o.input {
@@ -375,7 +382,25 @@ impl Market {
             price: None,
             proof_key: None,
         };
-        ask(&matcher, Place(record)).await?
+        match ask(
+            &matcher,
+            Place {
+                order: record,
+                idempotency,
+            },
+        )
+        .await??
+        {
+            Placed::New(order) => Ok(order),
+            // A retry: answer the order the key placed, as it is now. If the first call's
+            // write is still in flight it is not readable yet.
+            Placed::Existing(key) => match self.get_order(side, key).await {
+                Err(MarketError::NotFound(_)) => Err(MarketError::unavailable(
+                    "an order with this Idempotency-Key is still being placed, retry shortly",
+                )),
+                other => other,
+            },
+        }
     }
 
     /// Refuses inputs the statement's circuit cannot prove: wrong arity, or a division

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::{Cost, Key, Minutes, Side, Status};
+use crate::domain::{Cost, IdempotencyKey, Key, Minutes, Side, Status};
 use crate::input::PublicInput;
 use crate::service::{NewOrder, OrderFilter, ProofPush};
 
@@ -105,8 +105,25 @@ pub fn new_order(side: Side, m: &Map<String, Value>) -> R<NewOrder> {
         eval_time: minutes(m, "eval_time")?,
         wait_period: minutes(m, "wait_period")?,
         input,
+        idempotency: None,
     })
 }
+
+/// The `Idempotency-Key` header, if sent.
+pub fn idempotency_key(req: &actix_web::HttpRequest) -> R<Option<IdempotencyKey>> {
+    let Some(v) = req.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII characters"))?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(ApiError::bad_request)
+}
+
+/// The header naming an order placement, so that a retry does not place it twice.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// A pushed proof: hex text with an optional `0x` prefix.
 pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {

@@ -61,11 +61,31 @@ pub fn hops(req: &HttpRequest) -> u8 {
         .unwrap_or(0)
 }
 
+/// Whether a call may be sent to an owner again when the first try may have reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Applying it twice is refused or harmless (withdraw, proof, reads, keyed orders).
+    Safe,
+    /// It could be applied twice (an order without an Idempotency-Key).
+    Unsafe,
+}
+
+impl From<bool> for Resend {
+    fn from(safe: bool) -> Resend {
+        if safe {
+            Resend::Safe
+        } else {
+            Resend::Unsafe
+        }
+    }
+}
+
 /// Runs `call`, forwarding to the owner or routing again as the market answers.
 /// `body` is what to send the owner (the parsed JSON object, written back out).
 pub async fn routed<F, Fut>(
     req: &HttpRequest,
     body: Option<&Map<String, Value>>,
+    resend: Resend,
     mut call: F,
 ) -> Result<HttpResponse, ApiError>
 where
@@ -77,21 +97,27 @@ where
     for attempt in 0..ATTEMPTS {
         match call(hops).await {
             Err(e) => match e.moved() {
-                Some(Some(url)) => match forward(req, body, &url, hops).await {
-                    Err(Forward::Unreachable(e)) if unreachable < 2 => {
-                        // Nothing was sent: the owner may have just left. Read the
-                        // live nodes again and route once more.
-                        unreachable += 1;
-                        if let Some(m) = req.app_data::<web::Data<Market>>() {
-                            let now = std::time::Instant::now();
-                            if m.markets().refresh_view(now).await.is_err() {
-                                return Err(e);
-                            }
+                Some(Some(url)) => {
+                    let (e, again) = match forward(req, body, &url, hops).await {
+                        Ok(r) => return Ok(r),
+                        // Nothing was sent: the owner may have just left.
+                        Err(Forward::Unreachable(e)) => (e, true),
+                        // The owner may have applied it.
+                        Err(Forward::Failed(e)) if resend == Resend::Safe => (e, true),
+                        Err(Forward::Failed(_)) => return Err(outcome_unknown()),
+                    };
+                    if !again || unreachable >= 2 {
+                        return Err(e);
+                    }
+                    // Read the live nodes again and route once more.
+                    unreachable += 1;
+                    if let Some(m) = req.app_data::<web::Data<Market>>() {
+                        let now = std::time::Instant::now();
+                        if m.markets().refresh_view(now).await.is_err() {
+                            return Err(e);
                         }
                     }
-                    Err(Forward::Unreachable(e) | Forward::Failed(e)) => return Err(e),
-                    Ok(r) => return Ok(r),
-                },
+                }
                 Some(None) => {
                     let pause = 10 * u64::from(attempt.min(10) + 1);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -102,6 +128,16 @@ where
         }
     }
     Err(MarketError::unavailable("the statement is changing hands, retry shortly").into())
+}
+
+/// A forwarded order that may or may not have been placed: not a 503, which tells
+/// clients to resend (and would place it twice).
+fn outcome_unknown() -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the node owning this statement did not answer; the order may or may not have been \
+         placed: list your orders before placing it again, or send an Idempotency-Key",
+    )
 }
 
 /// Logs a failed forward at most once a second per process, with how many were not
@@ -156,6 +192,9 @@ async fn forward(
         .header(HOPS_HEADER, (hops + 1).to_string());
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+    }
+    if let Some(k) = req.headers().get(super::bodies::IDEMPOTENCY_HEADER) {
+        out = out.header(super::bodies::IDEMPOTENCY_HEADER, k.as_bytes());
     }
     if let Some(b) = body {
         let bytes = serde_json::to_vec(b).map_err(|e| MarketError::Internal(e.to_string()))?;

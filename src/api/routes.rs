@@ -10,7 +10,7 @@ use crate::service::Market;
 use super::bodies::{self, ListQuery};
 use super::caller::Caller;
 use super::error::ApiError;
-use super::forward::routed;
+use super::forward::{routed, Resend};
 use super::views;
 
 type Res = Result<HttpResponse, ApiError>;
@@ -97,9 +97,13 @@ pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<Stri
 
 async fn push_order(m: &Market, req: &HttpRequest, c: &Caller, side: Side, body: Value) -> Res {
     let b = &bodies::object(body)?;
+    let idempotency = &bodies::idempotency_key(req)?;
     // Parsed inside the call: a bad body fails there with its 400 before any routing.
-    routed(req, Some(b), |hops| async move {
-        let order = bodies::new_order(side, b)?;
+    // Placing an order twice is not harmless: only a keyed placement may be resent.
+    let resend = Resend::from(idempotency.is_some());
+    routed(req, Some(b), resend, |hops| async move {
+        let mut order = bodies::new_order(side, b)?;
+        order.idempotency = idempotency.clone();
         ok(views::order(&m.place(&c.0, order, hops).await?))
     })
     .await
@@ -119,7 +123,8 @@ async fn list_orders(m: &Market, side: Side, q: &ListQuery) -> Res {
 
 async fn withdraw(m: &Market, req: &HttpRequest, c: &Caller, side: Side, key: &str) -> Res {
     let key = bodies::path_key(side.as_str(), key)?;
-    routed(req, None, |hops| async move {
+    // A second withdrawal of the same order is refused (409), never applied twice.
+    routed(req, None, Resend::Safe, |hops| async move {
         ok(views::order(&m.withdraw(&c.0, side, key, hops).await?))
     })
     .await
@@ -196,7 +201,8 @@ pub async fn push_proof(
     let b = &bodies::object(body.into_inner())?;
     let max = limits.max_proof_bytes;
     let (m, c) = (&m, &c);
-    routed(&req, Some(b), |hops| async move {
+    // A second proof for the same orders is refused (409), never applied twice.
+    routed(&req, Some(b), Resend::Safe, |hops| async move {
         let p = bodies::proof_push(b, max)?;
         ok(views::proof(&m.push_proof(&c.0, p, hops).await?, false))
     })
@@ -229,7 +235,7 @@ pub async fn book(
 ) -> Res {
     let key = bodies::path_key("statement", &key)?;
     let m = &m;
-    routed(&req, None, |hops| async move {
+    routed(&req, None, Resend::Safe, |hops| async move {
         let (r, p) = m.book(key, 1000, hops).await?;
         ok(views::book(&r, &p))
     })

@@ -174,8 +174,7 @@ impl MarketClient {
     ) -> Result<Value, ClientError> {
         let mut body = order_body(statement_key, cost, eval_time, wait_period)?;
         body["input"] = input;
-        self.market(Method::POST, "/request/", Auth::Bearer, Some(body))
-            .await
+        self.place("/request/", body).await
     }
 
     /// `GET /request/{key}`.
@@ -212,8 +211,7 @@ impl MarketClient {
         wait_period: Option<u32>,
     ) -> Result<Value, ClientError> {
         let body = order_body(statement_key, cost, eval_time, wait_period)?;
-        self.market(Method::POST, "/proposal/", Auth::Bearer, Some(body))
-            .await
+        self.place("/proposal/", body).await
     }
 
     /// `GET /proposal/{key}`.
@@ -335,6 +333,19 @@ impl MarketClient {
             }
             other => other,
         }
+    }
+
+    /// Places an order under a fresh `Idempotency-Key`, so that resending it (after a
+    /// 503, or a lost answer) can never place it twice.
+    async fn place(&self, path: &str, body: Value) -> Result<Value, ClientError> {
+        let token = self.jwt.as_deref().ok_or_else(|| {
+            ClientError::NotLoggedIn("this call needs a token; log in first".into())
+        })?;
+        let url = self.transport.url(&format!("{MARKET_ROOT}{path}"), &[])?;
+        let key = format!("cli-{:032x}", rand::random::<u128>());
+        self.transport
+            .send_keyed(Method::POST, url, Some(token), Some(&body), &key)
+            .await
     }
 
     /// A call under the market root.

@@ -221,6 +221,39 @@ async fn gives_up_after_five_retries() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_placement_keeps_its_idempotency_key_across_resends() -> TestResult {
+    let server = TestServer::start(vec![
+        busy(503, Some("0")),
+        answer(200, json!({"_key": "7", "status": "created"})),
+        answer(200, json!({"_key": "8", "status": "created"})),
+        answer(200, json!({"_key": "9", "status": "created"})),
+    ])
+    .await?;
+    let c = client(&server);
+    c.push_proposal("32326", 2.0, None, None).await?;
+    c.push_request("32326", json!([{"field": 1}]), 3.0, None, None)
+        .await?;
+    c.get_request("9").await?;
+    let keys: Vec<Option<String>> = server
+        .seen()
+        .iter()
+        .map(|s| s.header("idempotency-key"))
+        .collect();
+    assert_eq!(keys.len(), 4);
+    let first = keys[0].clone().ok_or("no Idempotency-Key on a placement")?;
+    assert!(first.len() >= 32, "{first}");
+    assert_eq!(
+        keys[1].as_deref(),
+        Some(first.as_str()),
+        "a resend kept its key"
+    );
+    let second = keys[2].clone().ok_or("no Idempotency-Key on a placement")?;
+    assert_ne!(first, second, "each placement has a key of its own");
+    assert_eq!(keys[3], None, "reads carry no key");
+    Ok(())
+}
+
+#[tokio::test]
 async fn unreachable_market_is_one_clear_line() -> TestResult {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -5,9 +5,10 @@
 //! [`ClientError`]. It knows no market paths; [`crate::cli::client`] does.
 //!
 //! Retries: only a 503 or 429 that carries `Retry-After: <seconds>` is retried, at most
-//! [`MAX_RETRIES`] times, each wait capped at [`MAX_RETRY_WAIT`]. Such answers mean the
-//! server did nothing, so even a POST is safe to resend; nothing else is retried, because a
-//! failed POST may or may not have been applied.
+//! [`MAX_RETRIES`] times, each wait capped at [`MAX_RETRY_WAIT`]. Nothing else is retried,
+//! because a failed POST may or may not have been applied, except for calls sent with an
+//! `Idempotency-Key` ([`Transport::send_keyed`]: order placement), which the market applies
+//! once however often they arrive: those are also resent after a lost connection or answer.
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use crate::cli::error::{one_line, ClientError};
 
 /// Most resends of one call after 503/429 with `Retry-After`.
 pub const MAX_RETRIES: u32 = 5;
+/// Most resends of a keyed call after the connection failed (one second apart).
+pub const MAX_TRANSPORT_RETRIES: u32 = 2;
 /// Longest wait honoured from one `Retry-After`.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// Time allowed to open a connection.
@@ -83,19 +86,54 @@ impl Transport {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        self.send_with(method, url, token, body, None).await
+    }
+
+    /// Sends one call under an `Idempotency-Key`; see the module doc.
+    pub async fn send_keyed(
+        &self,
+        method: Method,
+        url: Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+        idempotency_key: &str,
+    ) -> Result<Value, ClientError> {
+        self.send_with(method, url, token, body, Some(idempotency_key))
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let mut retries = 0;
+        let mut transport_retries = 0;
         loop {
             let mut request = self.http.request(method.clone(), url.clone());
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
+            if let Some(key) = idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(&self.base_url, &e))?;
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(_)
+                    if idempotency_key.is_some() && transport_retries < MAX_TRANSPORT_RETRIES =>
+                {
+                    transport_retries += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(transport_error(&self.base_url, &e)),
+            };
             let status = response.status();
             if let Some(wait) = retry_wait(status, response.headers()) {
                 if retries < MAX_RETRIES {

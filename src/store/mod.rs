@@ -87,6 +87,17 @@ pub enum Op {
         /// The request's canonical input, to remember that it is proved.
         canon: String,
     },
+    /// Remember which order a client's idempotency key placed.
+    Remember {
+        /// The key scoped to side and sender ([`crate::domain::IdempotencyKey::scoped`]).
+        scoped: String,
+        /// The order it placed.
+        order: Key,
+        /// When (keys are forgotten after [`crate::matcher::IDEMPOTENCY_RETENTION`]).
+        at: Millis,
+    },
+    /// Forget idempotency keys past their retention.
+    Forget(Vec<String>),
 }
 
 impl Op {
@@ -154,6 +165,14 @@ impl Op {
                     a.push(v);
                 }
                 "proof"
+            }
+            Op::Remember { scoped, order, at } => {
+                a.extend([scoped.clone(), order.to_string(), at.0.to_string()]);
+                "remember"
+            }
+            Op::Forget(scoped) => {
+                a.extend(scoped.iter().cloned());
+                "forget"
             }
         };
         args.push(name.into());
@@ -460,6 +479,26 @@ impl Store {
             .hgetall(format!("{}:proven", self.stmt_base(stmt)))
             .await?;
         Ok(h.into_iter().map(|(k, v)| (k, Key(v))).collect())
+    }
+
+    /// The idempotency keys a statement remembers: scoped key → (order, when placed).
+    pub async fn idempotency_keys(
+        &self,
+        stmt: Key,
+    ) -> Result<HashMap<String, (Key, Millis)>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, String> =
+            c.hgetall(format!("{}:idem", self.stmt_base(stmt))).await?;
+        h.into_iter()
+            .map(|(k, v)| {
+                let parsed = v
+                    .split_once(':')
+                    .and_then(|(o, t)| Some((Key(o.parse().ok()?), Millis(t.parse().ok()?))));
+                parsed
+                    .map(|p| (k, p))
+                    .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {v:?}")))
+            })
+            .collect()
     }
 
     /// Applies a batch of transitions of one statement atomically, writing the

@@ -96,6 +96,18 @@ ops['proof'] = function(a)
   return 'OK'
 end
 
+-- remember <scoped idempotency key> <order key> <now>
+ops['remember'] = function(a)
+  redis.call('HSET', B .. ':idem', a[1], a[2] .. ':' .. a[3])
+  return 'OK'
+end
+
+-- forget <scoped idempotency key> ...
+ops['forget'] = function(a)
+  if #a > 0 then redis.call('HDEL', B .. ':idem', unpack(a)) end
+  return 'OK'
+end
+
 local res = {}
 local i = 2
 while i <= #ARGV do

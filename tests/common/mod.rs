@@ -574,6 +574,18 @@ impl Api {
             .await
     }
 
+    /// `post` with an `Idempotency-Key` header (raw bytes, to send bad ones too).
+    pub async fn post_keyed(&self, path: &str, body: &Value, key: &[u8]) -> (u16, Value) {
+        let value = reqwest::header::HeaderValue::from_bytes(key).unwrap();
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("idempotency-key", value)
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         self.send(
             self.http
