@@ -76,6 +76,10 @@ struct ServeArgs {
     /// long.
     #[arg(long, env = "PROOF_MARKET_LEASE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
     lease_ms: u64,
+    /// Seconds an order's Idempotency-Key is remembered after the order was placed
+    /// (1 s .. 30 days; the same on every node).
+    #[arg(long, env = "PROOF_MARKET_IDEMPOTENCY_RETENTION", default_value_t = 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    idempotency_retention: u64,
     /// Namespace of this market's Redis keys (several markets can share one Redis).
     #[arg(long, env = "PROOF_MARKET_KEY_PREFIX", default_value = "pm")]
     key_prefix: String,
@@ -219,6 +223,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             id: node_id,
             url: advertise_url.trim_end_matches('/').to_owned(),
             lease: std::time::Duration::from_millis(args.lease_ms),
+            idempotency_retention: std::time::Duration::from_secs(args.idempotency_retention),
         },
         key_prefix: args.key_prefix,
         data_dir: args.data_dir,

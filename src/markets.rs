@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub url: String,
     /// Lease length; a dead node's statements move after about this long.
     pub lease: Duration,
+    /// How long an order's `Idempotency-Key` is remembered (the same on every node).
+    pub idempotency_retention: Duration,
 }
 
 /// A matcher this node runs, with the fencing token it writes under.
@@ -372,8 +374,9 @@ impl Markets {
         let (arbiter, store) = &self.arbiters[(stmt.0 as usize) % self.arbiters.len()];
         let store = store.clone();
         let owned = self.owned.clone();
+        let retention = self.node.idempotency_retention;
         let addr = Matcher::start_in_arbiter(arbiter, move |_| {
-            Matcher::new(stmt, store, snapshot, token, owned)
+            Matcher::new(stmt, store, snapshot, token, owned).remembering_keys_for(retention)
         });
         self.owned.write().insert(
             stmt,

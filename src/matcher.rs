@@ -44,7 +44,7 @@ pub enum Placed {
     Existing(Key),
 }
 
-/// How long an idempotency key is remembered after the order it placed.
+/// How long an idempotency key is remembered after the order it placed, by default.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Most idempotency keys forgotten in one op.
@@ -108,6 +108,8 @@ pub struct Matcher {
     idempotency: HashMap<String, (Key, Millis)>,
     /// The same keys, oldest first, for forgetting them after the retention.
     idempotency_order: VecDeque<(Millis, String)>,
+    /// How long a key is remembered.
+    idempotency_retention: Duration,
     next_seq: u64,
     /// Orders with a wait_period: (deadline, key, side).
     deadlines: BinaryHeap<Reverse<(Millis, Key, SideOrd)>>,
@@ -179,6 +181,7 @@ impl Matcher {
             proven: HashMap::new(),
             idempotency: HashMap::new(),
             idempotency_order: VecDeque::new(),
+            idempotency_retention: IDEMPOTENCY_RETENTION,
             next_seq: 1,
             deadlines: BinaryHeap::new(),
             pending: Vec::new(),
@@ -191,6 +194,12 @@ impl Matcher {
         };
         m.reset(snapshot);
         m
+    }
+
+    /// Remembers idempotency keys for `retention` instead of [`IDEMPOTENCY_RETENTION`].
+    pub fn remembering_keys_for(mut self, retention: Duration) -> Matcher {
+        self.idempotency_retention = retention;
+        self
     }
 
     fn reset(&mut self, snap: Snapshot) {
@@ -401,7 +410,7 @@ impl Matcher {
         if !ops.is_empty() {
             tracing::info!(statement = %self.statement, expired = ops.len(), "orders past their wait_period withdrawn");
         }
-        let retention = IDEMPOTENCY_RETENTION.as_millis() as u64;
+        let retention = self.idempotency_retention.as_millis() as u64;
         let mut forget = Vec::new();
         while let Some((at, _)) = self.idempotency_order.front() {
             if at.0.saturating_add(retention) > now.0 || forget.len() >= FORGET_BATCH {

@@ -98,8 +98,10 @@ impl Outcome {
 }
 
 /// One client: orders until `until`, spread over `statements` and over the nodes in
-/// `apis` (round robin). A 503 is retried after a pause; a node that refuses connections is
-/// dropped from the client's list. Anything else but 200 fails the test.
+/// `apis` (round robin), each under an `Idempotency-Key` of its own, as the CLI sends
+/// them. A 503 is resent (same key) after a pause; a node that refuses connections or
+/// drops the call is dropped from the client's list and the order resent (same key) to
+/// another. Anything else but 200 fails the test.
 async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant) -> Outcome {
     let mut out = Outcome::default();
     let mut alive: Vec<Api> = apis;
@@ -124,6 +126,7 @@ async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant
                 json!({"statement_key": stmt, "cost": cost as f64 - 0.5}),
             )
         };
+        let idempotency_key = format!("client-{id}-order-{i}");
         let mut attempts = 0;
         let v = loop {
             attempts += 1;
@@ -131,7 +134,12 @@ async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant
             assert!(!alive.is_empty(), "client {id}: every node is gone");
             let api = &alive[(i as usize + id as usize) % alive.len()];
             match api
-                .try_call(Method::POST, &format!("{ROOT}/{kind}"), Some(&body))
+                .try_call_keyed(
+                    Method::POST,
+                    &format!("{ROOT}/{kind}"),
+                    Some(&body),
+                    Some(&idempotency_key),
+                )
                 .await
             {
                 Ok((200, v)) => break v,
@@ -145,8 +153,8 @@ async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant
                 }
                 Ok((s, v)) => panic!("client {id}: {s} {v}"),
                 Err(_) => {
-                    // The node is gone (the call may or may not have been taken;
-                    // only acknowledged orders are checked).
+                    // The node is gone; the call may or may not have been taken, and
+                    // the key makes resending it elsewhere safe.
                     out.unreachable += 1;
                     let base = api.base.clone();
                     alive.retain(|a| a.base != base);
@@ -169,8 +177,10 @@ async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant
     out
 }
 
-/// Checks every invariant over every statement through `api`, and that each
-/// acknowledged order is stored under its statement. Returns the number of matches.
+/// Checks every invariant over every statement through `api`, that each acknowledged
+/// order is stored under its statement, and that nothing else is: every order was sent
+/// under its own Idempotency-Key until acknowledged, so a stored order nobody holds an
+/// acknowledgement for was placed twice. Returns the number of matches.
 async fn check_all(api: &Api, statements: &[String], acked: &[(String, String, String)]) -> usize {
     let mut matches = 0;
     let mut stored: HashSet<(String, String, String)> = HashSet::new();
@@ -191,6 +201,9 @@ async fn check_all(api: &Api, statements: &[String], acked: &[(String, String, S
     for a in acked {
         assert!(stored.contains(a), "acknowledged order lost: {a:?}");
     }
+    let acked: HashSet<&(String, String, String)> = acked.iter().collect();
+    let extra: Vec<_> = stored.iter().filter(|s| !acked.contains(s)).collect();
+    assert!(extra.is_empty(), "orders placed twice: {extra:?}");
     matches
 }
 

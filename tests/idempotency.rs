@@ -134,3 +134,39 @@ async fn a_keyed_order_sent_through_other_nodes_is_placed_once() {
     }
     assert_eq!(all_orders(&user, "proposal", &stmt).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_forgotten_after_their_retention() {
+    let backend = Backend::new();
+    let server = Server::start_with(&backend, &["--idempotency-retention", "1"]).await;
+    let user = server.api().user("idem-brief").await;
+    let stmt = push_statement(&user).await;
+    let first = keyed(&user, "proposal", &proposal(&stmt, 3), "brief").await;
+    let again = keyed(&user, "proposal", &proposal(&stmt, 3), "brief").await;
+    assert_eq!(again["_key"], first["_key"]);
+
+    let idem = format!("{}:{{stmt:{stmt}}}:idem", backend.prefix);
+    let mut redis = redis::Client::open(backend.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let remembered = |redis: &mut redis::Connection| -> usize {
+        redis::cmd("HLEN").arg(&idem).query(redis).unwrap()
+    };
+    assert_eq!(remembered(&mut redis), 1);
+    // Forgotten within a second or two of the retention (the matcher sweeps each second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while remembered(&mut redis) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never forgotten"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let later = keyed(&user, "proposal", &proposal(&stmt, 3), "brief").await;
+    assert_ne!(
+        later["_key"], first["_key"],
+        "a forgotten key places a new order"
+    );
+    assert_eq!(all_orders(&user, "proposal", &stmt).await.len(), 2);
+}

@@ -93,7 +93,7 @@ pub enum Op {
         scoped: String,
         /// The order it placed.
         order: Key,
-        /// When (keys are forgotten after [`crate::matcher::IDEMPOTENCY_RETENTION`]).
+        /// When (keys are forgotten a retention period later).
         at: Millis,
     },
     /// Forget idempotency keys past their retention.

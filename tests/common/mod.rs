@@ -533,10 +533,24 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        self.try_call_keyed(method, path, body, None).await
+    }
+
+    /// `try_call` with an optional `Idempotency-Key`.
+    pub async fn try_call_keyed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))
             .timeout(Duration::from_secs(20));
+        if let Some(k) = idempotency_key {
+            rb = rb.header("idempotency-key", k);
+        }
         if let Some(b) = body {
             rb = rb.json(b);
         }
