@@ -37,6 +37,11 @@ pub enum MarketError {
     /// again. Never leaves the node as such (the API forwards or retries).
     #[error("the statement is served by another node")]
     Moved(Option<String>),
+    /// A change was sent on but its answer was lost (a store timeout or dropped
+    /// connection, an owner node that died mid-call): it may or may not have been
+    /// applied, and resending it blindly could apply it twice. HTTP 504.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// A bug or corrupt data; details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +69,17 @@ impl From<StoreError> for MarketError {
             }
             StoreError::Corrupt(m) => MarketError::Internal(m),
         }
+    }
+}
+
+impl MarketError {
+    /// The answer to an order placement without an Idempotency-Key whose write may or
+    /// may not have happened.
+    pub fn placement_unknown(what: &str) -> MarketError {
+        MarketError::OutcomeUnknown(format!(
+            "{what}; the order may or may not have been placed: list your orders before \
+             placing it again, or send an Idempotency-Key"
+        ))
     }
 }
 

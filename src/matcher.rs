@@ -95,6 +95,9 @@ struct Waiter {
     reply: Reply,
     /// True when the ops came from the book (a refusal means the book is stale).
     from_book: bool,
+    /// True for an order placed without an Idempotency-Key: if its write may have
+    /// happened, the client must not be invited to resend it.
+    resend_unsafe: bool,
 }
 
 /// The actor owning one statement's book.
@@ -255,6 +258,7 @@ impl Matcher {
         ctx: &mut Context<Self>,
         ops: Vec<Op>,
         from_book: bool,
+        resend_unsafe: bool,
     ) -> oneshot::Receiver<Result<(), MarketError>> {
         let (tx, rx) = oneshot::channel();
         let start = self.pending.len();
@@ -263,6 +267,7 @@ impl Matcher {
             ops: start..self.pending.len(),
             reply: tx,
             from_book,
+            resend_unsafe,
         });
         if !self.flushing {
             self.flush(ctx);
@@ -334,9 +339,15 @@ impl Matcher {
                 }
                 Err(e) => {
                     tracing::error!(statement = %stmt, error = %e, "batch failed; rebuilding the book");
+                    let unknown = e.outcome_unknown();
                     let err = MarketError::from(e);
                     for w in waiters {
-                        let _ = w.reply.send(Err(clone_err(&err)));
+                        let answer = if unknown && w.resend_unsafe {
+                            MarketError::placement_unknown("the store did not confirm the write")
+                        } else {
+                            clone_err(&err)
+                        };
+                        let _ = w.reply.send(Err(answer));
                     }
                     act.stale = true;
                 }
@@ -428,7 +439,7 @@ impl Matcher {
             ops.push(Op::Forget(forget));
         }
         if !ops.is_empty() && !self.stale {
-            let rx = self.enqueue(ctx, ops, true);
+            let rx = self.enqueue(ctx, ops, true, false);
             ctx.spawn(
                 async move {
                     let _ = rx.await;
@@ -527,6 +538,7 @@ impl Handler<Place> for Matcher {
                 }
             }
         }
+        let resend_unsafe = idempotency.is_none();
         if let Some(scoped) = idempotency {
             ops.push(Op::Remember {
                 scoped: scoped.clone(),
@@ -536,7 +548,7 @@ impl Handler<Place> for Matcher {
             self.idempotency.insert(scoped.clone(), (order.key, now));
             self.idempotency_order.push_back((now, scoped));
         }
-        let rx = self.enqueue(ctx, ops, true);
+        let rx = self.enqueue(ctx, ops, true, resend_unsafe);
         Box::pin(async move { outcome(rx).await.map(|()| Placed::New(order)) })
     }
 }
@@ -565,7 +577,7 @@ impl Handler<Withdraw> for Matcher {
             sender: msg.sender,
             at,
         };
-        let rx = self.enqueue(ctx, vec![op], true);
+        let rx = self.enqueue(ctx, vec![op], true, false);
         Box::pin(async move { outcome(rx).await.map(|()| at) })
     }
 }
@@ -585,6 +597,7 @@ impl Handler<Complete> for Matcher {
                 record: Box::new(msg.record),
                 canon: msg.canon,
             }],
+            false,
             false,
         );
         // Remember the proved input once the store has it, so later requests for the

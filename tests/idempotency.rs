@@ -146,17 +146,11 @@ async fn keys_are_forgotten_after_their_retention() {
     assert_eq!(again["_key"], first["_key"]);
 
     let idem = format!("{}:{{stmt:{stmt}}}:idem", backend.prefix);
-    let mut redis = redis::Client::open(backend.url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let remembered = |redis: &mut redis::Connection| -> usize {
-        redis::cmd("HLEN").arg(&idem).query(redis).unwrap()
-    };
-    assert_eq!(remembered(&mut redis), 1);
+    let remembered = || -> usize { redis_query(&backend.url, redis::cmd("HLEN").arg(&idem)) };
+    assert_eq!(remembered(), 1);
     // Forgotten within a second or two of the retention (the matcher sweeps each second).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while remembered(&mut redis) > 0 {
+    while remembered() > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the key was never forgotten"

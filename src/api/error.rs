@@ -60,6 +60,7 @@ impl From<MarketError> for ApiError {
                 retry_after_secs, ..
             } => (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after_secs)),
             MarketError::Moved(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            MarketError::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, None),
             MarketError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 return ApiError::new(

@@ -133,11 +133,7 @@ where
 /// A forwarded order that may or may not have been placed: not a 503, which tells
 /// clients to resend (and would place it twice).
 fn outcome_unknown() -> ApiError {
-    ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "the node owning this statement did not answer; the order may or may not have been \
-         placed: list your orders before placing it again, or send an Idempotency-Key",
-    )
+    MarketError::placement_unknown("the node owning this statement did not answer").into()
 }
 
 /// Logs a failed forward at most once a second per process, with how many were not

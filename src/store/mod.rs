@@ -43,6 +43,18 @@ pub enum StoreError {
     Fenced,
 }
 
+impl StoreError {
+    /// True when a write may have been applied although it failed: the request went out
+    /// and its answer was lost (timeout, dropped connection). A refused connection or an
+    /// error reply means nothing was written.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => e.is_io_error() && !e.is_connection_refusal(),
+            StoreError::Corrupt(_) | StoreError::Fenced => false,
+        }
+    }
+}
+
 /// Why one transition of a batch was refused (nothing of it was written).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -596,4 +608,52 @@ fn parse_reply(r: String) -> Result<(), OpRefused> {
         code: code.and_then(|c| c.parse().ok()).unwrap_or(500),
         message: msg.unwrap_or(&r).to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> StoreError {
+        StoreError::Redis(redis::RedisError::from(std::io::Error::new(kind, "test")))
+    }
+
+    #[test]
+    fn a_lost_answer_is_an_unknown_outcome_a_refusal_is_not() {
+        use std::io::ErrorKind as K;
+        for lost in [
+            K::TimedOut,
+            K::ConnectionReset,
+            K::BrokenPipe,
+            K::UnexpectedEof,
+        ] {
+            assert!(io(lost).outcome_unknown(), "{lost:?}");
+        }
+        assert!(!io(K::ConnectionRefused).outcome_unknown());
+        let reply = redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad"));
+        assert!(!StoreError::Redis(reply).outcome_unknown());
+        assert!(!StoreError::Fenced.outcome_unknown());
+        assert!(!StoreError::Corrupt("x".into()).outcome_unknown());
+    }
+
+    #[test]
+    fn script_replies_parse_into_outcomes() {
+        let r = parse_replies(vec!["OK".into(), "E:409:order 5 exists".into()], 2).unwrap();
+        assert_eq!(r[0], Ok(()));
+        assert_eq!(
+            r[1],
+            Err(OpRefused {
+                code: 409,
+                message: "order 5 exists".into()
+            })
+        );
+        assert!(matches!(
+            parse_replies(vec!["FENCED".into()], 3),
+            Err(StoreError::Fenced)
+        ));
+        assert!(matches!(
+            parse_replies(vec!["OK".into()], 2),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

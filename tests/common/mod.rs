@@ -296,6 +296,22 @@ impl Backend {
     }
 }
 
+/// Runs one Redis command against a test backend's URL: one Redis, or the comma-separated
+/// seeds of a cluster (the command is routed to the key's master).
+pub fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    if url.contains(',') {
+        let seeds: Vec<&str> = url.split(',').collect();
+        let mut c = redis::cluster::ClusterClient::new(seeds)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        cmd.query(&mut c).unwrap()
+    } else {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        cmd.query(&mut c).unwrap()
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
