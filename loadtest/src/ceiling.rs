@@ -159,6 +159,7 @@ pub async fn http_ceiling(
         record_acks: false,
         baseline: true,
         seed,
+        idempotency_keys: false,
     };
     let out = driver::run(
         target,

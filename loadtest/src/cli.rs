@@ -115,6 +115,9 @@ pub struct LoadOpts {
     /// Read the counterpart order of one match in N (0: never).
     #[arg(long, default_value_t = 20)]
     pub verify_every: u64,
+    /// Send every order under an Idempotency-Key of its own (as the CLI does).
+    #[arg(long)]
+    pub idempotency_keys: bool,
 }
 
 /// `run`.

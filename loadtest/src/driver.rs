@@ -106,6 +106,8 @@ pub struct RunSpec {
     pub baseline: bool,
     /// Random seed.
     pub seed: u64,
+    /// Send every order under an Idempotency-Key of its own.
+    pub idempotency_keys: bool,
 }
 
 /// What the harness was told, for the invariant check.
@@ -149,6 +151,8 @@ struct Shared {
     /// push its proof (kept only when the mix pushes proofs).
     owners: Mutex<HashMap<u64, usize>>,
     matches: AtomicU64,
+    /// Orders sent (for Idempotency-Keys).
+    placed: AtomicU64,
     inputs: AtomicU64,
     nonce: u64,
     /// Calls retried after a 503/429.
@@ -192,6 +196,19 @@ impl Shared {
         path: &str,
         body: Option<String>,
     ) -> (Outcome, Option<Vec<u8>>, Instant) {
+        self.send_with(user, method, path, body, None).await
+    }
+
+    /// [`Self::send`] with `headers` (whole lines) instead of the user's Authorization.
+    async fn send_with(
+        &self,
+        user: &SimUser,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: Option<&str>,
+    ) -> (Outcome, Option<Vec<u8>>, Instant) {
+        let headers = headers.unwrap_or(&user.auth_text);
         // A user pinned to one node of several calls only that node.
         let addr = user
             .home
@@ -201,7 +218,7 @@ impl Shared {
         let started = Instant::now();
         let mut r = user
             .pool
-            .request(addr, method, path, &user.auth_text, body, CALL_TIMEOUT)
+            .request(addr, method, path, headers, body, CALL_TIMEOUT)
             .await;
         // A 503/429 (a statement changing hands, a node shedding load) is retried the way
         // a client should: after the market's Retry-After (1 s), a few times, within the
@@ -216,7 +233,7 @@ impl Shared {
             tokio::time::sleep(RETRY_WAIT).await;
             r = user
                 .pool
-                .request(addr, method, path, &user.auth_text, body, CALL_TIMEOUT)
+                .request(addr, method, path, headers, body, CALL_TIMEOUT)
                 .await;
         }
         let done = Instant::now();
@@ -287,7 +304,16 @@ impl Shared {
             Kind::Proposal => market::proposal_body(stmt, cost, eval),
         };
         let path = format!("{ROOT}/{}/", kind.as_str());
-        let (mut outcome, body, done) = self.send(user, "POST", &path, Some(body)).await;
+        let key = self.spec.idempotency_keys.then(|| {
+            let n = self.placed.fetch_add(1, Ordering::Relaxed);
+            format!(
+                "{}Idempotency-Key: lt-{}-{n}\r\n",
+                user.auth_text, self.spec.seed
+            )
+        });
+        let (mut outcome, body, done) = self
+            .send_with(user, "POST", &path, Some(body), key.as_deref())
+            .await;
         let answer = body.as_deref().and_then(OrderAnswer::parse);
         let key = answer.as_ref().and_then(OrderAnswer::key_u64);
         if outcome == Outcome::Ok && key.is_none() {
@@ -469,6 +495,7 @@ pub async fn run(
         errors: Mutex::new(Vec::new()),
         owners: Mutex::new(HashMap::new()),
         matches: AtomicU64::new(0),
+        placed: AtomicU64::new(0),
         inputs: AtomicU64::new(0),
         nonce: spec.seed,
         retried: AtomicU64::new(0),

@@ -168,14 +168,14 @@ impl Conn {
         &mut self,
         method: &str,
         path: &str,
-        auth: &str,
+        headers: &str,
         body: Option<&[u8]>,
     ) -> Result<(Response, bool), (io::Error, bool)> {
         self.req.clear();
         let host = self.addr;
         let _ = std::io::Write::write_fmt(
             &mut self.req,
-            format_args!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"),
+            format_args!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"),
         );
         match body {
             Some(b) => {
@@ -304,13 +304,14 @@ impl Pool {
     }
 
     /// Sends a request to `addr` on an idle connection or a new one, within `timeout`.
+    /// `headers` are whole header lines, each ending in CRLF (say the Authorization).
     /// A reused connection found closed before answering is replaced once.
     pub async fn request(
         &self,
         addr: SocketAddr,
         method: &str,
         path: &str,
-        auth: &str,
+        headers: &str,
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> io::Result<Response> {
@@ -318,7 +319,7 @@ impl Pool {
             let mut conn = match self.take(addr) {
                 Some(c) => {
                     let mut c = c;
-                    match c.exchange(method, path, auth, body).await {
+                    match c.exchange(method, path, headers, body).await {
                         Ok((r, close)) => {
                             if !close {
                                 self.give_back(c);
@@ -332,7 +333,7 @@ impl Pool {
                 None => Conn::open(addr).await?,
             };
             let (r, close) = conn
-                .exchange(method, path, auth, body)
+                .exchange(method, path, headers, body)
                 .await
                 .map_err(|(e, _)| e)?;
             if !close {
@@ -429,18 +430,25 @@ mod tests {
         let pool = Pool::new();
         let t = Duration::from_secs(5);
         let r = pool
-            .request(addr, "GET", "/a", "Bearer x", None, t)
+            .request(addr, "GET", "/a", "Authorization: Bearer x\r\n", None, t)
             .await
             .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"n\":0}"[..]));
         let r = pool
-            .request(addr, "POST", "/b", "Bearer x", Some(b"{}"), t)
+            .request(
+                addr,
+                "POST",
+                "/b",
+                "Authorization: Bearer x\r\n",
+                Some(b"{}"),
+                t,
+            )
             .await
             .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (409, &b"{\"n\":1}"[..]));
         // The server closed that connection; the pool notices and opens a new one.
         let r = pool
-            .request(addr, "GET", "/c", "Bearer x", None, t)
+            .request(addr, "GET", "/c", "Authorization: Bearer x\r\n", None, t)
             .await
             .unwrap();
         assert_eq!(r.status, 200);

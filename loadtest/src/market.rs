@@ -151,7 +151,7 @@ pub struct SimUser {
     pub home: Option<Home>,
     /// The connection pool of the measured calls; only this user uses it.
     pub pool: Pool,
-    /// `Bearer <jwt>` as text, for `pool`.
+    /// The `Authorization: Bearer <jwt>` header line (CRLF-terminated), for `pool`.
     pub auth_text: String,
     /// A reqwest client for setup and out-of-band reads (not measured).
     pub http: reqwest::Client,
@@ -192,7 +192,7 @@ impl Population {
             Ok(Arc::new(SimUser {
                 home: None,
                 pool: Pool::new(),
-                auth_text: "Bearer baseline".into(),
+                auth_text: "Authorization: Bearer baseline\r\n".into(),
                 http: http_client()?,
                 auth: HeaderValue::from_static("Bearer baseline"),
                 state: Mutex::new(UserState::default()),
@@ -362,12 +362,12 @@ pub async fn sign_up(base: &str, name: &str) -> Result<SimUser> {
     let body = serde_json::json!({"username": name, "password": pw});
     let v = post_json(&http, &format!("{base}/_open/auth"), None, body.to_string()).await?;
     let jwt = v["jwt"].as_str().context("login answer without jwt")?;
-    let auth_text = format!("Bearer {jwt}");
+    let auth_text = format!("Authorization: Bearer {jwt}\r\n");
     Ok(SimUser {
         home: None,
         pool: Pool::new(),
         http,
-        auth: HeaderValue::from_str(&auth_text)?,
+        auth: HeaderValue::from_str(&format!("Bearer {jwt}"))?,
         auth_text,
         state: Mutex::new(UserState::default()),
     })

@@ -181,6 +181,7 @@ pub async fn main(a: MemoryArgs) -> Result<i32> {
         max_ops: a.memory.orders,
         max_inflight: 4096,
         verify_every: 0,
+        idempotency_keys: false,
     };
     let r = memory(&env, &a.memory, &load, &mut ctx).await?;
     ctx.finish(&r)?;

@@ -109,6 +109,7 @@ pub fn spec(
         record_acks: false,
         baseline: false,
         seed,
+        idempotency_keys: opts.idempotency_keys,
     }
 }
 
