@@ -260,10 +260,41 @@ impl IdempotencyKey {
         &self.0
     }
 
-    /// Where the key is remembered for `sender`'s orders of one side: user names have no
-    /// `:`, so the three parts cannot run into each other.
-    pub fn scoped(&self, side: Side, sender: &str) -> String {
-        format!("{}:{sender}:{}", side.as_str(), self.0)
+    /// The key as remembered for `sender`'s orders of one side: the first 128 bits of
+    /// SHA-256 over `side:sender:key` (user names have no `:`, so the parts cannot run
+    /// into each other). Fixed-size, so a statement's remembered keys cost no allocation
+    /// each, and a client cannot make two of them collide.
+    pub fn scoped(&self, side: Side, sender: &str) -> ScopedKey {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(side.as_str().as_bytes());
+        h.update(b":");
+        h.update(sender.as_bytes());
+        h.update(b":");
+        h.update(self.0.as_bytes());
+        let d = h.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&d[..16]);
+        ScopedKey(u128::from_be_bytes(first))
+    }
+}
+
+/// An [`IdempotencyKey`] scoped to a side and a sender ([`IdempotencyKey::scoped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopedKey(pub u128);
+
+impl ScopedKey {
+    /// 32 lower-case hex digits, as stored in Redis.
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    /// Reads [`ScopedKey::to_hex`].
+    pub fn from_hex(s: &str) -> Option<ScopedKey> {
+        (s.len() == 32)
+            .then(|| u128::from_str_radix(s, 16).ok())
+            .flatten()
+            .map(ScopedKey)
     }
 }
 
@@ -314,11 +345,23 @@ mod tests {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
         }
         let k = IdempotencyKey::parse("x:y").unwrap();
-        assert_eq!(k.scoped(Side::Request, "alice"), "request:alice:x:y");
+        let s = k.scoped(Side::Request, "alice");
+        // Pinned: the digests are stored, so every build must compute the same one
+        // (SHA-256 of "request:alice:x:y", first 16 bytes).
+        assert_eq!(s.to_hex(), "18c7d15219ced132dab935eec0ba7d7e");
+        assert_eq!(ScopedKey::from_hex(&s.to_hex()), Some(s));
+        assert_ne!(s, k.scoped(Side::Proposal, "alice"));
+        assert_ne!(s, k.scoped(Side::Request, "alice2"));
+        let other = IdempotencyKey::parse("y").unwrap();
         assert_ne!(
-            k.scoped(Side::Request, "alice"),
-            k.scoped(Side::Proposal, "alice")
+            IdempotencyKey::parse("x")
+                .unwrap()
+                .scoped(Side::Request, "alice"),
+            other.scoped(Side::Request, "alice")
         );
+        for bad in ["", "xyz", &"g".repeat(32), &"0".repeat(33)] {
+            assert_eq!(ScopedKey::from_hex(bad), None, "{bad:?}");
+        }
     }
 
     fn c(s: &str) -> Result<u64, CostError> {

@@ -17,10 +17,11 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
+use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::book::{Book, BookOrder, Level, Placement};
-use crate::domain::{Key, Millis, Side, Status};
+use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 use crate::error::MarketError;
 use crate::store::{Op, OrderRecord, ProofRecord, Store, StoreError};
 
@@ -32,7 +33,7 @@ pub struct Place {
     /// The order.
     pub order: OrderRecord,
     /// The client's idempotency key, scoped to side and sender.
-    pub idempotency: Option<String>,
+    pub idempotency: Option<ScopedKey>,
 }
 
 /// What [`Place`] did.
@@ -108,9 +109,9 @@ pub struct Matcher {
     /// Canonical inputs already proved → proof key.
     proven: HashMap<String, Key>,
     /// Scoped idempotency keys → (order placed, when).
-    idempotency: HashMap<String, (Key, Millis)>,
+    idempotency: FxHashMap<ScopedKey, (Key, Millis)>,
     /// The same keys, oldest first, for forgetting them after the retention.
-    idempotency_order: VecDeque<(Millis, String)>,
+    idempotency_order: VecDeque<(Millis, ScopedKey)>,
     /// How long a key is remembered.
     idempotency_retention: Duration,
     next_seq: u64,
@@ -153,7 +154,7 @@ impl SideOrd {
 pub struct Snapshot {
     open: Vec<OrderRecord>,
     proven: HashMap<String, Key>,
-    idempotency: HashMap<String, (Key, Millis)>,
+    idempotency: HashMap<ScopedKey, (Key, Millis)>,
 }
 
 impl Snapshot {
@@ -182,7 +183,7 @@ impl Matcher {
             store,
             book: Book::new(),
             proven: HashMap::new(),
-            idempotency: HashMap::new(),
+            idempotency: FxHashMap::default(),
             idempotency_order: VecDeque::new(),
             idempotency_retention: IDEMPOTENCY_RETENTION,
             next_seq: 1,
@@ -209,14 +210,14 @@ impl Matcher {
         self.book = Book::new();
         self.deadlines.clear();
         self.proven = snap.proven;
-        let mut by_age: Vec<(Millis, String)> = snap
+        let mut by_age: Vec<(Millis, ScopedKey)> = snap
             .idempotency
             .iter()
-            .map(|(k, (_, at))| (*at, k.clone()))
+            .map(|(k, (_, at))| (*at, *k))
             .collect();
         by_age.sort();
         self.idempotency_order = by_age.into();
-        self.idempotency = snap.idempotency;
+        self.idempotency = snap.idempotency.into_iter().collect();
         let mut open = snap.open;
         open.sort_by_key(|o| (o.seq, o.key));
         for o in &open {
@@ -541,11 +542,11 @@ impl Handler<Place> for Matcher {
         let resend_unsafe = idempotency.is_none();
         if let Some(scoped) = idempotency {
             ops.push(Op::Remember {
-                scoped: scoped.clone(),
+                scoped,
                 order: order.key,
                 at: now,
             });
-            self.idempotency.insert(scoped.clone(), (order.key, now));
+            self.idempotency.insert(scoped, (order.key, now));
             self.idempotency_order.push_back((now, scoped));
         }
         let rx = self.enqueue(ctx, ops, true, resend_unsafe);

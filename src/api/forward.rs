@@ -98,15 +98,15 @@ where
         match call(hops).await {
             Err(e) => match e.moved() {
                 Some(Some(url)) => {
-                    let (e, again) = match forward(req, body, &url, hops).await {
+                    let e = match forward(req, body, &url, hops).await {
                         Ok(r) => return Ok(r),
                         // Nothing was sent: the owner may have just left.
-                        Err(Forward::Unreachable(e)) => (e, true),
-                        // The owner may have applied it.
-                        Err(Forward::Failed(e)) if resend == Resend::Safe => (e, true),
+                        Err(Forward::Unreachable(e)) => e,
+                        // The owner may have applied it: send it again only if that is safe.
+                        Err(Forward::Failed(e)) if resend == Resend::Safe => e,
                         Err(Forward::Failed(_)) => return Err(outcome_unknown()),
                     };
-                    if !again || unreachable >= 2 {
+                    if unreachable >= 2 {
                         return Err(e);
                     }
                     // Read the live nodes again and route once more.

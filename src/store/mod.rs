@@ -27,7 +27,7 @@ pub use nodes::Lease;
 pub use records::{OrderRecord, ProofRecord};
 pub use target::{redact_url, RedisTarget, RedisTls};
 
-use crate::domain::{Key, Millis, Side, Status};
+use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -102,14 +102,14 @@ pub enum Op {
     /// Remember which order a client's idempotency key placed.
     Remember {
         /// The key scoped to side and sender ([`crate::domain::IdempotencyKey::scoped`]).
-        scoped: String,
+        scoped: ScopedKey,
         /// The order it placed.
         order: Key,
         /// When (keys are forgotten a retention period later).
         at: Millis,
     },
     /// Forget idempotency keys past their retention.
-    Forget(Vec<String>),
+    Forget(Vec<ScopedKey>),
 }
 
 impl Op {
@@ -179,11 +179,11 @@ impl Op {
                 "proof"
             }
             Op::Remember { scoped, order, at } => {
-                a.extend([scoped.clone(), order.to_string(), at.0.to_string()]);
+                a.extend([scoped.to_hex(), order.to_string(), at.0.to_string()]);
                 "remember"
             }
             Op::Forget(scoped) => {
-                a.extend(scoped.iter().cloned());
+                a.extend(scoped.iter().map(|s| s.to_hex()));
                 "forget"
             }
         };
@@ -497,7 +497,7 @@ impl Store {
     pub async fn idempotency_keys(
         &self,
         stmt: Key,
-    ) -> Result<HashMap<String, (Key, Millis)>, StoreError> {
+    ) -> Result<HashMap<ScopedKey, (Key, Millis)>, StoreError> {
         let mut c = self.conn.clone();
         let h: HashMap<String, String> =
             c.hgetall(format!("{}:idem", self.stmt_base(stmt))).await?;
@@ -506,9 +506,9 @@ impl Store {
                 let parsed = v
                     .split_once(':')
                     .and_then(|(o, t)| Some((Key(o.parse().ok()?), Millis(t.parse().ok()?))));
-                parsed
-                    .map(|p| (k, p))
-                    .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {v:?}")))
+                ScopedKey::from_hex(&k)
+                    .zip(parsed)
+                    .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {k:?}: {v:?}")))
             })
             .collect()
     }
