@@ -234,15 +234,38 @@ async fn two_nodes_trade_over_a_tls_only_redis_cluster() {
 
     let req = a.api().user("tls-cluster-req").await;
     let prod = req.at(&b.url).user("tls-cluster-prod").await;
-    // Several statements, so that both nodes own some and calls cross between them.
+    // Statements until each node owns one (rendezvous gives one node all of n statements
+    // with probability 2^(1-n)), so that calls cross between the nodes both ways.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut statements = Vec::new();
-    for _ in 0..6 {
+    loop {
         statements.push(push_statement(&req).await);
+        let owned = (a.owned().await, b.owned().await);
+        if statements.len() >= 4 && !owned.0.is_empty() && !owned.1.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && statements.len() < 40,
+            "one node owns all {} statements: {owned:?}",
+            statements.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (i, stmt) in statements.iter().enumerate() {
         trade_and_prove(&req, &prod, stmt, 10 + i as u64, 3).await;
     }
-    let owned = (a.owned().await.len(), b.owned().await.len());
-    assert_eq!(owned.0 + owned.1, 6, "{owned:?}");
-    assert!(owned.0 > 0 && owned.1 > 0, "one node owns all: {owned:?}");
+    // Every statement is owned by exactly one of the two (once any handover is done).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (oa, ob) = (a.owned().await, b.owned().await);
+        let all = statements.iter().all(|s| oa.contains(s) != ob.contains(s));
+        if all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ownership never settled: {oa:?} {ob:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
