@@ -307,13 +307,12 @@ impl Markets {
         if !self.statement_exists(stmt).await? {
             return Err(MarketError::NotFound(format!("no statement {stmt}")));
         }
-        let asked = Instant::now();
         let mut owner = self.owner_in_view(stmt);
         if hops > 0 && owner.as_ref().is_none_or(|o| o.id != self.node.id) {
             // Whoever forwarded this thought we own it: one of the two views is stale
             // (a node is joining or leaving). Ours must not be: read it again (calls
             // arriving together share the read; it happens only while views disagree).
-            self.refresh_view(asked).await?;
+            self.refresh_view(Instant::now()).await?;
             owner = self.owner_in_view(stmt);
         }
         // A leaving node is never the owner and its view is the newest: it may take

@@ -338,14 +338,17 @@ impl MarketClient {
     /// Places an order under a fresh `Idempotency-Key`, so that resending it (after a
     /// 503, or a lost answer) can never place it twice.
     async fn place(&self, path: &str, body: Value) -> Result<Value, ClientError> {
-        let token = self.jwt.as_deref().ok_or_else(|| {
-            ClientError::NotLoggedIn("this call needs a token; log in first".into())
-        })?;
-        let url = self.transport.url(&format!("{MARKET_ROOT}{path}"), &[])?;
         let key = format!("cli-{:032x}", rand::random::<u128>());
-        self.transport
-            .send_keyed(Method::POST, url, Some(token), Some(&body), &key)
-            .await
+        let path = format!("{MARKET_ROOT}{path}");
+        self.send(
+            Method::POST,
+            &path,
+            &[],
+            Auth::Bearer,
+            Some(body),
+            Some(&key),
+        )
+        .await
     }
 
     /// A call under the market root.
@@ -368,6 +371,18 @@ impl MarketClient {
         auth: Auth,
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
+        self.send(method, path, query, auth, body, None).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        auth: Auth,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let token = match auth {
             Auth::Anonymous => None,
             Auth::Bearer => Some(self.jwt.as_deref().ok_or_else(|| {
@@ -375,7 +390,9 @@ impl MarketClient {
             })?),
         };
         let url = self.transport.url(path, query)?;
-        self.transport.send(method, url, token, body.as_ref()).await
+        self.transport
+            .send(method, url, token, body.as_ref(), idempotency_key)
+            .await
     }
 }
 

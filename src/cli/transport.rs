@@ -7,7 +7,7 @@
 //! Retries: only a 503 or 429 that carries `Retry-After: <seconds>` is retried, at most
 //! [`MAX_RETRIES`] times, each wait capped at [`MAX_RETRY_WAIT`]. Nothing else is retried,
 //! because a failed POST may or may not have been applied, except for calls sent with an
-//! `Idempotency-Key` ([`Transport::send_keyed`]: order placement), which the market applies
+//! `Idempotency-Key` (order placement), which the market applies
 //! once however often they arrive: those are also resent after a lost connection or answer.
 
 use std::time::Duration;
@@ -78,31 +78,9 @@ impl Transport {
         Ok(url)
     }
 
-    /// Sends one call, resending it after 503/429 with `Retry-After` (see the module doc).
+    /// Sends one call, resending it after 503/429 with `Retry-After`, and, when it
+    /// carries an `Idempotency-Key`, after a lost connection too (see the module doc).
     pub async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
-        self.send_with(method, url, token, body, None).await
-    }
-
-    /// Sends one call under an `Idempotency-Key`; see the module doc.
-    pub async fn send_keyed(
-        &self,
-        method: Method,
-        url: Url,
-        token: Option<&str>,
-        body: Option<&Value>,
-        idempotency_key: &str,
-    ) -> Result<Value, ClientError> {
-        self.send_with(method, url, token, body, Some(idempotency_key))
-            .await
-    }
-
-    async fn send_with(
         &self,
         method: Method,
         url: Url,
