@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use proof_market::book::{Book, BookOrder, Placement};
 use proof_market::domain::{Cost, Key, Minutes, Side};
+use proof_market::market::book::{Book, BookOrder, Placement};
 
 /// Resting orders per side.
 const PER_SIDE: u64 = 100_000;

@@ -32,11 +32,6 @@ pub enum MarketError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
-    /// Another node serves this statement: forward the call to the URL, or, when
-    /// `None`, the statement is changing hands here and the call should be routed
-    /// again. Never leaves the node as such (the API forwards or retries).
-    #[error("the statement is served by another node")]
-    Moved(Option<String>),
     /// A change was sent on but its answer was lost (a store timeout or dropped
     /// connection, an owner node that died mid-call): it may or may not have been
     /// applied, and resending it blindly could apply it twice. HTTP 504.
@@ -48,6 +43,21 @@ pub enum MarketError {
 }
 
 impl MarketError {
+    /// The same error for another waiter of a failed batch: a 503 stays that 503,
+    /// anything else becomes an internal error with its text (logged, not sent).
+    pub fn duplicate(&self) -> MarketError {
+        match self {
+            MarketError::Unavailable {
+                message,
+                retry_after_secs,
+            } => MarketError::Unavailable {
+                message: message.clone(),
+                retry_after_secs: *retry_after_secs,
+            },
+            other => MarketError::Internal(other.to_string()),
+        }
+    }
+
     /// Shorthand for a 503 with a one-second retry hint.
     pub fn unavailable(message: impl Into<String>) -> MarketError {
         MarketError::Unavailable {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use proof_market::cli::{ClientCommand, ClientOpts};
-use proof_market::markets::NodeConfig;
+use proof_market::cluster::NodeConfig;
 use proof_market::server::{self, ServeConfig};
 use proof_market::store::{RedisTarget, RedisTls};
 

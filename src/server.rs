@@ -3,7 +3,7 @@
 //! [`run`] takes an already-bound listener (so tests and `--listen 127.0.0.1:0` get a
 //! real free port) and serves until SIGINT/SIGTERM. The node answers `/health` with 503
 //! until it has joined the live set and taken the statements it owns, then 200. On
-//! SIGINT/SIGTERM it hands its statements over (see [`Markets::leave`]) before it stops.
+//! SIGINT/SIGTERM it hands its statements over (see [`Router::leave`]) before it stops.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,9 +14,9 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::api::forward::Forwarder;
 use crate::auth::{self, Tokens};
 use crate::circuits::Circuits;
-use crate::markets::{Markets, NodeConfig};
+use crate::cluster::NodeConfig;
+use crate::market::{Limits, Market, Router};
 use crate::prover::pool::ProverPool;
-use crate::service::{Limits, Market};
 use crate::store::{RedisTarget, Store};
 
 /// Everything a node needs to start.
@@ -71,16 +71,15 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     } else {
         cfg.matcher_threads
     };
-    let markets = Arc::new(Markets::start(store.clone(), threads, cfg.node.clone()).await?);
-    let limits = Limits::default();
+    let router = Arc::new(Router::start(store.clone(), threads, cfg.node.clone()).await?);
     let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
     let circuits = Arc::new(Circuits::new(store.clone(), pool));
     let market = web::Data::new(Market::new(
         store,
-        markets.clone(),
+        router.clone(),
         circuits,
         Tokens::new(&secret, cfg.token_ttl_secs),
-        limits.clone(),
+        Limits::default(),
     ));
     let addr = listener.local_addr()?;
     let workers = if cfg.http_workers == 0 {
@@ -93,7 +92,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .app_data(market.clone())
             .app_data(web::Data::new(Forwarder::new()))
             .wrap(middleware::NormalizePath::trim())
-            .configure(|c| crate::api::config(c, limits.clone()))
+            .configure(crate::api::config)
     })
     .workers(workers)
     .disable_signals()
@@ -105,16 +104,16 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     tracing::info!(%addr, %redis, prefix = %cfg.key_prefix, node = %cfg.node.id, url = %cfg.node.url, "serving");
     // Heartbeats and leases run on a thread and a Redis connection of their own, so a
     // busy node still renews its leases in time.
-    markets.spawn_upkeep();
+    router.spawn_upkeep();
     actix::spawn(async move {
         wait_for_signal().await;
         // Leave first, so calls arriving while statements move are forwarded to their
         // new owners; then stop HTTP, letting calls in flight finish.
         tracing::info!("stopping: handing statements over");
-        markets.leave().await;
+        router.leave().await;
         // Keep forwarding for a round of the other nodes' upkeep, until they all see
         // this node gone and stop sending it calls.
-        tokio::time::sleep(markets.node().lease / 3 + std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(router.node().lease / 3 + std::time::Duration::from_millis(300)).await;
         handle.stop(true).await;
     });
     server.await?;

@@ -1,24 +1,108 @@
-//! Request bodies and query strings: from client JSON to the service's typed inputs.
+//! Request bodies and query strings: from client bytes to the market's typed inputs.
 //!
-//! Bodies are read as generic JSON and checked field by field, so every refusal names
-//! the field and what was wrong with it ("`cost` must be greater than 0") instead of a
-//! deserializer's position report.
+//! A body is read once, as bytes ([`JsonBody`]), within the size limit and refused
+//! before it is read when it is too large or compressed; the same bytes are forwarded
+//! unchanged when another node owns the call. It is parsed once, as JSON, and checked
+//! field by field into a typed value, so every refusal names the field and what was
+//! wrong with it ("`cost` must be greater than 0") instead of a deserializer's position
+//! report.
 
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use crate::domain::{Cost, IdempotencyKey, Key, Minutes, Side, Status};
+use crate::domain::{Cost, IdempotencyKey, Key, Minutes, Side, Status, UserName};
 use crate::input::PublicInput;
-use crate::service::{NewOrder, OrderFilter, ProofPush};
+use crate::market::{NewOrder, NewStatement, NewUser, OrderFilter, ProducerProfile, ProofPush};
 
 use super::error::ApiError;
+use super::MAX_BODY;
 
 type R<T> = Result<T, ApiError>;
+
+/// A JSON object body: the bytes as sent (to forward them unchanged) and the object
+/// they parse to.
+pub struct JsonBody {
+    /// The body as received.
+    pub bytes: Bytes,
+    /// The parsed object.
+    pub object: Map<String, Value>,
+}
+
+impl FromRequest for JsonBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = R<JsonBody>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let encoded = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if encoded {
+                // Inflating would let a small body cost a large allocation.
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "compressed request bodies are not accepted; send plain JSON",
+                ));
+            }
+            if declared.is_some_and(|n| n > MAX_BODY) {
+                return Err(too_large());
+            }
+            let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request(format!("unreadable body: {e}")))?;
+                if buf.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            let bytes = buf.freeze();
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+            Ok(JsonBody {
+                bytes,
+                object: object(value)?,
+            })
+        })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {MAX_BODY} bytes"),
+    )
+}
 
 /// The body must be a JSON object.
 pub fn object(v: Value) -> R<Map<String, Value>> {
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(ApiError::bad_request("the body must be a JSON object")),
+    }
+}
+
+/// An optional string field of at most `max` bytes.
+fn optional_string(m: &Map<String, Value>, field: &str, max: usize) -> R<Option<String>> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{field}` must be a string of at most {max} bytes"
+        ))),
     }
 }
 
@@ -82,8 +166,12 @@ fn cost(m: &Map<String, Value>) -> R<Cost> {
     }
 }
 
-/// A new request or proposal.
-pub fn new_order(side: Side, m: &Map<String, Value>) -> R<NewOrder> {
+/// A new request or proposal, with the `Idempotency-Key` header it came with.
+pub fn new_order(
+    side: Side,
+    m: &Map<String, Value>,
+    idempotency: Option<IdempotencyKey>,
+) -> R<NewOrder> {
     let statement = key_field(m, "statement_key")?
         .ok_or_else(|| ApiError::bad_request("missing field `statement_key`"))?;
     let input = match side {
@@ -105,7 +193,131 @@ pub fn new_order(side: Side, m: &Map<String, Value>) -> R<NewOrder> {
         eval_time: minutes(m, "eval_time")?,
         wait_period: minutes(m, "wait_period")?,
         input,
-        idempotency: None,
+        idempotency,
+    })
+}
+
+/// A sign-up.
+pub fn new_user(m: &Map<String, Value>) -> R<NewUser> {
+    let user = UserName::parse(&string(m, "user")?).ok_or_else(|| {
+        ApiError::bad_request(
+            "`user` must be 1 to 64 characters of letters, digits, `_`, `-`, `.`, `@`",
+        )
+    })?;
+    let passwd = string(m, "passwd")?;
+    if passwd.is_empty() || passwd.len() > 1024 {
+        return Err(ApiError::bad_request("`passwd` must be 1 to 1024 bytes"));
+    }
+    let email = match m.get("email") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) if e.contains('@') && e.len() <= 254 => Some(e.clone()),
+        Some(_) => return Err(ApiError::bad_request("`email` must be an e-mail address")),
+    };
+    Ok(NewUser {
+        user,
+        passwd,
+        email,
+    })
+}
+
+/// Credentials of `/_open/auth`: user name and password.
+pub fn credentials(m: &Map<String, Value>) -> R<(String, String)> {
+    Ok((string(m, "username")?, string(m, "password")?))
+}
+
+/// A producer's profile.
+pub fn producer_profile(m: &Map<String, Value>) -> R<ProducerProfile> {
+    const MAX: usize = 2048;
+    Ok(ProducerProfile {
+        description: string(m, "description")?,
+        url: optional_string(m, "url", MAX)?,
+        logo: optional_string(m, "logo", MAX)?,
+        eth_address: optional_string(m, "eth_address", MAX)?,
+    })
+}
+
+/// A new statement; `max_definition` bounds each of the definition's two texts.
+pub fn new_statement(m: &Map<String, Value>, max_definition: usize) -> R<NewStatement> {
+    let text = |field: &str, required: bool, max: usize| -> R<String> {
+        match m.get(field) {
+            Some(Value::String(s)) if s.len() > max => Err(ApiError::bad_request(format!(
+                "`{field}` is longer than {max} bytes"
+            ))),
+            Some(Value::String(s)) if required && s.trim().is_empty() => Err(
+                ApiError::bad_request(format!("`{field}` must not be empty")),
+            ),
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) if !required => Ok(String::new()),
+            None | Some(Value::Null) => {
+                Err(ApiError::bad_request(format!("missing field `{field}`")))
+            }
+            Some(_) => Err(ApiError::bad_request(format!("`{field}` must be a string"))),
+        }
+    };
+    let name = text("name", true, 256)?;
+    let kind = text("type", true, 64)?;
+    if kind != "placeholder-zkllvm" {
+        return Err(ApiError::bad_request(format!(
+            "unsupported statement type `{kind}`; this market proves `placeholder-zkllvm` circuits"
+        )));
+    }
+    let is_private = match m.get("isPrivate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("`isPrivate` must be true or false")),
+    };
+    let def = match m.get("definition") {
+        Some(Value::Object(d)) => d,
+        None => return Err(ApiError::bad_request("missing field `definition`")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`definition` must be an object with `proving_key`",
+            ))
+        }
+    };
+    let too_big = |f: &str| {
+        ApiError::bad_request(format!(
+            "`definition.{f}` is larger than {max_definition} bytes"
+        ))
+    };
+    let proving_key = match def.get("proving_key") {
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(ApiError::bad_request("`definition.proving_key` is empty"))
+        }
+        Some(Value::String(s)) if s.len() > max_definition => return Err(too_big("proving_key")),
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            return Err(ApiError::bad_request(
+                "missing field `definition.proving_key` (the circuit as zkLLVM IR)",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`definition.proving_key` must be a string",
+            ))
+        }
+    };
+    let verification_key = match def.get("verification_key") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.len() > max_definition => {
+            return Err(too_big("verification_key"))
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`definition.verification_key` must be a string",
+            ))
+        }
+    };
+    Ok(NewStatement {
+        name,
+        kind,
+        description: text("description", false, 64 << 10)?,
+        url: text("url", false, 64 << 10)?,
+        input_description: text("input_description", false, 64 << 10)?,
+        is_private,
+        proving_key,
+        verification_key,
     })
 }
 
@@ -220,6 +432,7 @@ mod tests {
         let ok = new_order(
             Side::Request,
             &obj(json!({"statement_key": "5", "cost": 2, "input": {"input": "1\n11"}})),
+            None,
         )
         .unwrap();
         assert_eq!(ok.statement, Key(5));
@@ -237,7 +450,7 @@ mod tests {
             json!({"statement_key": "5", "cost": 1, "input": [], "eval_time": 1.5}),
         ] {
             assert!(
-                new_order(Side::Request, &obj(bad.clone())).is_err(),
+                new_order(Side::Request, &obj(bad.clone()), None).is_err(),
                 "{bad}"
             );
         }

@@ -6,7 +6,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::domain::UserName;
 use crate::error::MarketError;
-use crate::service::Market;
+use crate::market::Market;
 
 use super::error::ApiError;
 

@@ -15,8 +15,6 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
-    /// Set from [`MarketError::Moved`]: the call belongs to another node.
-    moved: Option<Option<String>>,
 }
 
 impl ApiError {
@@ -26,14 +24,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
-            moved: None,
         }
-    }
-
-    /// `Some(owner URL or None)` when the call belongs to another node; see
-    /// [`MarketError::Moved`].
-    pub fn moved(&self) -> Option<Option<String>> {
-        self.moved.clone()
     }
 
     /// 400 with a message.
@@ -59,7 +50,6 @@ impl From<MarketError> for ApiError {
             MarketError::Unavailable {
                 retry_after_secs, ..
             } => (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after_secs)),
-            MarketError::Moved(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
             MarketError::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, None),
             MarketError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -69,19 +59,10 @@ impl From<MarketError> for ApiError {
                 );
             }
         };
-        let message = match &e {
-            MarketError::Moved(_) => "the statement is changing hands, retry shortly".into(),
-            other => other.to_string(),
-        };
-        let moved = match e {
-            MarketError::Moved(url) => Some(url),
-            _ => None,
-        };
         ApiError {
             status,
-            message,
+            message: e.to_string(),
             retry_after,
-            moved,
         }
     }
 }
@@ -102,23 +83,6 @@ impl ResponseError for ApiError {
             "errorMessage": self.message,
         }))
     }
-}
-
-/// Maps actix's JSON extractor failures: oversized bodies are 413, the rest 400.
-pub fn json_error(
-    err: actix_web::error::JsonPayloadError,
-    _: &actix_web::HttpRequest,
-) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    let e = match &err {
-        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {limit} bytes"),
-        ),
-        E::Deserialize(d) => ApiError::bad_request(format!("malformed JSON body: {d}")),
-        other => ApiError::bad_request(format!("unreadable JSON body: {other}")),
-    };
-    e.into()
 }
 
 /// Maps query-string failures to 400.

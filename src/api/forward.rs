@@ -1,22 +1,26 @@
-//! Calls about a statement another node owns are forwarded to it over HTTP.
+//! Dispatch of calls about a statement: served here, or forwarded to its owner.
 //!
-//! The owner re-checks everything (token, body, ownership) as if the client had called
-//! it, so a forwarded call is exactly as safe as a direct one. The hop count travels in
-//! [`HOPS_HEADER`]; a node never forwards a call that has already made
-//! [`crate::markets::MAX_HOPS`] hops, so views that disagree for a moment cannot loop.
-//! A call answered [`MarketError::Moved`] without a URL (its statement was changing
-//! hands on this node) is routed again after a short pause.
+//! A handler parses its body once, then [`dispatch`] asks the market for the
+//! statement's [`Route`] and acts on it: a local call gets the matcher's handle; a
+//! forwarded one sends the client's own bytes, token and `Idempotency-Key` to the owner
+//! and relays its answer; a statement changing hands here is routed again after a
+//! pause. The owner re-checks everything (token, body, ownership) as if the client had
+//! called it, so a forwarded call is exactly as safe as a direct one. The hop count
+//! travels in [`HOPS_HEADER`]; a node forwards a call at most
+//! [`crate::market::router::MAX_HOPS`] times, so views that disagree for a moment
+//! cannot loop.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{Map, Value};
 
+use crate::domain::Key;
 use crate::error::MarketError;
-use crate::service::Market;
+use crate::market::{LocalError, LocalResult, Market, MatcherHandle, Route};
 
 use super::error::ApiError;
 
@@ -70,62 +74,69 @@ pub enum Resend {
     Unsafe,
 }
 
-impl From<bool> for Resend {
-    fn from(safe: bool) -> Resend {
-        if safe {
-            Resend::Safe
-        } else {
-            Resend::Unsafe
+/// What a dispatched call produced.
+pub enum Answer<T> {
+    /// Served here: the market's answer, to render.
+    Local(T),
+    /// Served by the owner: its response, relayed as is.
+    Forwarded(HttpResponse),
+}
+
+impl<T> Answer<T> {
+    /// The HTTP response, rendering a local answer with `render`.
+    pub fn respond(self, render: impl FnOnce(T) -> serde_json::Value) -> HttpResponse {
+        match self {
+            Answer::Local(v) => HttpResponse::Ok().json(render(v)),
+            Answer::Forwarded(r) => r,
         }
     }
 }
 
-/// Runs `call`, forwarding to the owner or routing again as the market answers.
-/// `body` is what to send the owner (the parsed JSON object, written back out).
-pub async fn routed<F, Fut>(
+/// Runs a call about `stmt` where it belongs: `local` with this node's matcher, or
+/// the client's `body` forwarded to the owner.
+pub async fn dispatch<T, F, Fut>(
+    market: &Market,
     req: &HttpRequest,
-    body: Option<&Map<String, Value>>,
+    stmt: Key,
+    body: Option<&Bytes>,
     resend: Resend,
-    mut call: F,
-) -> Result<HttpResponse, ApiError>
+    local: F,
+) -> Result<Answer<T>, ApiError>
 where
-    F: FnMut(u8) -> Fut,
-    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+    F: Fn(MatcherHandle) -> Fut,
+    Fut: Future<Output = LocalResult<T>>,
 {
     let hops = hops(req);
     let mut unreachable = 0;
     for attempt in 0..ATTEMPTS {
-        match call(hops).await {
-            Err(e) => match e.moved() {
-                Some(Some(url)) => {
-                    let e = match forward(req, body, &url, hops).await {
-                        Ok(r) => return Ok(r),
-                        // Nothing was sent: the owner may have just left.
-                        Err(Forward::Unreachable(e)) => e,
-                        // The owner may have applied it: send it again only if that is safe.
-                        Err(Forward::Failed(e)) if resend == Resend::Safe => e,
-                        Err(Forward::Failed(_)) => return Err(outcome_unknown()),
-                    };
-                    if unreachable >= 2 {
-                        return Err(e);
-                    }
-                    // Read the live nodes again and route once more.
-                    unreachable += 1;
-                    if let Some(m) = req.app_data::<web::Data<Market>>() {
-                        let now = std::time::Instant::now();
-                        if m.markets().refresh_view(now).await.is_err() {
-                            return Err(e);
-                        }
-                    }
-                }
-                Some(None) => {
-                    let pause = 10 * u64::from(attempt.min(10) + 1);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                None => return Err(e),
+        let pause = match market.route(stmt, hops).await? {
+            Route::Local(m) => match local(m).await {
+                Ok(v) => return Ok(Answer::Local(v)),
+                Err(LocalError::Market(e)) => return Err(e.into()),
+                // The matcher left before applying the call: route again.
+                Err(LocalError::Moved) => Duration::from_millis(10),
             },
-            ok => return ok,
-        }
+            Route::Forward(url) => {
+                let e = match forward(req, body, &url, hops).await {
+                    Ok(r) => return Ok(Answer::Forwarded(r)),
+                    // Nothing was sent: the owner may have just left.
+                    Err(Forward::Unreachable(e)) => e,
+                    // The owner may have applied it: send it again only if that is safe.
+                    Err(Forward::Failed(e)) if resend == Resend::Safe => e,
+                    Err(Forward::Failed(_)) => return Err(outcome_unknown()),
+                };
+                if unreachable >= 2 {
+                    return Err(e);
+                }
+                // Read the live nodes again and route once more.
+                unreachable += 1;
+                market.refresh_view(Instant::now()).await?;
+                continue;
+            }
+            Route::Retry(after) => after,
+        };
+        // Back off a little more each time while the statement changes hands.
+        tokio::time::sleep(pause * (attempt.min(10) + 1)).await;
     }
     Err(MarketError::unavailable("the statement is changing hands, retry shortly").into())
 }
@@ -171,7 +182,7 @@ impl From<MarketError> for Forward {
 
 async fn forward(
     req: &HttpRequest,
-    body: Option<&Map<String, Value>>,
+    body: Option<&Bytes>,
     base: &str,
     hops: u8,
 ) -> Result<HttpResponse, Forward> {
@@ -193,10 +204,9 @@ async fn forward(
         out = out.header(super::bodies::IDEMPOTENCY_HEADER, k.as_bytes());
     }
     if let Some(b) = body {
-        let bytes = serde_json::to_vec(b).map_err(|e| MarketError::Internal(e.to_string()))?;
         out = out
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes);
+            .body(b.clone());
     }
     let resp = out.send().await.map_err(|e| {
         warn_rate_limited(&url, &e);

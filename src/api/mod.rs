@@ -13,7 +13,7 @@ pub mod views;
 
 use actix_web::web;
 
-use crate::service::Limits;
+use crate::domain::Side;
 
 /// The market root of the original API.
 pub const ROOT: &str = "/_db/market/v0_0";
@@ -22,40 +22,38 @@ pub const ROOT: &str = "/_db/market/v0_0";
 /// 2 MiB proof as hex, plus JSON overhead.
 pub const MAX_BODY: usize = 9 << 20;
 
-/// Registers routes, JSON limits and error mapping.
-pub fn config(cfg: &mut web::ServiceConfig, limits: Limits) {
+/// Registers routes and error mapping.
+pub fn config(cfg: &mut web::ServiceConfig) {
     use routes as r;
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(MAX_BODY)
-            .content_type_required(false)
-            .error_handler(error::json_error),
-    )
-    .app_data(web::QueryConfig::default().error_handler(error::query_error))
-    .app_data(web::PathConfig::default().error_handler(error::path_error))
-    .app_data(web::Data::new(limits))
-    .route("/health", web::get().to(r::health))
-    .route("/_open/auth", web::post().to(r::login))
-    .service(
-        web::scope(ROOT)
-            .route("/user/signup", web::post().to(r::signup))
-            .route("/user/renew", web::post().to(r::renew))
-            .route("/producer/register", web::post().to(r::register_producer))
-            .route("/statement", web::post().to(r::push_statement))
-            .route("/statement", web::get().to(r::list_statements))
-            .route("/statement/{key}", web::get().to(r::get_statement))
-            .route("/request", web::post().to(r::push_request))
-            .route("/request", web::get().to(r::list_requests))
-            .route("/request/{key}", web::get().to(r::get_request))
-            .route("/request/{key}", web::delete().to(r::withdraw_request))
-            .route("/proposal", web::post().to(r::push_proposal))
-            .route("/proposal", web::get().to(r::list_proposals))
-            .route("/proposal/{key}", web::get().to(r::get_proposal))
-            .route("/proposal/{key}", web::delete().to(r::withdraw_proposal))
-            .route("/proof", web::post().to(r::push_proof))
-            .route("/proof/{key}", web::get().to(r::get_proof))
-            .route("/book/{key}", web::get().to(r::book))
-            .route("/cluster", web::get().to(r::cluster)),
-    )
-    .default_service(web::to(r::not_found));
+    cfg.app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .route("/health", web::get().to(r::health))
+        .route("/_open/auth", web::post().to(r::login))
+        .service(
+            web::scope(ROOT)
+                .route("/user/signup", web::post().to(r::signup))
+                .route("/user/renew", web::post().to(r::renew))
+                .route("/producer/register", web::post().to(r::register_producer))
+                .route("/statement", web::post().to(r::push_statement))
+                .route("/statement", web::get().to(r::list_statements))
+                .route("/statement/{key}", web::get().to(r::get_statement))
+                .service(orders(Side::Request))
+                .service(orders(Side::Proposal))
+                .route("/proof", web::post().to(r::push_proof))
+                .route("/proof/{key}", web::get().to(r::get_proof))
+                .route("/book/{key}", web::get().to(r::book))
+                .route("/cluster", web::get().to(r::cluster)),
+        )
+        .default_service(web::to(r::not_found));
+}
+
+/// `/request` or `/proposal`: the same calls over either side of the book.
+fn orders(side: Side) -> actix_web::Scope {
+    use routes as r;
+    web::scope(&format!("/{}", side.as_str()))
+        .app_data(web::Data::new(side))
+        .route("", web::post().to(r::push_order))
+        .route("", web::get().to(r::list_orders))
+        .route("/{key}", web::get().to(r::get_order))
+        .route("/{key}", web::delete().to(r::withdraw_order))
 }

@@ -1,16 +1,16 @@
-//! HTTP handlers: parse, authorize, call the service, render. Nothing else.
+//! HTTP handlers: parse, authorize, route, call the market, render. Nothing else.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::domain::{Side, UserName};
+use crate::domain::Side;
 use crate::error::MarketError;
-use crate::service::Market;
+use crate::market::Market;
 
-use super::bodies::{self, ListQuery};
+use super::bodies::{self, JsonBody, ListQuery};
 use super::caller::Caller;
 use super::error::ApiError;
-use super::forward::{routed, Resend};
+use super::forward::{dispatch, Resend};
 use super::views;
 
 type Res = Result<HttpResponse, ApiError>;
@@ -20,193 +20,129 @@ fn ok(v: Value) -> Res {
 }
 
 /// `POST /user/signup`
-pub async fn signup(m: web::Data<Market>, body: web::Json<Value>) -> Res {
-    let b = bodies::object(body.into_inner())?;
-    let name = bodies::string(&b, "user")?;
-    let user = UserName::parse(&name).ok_or_else(|| {
-        ApiError::bad_request(
-            "`user` must be 1 to 64 characters of letters, digits, `_`, `-`, `.`, `@`",
-        )
-    })?;
-    let passwd = bodies::string(&b, "passwd")?;
-    if passwd.is_empty() || passwd.len() > 1024 {
-        return Err(ApiError::bad_request("`passwd` must be 1 to 1024 bytes"));
-    }
-    let email = match b.get("email") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(e)) if e.contains('@') && e.len() <= 254 => Some(e.clone()),
-        Some(_) => return Err(ApiError::bad_request("`email` must be an e-mail address")),
-    };
-    ok(m.signup(user, passwd, email).await?)
+pub async fn signup(m: web::Data<Market>, body: JsonBody) -> Res {
+    let user = m.signup(bodies::new_user(&body.object)?).await?;
+    ok(views::signup(&user))
 }
 
 /// `POST /_open/auth`
-pub async fn login(m: web::Data<Market>, body: web::Json<Value>) -> Res {
-    let b = bodies::object(body.into_inner())?;
-    let user = bodies::string(&b, "username")?;
-    let password = bodies::string(&b, "password")?;
-    let jwt = m.login(&user, password).await?;
-    ok(json!({"jwt": jwt}))
+pub async fn login(m: web::Data<Market>, body: JsonBody) -> Res {
+    let (user, password) = bodies::credentials(&body.object)?;
+    ok(views::token(&m.login(&user, password).await?))
 }
 
 /// `POST /user/renew`
 pub async fn renew(m: web::Data<Market>, c: Caller) -> Res {
-    ok(json!({"jwt": m.tokens().issue(&c.0)?}))
+    ok(views::token(&m.tokens().issue(&c.0)?))
 }
 
 /// `POST /producer/register`
-pub async fn register_producer(m: web::Data<Market>, c: Caller, body: web::Json<Value>) -> Res {
-    let b = bodies::object(body.into_inner())?;
-    let mut profile = serde_json::Map::new();
-    profile.insert(
-        "description".into(),
-        json!(bodies::string(&b, "description")?),
-    );
-    for f in ["url", "logo", "eth_address"] {
-        match b.get(f) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.len() <= 2048 => {
-                profile.insert(f.into(), json!(s));
-            }
-            Some(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "`{f}` must be a string of at most 2048 bytes"
-                )))
-            }
-        }
-    }
-    ok(m.register_producer(&c.0, profile).await?)
+pub async fn register_producer(m: web::Data<Market>, c: Caller, body: JsonBody) -> Res {
+    let profile = bodies::producer_profile(&body.object)?;
+    ok(views::producer(&m.register_producer(&c.0, profile).await?))
 }
 
 /// `POST /statement`
-pub async fn push_statement(m: web::Data<Market>, c: Caller, body: web::Json<Value>) -> Res {
-    let b = bodies::object(body.into_inner())?;
-    ok(m.create_statement(&c.0, b).await?)
+pub async fn push_statement(m: web::Data<Market>, c: Caller, body: JsonBody) -> Res {
+    let s = bodies::new_statement(&body.object, m.limits().max_definition_bytes)?;
+    ok(views::statement(&m.create_statement(&c.0, s).await?))
 }
 
 /// `GET /statement`
 pub async fn list_statements(m: web::Data<Market>, _c: Caller) -> Res {
-    ok(Value::Array(m.list_statements().await?))
+    let all = m.list_statements().await?;
+    ok(Value::Array(all.iter().map(views::statement).collect()))
 }
 
 /// `GET /statement/{key}`
 pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<String>) -> Res {
-    ok(m.get_statement(bodies::path_key("statement", &key)?)
-        .await?)
-}
-
-async fn push_order(m: &Market, req: &HttpRequest, c: &Caller, side: Side, body: Value) -> Res {
-    let b = &bodies::object(body)?;
-    let idempotency = &bodies::idempotency_key(req)?;
-    // Parsed inside the call: a bad body fails there with its 400 before any routing.
-    // Placing an order twice is not harmless: only a keyed placement may be resent.
-    let resend = Resend::from(idempotency.is_some());
-    routed(req, Some(b), resend, |hops| async move {
-        let mut order = bodies::new_order(side, b)?;
-        order.idempotency = idempotency.clone();
-        ok(views::order(&m.place(&c.0, order, hops).await?))
-    })
-    .await
-}
-
-async fn get_order(m: &Market, side: Side, key: &str) -> Res {
-    ok(views::order(
-        &m.get_order(side, bodies::path_key(side.as_str(), key)?)
+    ok(views::statement(
+        &m.get_statement(bodies::path_key("statement", &key)?)
             .await?,
     ))
 }
 
-async fn list_orders(m: &Market, side: Side, q: &ListQuery) -> Res {
-    let orders = m.list_orders(side, &q.filter()?).await?;
-    ok(Value::Array(orders.iter().map(views::order).collect()))
+/// `POST /request` and `POST /proposal`
+pub async fn push_order(
+    m: web::Data<Market>,
+    side: web::Data<Side>,
+    req: HttpRequest,
+    c: Caller,
+    body: JsonBody,
+) -> Res {
+    let idempotency = bodies::idempotency_key(&req)?;
+    // Placing an order twice is not harmless: only a keyed placement may be resent.
+    let resend = match idempotency {
+        Some(_) => Resend::Safe,
+        None => Resend::Unsafe,
+    };
+    let order = bodies::new_order(**side, &body.object, idempotency)?;
+    let (m, c) = (&m, &c);
+    let answer = dispatch(m, &req, order.statement, Some(&body.bytes), resend, |h| {
+        let order = order.clone();
+        async move { m.place(&h, &c.0, order).await }
+    })
+    .await?;
+    Ok(answer.respond(|o| views::order(&o)))
 }
 
 async fn withdraw(m: &Market, req: &HttpRequest, c: &Caller, side: Side, key: &str) -> Res {
     let key = bodies::path_key(side.as_str(), key)?;
+    let stmt = m.statement_of(side.as_str(), key).await?;
     // A second withdrawal of the same order is refused (409), never applied twice.
-    routed(req, None, Resend::Safe, |hops| async move {
-        ok(views::order(&m.withdraw(&c.0, side, key, hops).await?))
+    let answer = dispatch(m, req, stmt, None, Resend::Safe, |h| async move {
+        m.withdraw(&h, &c.0, side, key).await
     })
-    .await
+    .await?;
+    Ok(answer.respond(|o| views::order(&o)))
 }
 
-/// `POST /request`
-pub async fn push_request(
+/// `GET /request/{key}` and `GET /proposal/{key}`
+pub async fn get_order(
     m: web::Data<Market>,
-    req: HttpRequest,
-    c: Caller,
-    body: web::Json<Value>,
+    side: web::Data<Side>,
+    _c: Caller,
+    key: web::Path<String>,
 ) -> Res {
-    push_order(&m, &req, &c, Side::Request, body.into_inner()).await
+    let side = **side;
+    let key = bodies::path_key(side.as_str(), &key)?;
+    ok(views::order(&m.get_order(side, key).await?))
 }
 
-/// `GET /request/{key}`
-pub async fn get_request(m: web::Data<Market>, _c: Caller, key: web::Path<String>) -> Res {
-    get_order(&m, Side::Request, &key).await
-}
-
-/// `GET /request?q=..`
-pub async fn list_requests(m: web::Data<Market>, _c: Caller, q: web::Query<ListQuery>) -> Res {
-    list_orders(&m, Side::Request, &q).await
-}
-
-/// `DELETE /request/{key}`
-pub async fn withdraw_request(
+/// `GET /request?q=..` and `GET /proposal?q=..`
+pub async fn list_orders(
     m: web::Data<Market>,
+    side: web::Data<Side>,
+    _c: Caller,
+    q: web::Query<ListQuery>,
+) -> Res {
+    let orders = m.list_orders(**side, &q.filter()?).await?;
+    ok(Value::Array(orders.iter().map(views::order).collect()))
+}
+
+/// `DELETE /request/{key}` and `DELETE /proposal/{key}`
+pub async fn withdraw_order(
+    m: web::Data<Market>,
+    side: web::Data<Side>,
     req: HttpRequest,
     c: Caller,
     key: web::Path<String>,
 ) -> Res {
-    withdraw(&m, &req, &c, Side::Request, &key).await
-}
-
-/// `POST /proposal`
-pub async fn push_proposal(
-    m: web::Data<Market>,
-    req: HttpRequest,
-    c: Caller,
-    body: web::Json<Value>,
-) -> Res {
-    push_order(&m, &req, &c, Side::Proposal, body.into_inner()).await
-}
-
-/// `GET /proposal/{key}`
-pub async fn get_proposal(m: web::Data<Market>, _c: Caller, key: web::Path<String>) -> Res {
-    get_order(&m, Side::Proposal, &key).await
-}
-
-/// `GET /proposal?q=..`
-pub async fn list_proposals(m: web::Data<Market>, _c: Caller, q: web::Query<ListQuery>) -> Res {
-    list_orders(&m, Side::Proposal, &q).await
-}
-
-/// `DELETE /proposal/{key}`
-pub async fn withdraw_proposal(
-    m: web::Data<Market>,
-    req: HttpRequest,
-    c: Caller,
-    key: web::Path<String>,
-) -> Res {
-    withdraw(&m, &req, &c, Side::Proposal, &key).await
+    withdraw(&m, &req, &c, **side, &key).await
 }
 
 /// `POST /proof`
-pub async fn push_proof(
-    m: web::Data<Market>,
-    req: HttpRequest,
-    c: Caller,
-    body: web::Json<Value>,
-    limits: web::Data<crate::service::Limits>,
-) -> Res {
-    let b = &bodies::object(body.into_inner())?;
-    let max = limits.max_proof_bytes;
+pub async fn push_proof(m: web::Data<Market>, req: HttpRequest, c: Caller, body: JsonBody) -> Res {
+    let p = bodies::proof_push(&body.object, m.limits().max_proof_bytes)?;
+    let stmt = m.proof_statement(&p).await?;
     let (m, c) = (&m, &c);
     // A second proof for the same orders is refused (409), never applied twice.
-    routed(&req, Some(b), Resend::Safe, |hops| async move {
-        let p = bodies::proof_push(b, max)?;
-        ok(views::proof(&m.push_proof(&c.0, p, hops).await?, false))
+    let answer = dispatch(m, &req, stmt, Some(&body.bytes), Resend::Safe, |h| {
+        let p = p.clone();
+        async move { m.push_proof(&h, &c.0, p).await }
     })
-    .await
+    .await?;
+    Ok(answer.respond(|p| views::proof(&p, false)))
 }
 
 /// Query of `GET /proof/{key}`.
@@ -233,34 +169,21 @@ pub async fn book(
     _c: Caller,
     key: web::Path<String>,
 ) -> Res {
-    let key = bodies::path_key("statement", &key)?;
+    let stmt = bodies::path_key("statement", &key)?;
     let m = &m;
-    routed(&req, None, Resend::Safe, |hops| async move {
-        let (r, p) = m.book(key, 1000, hops).await?;
-        ok(views::book(&r, &p))
+    let answer = dispatch(m, &req, stmt, None, Resend::Safe, |h| async move {
+        m.book(&h, 1000).await
     })
-    .await
+    .await?;
+    Ok(answer.respond(|(r, p)| views::book(&r, &p)))
 }
 
 /// `GET /health`: 200 once the node has joined the cluster and Redis answers; 503
 /// while starting, while handing statements over before it stops, or without Redis.
 pub async fn health(m: web::Data<Market>) -> HttpResponse {
-    let redis_ok = m.store().ping().await.is_ok();
-    let mk = m.markets();
-    let ready = mk.is_ready();
-    let owned = mk.owned();
-    let body = json!({
-        "status": if redis_ok && ready { "ok" } else if mk.is_leaving() { "draining" } else { "unavailable" },
-        "ready": ready,
-        "node": mk.node().id,
-        "url": mk.node().url,
-        "redis": if redis_ok { "reachable" } else { "unreachable" },
-        "statements": owned.len(),
-        "statements_owned": owned.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        "live_nodes": mk.view().len(),
-        "fenced_writes": mk.fenced_writes(),
-    });
-    if redis_ok && ready {
+    let h = m.health().await;
+    let body = views::health(&h);
+    if h.redis_ok && h.ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()
@@ -272,10 +195,10 @@ pub async fn health(m: web::Data<Market>) -> HttpResponse {
 /// `GET /cluster`: the live nodes and, for every statement, the node that should own
 /// it (rendezvous over the live nodes) and the node holding its lease, read from Redis.
 pub async fn cluster(m: web::Data<Market>, _c: Caller) -> Res {
-    ok(m.cluster_view().await?)
+    ok(views::cluster(&m.cluster_report().await?))
 }
 
 /// Any other path.
-pub async fn not_found(req: actix_web::HttpRequest) -> Res {
+pub async fn not_found(req: HttpRequest) -> Res {
     Err(MarketError::NotFound(format!("no route for {} {}", req.method(), req.path())).into())
 }

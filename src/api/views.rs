@@ -1,10 +1,67 @@
-//! JSON shapes of the original market: how records are rendered to clients.
+//! JSON shapes of the original market: how the market's typed answers are rendered to
+//! clients. The only place that builds response JSON.
 
 use serde_json::{json, Map, Value};
 
-use crate::book::Level;
-use crate::domain::Side;
+use crate::domain::{Side, UserName};
+use crate::market::book::Level;
+use crate::market::{ClusterReport, Health, ProducerRecord, StatementRecord};
 use crate::store::{OrderRecord, ProofRecord};
+
+/// A new account.
+pub fn signup(user: &UserName) -> Value {
+    json!({"user": user.as_str(), "active": true})
+}
+
+/// A fresh token.
+pub fn token(jwt: &str) -> Value {
+    json!({ "jwt": jwt })
+}
+
+/// A producer profile (its stored form is the original's).
+pub fn producer(p: &ProducerRecord) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// A statement (its stored form is the original's).
+pub fn statement(s: &StatementRecord) -> Value {
+    serde_json::to_value(s).unwrap_or(Value::Null)
+}
+
+/// `/health`'s body.
+pub fn health(h: &Health) -> Value {
+    json!({
+        "status": if h.redis_ok && h.ready { "ok" } else if h.leaving { "draining" } else { "unavailable" },
+        "ready": h.ready,
+        "node": h.node.id,
+        "url": h.node.url,
+        "redis": if h.redis_ok { "reachable" } else { "unreachable" },
+        "statements": h.owned.len(),
+        "statements_owned": h.owned.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "live_nodes": h.live_nodes,
+        "fenced_writes": h.fenced_writes,
+    })
+}
+
+/// `/cluster`'s body.
+pub fn cluster(c: &ClusterReport) -> Value {
+    let keys = |ks: &[crate::domain::Key]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    json!({
+        "node": c.node,
+        "nodes": c.nodes.iter().map(|(n, held)| json!({
+            "id": n.id,
+            "url": n.url,
+            "statements": keys(held),
+        })).collect::<Vec<_>>(),
+        "statements": c.statements.iter().map(|s| json!({
+            "statement": s.statement.to_string(),
+            "owner": s.owner,
+            "lease_holder": s.lease_holder,
+            "fencing_token": s.fencing_token,
+            "fenced_writes": s.fenced_writes,
+        })).collect::<Vec<_>>(),
+    })
+}
 
 /// An order as the original market shows it.
 pub fn order(o: &OrderRecord) -> Value {

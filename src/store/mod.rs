@@ -12,6 +12,7 @@
 //! in the same pipeline as the batch that creates the object, before its script; a
 //! locator whose object was never created only ever leads a reader to a 404.
 
+mod allocator;
 mod nodes;
 mod records;
 mod target;
@@ -23,6 +24,7 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::AsyncCommands;
 
+pub use allocator::KeyAllocator;
 pub use nodes::Lease;
 pub use records::{OrderRecord, ProofRecord};
 pub use target::{redact_url, RedisTarget, RedisTls};

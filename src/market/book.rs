@@ -4,7 +4,7 @@
 //! data, and matching returns what happened as values. The matcher actor owns one
 //! `Book` and writes the outcomes to the store; tests and benchmarks drive it alone.
 //!
-//! Rules (../shared/architecture.md): a proposal P can serve a request R when
+//! Rules (README, "Matching rules"): a proposal P can serve a request R when
 //! `P.cost <= R.cost` and, when R gives an `eval_time`, P gives one no longer than it.
 //! An incoming request takes the best eligible proposal (lowest cost, then lowest
 //! `eval_time`, then earliest); an incoming proposal takes the best eligible request

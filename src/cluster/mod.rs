@@ -1,0 +1,30 @@
+//! The cluster: which node owns which statement, and how a node knows who is alive.
+//!
+//! Several nodes share one Redis or a Redis Cluster. Each node registers itself with a
+//! heartbeat (the registry and the statement leases are Redis records, written by
+//! [`crate::store`]); each statement is owned by the live node of highest rendezvous
+//! weight ([`rendezvous`]), computed by every node from the same live set
+//! ([`view::LiveView`]) with no coordination. The owner holds the statement's lease,
+//! whose fencing token every transition checks; the market's router turns all of
+//! this into a route for each call.
+
+pub mod rendezvous;
+pub mod view;
+
+use std::time::Duration;
+
+pub use rendezvous::{owner, NodeEntry};
+pub use view::LiveView;
+
+/// Who this node is.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique and stable across restarts of the same node.
+    pub id: String,
+    /// Where other nodes reach this one.
+    pub url: String,
+    /// Lease length; a dead node's statements move after about this long.
+    pub lease: Duration,
+    /// How long an order's `Idempotency-Key` is remembered (the same on every node).
+    pub idempotency_retention: Duration,
+}

@@ -1,0 +1,216 @@
+//! The market: what each call does, independent of HTTP.
+//!
+//! - [`Market`] (this file and `users`, `statements`, `orders`, `proofs`) checks business
+//!   rules against the store, sends order changes to the statement's matcher and
+//!   returns typed records; the API parses before and renders after.
+//! - [`router`] decides where a call about a statement runs ([`Route`]) and owns this
+//!   node's matchers; [`upkeep`] keeps ownership up to date.
+//! - [`matcher`] is the actor that writes one statement's decisions to the store;
+//!   [`state`] is what it decides with (pure); [`book`] is the price/time book (pure).
+//!
+//! Calls that change a statement's orders take the [`MatcherHandle`] their route gave,
+//! so they run only on the statement's owner; reads go straight to the store, so any
+//! node serves them.
+
+pub mod book;
+pub mod matcher;
+mod orders;
+mod proofs;
+pub mod router;
+pub mod state;
+mod statements;
+mod upkeep;
+mod users;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::Tokens;
+use crate::circuits::Circuits;
+use crate::cluster::NodeEntry;
+use crate::domain::{Key, Millis};
+use crate::error::MarketError;
+use crate::store::{KeyAllocator, Store};
+
+pub use matcher::{LocalError, LocalResult, MatcherHandle};
+pub use orders::{NewOrder, OrderFilter};
+pub use proofs::ProofPush;
+pub use router::{Route, Router};
+pub use statements::{NewStatement, StatementRecord};
+pub use users::{NewUser, ProducerProfile, ProducerRecord};
+
+/// Size limits on what clients may store.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest `definition.proving_key` / `verification_key`, in bytes.
+    pub max_definition_bytes: usize,
+    /// Largest proof, in bytes (hex text is twice that).
+    pub max_proof_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_definition_bytes: 4 << 20,
+            max_proof_bytes: 2 << 20,
+        }
+    }
+}
+
+/// The market service shared by all HTTP workers.
+pub struct Market {
+    store: Store,
+    router: Arc<Router>,
+    /// Statement circuits, and through them the prover pool where all CPU-heavy work
+    /// (argon2 too) runs on a few threads: argon2 on tokio's blocking pool would leave a
+    /// 19 MiB malloc arena behind on each of hundreds of threads.
+    circuits: Arc<Circuits>,
+    tokens: Tokens,
+    limits: Limits,
+    /// Keys of every kind of object, reserved from Redis in blocks.
+    keys: KeyAllocator,
+}
+
+/// What `/health` reports about this node.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Joined the cluster and took its statements.
+    pub ready: bool,
+    /// Handing its statements over before it stops.
+    pub leaving: bool,
+    /// Whether Redis answered just now.
+    pub redis_ok: bool,
+    /// This node's id and URL.
+    pub node: NodeEntry,
+    /// Statements whose matcher runs here.
+    pub owned: Vec<Key>,
+    /// Live nodes in this node's view.
+    pub live_nodes: usize,
+    /// Writes refused because another node had taken over.
+    pub fenced_writes: u64,
+}
+
+/// One statement's ownership as `/cluster` shows it, read from Redis.
+#[derive(Debug, Clone)]
+pub struct StatementOwnership {
+    /// The statement.
+    pub statement: Key,
+    /// Its rendezvous owner among the live nodes.
+    pub owner: Option<String>,
+    /// The node holding its lease, if any.
+    pub lease_holder: Option<String>,
+    /// The lease's current fencing token.
+    pub fencing_token: u64,
+    /// Writes refused under stale tokens, counted in Redis.
+    pub fenced_writes: u64,
+}
+
+/// The live nodes and every statement's ownership, as `/cluster` shows them.
+#[derive(Debug, Clone)]
+pub struct ClusterReport {
+    /// The node that answered.
+    pub node: String,
+    /// Live nodes with the statements whose lease each holds.
+    pub nodes: Vec<(NodeEntry, Vec<Key>)>,
+    /// Every statement.
+    pub statements: Vec<StatementOwnership>,
+}
+
+impl Market {
+    /// Wires the service together.
+    pub fn new(
+        store: Store,
+        router: Arc<Router>,
+        circuits: Arc<Circuits>,
+        tokens: Tokens,
+        limits: Limits,
+    ) -> Market {
+        Market {
+            store,
+            router,
+            circuits,
+            tokens,
+            limits,
+            keys: KeyAllocator::new(1000),
+        }
+    }
+
+    /// The token issuer/verifier.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The size limits on what clients may store.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Where a call about `stmt` runs; see [`Router::route`].
+    pub async fn route(&self, stmt: Key, hops: u8) -> Result<Route, MarketError> {
+        self.router.route(stmt, hops).await
+    }
+
+    /// Reads the live nodes again (after a forward found its owner gone), unless a
+    /// read that started at or after `since` has completed.
+    pub async fn refresh_view(&self, since: Instant) -> Result<(), MarketError> {
+        Ok(self.router.refresh_view(since).await?)
+    }
+
+    async fn next_key(&self) -> Result<Key, MarketError> {
+        Ok(self.keys.next(&self.store).await?)
+    }
+
+    /// This node's state, for `/health`.
+    pub async fn health(&self) -> Health {
+        let node = self.router.node();
+        Health {
+            ready: self.router.is_ready(),
+            leaving: self.router.is_leaving(),
+            redis_ok: self.store.ping().await.is_ok(),
+            node: NodeEntry {
+                id: node.id.clone(),
+                url: node.url.clone(),
+            },
+            owned: self.router.owned(),
+            live_nodes: self.router.live_nodes().len(),
+            fenced_writes: self.router.fenced_writes(),
+        }
+    }
+
+    /// Live nodes and statement ownership, read from Redis now.
+    pub async fn cluster_report(&self) -> Result<ClusterReport, MarketError> {
+        let nodes: Vec<NodeEntry> = self
+            .store
+            .live_nodes(Millis::now())
+            .await?
+            .into_iter()
+            .map(|(id, url)| NodeEntry { id, url })
+            .collect();
+        let mut held: std::collections::BTreeMap<String, Vec<Key>> = Default::default();
+        let mut statements = Vec::new();
+        for stmt in self.store.statement_keys().await? {
+            let (holder, fencing_token, fenced_writes) = self.store.lease_info(stmt).await?;
+            if let Some(h) = &holder {
+                held.entry(h.clone()).or_default().push(stmt);
+            }
+            statements.push(StatementOwnership {
+                statement: stmt,
+                owner: crate::cluster::owner(&nodes, stmt).map(|n| n.id.clone()),
+                lease_holder: holder,
+                fencing_token,
+                fenced_writes,
+            });
+        }
+        Ok(ClusterReport {
+            node: self.router.node().id.clone(),
+            nodes: nodes
+                .into_iter()
+                .map(|n| {
+                    let s = held.remove(&n.id).unwrap_or_default();
+                    (n, s)
+                })
+                .collect(),
+            statements,
+        })
+    }
+}

@@ -1,0 +1,243 @@
+//! Requests and proposals: placing, reading, listing and withdrawing them.
+
+use serde_json::Value;
+
+use crate::domain::{Cost, IdempotencyKey, Key, Millis, Minutes, Side, Status, UserName};
+use crate::error::MarketError;
+use crate::input::PublicInput;
+use crate::store::OrderRecord;
+
+use super::book::Level;
+use super::matcher::{Depth, LocalError, LocalResult, MatcherHandle, Place, Withdraw};
+use super::state::Placed;
+use super::Market;
+
+/// Programs up to this many instructions are evaluated inline; larger ones on the
+/// prover pool.
+const INLINE_EVAL_INSTRS: usize = 4096;
+
+/// Most orders of one (statement, status) a `sender` filter scans.
+const SCAN_CAP: usize = 100_000;
+
+/// A new order as the client asked for it, parsed.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Which book side it joins.
+    pub side: Side,
+    /// The statement it trades.
+    pub statement: Key,
+    /// Limit price: the most a request pays, the least a proposal takes.
+    pub cost: Cost,
+    /// Longest accepted (request) or needed (proposal) generation time.
+    pub eval_time: Option<Minutes>,
+    /// How long it may rest unmatched before the market withdraws it.
+    pub wait_period: Option<Minutes>,
+    /// Public input (requests): the JSON as sent, and its parsed form.
+    pub input: Option<(Value, PublicInput)>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Filters of a list call.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this sender.
+    pub sender: Option<String>,
+    /// Only this statement.
+    pub statement: Option<Key>,
+    /// Page size.
+    pub limit: usize,
+    /// Orders skipped before the page.
+    pub skipped: usize,
+}
+
+impl Market {
+    /// Places a request or proposal through the statement's matcher `m`; it is matched
+    /// at once when it can be.
+    pub async fn place(
+        &self,
+        m: &MatcherHandle,
+        sender: &UserName,
+        o: NewOrder,
+    ) -> LocalResult<OrderRecord> {
+        let (input, canon) = match (o.side, &o.input) {
+            (Side::Request, None) => {
+                return Err(MarketError::BadRequest("missing field `input`".into()).into())
+            }
+            (Side::Request, Some((raw, parsed))) => {
+                self.check_input(o.statement, parsed).await?;
+                (Some(raw.to_string()), Some(parsed.canonical()))
+            }
+            (Side::Proposal, _) => (None, None),
+        };
+        let idempotency = o
+            .idempotency
+            .as_ref()
+            .map(|k| k.scoped(o.side, sender.as_str()));
+        let now = Millis::now();
+        let order = OrderRecord {
+            key: self.next_key().await?,
+            side: o.side,
+            statement: o.statement,
+            cost: o.cost,
+            eval_time: o.eval_time,
+            wait_period: o.wait_period,
+            sender: sender.as_str().to_owned(),
+            created: now,
+            updated: now,
+            status: Status::Created,
+            seq: 0,
+            input,
+            canon,
+            counterpart: None,
+            matched_time: None,
+            price: None,
+            proof_key: None,
+        };
+        match m.ask(Place { order, idempotency }).await? {
+            Placed::New(order) => Ok(order),
+            // A resend: answer the order the key placed, as it is now. If the first
+            // call's write is still in flight it is not readable yet.
+            Placed::Existing(key) => match self.get_order(o.side, key).await {
+                Err(MarketError::NotFound(_)) => Err(MarketError::unavailable(
+                    "an order with this Idempotency-Key is still being placed, retry shortly",
+                )
+                .into()),
+                other => Ok(other?),
+            },
+        }
+    }
+
+    /// Refuses inputs the statement's circuit cannot prove: wrong arity, or a division
+    /// by zero on them (no proof of such an input can exist).
+    async fn check_input(&self, stmt: Key, input: &PublicInput) -> Result<(), MarketError> {
+        let c = self.circuits.get(stmt).await?;
+        let values = input.values.clone();
+        let r = if c.program().instrs().len() <= INLINE_EVAL_INSTRS {
+            c.evaluate(&values)
+        } else {
+            self.circuits
+                .pool()
+                .run("evaluate", move || c.evaluate(&values))
+                .await?
+        };
+        r.map(|_| ()).map_err(MarketError::BadRequest)
+    }
+
+    /// The statement an order or proof belongs to (`what` names it in the 404).
+    pub async fn statement_of(&self, what: &str, key: Key) -> Result<Key, MarketError> {
+        self.store
+            .locate(key)
+            .await?
+            .ok_or_else(|| MarketError::NotFound(format!("no {what} {key}")))
+    }
+
+    /// One order of the given side.
+    pub async fn get_order(&self, side: Side, key: Key) -> Result<OrderRecord, MarketError> {
+        let stmt = self.statement_of(side.as_str(), key).await?;
+        match self.store.get_order(stmt, key).await? {
+            Some(o) if o.side == side => Ok(o),
+            _ => Err(MarketError::NotFound(format!("no {} {key}", side.as_str()))),
+        }
+    }
+
+    /// Orders of one side matching `f`, ascending by key.
+    pub async fn list_orders(
+        &self,
+        side: Side,
+        f: &OrderFilter,
+    ) -> Result<Vec<OrderRecord>, MarketError> {
+        let stmts = match f.statement {
+            Some(s) => vec![s],
+            None => self.store.statement_keys().await?,
+        };
+        let statuses: Vec<Status> = f
+            .status
+            .map(|s| vec![s])
+            .unwrap_or_else(|| Status::ALL.to_vec());
+        let want = f.skipped.saturating_add(f.limit);
+        // Without a sender filter the first `want` keys of each index suffice.
+        let per_index = if f.sender.is_some() { SCAN_CAP } else { want };
+        let mut candidates: Vec<(Key, Key)> = Vec::new();
+        for &st in &stmts {
+            for &status in &statuses {
+                for k in self.store.order_keys(st, side, status, per_index).await? {
+                    candidates.push((k, st));
+                }
+            }
+        }
+        candidates.sort();
+        let mut out = Vec::new();
+        let mut matched = 0usize;
+        for chunk in candidates.chunks(500) {
+            // One pipelined read per statement in the chunk, then back to key order.
+            let mut by_stmt: std::collections::BTreeMap<Key, Vec<Key>> = Default::default();
+            for &(k, st) in chunk {
+                by_stmt.entry(st).or_default().push(k);
+            }
+            let mut read = Vec::with_capacity(chunk.len());
+            for (st, keys) in by_stmt {
+                read.extend(self.store.get_orders(st, &keys).await?);
+            }
+            read.sort_by_key(|o| o.key);
+            for o in read {
+                if f.sender.as_deref().is_some_and(|s| s != o.sender) {
+                    continue;
+                }
+                if matched >= f.skipped {
+                    out.push(o);
+                }
+                matched += 1;
+                if out.len() >= f.limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Withdraws an open order of `sender` through its statement's matcher `m`.
+    pub async fn withdraw(
+        &self,
+        m: &MatcherHandle,
+        sender: &UserName,
+        side: Side,
+        key: Key,
+    ) -> LocalResult<OrderRecord> {
+        let mut o = self.get_order(side, key).await?;
+        if o.sender != sender.as_str() {
+            return Err(LocalError::from(MarketError::Forbidden(format!(
+                "{} {key} belongs to another user",
+                side.as_str()
+            ))));
+        }
+        if o.status != Status::Created {
+            return Err(LocalError::from(MarketError::Conflict(format!(
+                "{} {key} is {}; only created orders can be withdrawn",
+                side.as_str(),
+                o.status.as_str()
+            ))));
+        }
+        let at = m
+            .ask(Withdraw {
+                side,
+                key,
+                sender: sender.as_str().to_owned(),
+            })
+            .await?;
+        o.status = Status::Withdrawn;
+        o.updated = at;
+        Ok(o)
+    }
+
+    /// A statement's open orders by price level, at most `levels` a side.
+    pub async fn book(
+        &self,
+        m: &MatcherHandle,
+        levels: usize,
+    ) -> LocalResult<(Vec<Level>, Vec<Level>)> {
+        m.ask(Depth(levels)).await
+    }
+}

@@ -1,0 +1,146 @@
+//! Proofs: verifying a pushed proof, storing it and completing its orders.
+
+use crate::circuits::{fe_to_hex, parse_canonical};
+use crate::domain::{Key, Millis, Side, Status, UserName};
+use crate::error::MarketError;
+use crate::prover::halo2::PROOF_SYSTEM;
+use crate::store::{OrderRecord, ProofRecord};
+
+use super::matcher::{Complete, LocalResult, MatcherHandle};
+use super::Market;
+
+/// A pushed proof, parsed.
+#[derive(Debug, Clone)]
+pub struct ProofPush {
+    /// The proof bytes (already within the size limit).
+    pub proof: Vec<u8>,
+    /// The proposal it answers.
+    pub proposal: Option<Key>,
+    /// The request it answers.
+    pub request: Option<Key>,
+}
+
+impl Market {
+    /// The statement a proof push is about, from whichever order key it names.
+    pub async fn proof_statement(&self, p: &ProofPush) -> Result<Key, MarketError> {
+        match (p.proposal, p.request) {
+            (Some(k), _) => self.statement_of(Side::Proposal.as_str(), k).await,
+            (None, Some(k)) => self.statement_of(Side::Request.as_str(), k).await,
+            (None, None) => Err(MarketError::BadRequest(
+                "give `proposal_key` or `request_key`".into(),
+            )),
+        }
+    }
+
+    /// The matched orders a proof push names: both must belong to one match.
+    async fn matched_pair(&self, p: &ProofPush) -> Result<(OrderRecord, OrderRecord), MarketError> {
+        let processing = |o: &OrderRecord| {
+            MarketError::Conflict(format!(
+                "{} {} is {}; a proof is accepted only while it is processing",
+                o.side.as_str(),
+                o.key,
+                o.status.as_str()
+            ))
+        };
+        match (p.proposal, p.request) {
+            (Some(pk), rk) => {
+                let proposal = self.get_order(Side::Proposal, pk).await?;
+                let rk = match (rk, proposal.counterpart) {
+                    (Some(r), Some(c)) if r != c => {
+                        return Err(MarketError::BadRequest(format!(
+                            "proposal {pk} is matched to request {c}, not {r}"
+                        )))
+                    }
+                    (_, Some(c)) => c,
+                    (Some(r), None) => {
+                        return Err(MarketError::Conflict(format!(
+                            "proposal {pk} is not matched to request {r}"
+                        )))
+                    }
+                    (None, None) => return Err(processing(&proposal)),
+                };
+                Ok((proposal, self.get_order(Side::Request, rk).await?))
+            }
+            (None, Some(rk)) => {
+                let request = self.get_order(Side::Request, rk).await?;
+                let pk = request.counterpart.ok_or_else(|| processing(&request))?;
+                Ok((self.get_order(Side::Proposal, pk).await?, request))
+            }
+            (None, None) => Err(MarketError::BadRequest(
+                "give `proposal_key` or `request_key`".into(),
+            )),
+        }
+    }
+
+    /// Verifies a proof for a processing match of the caller's and completes the match
+    /// through the statement's matcher `m`. Runs on the owner only, so a proof is
+    /// verified once.
+    pub async fn push_proof(
+        &self,
+        m: &MatcherHandle,
+        sender: &UserName,
+        p: ProofPush,
+    ) -> LocalResult<ProofRecord> {
+        let (proposal, request) = self.matched_pair(&p).await?;
+        if proposal.sender != sender.as_str() {
+            return Err(MarketError::Forbidden(format!(
+                "proposal {} belongs to another user; only its producer may push its proof",
+                proposal.key
+            ))
+            .into());
+        }
+        if proposal.status != Status::Processing || request.status != Status::Processing {
+            return Err(MarketError::Conflict(format!(
+                "proposal {} is {}; a proof is accepted only while it is processing",
+                proposal.key,
+                proposal.status.as_str()
+            ))
+            .into());
+        }
+        let canon = request.canon.clone().unwrap_or_default();
+        let inputs = parse_canonical(&canon).map_err(|e| {
+            MarketError::Internal(format!("request {}: stored input: {e}", request.key))
+        })?;
+        let circuit = self.circuits.get(proposal.statement).await?;
+        let proof = p.proof;
+        let (output, proof) = self
+            .circuits
+            .pool()
+            .run("verify", move || {
+                circuit.verify(&inputs, &proof).map(|o| (o, proof))
+            })
+            .await??;
+        let now = Millis::now();
+        let record = ProofRecord {
+            key: self.next_key().await?,
+            statement: proposal.statement,
+            request: request.key,
+            proposal: proposal.key,
+            sender: sender.as_str().to_owned(),
+            input: request.input.clone().unwrap_or_else(|| "null".into()),
+            generation_ms: now
+                .0
+                .saturating_sub(proposal.matched_time.map_or(now.0, |m| m.0)),
+            created: now,
+            output: Some(fe_to_hex(output)),
+            proof_system: PROOF_SYSTEM.into(),
+            proof_hex: hex::encode(&proof),
+        };
+        m.ask(Complete {
+            record: record.clone(),
+            canon,
+        })
+        .await?;
+        tracing::info!(proof = %record.key, request = %request.key, proposal = %proposal.key, "proof stored");
+        Ok(record)
+    }
+
+    /// One proof.
+    pub async fn get_proof(&self, key: Key) -> Result<ProofRecord, MarketError> {
+        let stmt = self.statement_of("proof", key).await?;
+        self.store
+            .get_proof(stmt, key)
+            .await?
+            .ok_or_else(|| MarketError::NotFound(format!("no proof {key}")))
+    }
+}
