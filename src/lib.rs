@@ -5,6 +5,7 @@ pub mod book;
 pub mod circuit;
 pub mod circuits;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod domain;
 pub mod error;
