@@ -29,7 +29,8 @@ use std::path::PathBuf;
 
 pub use args::ClientCommand;
 
-/// Options shared by every client subcommand.
+/// Options shared by every subcommand that talks to a market: the client commands and
+/// `producer`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientOpts {
     /// Market base URL.

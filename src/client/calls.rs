@@ -132,6 +132,7 @@ impl MarketClient {
                 &[],
                 Auth::Anonymous,
                 Some(body),
+                None,
             )
             .await?;
         take_jwt(&answer)
@@ -207,6 +208,7 @@ impl MarketClient {
             &filter.query_pairs(),
             Auth::Bearer,
             None,
+            None,
         )
         .await
     }
@@ -264,7 +266,7 @@ impl MarketClient {
         } else {
             Vec::new()
         };
-        self.call(Method::GET, &path, &query, Auth::Bearer, None)
+        self.call(Method::GET, &path, &query, Auth::Bearer, None, None)
             .await
     }
 
@@ -307,7 +309,7 @@ impl MarketClient {
             .await
         {
             Err(ClientError::Http { status: 404, .. }) => {
-                self.call(Method::GET, "/health", &[], Auth::Anonymous, None)
+                self.call(Method::GET, "/health", &[], Auth::Anonymous, None, None)
                     .await
             }
             other => other,
@@ -317,9 +319,9 @@ impl MarketClient {
     /// Places an order under a fresh `Idempotency-Key`, so that resending it (after a
     /// 503, or a lost answer) can never place it twice.
     async fn place(&self, side: Side, body: Value) -> Result<Value, ClientError> {
-        let key = format!("cli-{:032x}", rand::random::<u128>());
+        let key = format!("client-{:032x}", rand::random::<u128>());
         let path = format!("{MARKET_ROOT}/{}/", side.as_str());
-        self.send(
+        self.call(
             Method::POST,
             &path,
             &[],
@@ -338,22 +340,20 @@ impl MarketClient {
         auth: Auth,
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
-        self.call(method, &format!("{MARKET_ROOT}{path}"), &[], auth, body)
-            .await
+        self.call(
+            method,
+            &format!("{MARKET_ROOT}{path}"),
+            &[],
+            auth,
+            body,
+            None,
+        )
+        .await
     }
 
+    /// Every call goes through here: the token when `auth` asks for it, the URL, and the
+    /// transport (which resends a call carrying an `idempotency_key` more freely).
     async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        auth: Auth,
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
-        self.send(method, path, query, auth, body, None).await
-    }
-
-    async fn send(
         &self,
         method: Method,
         path: &str,
