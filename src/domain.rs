@@ -178,7 +178,6 @@ impl Cost {
         if body.starts_with(['+', '-']) {
             return Err(CostError::NotANumber);
         }
-        let body = body.trim_start();
         let zero = if body.starts_with('.') && body[1..].starts_with(|c: char| c.is_ascii_digit()) {
             "0"
         } else {
