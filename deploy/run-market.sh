@@ -43,7 +43,8 @@ if [ -z "${REDIS_URL:-}" ]; then
   export REDIS_URL="redis://127.0.0.1:$port"
 fi
 
-cargo build --release --bin proof-market
+# Every binary of the package: README's walkthrough also runs target/release/proof-generator.
+cargo build --release -p proof-market --bins
 target/release/proof-market serve --data-dir "$data_dir" "$@" &
 market_pid=$!
 trap 'kill -TERM $market_pid 2>/dev/null || true' INT TERM

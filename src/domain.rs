@@ -134,13 +134,27 @@ impl Cost {
             return Err(CostError::NotPositive);
         }
         let trimmed = significand.trim_end_matches('0');
-        let scale = exp - frac_part.len() as i64 + (significand.len() - trimmed.len()) as i64;
+        // The exponent is client text and may be near i64::MIN or i64::MAX, so every step is
+        // checked; an overflow can only go the exponent's way (the lengths are small).
+        let out_of_range = if exp < 0 {
+            CostError::TooPrecise
+        } else {
+            CostError::TooLarge
+        };
+        let frac_len = i64::try_from(frac_part.len()).map_err(|_| CostError::TooPrecise)?;
+        let trailing_zeros =
+            i64::try_from(significand.len() - trimmed.len()).map_err(|_| CostError::TooLarge)?;
         // In micro-units the exponent grows by 6.
-        let shift = scale + 6;
+        let shift = exp
+            .checked_sub(frac_len)
+            .and_then(|s| s.checked_add(trailing_zeros))
+            .and_then(|s| s.checked_add(6))
+            .ok_or(out_of_range)?;
         if shift < 0 {
             return Err(CostError::TooPrecise);
         }
-        if trimmed.len() as i64 + shift > 19 {
+        let digits = i64::try_from(trimmed.len()).map_err(|_| CostError::TooLarge)?;
+        if digits.checked_add(shift).is_none_or(|n| n > 19) {
             return Err(CostError::TooLarge);
         }
         let mut micros: u64 = trimmed.parse().map_err(|_| CostError::TooLarge)?;
@@ -148,6 +162,28 @@ impl Cost {
             micros = micros.checked_mul(10).ok_or(CostError::TooLarge)?;
         }
         Cost::from_micros(micros)
+    }
+
+    /// Parses a cost as a person types it (`--cost 2`, `0.5`, `1e3`), exactly, with the
+    /// same rules as [`Cost::parse_json_number`]. A leading `+` and a bare leading `.`
+    /// (`.5`) are taken too, as a float parser takes them, so command lines that worked
+    /// when the client parsed costs as floats still work.
+    pub fn parse_decimal(text: &str) -> Result<Cost, CostError> {
+        let text = text.trim();
+        let (sign, body) = match text.as_bytes().first() {
+            Some(b'-') => ("-", &text[1..]),
+            Some(b'+') => ("", &text[1..]),
+            _ => ("", text),
+        };
+        if body.starts_with(['+', '-']) {
+            return Err(CostError::NotANumber);
+        }
+        let zero = if body.starts_with('.') && body[1..].starts_with(|c: char| c.is_ascii_digit()) {
+            "0"
+        } else {
+            ""
+        };
+        Cost::parse_json_number(&format!("{sign}{zero}{body}"))
     }
 
     /// The cost as a JSON number: an integer when whole, else the shortest decimal.
@@ -161,8 +197,8 @@ impl Cost {
                 self.0 % MICROS_PER_UNIT
             );
             let text = text.trim_end_matches('0');
-            // A decimal with at most 6 fraction digits and < 2^53 micros parses back to
-            // the nearest double, whose shortest rendering is this same text.
+            // serde_json is built with `arbitrary_precision`, so the number keeps this exact
+            // decimal text (no float on the way); the text is always a valid JSON number.
             serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
         }
     }
@@ -171,6 +207,14 @@ impl Cost {
 impl fmt::Display for Cost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.to_json())
+    }
+}
+
+/// `"0.5".parse::<Cost>()`: [`Cost::parse_decimal`].
+impl std::str::FromStr for Cost {
+    type Err = CostError;
+    fn from_str(text: &str) -> Result<Cost, CostError> {
+        Cost::parse_decimal(text)
     }
 }
 
@@ -397,6 +441,39 @@ mod tests {
     }
 
     #[test]
+    fn huge_exponents_are_refused_without_overflow() {
+        assert_eq!(c("1.5e-9223372036854775808"), Err(CostError::TooPrecise));
+        assert_eq!(c("1e-9223372036854775808"), Err(CostError::TooPrecise));
+        assert_eq!(c("1e9223372036854775807"), Err(CostError::TooLarge));
+        assert_eq!(c("1000e9223372036854775807"), Err(CostError::TooLarge));
+        assert_eq!(c("1.5e9223372036854775807"), Err(CostError::TooLarge));
+        assert_eq!(c("0e9223372036854775807"), Err(CostError::NotPositive));
+        assert_eq!(c("1e-9223372036854775809"), Err(CostError::NotANumber));
+    }
+
+    #[test]
+    fn typed_costs_parse_like_json_ones() {
+        let d = |s: &str| Cost::parse_decimal(s).map(Cost::micros);
+        assert_eq!(d("2"), Ok(2_000_000));
+        assert_eq!(d(" 0.5 "), Ok(500_000));
+        assert_eq!(d("1e3"), Ok(1_000_000_000));
+        assert_eq!(d("+2"), Ok(2_000_000));
+        assert_eq!(d(".5"), Ok(500_000));
+        assert_eq!(d("5."), Ok(5_000_000));
+        assert_eq!("1.25".parse::<Cost>().map(Cost::micros), Ok(1_250_000));
+        // Exact where a float is not: 2^53 micro-units and more.
+        assert_eq!(d("123456789012.123457"), Ok(123_456_789_012_123_457));
+        assert_eq!(d("-.5"), Err(CostError::NotPositive));
+        assert_eq!(d("-0"), Err(CostError::NotPositive));
+        assert_eq!(d("1.5e-9223372036854775808"), Err(CostError::TooPrecise));
+        for bad in [
+            "", ".", "+", "-", "+-1", "--1", "++1", "abc", "NaN", "inf", "0x10", "1e",
+        ] {
+            assert_eq!(d(bad), Err(CostError::NotANumber), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn costs_render_as_numbers() {
         assert_eq!(
             Cost::from_micros(2_000_000).unwrap().to_json().to_string(),
@@ -416,6 +493,14 @@ mod tests {
                 .to_json()
                 .to_string(),
             "100.123456"
+        );
+        // Beyond a double's 53 bits: still the exact decimal.
+        assert_eq!(
+            Cost::from_micros(123_456_789_012_123_457)
+                .unwrap()
+                .to_json()
+                .to_string(),
+            "123456789012.123457"
         );
     }
 

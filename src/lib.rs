@@ -4,6 +4,7 @@ pub mod auth;
 pub mod circuit;
 pub mod circuits;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod domain;
 pub mod error;

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use proof_market::cli::args::parse_cost;
 use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::NodeConfig;
+use proof_market::domain::Cost;
 use proof_market::server::{self, ServeConfig};
 use proof_market::store::{RedisTarget, RedisTls};
 
@@ -109,8 +111,8 @@ struct ProducerArgs {
     #[arg(long = "statement", alias = "key", required = true)]
     statements: Vec<String>,
     /// Asking price per proof.
-    #[arg(long)]
-    cost: f64,
+    #[arg(long, value_parser = parse_cost, allow_negative_numbers = true)]
+    cost: Cost,
     /// Generation time promised, in minutes.
     #[arg(long = "eval-time", alias = "eval_time")]
     eval_time: Option<u32>,
@@ -135,11 +137,8 @@ struct ProducerArgs {
 }
 
 fn producer(opts: &ClientOpts, a: ProducerArgs) -> anyhow::Result<()> {
-    use proof_market::cli::{AuthFile, MarketClient};
+    use proof_market::client::{AuthFile, MarketClient};
     use proof_market::producer::{Producer, ProducerConfig};
-    if !(a.cost.is_finite() && a.cost > 0.0) {
-        anyhow::bail!("--cost must be a number greater than 0");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

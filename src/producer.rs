@@ -5,8 +5,13 @@
 //! `processing` — matched but not yet proved, including those left over from before a
 //! restart of the daemon or of the market — proves each on a bounded set of threads and
 //! pushes the proof; then (2) tops up its open proposals to `--max-open` per statement.
-//! Every call goes over HTTP with the client's retries; any failure is logged and the
-//! next round tries again, so the daemon rides out market restarts.
+//! Every call goes over HTTP through the client library ([`crate::client`]), with its
+//! retries; any failure is logged and the next round tries again, so the daemon rides out
+//! market restarts.
+//!
+//! It sits beside [`crate::cli`], not inside [`crate::client`]: like the command line it is
+//! a program built on the client library, and unlike the library it proves (it needs the
+//! circuit compiler and the prover), which the library must not pull in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::circuits::StatementCircuit;
-use crate::cli::{ClientError, ListFilter, MarketClient};
+use crate::client::{ClientError, ListFilter, MarketClient};
+use crate::domain::{Cost, Side};
 use crate::input::PublicInput;
 
 /// What the daemon does.
@@ -24,8 +30,8 @@ use crate::input::PublicInput;
 pub struct ProducerConfig {
     /// Statements to serve.
     pub statements: Vec<String>,
-    /// Asking price.
-    pub cost: f64,
+    /// Asking price of each proposal.
+    pub cost: Cost,
     /// Generation time promised, in minutes.
     pub eval_time: Option<u32>,
     /// Open proposals to keep per statement.
@@ -92,7 +98,7 @@ impl Producer {
 
     /// Runs rounds until `max_proofs` proofs are pushed (or forever).
     pub async fn run(&mut self) -> anyhow::Result<()> {
-        tracing::info!(statements = ?self.cfg.statements, cost = self.cfg.cost, max_open = self.cfg.max_open, "producer started");
+        tracing::info!(statements = ?self.cfg.statements, cost = %self.cfg.cost, max_open = self.cfg.max_open, "producer started");
         loop {
             for stmt in self.cfg.statements.clone() {
                 if let Err(e) = self.round(&stmt).await {
@@ -143,13 +149,16 @@ impl Producer {
 
     async fn mine(&self, stmt: &str, status: &str) -> Result<Value, ClientError> {
         self.client
-            .list_proposals(&ListFilter {
-                status: Some(status.into()),
-                sender: Some(self.user.clone()),
-                statement_key: Some(stmt.into()),
-                limit: Some(1000),
-                skipped: None,
-            })
+            .list_orders(
+                Side::Proposal,
+                &ListFilter {
+                    status: Some(status.into()),
+                    sender: Some(self.user.clone()),
+                    statement_key: Some(stmt.into()),
+                    limit: Some(1000),
+                    skipped: None,
+                },
+            )
             .await
     }
 
@@ -160,7 +169,7 @@ impl Producer {
         let mut jobs = Vec::new();
         for (proposal, request) in matched {
             let Some(request) = request else { continue };
-            let req = self.client.get_request(&request).await?;
+            let req = self.client.get_order(Side::Request, &request).await?;
             let input = PublicInput::from_json(&req["input"])
                 .map_err(|e| ClientError::Invalid(e.to_string()))?;
             let circuit = circuit.clone();

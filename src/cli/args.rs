@@ -2,14 +2,27 @@
 //!
 //! Flag spellings follow the original toolchain's scripts (`--proposal_key`, `--eval_time`,
 //! with underscores) so its documented command lines work unchanged; kebab-case aliases
-//! (`--proposal-key`) are accepted too. Costs are validated while parsing, so
-//! `--cost -1` fails before anything is sent.
+//! (`--proposal-key`) are accepted too. Costs are parsed into the market's own exact
+//! [`Cost`] while parsing ([`parse_cost`]), so `--cost -1` fails before anything is sent,
+//! by the rules the market applies.
 
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::cli::cost::{parse_cost_arg, Cost};
+use crate::domain::{Cost, CostError};
+
+/// clap value parser for `--cost` (the command line's and the producer daemon's): the
+/// exact [`Cost::parse_decimal`]. The message is the reason only, since clap already names
+/// the value and the flag: `invalid value '-1' for '--cost <COST>': cost must be greater
+/// than 0`.
+pub fn parse_cost(text: &str) -> Result<Cost, String> {
+    Cost::parse_decimal(text).map_err(|e| match e {
+        // The market's "must be a JSON number" means nothing on a command line.
+        CostError::NotANumber => "cost must be a decimal number such as 2, 0.5 or 1e3".into(),
+        other => other.to_string(),
+    })
+}
 
 /// The client's subcommands, one per family of market objects.
 #[derive(Subcommand, Debug)]
@@ -180,7 +193,7 @@ pub enum RequestCommand {
 #[derive(Args, Debug)]
 pub struct RequestPushArgs {
     /// Most you pay for the proof.
-    #[arg(long, value_parser = parse_cost_arg, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_cost, allow_negative_numbers = true)]
     pub cost: Cost,
     /// Public input JSON: `[{"field": 5}, ...]` or `{"input": "1\n11"}`.
     #[arg(long, value_name = "INPUT.json")]
@@ -208,7 +221,7 @@ pub enum ProposalCommand {
 #[derive(Args, Debug)]
 pub struct ProposalPushArgs {
     /// Least you take for a proof.
-    #[arg(long, value_parser = parse_cost_arg, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_cost, allow_negative_numbers = true)]
     pub cost: Cost,
     /// The statement's key.
     #[arg(long, value_name = "STATEMENT")]

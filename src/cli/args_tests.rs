@@ -55,7 +55,7 @@ fn guide_request_push() {
     );
     match cli.cmd {
         ClientCommand::Request(RequestCommand::Push(a)) => {
-            assert_eq!(a.cost.value(), 2.0);
+            assert_eq!(a.cost.micros(), 2_000_000);
             assert_eq!(
                 a.file,
                 PathBuf::from("./example/input/arithmetic_example/input.json")
@@ -78,7 +78,17 @@ fn guide_request_push() {
 
 #[test]
 fn bad_costs_fail_while_parsing() {
-    for cost in ["0", "-1", "NaN", "inf", "x", "0.1234567"] {
+    let not_a_number = "cost must be a decimal number such as 2, 0.5 or 1e3";
+    for (cost, reason) in [
+        ("0", "cost must be greater than 0"),
+        ("-1", "cost must be greater than 0"),
+        ("NaN", not_a_number),
+        ("inf", not_a_number),
+        ("x", not_a_number),
+        ("0.1234567", "cost has more than 6 decimals"),
+        ("1e13", "cost must be at most 1e12"),
+        ("1.5e-9223372036854775808", "cost has more than 6 decimals"),
+    ] {
         let line = format!("proposal push --cost {cost} --key 32326");
         let err = match parse(&line) {
             Ok(cli) => panic!("{line} parsed: {cli:?}"),
@@ -89,7 +99,32 @@ fn bad_costs_fail_while_parsing() {
             clap::error::ErrorKind::ValueValidation,
             "{line}"
         );
-        assert!(err.to_string().contains("invalid cost"), "{err}");
+        // One line naming the value, the flag and the reason, each once.
+        let text = err.to_string();
+        assert_eq!(
+            text.lines().next().unwrap_or_default(),
+            format!("error: invalid value '{cost}' for '--cost <COST>': {reason}"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn costs_are_exact() {
+    for (text, micros) in [
+        ("2", 2_000_000),
+        ("0.5", 500_000),
+        ("1e3", 1_000_000_000),
+        ("0.000001", 1),
+        (".5", 500_000),
+        ("123456789012.123457", 123_456_789_012_123_457),
+    ] {
+        match ok(&format!("request push --cost {text} --file i.json --key 1")).cmd {
+            ClientCommand::Request(RequestCommand::Push(a)) => {
+                assert_eq!(a.cost.micros(), micros, "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 
@@ -124,7 +159,7 @@ fn guide_request_get_list_and_withdraw() {
 fn guide_proposal_push_and_get() {
     match ok("proposal push --cost 2 --key 32326").cmd {
         ClientCommand::Proposal(ProposalCommand::Push(a)) => {
-            assert_eq!(a.cost.value(), 2.0);
+            assert_eq!(a.cost.micros(), 2_000_000);
             assert_eq!(a.key, "32326");
         }
         other => panic!("{other:?}"),

@@ -10,11 +10,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::cli::args::*;
-use crate::cli::auth::{normalize_url, AuthFile};
-use crate::cli::client::{ListFilter, MarketClient};
-use crate::cli::error::ClientError;
 use crate::cli::files::{read_input_file, read_proof_file, read_statement_file, write_text_file};
 use crate::cli::ClientOpts;
+use crate::client::auth_file::{normalize_url, AuthFile};
+use crate::client::{ClientError, ListFilter, MarketClient};
+use crate::domain::Side;
 
 /// Runs one command and returns what it prints (without a final newline).
 pub async fn execute(opts: &ClientOpts, cmd: ClientCommand) -> Result<String, ClientError> {
@@ -100,17 +100,14 @@ async fn request(client: &MarketClient, cmd: RequestCommand) -> Result<String, C
                 .push_request(
                     &a.key,
                     input,
-                    a.cost.value(),
+                    a.cost,
                     a.timing.eval_time,
                     a.timing.wait_period,
                 )
                 .await?
         }
-        RequestCommand::Get(a) => match a.key {
-            Some(key) => client.get_request(&key).await?,
-            None => client.list_requests(&list_filter(a.filter)).await?,
-        },
-        RequestCommand::Withdraw(a) => client.withdraw_request(&a.key).await?,
+        RequestCommand::Get(a) => get_orders(client, Side::Request, a).await?,
+        RequestCommand::Withdraw(a) => client.withdraw_order(Side::Request, &a.key).await?,
     };
     pretty(&answer)
 }
@@ -119,21 +116,25 @@ async fn proposal(client: &MarketClient, cmd: ProposalCommand) -> Result<String,
     let answer = match cmd {
         ProposalCommand::Push(a) => {
             client
-                .push_proposal(
-                    &a.key,
-                    a.cost.value(),
-                    a.timing.eval_time,
-                    a.timing.wait_period,
-                )
+                .push_proposal(&a.key, a.cost, a.timing.eval_time, a.timing.wait_period)
                 .await?
         }
-        ProposalCommand::Get(a) => match a.key {
-            Some(key) => client.get_proposal(&key).await?,
-            None => client.list_proposals(&list_filter(a.filter)).await?,
-        },
-        ProposalCommand::Withdraw(a) => client.withdraw_proposal(&a.key).await?,
+        ProposalCommand::Get(a) => get_orders(client, Side::Proposal, a).await?,
+        ProposalCommand::Withdraw(a) => client.withdraw_order(Side::Proposal, &a.key).await?,
     };
     pretty(&answer)
+}
+
+/// `request get` / `proposal get`: the order named by `--key`, or the filtered list.
+async fn get_orders(
+    client: &MarketClient,
+    side: Side,
+    a: OrderGetArgs,
+) -> Result<Value, ClientError> {
+    match a.key {
+        Some(key) => client.get_order(side, &key).await,
+        None => client.list_orders(side, &list_filter(a.filter)).await,
+    }
 }
 
 async fn proof(client: &MarketClient, cmd: ProofCommand) -> Result<String, ClientError> {
@@ -216,6 +217,7 @@ fn pretty(value: &Value) -> Result<String, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::test_server::{answer, TestResult, TestServer};
     use serde_json::json;
 
     #[test]
@@ -238,5 +240,137 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&out)?, "0xabcd");
         assert!(save_proof(json!({"_key": "9"}), &out).is_err());
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn login_then_proof_get_to_file() -> TestResult {
+        let server = TestServer::start(vec![
+            answer(200, json!({"jwt": "t1"})),
+            answer(
+                200,
+                json!({"_key": "16158141", "request_key": "16153352", "proof": "0xbeef"}),
+            ),
+        ])
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let opts = ClientOpts {
+            url: server.url.clone(),
+            auth: dir.path().join("cfg/auth.json"),
+        };
+        let login = ClientCommand::User(UserCommand::Login(LoginArgs {
+            user: "alice".into(),
+            passwd: "pw".into(),
+        }));
+        let line = execute(&opts, login).await?;
+        assert_eq!(
+            line,
+            format!(
+                "logged in as alice (token saved to {})",
+                opts.auth.display()
+            )
+        );
+        assert_eq!(AuthFile::load(&opts.auth)?.jwt, "t1");
+
+        let out = dir.path().join("proof.hex");
+        let get = ClientCommand::Proof(ProofCommand::Get(ProofGetArgs {
+            proof_key: Some("16158141".into()),
+            request_key: None,
+            file: Some(out.clone()),
+        }));
+        let printed: Value = serde_json::from_str(&execute(&opts, get).await?)?;
+        assert_eq!(
+            printed,
+            json!({"_key": "16158141", "request_key": "16153352"})
+        );
+        assert_eq!(std::fs::read_to_string(&out)?, "0xbeef");
+        assert_eq!(
+            server.seen()[1].header("authorization").as_deref(),
+            Some("Bearer t1")
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn commands_need_a_login() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let opts = ClientOpts {
+            url: "http://127.0.0.1:1".into(),
+            auth: dir.path().join(".proof-market-auth.json"),
+        };
+        let cmd = ClientCommand::Book(BookArgs {
+            key: "32326".into(),
+        });
+        let err = execute(&opts, cmd).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!(
+                "not logged in: no token in {} (run 'proof-market user login')",
+                opts.auth.display()
+            ))
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn order_commands_pick_their_side() -> TestResult {
+        let server = TestServer::start(vec![
+            answer(200, json!({"_key": "3"})),
+            answer(200, json!([])),
+            answer(200, json!({"_key": "4", "status": "withdrawn"})),
+        ])
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let opts = ClientOpts {
+            url: server.url.clone(),
+            auth: dir.path().join("auth.json"),
+        };
+        AuthFile {
+            url: server.url.clone(),
+            user: "alice".into(),
+            jwt: "t".into(),
+        }
+        .save(&opts.auth)?;
+        let get = |key: Option<&str>, status: Option<&str>| OrderGetArgs {
+            key: key.map(str::to_owned),
+            filter: OrderFilterArgs {
+                status: status.map(str::to_owned),
+                ..OrderFilterArgs::default()
+            },
+        };
+        let cmds = [
+            ClientCommand::Proposal(ProposalCommand::Get(get(Some("3"), None))),
+            ClientCommand::Request(RequestCommand::Get(get(None, Some("created")))),
+            ClientCommand::Proposal(ProposalCommand::Withdraw(OrderKeyArgs { key: "4".into() })),
+        ];
+        for cmd in cmds {
+            execute(&opts, cmd).await?;
+        }
+        let seen: Vec<(String, String)> = server
+            .seen()
+            .into_iter()
+            .map(|s| (s.method, s.target))
+            .collect();
+        let q = "q=%5B%7B%22key%22%3A%22status%22%2C%22value%22%3A%22created%22%7D%5D";
+        assert_eq!(
+            seen,
+            [
+                ("GET".into(), "/_db/market/v0_0/proposal/3".into()),
+                ("GET".into(), format!("/_db/market/v0_0/request/?{q}")),
+                ("DELETE".into(), "/_db/market/v0_0/proposal/4".into()),
+            ]
+        );
+        Ok(())
+    }
+
+    /// `run`'s future is `Send`, so a daemon may spawn it.
+    #[test]
+    fn run_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let opts = ClientOpts {
+            url: "http://127.0.0.1:1".into(),
+            auth: "auth.json".into(),
+        };
+        let cmd = ClientCommand::Book(BookArgs { key: "1".into() });
+        assert_send(&crate::cli::run(&opts, cmd));
     }
 }

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use crate::cli::error::ClientError;
+use crate::client::auth_file::create_parent_dirs;
+use crate::client::ClientError;
 
 /// Turns a proof file's contents into `0x`-prefixed lowercase hex.
 ///
@@ -94,16 +95,6 @@ pub fn write_text_file(path: &Path, text: &str) -> Result<(), ClientError> {
     std::fs::write(path, text).map_err(|e| ClientError::io("write", path, e))
 }
 
-/// Creates the directories above `path`, if any are missing.
-pub fn create_parent_dirs(path: &Path) -> Result<(), ClientError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create directory", dir, e))
-        }
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,9 +174,9 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_shared_statement_fixture() -> Result<(), Box<dyn std::error::Error>> {
+    fn reads_the_statement_fixture() -> Result<(), Box<dyn std::error::Error>> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/arithmetic-statement-32326.json");
+            .join("tests/fixtures/arithmetic-statement-32326.json");
         let statement = read_statement_file(&path)?;
         assert_eq!(statement["type"], "placeholder-zkllvm");
         assert!(statement["definition"]["proving_key"]

@@ -1,46 +1,36 @@
-//! The command-line client: speaks to a market only over HTTP, in the original =nil; Proof
-//! Market v1 REST dialect, and reproduces the original toolchain's requester/producer flow.
+//! The command line: `proof-market <family> <verb> ...`, in the original =nil; Proof Market
+//! toolchain's spelling, reproducing its requester/producer flow.
+//!
+//! Only the command line lives here: its arguments, carrying out a command, and what it
+//! prints. Talking to the market (the calls, retries, the token file) is the client library
+//! [`crate::client`], which the producer daemon ([`crate::producer`]) uses as well.
 //!
 //! # Layout
 //! - [`args`]: the subcommands and their flags ([`ClientCommand`]), spelled as the original
-//!   scripts spelled them (`--proposal_key`, `--eval_time`).
+//!   scripts spelled them (`--proposal_key`, `--eval_time`); `--cost` is parsed into a
+//!   [`Cost`](crate::domain::Cost) while parsing ([`args::parse_cost`]).
 //! - [`commands`]: carries a parsed command out and renders what it prints.
-//! - [`client`]: [`MarketClient`], one method per market call; also used by the load test
-//!   and producer daemons.
-//! - [`transport`]: how a call goes over the wire: timeouts, retries on 503/429, errors.
-//! - [`error`]: [`ClientError`], each variant one printable line.
-//! - [`auth`]: the auth file keeping the login token.
-//! - [`cost`]: [`Cost`], the checked price of an order.
 //! - [`files`]: proof, input and statement files.
+//! - [`verify`]: `proof verify`, re-checking a proof on this machine.
 //!
 //! The binary owns the process: it parses [`ClientOpts`] and a [`ClientCommand`], awaits
 //! [`run`], and on `Err` prints `error: <Display>` and exits 1.
 
 pub mod args;
-pub mod auth;
-pub mod client;
 pub mod commands;
-pub mod cost;
-pub mod error;
 pub mod files;
-pub mod transport;
 pub mod verify;
 
 #[cfg(test)]
 mod args_tests;
-#[cfg(test)]
-mod test_server;
 
 use std::io::Write;
 use std::path::PathBuf;
 
 pub use args::ClientCommand;
-pub use auth::AuthFile;
-pub use client::{ListFilter, MarketClient};
-pub use cost::Cost;
-pub use error::ClientError;
 
-/// Options shared by every client subcommand.
+/// Options shared by every subcommand that talks to a market: the client commands and
+/// `producer`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientOpts {
     /// Market base URL.

@@ -10,9 +10,8 @@ use serde_json::{json, Value};
 
 use crate::circuits::{fe_to_hex, StatementCircuit};
 use crate::cli::args::ProofVerifyArgs;
-use crate::cli::client::MarketClient;
-use crate::cli::error::ClientError;
 use crate::cli::files::{read_input_file, read_proof_file, read_statement_file};
+use crate::client::{ClientError, MarketClient};
 use crate::input::PublicInput;
 use crate::prover::halo2::PROOF_SYSTEM;
 

@@ -4,7 +4,7 @@
 //!   rules against the store, sends order changes to the statement's matcher and
 //!   returns typed records; the API parses before and renders after.
 //! - [`router`] decides where a call about a statement runs ([`Route`]) and owns this
-//!   node's matchers; [`upkeep`] keeps ownership up to date.
+//!   node's matchers; `upkeep` (impl blocks of the router) keeps ownership up to date.
 //! - [`matcher`] is the actor that writes one statement's decisions to the store;
 //!   [`state`] is what it decides with (pure); [`book`] is the price/time book (pure).
 //!

@@ -8,7 +8,7 @@
 //! lease (whose fencing token every transition checks) and loads its state from Redis.
 //!
 //! Membership and lease upkeep (heartbeats, renewals, takeovers, hand-overs) are in
-//! [`super::upkeep`]. The table of running matchers is read on every call and written
+//! `market/upkeep.rs`. The table of running matchers is read on every call and written
 //! only when ownership changes, so std locks held for a lookup (never across an
 //! `.await`) are the cheapest correct choice.
 

@@ -1,9 +1,11 @@
-//! Tests of [`MarketClient`] and the commands against a tiny in-process HTTP server.
+//! A fake market for tests of [`MarketClient`] and of the command line's commands: a tiny
+//! in-process HTTP server.
 //!
 //! The server answers each connection with the next canned response (`Connection: close`)
 //! and records what it was sent, so a test can count attempts (the retry policy) and check
 //! paths, headers and bodies. It is hand-written HTTP/1.1 on a tokio listener bound to port 0,
-//! enough for reqwest and no more.
+//! enough for reqwest and no more. The client's own tests follow it; the commands' tests are
+//! in [`crate::cli::commands`].
 
 use std::sync::{Arc, Mutex};
 
@@ -11,23 +13,21 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::cli::args::*;
-use crate::cli::client::{ListFilter, MarketClient};
-use crate::cli::commands::execute;
-use crate::cli::error::ClientError;
-use crate::cli::transport::MAX_RETRIES;
-use crate::cli::{AuthFile, ClientOpts};
+use crate::client::transport::MAX_RETRIES;
+use crate::client::{ClientError, ListFilter, MarketClient};
+use crate::domain::{Cost, Side};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// One canned answer.
-struct Canned {
+pub(crate) struct Canned {
     status: u16,
     headers: Vec<(&'static str, &'static str)>,
     body: String,
 }
 
-fn answer(status: u16, body: Value) -> Canned {
+/// A JSON answer with `status`.
+pub(crate) fn answer(status: u16, body: Value) -> Canned {
     Canned {
         status,
         headers: Vec::new(),
@@ -35,6 +35,7 @@ fn answer(status: u16, body: Value) -> Canned {
     }
 }
 
+/// An error answer (`busy`), with `Retry-After` when given.
 fn busy(status: u16, retry_after: Option<&'static str>) -> Canned {
     let headers = retry_after.map(|s| vec![("Retry-After", s)]);
     Canned {
@@ -46,15 +47,16 @@ fn busy(status: u16, retry_after: Option<&'static str>) -> Canned {
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) target: String,
     head: String,
     body: String,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
+    /// The value of header `name`, if sent.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -65,14 +67,15 @@ impl Seen {
     }
 }
 
-struct TestServer {
-    url: String,
+/// The fake market; its base URL is `url`.
+pub(crate) struct TestServer {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl TestServer {
     /// Serves `answers` in order, one per connection, then stops listening.
-    async fn start(answers: Vec<Canned>) -> std::io::Result<Self> {
+    pub(crate) async fn start(answers: Vec<Canned>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -92,7 +95,8 @@ impl TestServer {
         Ok(TestServer { url, seen })
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    /// The requests received so far, in order.
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
@@ -155,6 +159,13 @@ fn client(server: &TestServer) -> MarketClient {
     MarketClient::new(&server.url, Some("tok".into()))
 }
 
+fn cost(units: u64) -> Cost {
+    match Cost::from_micros(units * 1_000_000) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[tokio::test]
 async fn unavailable_with_retry_after_is_retried() -> TestResult {
     let server = TestServer::start(vec![
@@ -163,7 +174,7 @@ async fn unavailable_with_retry_after_is_retried() -> TestResult {
         answer(200, json!({"_key": "1", "status": "created"})),
     ])
     .await?;
-    let got = client(&server).get_request("1").await?;
+    let got = client(&server).get_order(Side::Request, "1").await?;
     assert_eq!(got["status"], "created");
     let seen = server.seen();
     assert_eq!(seen.len(), 3);
@@ -182,7 +193,10 @@ async fn conflict_is_not_retried() -> TestResult {
     let body = json!({"error": true, "code": 409,
         "errorMessage": "request 123 is processing, only created orders can be withdrawn"});
     let server = TestServer::start(vec![answer(409, body), answer(200, json!({}))]).await?;
-    let err = client(&server).withdraw_request("123").await.err();
+    let err = client(&server)
+        .withdraw_order(Side::Request, "123")
+        .await
+        .err();
     assert_eq!(
         err.map(|e| e.to_string()).as_deref(),
         Some("409 Conflict: request 123 is processing, only created orders can be withdrawn")
@@ -209,7 +223,7 @@ async fn gives_up_after_five_retries() -> TestResult {
         .collect();
     let server = TestServer::start(answers).await?;
     let err = client(&server)
-        .push_proposal("32326", 2.0, None, None)
+        .push_proposal("32326", cost(2), None, None)
         .await
         .err();
     assert_eq!(
@@ -230,10 +244,10 @@ async fn a_placement_keeps_its_idempotency_key_across_resends() -> TestResult {
     ])
     .await?;
     let c = client(&server);
-    c.push_proposal("32326", 2.0, None, None).await?;
-    c.push_request("32326", json!([{"field": 1}]), 3.0, None, None)
+    c.push_proposal("32326", cost(2), None, None).await?;
+    c.push_request("32326", json!([{"field": 1}]), cost(3), None, None)
         .await?;
-    c.get_request("9").await?;
+    c.get_order(Side::Request, "9").await?;
     let keys: Vec<Option<String>> = server
         .seen()
         .iter()
@@ -280,13 +294,13 @@ async fn calls_use_the_documented_paths_and_bodies() -> TestResult {
     let anonymous = MarketClient::new(&format!("{}/", server.url), None);
     assert_eq!(anonymous.login("alice", "pw").await?, "fresh");
     let c = client(&server);
-    c.push_request("32326", json!({"input": "1\n11"}), 2.0, Some(3), None)
+    c.push_request("32326", json!({"input": "1\n11"}), cost(2), Some(3), None)
         .await?;
     let filter = ListFilter {
         status: Some("created".into()),
         ..ListFilter::default()
     };
-    c.list_requests(&filter).await?;
+    c.list_orders(Side::Request, &filter).await?;
     c.push_proof("0XABcd", Some("16153923"), None).await?;
 
     let seen = server.seen();
@@ -341,86 +355,12 @@ async fn proof_by_request_follows_the_proof_key() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn login_then_proof_get_to_file() -> TestResult {
-    let server = TestServer::start(vec![
-        answer(200, json!({"jwt": "t1"})),
-        answer(
-            200,
-            json!({"_key": "16158141", "request_key": "16153352", "proof": "0xbeef"}),
-        ),
-    ])
-    .await?;
-    let dir = tempfile::tempdir()?;
-    let opts = ClientOpts {
-        url: server.url.clone(),
-        auth: dir.path().join("cfg/auth.json"),
-    };
-    let login = ClientCommand::User(UserCommand::Login(LoginArgs {
-        user: "alice".into(),
-        passwd: "pw".into(),
-    }));
-    let line = execute(&opts, login).await?;
-    assert_eq!(
-        line,
-        format!(
-            "logged in as alice (token saved to {})",
-            opts.auth.display()
-        )
-    );
-    assert_eq!(AuthFile::load(&opts.auth)?.jwt, "t1");
-
-    let out = dir.path().join("proof.hex");
-    let get = ClientCommand::Proof(ProofCommand::Get(ProofGetArgs {
-        proof_key: Some("16158141".into()),
-        request_key: None,
-        file: Some(out.clone()),
-    }));
-    let printed: Value = serde_json::from_str(&execute(&opts, get).await?)?;
-    assert_eq!(
-        printed,
-        json!({"_key": "16158141", "request_key": "16153352"})
-    );
-    assert_eq!(std::fs::read_to_string(&out)?, "0xbeef");
-    assert_eq!(
-        server.seen()[1].header("authorization").as_deref(),
-        Some("Bearer t1")
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn commands_need_a_login() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let opts = ClientOpts {
-        url: "http://127.0.0.1:1".into(),
-        auth: dir.path().join(".proof-market-auth.json"),
-    };
-    let cmd = ClientCommand::Book(BookArgs {
-        key: "32326".into(),
-    });
-    let err = execute(&opts, cmd).await.err().map(|e| e.to_string());
-    assert_eq!(
-        err,
-        Some(format!(
-            "not logged in: no token in {} (run 'proof-market user login')",
-            opts.auth.display()
-        ))
-    );
-    Ok(())
-}
-
-/// The futures of `run` and of the client are `Send`, so daemons may spawn them.
+/// The client's futures are `Send`, so daemons may spawn them.
 #[test]
 fn futures_are_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let opts = ClientOpts {
-        url: "http://127.0.0.1:1".into(),
-        auth: "auth.json".into(),
-    };
-    let cmd = ClientCommand::Book(BookArgs { key: "1".into() });
-    assert_send(&crate::cli::run(&opts, cmd));
     let client = MarketClient::new("http://127.0.0.1:1", None);
     assert_send(&client.get_proof_by_request("1", true));
     assert_send(&client.push_proof("0x00", Some("1"), None));
+    assert_send(&client.list_orders(Side::Proposal, &ListFilter::default()));
 }

@@ -1,16 +1,18 @@
 //! [`MarketClient`]: a small typed HTTP client for the market's v1 REST dialect.
 //!
-//! The CLI, the load test and producer daemons share it, so it knows nothing of files or
+//! The command line and the producer daemon share it, so it knows nothing of files or
 //! printing: each method is one market call (two for [`MarketClient::get_proof_by_request`])
-//! and returns the answer's JSON or a [`ClientError`] whose Display is one line.
-//! How a call travels (timeouts, retries on 503/429) is [`crate::cli::transport`]'s part.
+//! and returns the answer's JSON or a [`ClientError`] whose Display is one line. Requests
+//! and proposals are read, listed and withdrawn by the same methods, told apart by their
+//! [`Side`]. How a call travels (timeouts, retries on 503/429) is
+//! [`crate::client::transport`]'s part.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::cost::Cost;
-use crate::cli::error::{one_line, ClientError};
-use crate::cli::transport::Transport;
+use crate::client::error::{one_line, ClientError};
+use crate::client::transport::Transport;
+use crate::domain::{Cost, Side};
 
 /// Path of the market's REST root under the base URL.
 pub const MARKET_ROOT: &str = "/_db/market/v0_0";
@@ -130,6 +132,7 @@ impl MarketClient {
                 &[],
                 Auth::Anonymous,
                 Some(body),
+                None,
             )
             .await?;
         take_jwt(&answer)
@@ -163,79 +166,57 @@ impl MarketClient {
         self.market(Method::GET, &path, Auth::Bearer, None).await
     }
 
-    /// `POST /request/`: a bid for a proof of `statement_key` on `input`, sent unchanged.
+    /// `POST /request/`: a bid of at most `cost` for a proof of `statement_key` on `input`,
+    /// which is sent unchanged (the market checks the field elements).
     pub async fn push_request(
         &self,
         statement_key: &str,
         input: Value,
-        cost: f64,
+        cost: Cost,
         eval_time: Option<u32>,
         wait_period: Option<u32>,
     ) -> Result<Value, ClientError> {
         let mut body = order_body(statement_key, cost, eval_time, wait_period)?;
         body["input"] = input;
-        self.place("/request/", body).await
-    }
-
-    /// `GET /request/{key}`.
-    pub async fn get_request(&self, key: &str) -> Result<Value, ClientError> {
-        let path = format!("/request/{}", check_key("request", key)?);
-        self.market(Method::GET, &path, Auth::Bearer, None).await
-    }
-
-    /// `GET /request/?q=…`: the requests matching `filter`.
-    pub async fn list_requests(&self, filter: &ListFilter) -> Result<Value, ClientError> {
-        let path = format!("{MARKET_ROOT}/request/");
-        self.call(
-            Method::GET,
-            &path,
-            &filter.query_pairs(),
-            Auth::Bearer,
-            None,
-        )
-        .await
-    }
-
-    /// `DELETE /request/{key}`; returns the request, now `withdrawn`.
-    pub async fn withdraw_request(&self, key: &str) -> Result<Value, ClientError> {
-        let path = format!("/request/{}", check_key("request", key)?);
-        self.market(Method::DELETE, &path, Auth::Bearer, None).await
+        self.place(Side::Request, body).await
     }
 
     /// `POST /proposal/`: an offer to prove `statement_key` for `cost`.
     pub async fn push_proposal(
         &self,
         statement_key: &str,
-        cost: f64,
+        cost: Cost,
         eval_time: Option<u32>,
         wait_period: Option<u32>,
     ) -> Result<Value, ClientError> {
         let body = order_body(statement_key, cost, eval_time, wait_period)?;
-        self.place("/proposal/", body).await
+        self.place(Side::Proposal, body).await
     }
 
-    /// `GET /proposal/{key}`.
-    pub async fn get_proposal(&self, key: &str) -> Result<Value, ClientError> {
-        let path = format!("/proposal/{}", check_key("proposal", key)?);
+    /// `GET /request/{key}` or `GET /proposal/{key}`: one order.
+    pub async fn get_order(&self, side: Side, key: &str) -> Result<Value, ClientError> {
+        let path = order_path(side, key)?;
         self.market(Method::GET, &path, Auth::Bearer, None).await
     }
 
-    /// `GET /proposal/?q=…`: the proposals matching `filter`.
-    pub async fn list_proposals(&self, filter: &ListFilter) -> Result<Value, ClientError> {
-        let path = format!("{MARKET_ROOT}/proposal/");
+    /// `GET /request/?q=…` or `GET /proposal/?q=…`: the orders of `side` matching `filter`.
+    pub async fn list_orders(&self, side: Side, filter: &ListFilter) -> Result<Value, ClientError> {
+        let path = format!("{MARKET_ROOT}/{}/", side.as_str());
         self.call(
             Method::GET,
             &path,
             &filter.query_pairs(),
             Auth::Bearer,
             None,
+            None,
         )
         .await
     }
 
-    /// `DELETE /proposal/{key}`; returns the proposal, now `withdrawn`.
-    pub async fn withdraw_proposal(&self, key: &str) -> Result<Value, ClientError> {
-        let path = format!("/proposal/{}", check_key("proposal", key)?);
+    /// `DELETE /request/{key}` or `DELETE /proposal/{key}`; returns the order, now
+    /// `withdrawn`.
+    pub async fn withdraw_order(&self, side: Side, key: &str) -> Result<Value, ClientError> {
+        let path = order_path(side, key)?;
         self.market(Method::DELETE, &path, Auth::Bearer, None).await
     }
 
@@ -285,7 +266,7 @@ impl MarketClient {
         } else {
             Vec::new()
         };
-        self.call(Method::GET, &path, &query, Auth::Bearer, None)
+        self.call(Method::GET, &path, &query, Auth::Bearer, None, None)
             .await
     }
 
@@ -296,7 +277,7 @@ impl MarketClient {
         request_key: &str,
         full: bool,
     ) -> Result<Value, ClientError> {
-        let request = self.get_request(request_key).await?;
+        let request = self.get_order(Side::Request, request_key).await?;
         let proof_key = match request.get("proof_key") {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -328,7 +309,7 @@ impl MarketClient {
             .await
         {
             Err(ClientError::Http { status: 404, .. }) => {
-                self.call(Method::GET, "/health", &[], Auth::Anonymous, None)
+                self.call(Method::GET, "/health", &[], Auth::Anonymous, None, None)
                     .await
             }
             other => other,
@@ -337,10 +318,10 @@ impl MarketClient {
 
     /// Places an order under a fresh `Idempotency-Key`, so that resending it (after a
     /// 503, or a lost answer) can never place it twice.
-    async fn place(&self, path: &str, body: Value) -> Result<Value, ClientError> {
-        let key = format!("cli-{:032x}", rand::random::<u128>());
-        let path = format!("{MARKET_ROOT}{path}");
-        self.send(
+    async fn place(&self, side: Side, body: Value) -> Result<Value, ClientError> {
+        let key = format!("client-{:032x}", rand::random::<u128>());
+        let path = format!("{MARKET_ROOT}/{}/", side.as_str());
+        self.call(
             Method::POST,
             &path,
             &[],
@@ -359,22 +340,20 @@ impl MarketClient {
         auth: Auth,
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
-        self.call(method, &format!("{MARKET_ROOT}{path}"), &[], auth, body)
-            .await
+        self.call(
+            method,
+            &format!("{MARKET_ROOT}{path}"),
+            &[],
+            auth,
+            body,
+            None,
+        )
+        .await
     }
 
+    /// Every call goes through here: the token when `auth` asks for it, the URL, and the
+    /// transport (which resends a call carrying an `idempotency_key` more freely).
     async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        auth: Auth,
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
-        self.send(method, path, query, auth, body, None).await
-    }
-
-    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -406,14 +385,19 @@ fn take_jwt(answer: &Value) -> Result<String, ClientError> {
     }
 }
 
+/// `/request/{key}` or `/proposal/{key}`, with the key checked.
+fn order_path(side: Side, key: &str) -> Result<String, ClientError> {
+    let kind = side.as_str();
+    Ok(format!("/{kind}/{}", check_key(kind, key)?))
+}
+
 /// The body shared by requests and proposals.
 fn order_body(
     statement_key: &str,
-    cost: f64,
+    cost: Cost,
     eval_time: Option<u32>,
     wait_period: Option<u32>,
 ) -> Result<Value, ClientError> {
-    let cost = Cost::new(cost)?;
     let mut body = json!({
         "statement_key": check_key("statement", statement_key)?,
         "cost": cost.to_json(),
@@ -483,16 +467,43 @@ mod tests {
     }
 
     #[test]
-    fn order_bodies_carry_only_given_fields() -> Result<(), ClientError> {
+    fn order_bodies_carry_only_given_fields() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(
-            order_body("32326", 2.0, None, None)?,
+            order_body("32326", Cost::parse_decimal("2")?, None, None)?,
             json!({"statement_key": "32326", "cost": 2})
         );
         assert_eq!(
-            order_body("32326", 2.5, Some(10), Some(60))?,
+            order_body("32326", Cost::parse_decimal("2.5")?, Some(10), Some(60))?,
             json!({"statement_key": "32326", "cost": 2.5, "eval_time": 10, "wait_period": 60})
         );
-        assert!(order_body("32326", 0.0, None, None).is_err());
+        // The exact decimal goes out, not the float nearest to it.
+        assert_eq!(
+            order_body(
+                "32326",
+                Cost::parse_decimal("123456789012.123457")?,
+                None,
+                None
+            )?
+            .to_string(),
+            r#"{"cost":123456789012.123457,"statement_key":"32326"}"#
+        );
+        assert!(order_body("../x", Cost::parse_decimal("2")?, None, None).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn order_paths_name_the_side() {
+        assert_eq!(
+            order_path(Side::Request, "7").ok().as_deref(),
+            Some("/request/7")
+        );
+        assert_eq!(
+            order_path(Side::Proposal, "7").ok().as_deref(),
+            Some("/proposal/7")
+        );
+        let err = order_path(Side::Proposal, "a/b")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.starts_with("invalid proposal key")));
     }
 }

@@ -1,7 +1,9 @@
-//! The client's error type, [`ClientError`], and the parsing of the market's error bodies.
+//! The client library's error type, [`ClientError`], and the parsing of the market's error
+//! bodies.
 //!
-//! Every variant renders as one line, because the binary prints `error: <Display>` and exits:
-//! a user reads that line and nothing else. Causes are therefore folded into the message
+//! Every variant renders as one line, because the command line prints `error: <Display>` and
+//! exits, and the producer daemon logs it as one field: a user reads that line and nothing
+//! else. Causes are therefore folded into the message
 //! instead of being chained as `source()`, so `{}` and `{:#}` print the same single line.
 
 use std::path::PathBuf;
@@ -32,7 +34,8 @@ pub enum ClientError {
         /// The operating system's reason.
         reason: std::io::Error,
     },
-    /// Bad local input (cost, key, file contents) or an answer the client cannot use.
+    /// Bad local input (a key, proof text, a file's contents) or an answer the client cannot
+    /// use.
     #[error("{0}")]
     Invalid(String),
     /// The call needs a token and there is none usable.

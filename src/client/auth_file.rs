@@ -1,4 +1,5 @@
-//! The auth file: where `user login` keeps the market's token for later commands.
+//! The auth file: where `proof-market user login` keeps the market's token for later
+//! commands, and where the producer daemon finds it when it is given no password.
 //!
 //! It holds `{"url": .., "user": .., "jwt": ..}`. The token is a bearer credential, so the
 //! file is written with mode 0600 (on Unix) through a temporary file and a rename, so a
@@ -10,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::error::ClientError;
-use crate::cli::files::create_parent_dirs;
+use crate::client::error::ClientError;
 
 /// The contents of the auth file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +94,17 @@ impl AuthFile {
             let _ = std::fs::remove_file(&tmp);
             ClientError::io("write", path, e)
         })
+    }
+}
+
+/// Creates the directories above `path`, if any are missing (the auth file's, and the
+/// command line's output files).
+pub fn create_parent_dirs(path: &Path) -> Result<(), ClientError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create directory", dir, e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! It owns the HTTP connection pool, the timeouts (connect [`CONNECT_TIMEOUT`], whole call
 //! [`REQUEST_TIMEOUT`]), the retry policy, and the mapping of answers and failures to
-//! [`ClientError`]. It knows no market paths; [`crate::cli::client`] does.
+//! [`ClientError`]. It knows no market paths; [`crate::client::calls`] does.
 //!
 //! Retries: only a 503 or 429 that carries `Retry-After: <seconds>` is retried, at most
 //! [`MAX_RETRIES`] times, each wait capped at [`MAX_RETRY_WAIT`]. Nothing else is retried,
@@ -16,7 +16,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use crate::cli::error::{one_line, ClientError};
+use crate::client::error::{one_line, ClientError};
 
 /// Most resends of one call after 503/429 with `Retry-After`.
 pub const MAX_RETRIES: u32 = 5;
