@@ -11,6 +11,7 @@ pub mod error;
 pub mod input;
 pub mod market;
 pub mod producer;
+pub mod protocol;
 pub mod prover;
 pub mod server;
 pub mod store;

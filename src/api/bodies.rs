@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::domain::{Cost, IdempotencyKey, Key, Minutes, Side, Status, UserName};
 use crate::input::PublicInput;
 use crate::market::{NewOrder, NewStatement, NewUser, OrderFilter, ProducerProfile, ProofPush};
+use crate::protocol::IDEMPOTENCY_HEADER;
 
 use super::error::ApiError;
 use super::MAX_BODY;
@@ -333,9 +334,6 @@ pub fn idempotency_key(req: &actix_web::HttpRequest) -> R<Option<IdempotencyKey>
         .map(Some)
         .map_err(ApiError::bad_request)
 }
-
-/// The header naming an order placement, so that a retry does not place it twice.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// A pushed proof: hex text with an optional `0x` prefix.
 pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {

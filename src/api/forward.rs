@@ -24,8 +24,7 @@ use crate::market::{LocalError, LocalResult, Market, MatcherHandle, Route};
 
 use super::error::ApiError;
 
-/// Header carrying how many nodes have forwarded a call.
-pub const HOPS_HEADER: &str = "x-proof-market-hops";
+pub use crate::protocol::HOPS_HEADER;
 
 /// Routing attempts for a call whose statement is changing hands.
 const ATTEMPTS: u32 = 40;
@@ -200,8 +199,8 @@ async fn forward(
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
     }
-    if let Some(k) = req.headers().get(super::bodies::IDEMPOTENCY_HEADER) {
-        out = out.header(super::bodies::IDEMPOTENCY_HEADER, k.as_bytes());
+    if let Some(k) = req.headers().get(crate::protocol::IDEMPOTENCY_HEADER) {
+        out = out.header(crate::protocol::IDEMPOTENCY_HEADER, k.as_bytes());
     }
     if let Some(b) = body {
         out = out

@@ -15,8 +15,7 @@ use actix_web::web;
 
 use crate::domain::Side;
 
-/// The market root of the original API.
-pub const ROOT: &str = "/_db/market/v0_0";
+pub use crate::protocol::ROOT;
 
 /// Largest request body accepted, in bytes: a statement with a 4 MiB circuit, or a
 /// 2 MiB proof as hex, plus JSON overhead.

@@ -15,7 +15,7 @@ use crate::client::transport::Transport;
 use crate::domain::{Cost, Side};
 
 /// Path of the market's REST root under the base URL.
-pub const MARKET_ROOT: &str = "/_db/market/v0_0";
+pub use crate::protocol::ROOT as MARKET_ROOT;
 
 /// Filters for the list calls (`GET …/request/?q=…`): an AND of equalities, plus paging.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -96,7 +96,7 @@ impl Transport {
                 request = request.bearer_auth(token);
             }
             if let Some(key) = idempotency_key {
-                request = request.header("idempotency-key", key);
+                request = request.header(crate::protocol::IDEMPOTENCY_HEADER, key);
             }
             if let Some(body) = body {
                 request = request.json(body);
