@@ -55,14 +55,54 @@ impl StoreError {
     }
 }
 
-/// Why one transition of a batch was refused (nothing of it was written).
+/// Why the transition script refused one op of a batch; nothing of that op was written.
+///
+/// Each variant is a name `transitions.lua` answers with (`E:<name>:<message>`) and
+/// carries the script's message, which names the orders involved. What a refusal means
+/// to a client is decided above the store (`impl From<Refusal> for MarketError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OpRefused {
-    /// The HTTP-like code the script chose (403, 404, 409).
-    pub code: u16,
-    /// What and why.
-    pub message: String,
+pub enum Refusal {
+    /// The order or proof to create exists already (`exists`).
+    #[error("{0}")]
+    Exists(String),
+    /// No order of the expected side has that key (`not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The order belongs to another user than the caller (`not_yours`).
+    #[error("{0}")]
+    NotYours(String),
+    /// An order's status does not allow the transition (`wrong_status`).
+    #[error("{0}")]
+    WrongStatus(String),
+    /// A proof names a request and a proposal that are not matched to each other
+    /// (`not_matched`).
+    #[error("{0}")]
+    NotMatched(String),
+}
+
+impl Refusal {
+    /// Reads one reply of the script: `OK`, or `E:<name>:<message>` with a name this
+    /// type knows. Anything else means the script and this code disagree, so the reply
+    /// is reported as corrupt rather than guessed at.
+    fn parse_reply(reply: &str) -> Result<Result<(), Refusal>, StoreError> {
+        if reply == "OK" {
+            return Ok(Ok(()));
+        }
+        let corrupt = || StoreError::Corrupt(format!("transition script answered {reply:?}"));
+        let (name, message) = reply
+            .strip_prefix("E:")
+            .and_then(|r| r.split_once(':'))
+            .ok_or_else(corrupt)?;
+        let message = message.to_owned();
+        Ok(Err(match name {
+            "exists" => Refusal::Exists(message),
+            "not_found" => Refusal::NotFound(message),
+            "not_yours" => Refusal::NotYours(message),
+            "wrong_status" => Refusal::WrongStatus(message),
+            "not_matched" => Refusal::NotMatched(message),
+            _ => return Err(corrupt()),
+        }))
+    }
 }
 
 /// One order transition of a statement; see `transitions.lua`.
@@ -521,7 +561,7 @@ impl Store {
         stmt: Key,
         fence: Option<u64>,
         ops: &[Op],
-    ) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
+    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -566,7 +606,7 @@ impl Store {
         ops: &[Op],
         inv: &redis::ScriptInvocation<'_>,
         stmt_text: &str,
-    ) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
+    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
         let sets = ops.iter().filter_map(Op::created_key).map(|k| {
             let mut c = self.conn.clone();
             let key = self.global(&format!("loc:{k}"));
@@ -584,7 +624,7 @@ impl Store {
 fn parse_replies(
     replies: Vec<String>,
     n_ops: usize,
-) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
+) -> Result<Vec<Result<(), Refusal>>, StoreError> {
     if replies.first().map(String::as_str) == Some("FENCED") {
         return Err(StoreError::Fenced);
     }
@@ -595,19 +635,7 @@ fn parse_replies(
             n_ops
         )));
     }
-    Ok(replies.into_iter().map(parse_reply).collect())
-}
-
-fn parse_reply(r: String) -> Result<(), OpRefused> {
-    if r == "OK" {
-        return Ok(());
-    }
-    let mut parts = r.splitn(3, ':');
-    let (_, code, msg) = (parts.next(), parts.next(), parts.next());
-    Err(OpRefused {
-        code: code.and_then(|c| c.parse().ok()).unwrap_or(500),
-        message: msg.unwrap_or(&r).to_owned(),
-    })
+    replies.iter().map(|r| Refusal::parse_reply(r)).collect()
 }
 
 #[cfg(test)]
@@ -638,21 +666,57 @@ mod tests {
 
     #[test]
     fn script_replies_parse_into_outcomes() {
-        let r = parse_replies(vec!["OK".into(), "E:409:order 5 exists".into()], 2).unwrap();
+        let r = parse_replies(vec!["OK".into(), "E:exists:order 5 exists".into()], 2).unwrap();
         assert_eq!(r[0], Ok(()));
-        assert_eq!(
-            r[1],
-            Err(OpRefused {
-                code: 409,
-                message: "order 5 exists".into()
-            })
-        );
+        assert_eq!(r[1], Err(Refusal::Exists("order 5 exists".into())));
         assert!(matches!(
             parse_replies(vec!["FENCED".into()], 3),
             Err(StoreError::Fenced)
         ));
         assert!(matches!(
             parse_replies(vec!["OK".into()], 2),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn every_refusal_name_parses_and_keeps_its_message() {
+        let cases = [
+            ("exists", Refusal::Exists("m: x".into())),
+            ("not_found", Refusal::NotFound("m: x".into())),
+            ("not_yours", Refusal::NotYours("m: x".into())),
+            ("wrong_status", Refusal::WrongStatus("m: x".into())),
+            ("not_matched", Refusal::NotMatched("m: x".into())),
+        ];
+        for (name, want) in cases {
+            let got = Refusal::parse_reply(&format!("E:{name}:m: x")).unwrap();
+            assert_eq!(got, Err(want.clone()), "{name}");
+            assert_eq!(want.to_string(), "m: x");
+        }
+        assert_eq!(
+            Refusal::parse_reply("E:exists:").unwrap(),
+            Err(Refusal::Exists(String::new()))
+        );
+    }
+
+    #[test]
+    fn unknown_or_malformed_replies_are_corrupt() {
+        for bad in [
+            "E:bad_op:unknown op x",
+            "E:409:old style",
+            "E:exists",
+            "ERR",
+            "",
+            "ok",
+        ] {
+            assert!(
+                matches!(Refusal::parse_reply(bad), Err(StoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
+        // One unreadable reply spoils the batch: its outcomes cannot be trusted.
+        assert!(matches!(
+            parse_replies(vec!["OK".into(), "E:nope:x".into()], 2),
             Err(StoreError::Corrupt(_))
         ));
     }

@@ -5,8 +5,15 @@
 -- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
 --          writes nothing but a count of refusals in B:fenced.
 -- ARGV[2..]: ops, each as <name> <argc> <args...>.
--- Returns one reply per op: "OK" or "E:<code>:<message>". An op checks everything
--- before it writes anything, so a refused op changes nothing.
+-- Returns one reply per op: "OK" or "E:<name>:<message>". An op checks everything
+-- before it writes anything, so a refused op changes nothing. The names, read by
+-- `Refusal::parse_reply` in Rust (an unknown name there is a corrupt reply):
+--   exists        the order or proof to create exists already
+--   not_found     no order of the expected side has that key
+--   not_yours     the order belongs to another user than the sender
+--   wrong_status  an order's status does not allow the transition
+--   not_matched   a proof's request and proposal are not matched to each other
+--   bad_op        an op name this script does not know (a bug; the batch stops there)
 local B = KEYS[1]
 local fence = ARGV[1]
 if fence ~= "" then
@@ -31,7 +38,7 @@ local ops = {}
 ops['new'] = function(a)
   local kind, key, status = a[1], a[2], a[3]
   local ok = order_key(key)
-  if redis.call('EXISTS', ok) == 1 then return 'E:409:order ' .. key .. ' exists' end
+  if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
   local fields = {}
   for j = 4, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
@@ -44,8 +51,8 @@ ops['match'] = function(a)
   local rk, pk, price, now = a[1], a[2], a[3], a[4]
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status')
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status')
-  if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:409:request ' .. rk .. ' is not open' end
-  if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:409:proposal ' .. pk .. ' is not open' end
+  if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:wrong_status:request ' .. rk .. ' is not open' end
+  if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:wrong_status:proposal ' .. pk .. ' is not open' end
   redis.call('HSET', order_key(rk), 'status', 'processing', 'proposal_key', pk,
     'matched_time', now, 'price', price, 'updatedOn', now)
   redis.call('HSET', order_key(pk), 'status', 'processing', 'request_key', rk,
@@ -59,10 +66,10 @@ end
 ops['withdraw'] = function(a)
   local kind, key, sender, now = a[1], a[2], a[3], a[4]
   local o = redis.call('HMGET', order_key(key), 'kind', 'status', 'sender')
-  if o[1] ~= kind then return 'E:404:no ' .. kind .. ' ' .. key end
-  if sender ~= '' and o[3] ~= sender then return 'E:403:' .. kind .. ' ' .. key .. ' belongs to another user' end
+  if o[1] ~= kind then return 'E:not_found:no ' .. kind .. ' ' .. key end
+  if sender ~= '' and o[3] ~= sender then return 'E:not_yours:' .. kind .. ' ' .. key .. ' belongs to another user' end
   if o[2] ~= 'created' then
-    return 'E:409:' .. kind .. ' ' .. key .. ' is ' .. tostring(o[2]) .. '; only created orders can be withdrawn'
+    return 'E:wrong_status:' .. kind .. ' ' .. key .. ' is ' .. tostring(o[2]) .. '; only created orders can be withdrawn'
   end
   redis.call('HSET', order_key(key), 'status', 'withdrawn', 'updatedOn', now)
   move(kind, key, 'created', 'withdrawn')
@@ -74,17 +81,17 @@ ops['proof'] = function(a)
   local fk, pk, rk, sender, canon, now = a[1], a[2], a[3], a[4], a[5], a[6]
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'sender', 'request_key')
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status', 'proposal_key')
-  if p[1] ~= 'proposal' then return 'E:404:no proposal ' .. pk end
-  if p[3] ~= sender then return 'E:403:proposal ' .. pk .. ' belongs to another user' end
+  if p[1] ~= 'proposal' then return 'E:not_found:no proposal ' .. pk end
+  if p[3] ~= sender then return 'E:not_yours:proposal ' .. pk .. ' belongs to another user' end
   if p[2] ~= 'processing' then
-    return 'E:409:proposal ' .. pk .. ' is ' .. tostring(p[2]) .. '; a proof is accepted only while it is processing'
+    return 'E:wrong_status:proposal ' .. pk .. ' is ' .. tostring(p[2]) .. '; a proof is accepted only while it is processing'
   end
   if r[1] ~= 'request' or p[4] ~= rk or r[3] ~= pk then
-    return 'E:409:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
+    return 'E:not_matched:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
   end
-  if r[2] ~= 'processing' then return 'E:409:request ' .. rk .. ' is ' .. tostring(r[2]) end
+  if r[2] ~= 'processing' then return 'E:wrong_status:request ' .. rk .. ' is ' .. tostring(r[2]) end
   local pf = B .. ':proof:' .. fk
-  if redis.call('EXISTS', pf) == 1 then return 'E:409:proof ' .. fk .. ' exists' end
+  if redis.call('EXISTS', pf) == 1 then return 'E:exists:proof ' .. fk .. ' exists' end
   local fields = {}
   for j = 7, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', pf, unpack(fields))
@@ -115,7 +122,7 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 1])
   local f = ops[name]
   if f == nil or n == nil then
-    res[#res + 1] = 'E:500:unknown op ' .. tostring(name)
+    res[#res + 1] = 'E:bad_op:unknown op ' .. tostring(name)
     break
   end
   local a = {}
