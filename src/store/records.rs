@@ -1,8 +1,8 @@
-//! Stored records and their Redis hash encoding.
+//! Stored records and their Redis encoding.
 //!
 //! Orders and proofs are Redis hashes of plain text fields; this module turns them into
 //! typed records and back. A hash that does not parse is reported as corrupt instead of
-//! being rendered half-way.
+//! being rendered half-way. Users are stored as JSON.
 
 use std::collections::HashMap;
 
@@ -74,6 +74,19 @@ pub struct ProofRecord {
     pub proof_system: String,
     /// The proof, lowercase hex without prefix.
     pub proof_hex: String,
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRecord {
+    /// The name.
+    pub user: String,
+    /// argon2 PHC string; never the password.
+    pub passwd_hash: String,
+    /// Contact address, if given.
+    pub email: Option<String>,
+    /// Sign-up time.
+    pub created: u64,
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {

@@ -3,7 +3,7 @@
 -- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}"; every key touched here
 --          starts with it, so the whole batch lives in one Redis Cluster slot.
 -- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
---          writes nothing but a count of refusals in B:fenced.
+--          writes nothing but a count of refusals in FENCED_KEY.
 -- ARGV[2..]: ops, each as <name> <argc> <args...>.
 -- Returns one reply per op: "OK" or "E:<name>:<message>". An op checks everything
 -- before it writes anything, so a refused op changes nothing. The names, read by
@@ -15,17 +15,25 @@
 --   not_matched   a proof's request and proposal are not matched to each other
 --   bad_op        an op name this script does not know (a bug; the batch stops there)
 local B = KEYS[1]
+
+-- Every key this script touches, built from B here only. The layout is documented in
+-- src/store/keys.rs, whose tests check these suffixes against the Rust side's.
+local FENCE_KEY = B .. ':fence'
+local FENCED_KEY = B .. ':fenced'
+local PROVEN_KEY = B .. ':proven'
+local IDEM_KEY = B .. ':idem'
+local function order_key(k) return B .. ':o:' .. k end
+local function proof_key(k) return B .. ':proof:' .. k end
+local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
+
 local fence = ARGV[1]
 if fence ~= "" then
-  local held = redis.call('GET', B .. ':fence')
+  local held = redis.call('GET', FENCE_KEY)
   if held ~= fence then
-    redis.call('INCR', B .. ':fenced')
+    redis.call('INCR', FENCED_KEY)
     return {'FENCED'}
   end
 end
-
-local function order_key(k) return B .. ':o:' .. k end
-local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
 
 local function move(kind, key, from, to)
   redis.call('ZREM', index_key(kind, from), key)
@@ -90,7 +98,7 @@ ops['proof'] = function(a)
     return 'E:not_matched:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
   end
   if r[2] ~= 'processing' then return 'E:wrong_status:request ' .. rk .. ' is ' .. tostring(r[2]) end
-  local pf = B .. ':proof:' .. fk
+  local pf = proof_key(fk)
   if redis.call('EXISTS', pf) == 1 then return 'E:exists:proof ' .. fk .. ' exists' end
   local fields = {}
   for j = 7, #a do fields[#fields + 1] = a[j] end
@@ -99,19 +107,19 @@ ops['proof'] = function(a)
   redis.call('HSET', order_key(pk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   move('request', rk, 'processing', 'completed')
   move('proposal', pk, 'processing', 'completed')
-  redis.call('HSETNX', B .. ':proven', canon, fk)
+  redis.call('HSETNX', PROVEN_KEY, canon, fk)
   return 'OK'
 end
 
 -- remember <scoped idempotency key> <order key> <now>
 ops['remember'] = function(a)
-  redis.call('HSET', B .. ':idem', a[1], a[2] .. ':' .. a[3])
+  redis.call('HSET', IDEM_KEY, a[1], a[2] .. ':' .. a[3])
   return 'OK'
 end
 
 -- forget <scoped idempotency key> ...
 ops['forget'] = function(a)
-  if #a > 0 then redis.call('HDEL', B .. ':idem', unpack(a)) end
+  if #a > 0 then redis.call('HDEL', IDEM_KEY, unpack(a)) end
   return 'OK'
 end
 
