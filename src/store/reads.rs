@@ -22,22 +22,30 @@ impl Store {
 
     /// Reads an order.
     pub async fn get_order(&self, stmt: Key, key: Key) -> Result<Option<OrderRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c.hgetall(self.keys.statement(stmt).order(key)).await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        OrderRecord::from_hash(key, &h).map(Some)
+        let name = self.keys.statement(stmt).order(key);
+        self.read_hash(name, |h| OrderRecord::from_hash(key, h))
+            .await
     }
 
     /// Reads a proof.
     pub async fn get_proof(&self, stmt: Key, key: Key) -> Result<Option<ProofRecord>, StoreError> {
+        let name = self.keys.statement(stmt).proof(key);
+        self.read_hash(name, |h| ProofRecord::from_hash(key, h))
+            .await
+    }
+
+    /// Reads the hash `name` and parses it; `None` when it does not exist.
+    async fn read_hash<T>(
+        &self,
+        name: String,
+        parse: impl FnOnce(&HashMap<String, String>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c.hgetall(self.keys.statement(stmt).proof(key)).await?;
+        let h: HashMap<String, String> = c.hgetall(name).await?;
         if h.is_empty() {
             return Ok(None);
         }
-        ProofRecord::from_hash(key, &h).map(Some)
+        parse(&h).map(Some)
     }
 
     /// Keys of a statement's orders of one side and status, ascending, at most `max`.
