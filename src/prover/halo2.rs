@@ -183,14 +183,7 @@ impl CircuitKeys {
 
     /// The public instance column for `inputs` and `output`, after checking arity.
     fn instance(&self, inputs: &[Fe], output: Fe) -> Result<Vec<Fp>, ProverError> {
-        let expected = self.num_inputs();
-        if inputs.len() != expected {
-            return Err(ProgramError::Arity {
-                expected,
-                got: inputs.len(),
-            }
-            .into());
-        }
+        self.program.check_arity(inputs)?;
         let mut inst: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
         inst.push(fe_to_fp(output));
         Ok(inst)
