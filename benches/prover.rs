@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use proof_market::circuits::{parse_canonical, StatementCircuit};
+use proof_market::input::parse_canonical;
+use proof_market::prover::statements::StatementCircuit;
 
 const EXAMPLE: &str = include_str!("../example/statements/arithmetic.ll");
 

@@ -4,7 +4,7 @@
 //! API maps it to an HTTP status and the JSON error body in exactly one place
 //! (`api::error`).
 
-use crate::store::{OpRefused, StoreError};
+use crate::store::{Refusal, StoreError};
 
 /// A failed market operation. A failed operation changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +93,14 @@ impl MarketError {
     }
 }
 
-impl From<OpRefused> for MarketError {
-    fn from(r: OpRefused) -> Self {
-        match r.code {
-            403 => MarketError::Forbidden(r.message),
-            404 => MarketError::NotFound(r.message),
-            409 => MarketError::Conflict(r.message),
-            _ => MarketError::Internal(r.message),
+impl From<Refusal> for MarketError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotYours(m) => MarketError::Forbidden(m),
+            Refusal::NotFound(m) => MarketError::NotFound(m),
+            Refusal::Exists(m) | Refusal::WrongStatus(m) | Refusal::NotMatched(m) => {
+                MarketError::Conflict(m)
+            }
         }
     }
 }

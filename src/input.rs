@@ -1,12 +1,16 @@
-//! Public inputs: parsing the original market's formats into Pallas base field elements.
+//! Public inputs and the text forms of field elements.
 //!
 //! Two shapes arrive from clients: zkLLVM's `[{"field": 5}, {"field": "0x0b"}]` and the
-//! older `{"input": "1\n11"}`. Both become a vector of field elements; the canonical
-//! form (decimal, comma separated) identifies an input for the "already proved" check,
-//! so `5`, `"5"` and `"0x05"` are the same input. Values outside the field are refused,
-//! never reduced: a requester who sends p+1 made a mistake the market should name.
+//! older `{"input": "1\n11"}`. Both become a vector of Pallas base field elements.
+//! Values outside the field are refused, never reduced: a requester who sends p+1 made
+//! a mistake the market should name.
+//!
+//! The canonical form (decimal, comma separated) is how an input is stored and how it
+//! is identified for the "already proved" check, so `5`, `"5"` and `"0x05"` are the
+//! same input; it is written by [`PublicInput::canonical`] and read back by
+//! [`parse_canonical`], here and nowhere else. Outputs are shown as [`fe_to_hex`].
 
-use ark_ff::{BigInt, PrimeField};
+use ark_ff::{BigInt, BigInteger, PrimeField};
 
 use crate::circuit::program::Fe;
 
@@ -81,6 +85,20 @@ impl PublicInput {
             .collect();
         parts.join(",")
     }
+}
+
+/// Parses a canonical input ([`PublicInput::canonical`]) back into its elements.
+pub fn parse_canonical(canon: &str) -> Result<Vec<Fe>, String> {
+    if canon.is_empty() {
+        return Ok(Vec::new());
+    }
+    canon.split(',').map(parse_field).collect()
+}
+
+/// A field element as `0x` and 64 hex digits (big-endian), as outputs are shown;
+/// [`parse_field`] reads it back.
+pub fn fe_to_hex(x: Fe) -> String {
+    format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))
 }
 
 fn element(i: usize, item: &serde_json::Value) -> Result<Fe, InputError> {
@@ -191,6 +209,57 @@ mod tests {
             parse_field("0x10000000000000000000000000000000000000000000000000000000000000000")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn canonical_text_round_trips() {
+        let pm1 = parse_field(&P.replace("337", "336")).unwrap();
+        for values in [
+            vec![],
+            vec![Fe::from(0u64)],
+            vec![Fe::from(1u64), Fe::from(11u64)],
+            vec![pm1, Fe::from(u64::MAX), Fe::from(0u64)],
+        ] {
+            let text = PublicInput {
+                values: values.clone(),
+            }
+            .canonical();
+            assert_eq!(parse_canonical(&text).unwrap(), values, "{text}");
+        }
+        assert_eq!(
+            parse_canonical("1,11").unwrap(),
+            PublicInput::from_json(&json!({"input": "1\n11"}))
+                .unwrap()
+                .values
+        );
+        assert!(parse_canonical("1,,2").is_err());
+        assert!(parse_canonical(P).is_err());
+    }
+
+    #[test]
+    fn hex_text_round_trips() {
+        let x = parse_field(&P.replace("337", "336")).unwrap();
+        let h = fe_to_hex(x);
+        assert_eq!(
+            h,
+            "0x40000000000000000000000000000000224698fc094cf91b992d30ed00000000"
+        );
+        assert_eq!(parse_field(&h).unwrap(), x);
+        assert_eq!(fe_to_hex(Fe::from(11u64)).len(), 66);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_inputs_round_trip(
+            raw in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 0..5)
+        ) {
+            let values: Vec<Fe> = raw.iter().map(|b| Fe::from_le_bytes_mod_order(b)).collect();
+            let text = PublicInput { values: values.clone() }.canonical();
+            proptest::prop_assert_eq!(parse_canonical(&text).unwrap(), values.clone());
+            for v in values {
+                proptest::prop_assert_eq!(parse_field(&fe_to_hex(v)).unwrap(), v);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 pub mod api;
 pub mod auth;
 pub mod circuit;
-pub mod circuits;
 pub mod cli;
 pub mod client;
 pub mod cluster;

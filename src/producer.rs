@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::circuits::StatementCircuit;
 use crate::client::{ClientError, ListFilter, MarketClient};
 use crate::domain::{Cost, Side};
 use crate::input::PublicInput;
+use crate::prover::statements::StatementCircuit;
 
 /// What the daemon does.
 #[derive(Debug, Clone)]

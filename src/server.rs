@@ -13,10 +13,10 @@ use actix_web::{middleware, web, App, HttpServer};
 
 use crate::api::forward::Forwarder;
 use crate::auth::{self, Tokens};
-use crate::circuits::Circuits;
 use crate::cluster::NodeConfig;
 use crate::market::{Limits, Market, Router};
 use crate::prover::pool::ProverPool;
+use crate::prover::statements::StatementCircuits;
 use crate::store::{RedisTarget, Store};
 
 /// Everything a node needs to start.
@@ -73,7 +73,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     };
     let router = Arc::new(Router::start(store.clone(), threads, cfg.node.clone()).await?);
     let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
-    let circuits = Arc::new(Circuits::new(store.clone(), pool));
+    let circuits = Arc::new(StatementCircuits::new(store.clone(), pool));
     let market = web::Data::new(Market::new(
         store,
         router.clone(),

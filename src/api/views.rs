@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::{Side, UserName};
 use crate::market::book::Level;
-use crate::market::{ClusterReport, Health, ProducerRecord, StatementRecord};
-use crate::store::{OrderRecord, ProofRecord};
+use crate::market::{ClusterReport, Health};
+use crate::store::{OrderRecord, ProducerRecord, ProofRecord, StatementRecord};
 
 /// A new account.
 pub fn signup(user: &UserName) -> Value {

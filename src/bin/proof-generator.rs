@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Parser;
 
-use proof_market::circuits::{fe_to_hex, StatementCircuit};
+use proof_market::input::fe_to_hex;
 use proof_market::input::PublicInput;
+use proof_market::prover::statements::StatementCircuit;
 
 #[derive(Parser)]
 #[command(

@@ -138,14 +138,21 @@ impl Program {
         self.num_inputs + self.instrs.len()
     }
 
-    /// Evaluates every wire on `inputs` (the witness), in wire order.
-    pub fn eval_wires(&self, inputs: &[Fe]) -> Result<Vec<Fe>, ProgramError> {
-        if inputs.len() != self.num_inputs {
-            return Err(ProgramError::Arity {
+    /// Checks that `inputs` holds one value per public input of the program.
+    pub fn check_arity<T>(&self, inputs: &[T]) -> Result<(), ProgramError> {
+        if inputs.len() == self.num_inputs {
+            Ok(())
+        } else {
+            Err(ProgramError::Arity {
                 expected: self.num_inputs,
                 got: inputs.len(),
-            });
+            })
         }
+    }
+
+    /// Evaluates every wire on `inputs` (the witness), in wire order.
+    pub fn eval_wires(&self, inputs: &[Fe]) -> Result<Vec<Fe>, ProgramError> {
+        self.check_arity(inputs)?;
         let mut w: Vec<Fe> = Vec::with_capacity(self.num_wires());
         w.extend_from_slice(inputs);
         for (i, ins) in self.instrs.iter().enumerate() {

@@ -8,12 +8,13 @@
 
 use serde_json::{json, Value};
 
-use crate::circuits::{fe_to_hex, StatementCircuit};
 use crate::cli::args::ProofVerifyArgs;
 use crate::cli::files::{read_input_file, read_proof_file, read_statement_file};
 use crate::client::{ClientError, MarketClient};
+use crate::input::fe_to_hex;
 use crate::input::PublicInput;
 use crate::prover::halo2::PROOF_SYSTEM;
+use crate::prover::statements::StatementCircuit;
 
 fn invalid(e: impl std::fmt::Display) -> ClientError {
     ClientError::Invalid(e.to_string())

@@ -28,7 +28,7 @@ use super::book::Level;
 use super::state::{Placed, Snapshot, StatementState};
 use crate::domain::{Key, Millis, ScopedKey, Side};
 use crate::error::MarketError;
-use crate::store::{Op, OpRefused, OrderRecord, ProofRecord, Store, StoreError};
+use crate::store::{Op, OrderRecord, ProofRecord, Refusal, Store, StoreError};
 
 /// Why a call to a local matcher was not answered by it.
 #[derive(Debug)]
@@ -52,8 +52,8 @@ impl From<StoreError> for LocalError {
     }
 }
 
-impl From<OpRefused> for LocalError {
-    fn from(e: OpRefused) -> Self {
+impl From<Refusal> for LocalError {
+    fn from(e: Refusal) -> Self {
         LocalError::Market(e.into())
     }
 }

@@ -26,18 +26,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::Tokens;
-use crate::circuits::Circuits;
 use crate::cluster::NodeEntry;
 use crate::domain::{Key, Millis};
 use crate::error::MarketError;
+use crate::prover::statements::StatementCircuits;
 use crate::store::{KeyAllocator, Store};
 
 pub use matcher::{LocalError, LocalResult, MatcherHandle};
 pub use orders::{NewOrder, OrderFilter};
 pub use proofs::ProofPush;
 pub use router::{Route, Router};
-pub use statements::{NewStatement, StatementRecord};
-pub use users::{NewUser, ProducerProfile, ProducerRecord};
+pub use statements::NewStatement;
+pub use users::{NewUser, ProducerProfile};
 
 /// Size limits on what clients may store.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ pub struct Market {
     /// Statement circuits, and through them the prover pool where all CPU-heavy work
     /// (argon2 too) runs on a few threads: argon2 on tokio's blocking pool would leave a
     /// 19 MiB malloc arena behind on each of hundreds of threads.
-    circuits: Arc<Circuits>,
+    circuits: Arc<StatementCircuits>,
     tokens: Tokens,
     limits: Limits,
     /// Keys of every kind of object, reserved from Redis in blocks.
@@ -121,7 +121,7 @@ impl Market {
     pub fn new(
         store: Store,
         router: Arc<Router>,
-        circuits: Arc<Circuits>,
+        circuits: Arc<StatementCircuits>,
         tokens: Tokens,
         limits: Limits,
     ) -> Market {

@@ -1,8 +1,8 @@
 //! Proofs: verifying a pushed proof, storing it and completing its orders.
 
-use crate::circuits::{fe_to_hex, parse_canonical};
 use crate::domain::{Key, Millis, Side, Status, UserName};
 use crate::error::MarketError;
+use crate::input::{fe_to_hex, parse_canonical};
 use crate::prover::halo2::PROOF_SYSTEM;
 use crate::store::{OrderRecord, ProofRecord};
 

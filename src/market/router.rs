@@ -179,7 +179,7 @@ impl Router {
         {
             return Ok(true);
         }
-        let exists = self.store.get_statement(stmt).await?.is_some();
+        let exists = self.store.statement_exists(stmt).await?;
         if exists {
             self.note_statement(stmt);
         }

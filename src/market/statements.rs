@@ -2,6 +2,7 @@
 
 use crate::domain::{Key, Millis, UserName};
 use crate::error::MarketError;
+use crate::store::{Definition, StatementRecord};
 
 use super::Market;
 
@@ -24,50 +25,6 @@ pub struct NewStatement {
     pub proving_key: String,
     /// Ignored (the market derives its verifying key from the circuit); kept as sent.
     pub verification_key: String,
-}
-
-/// `definition` of a stored statement.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Definition {
-    /// The circuit as zkLLVM LLVM IR text.
-    pub proving_key: String,
-    /// As the client sent it.
-    pub verification_key: String,
-}
-
-/// A statement as stored and shown (the original market's field names).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StatementRecord {
-    /// Decimal key.
-    #[serde(rename = "_key")]
-    pub key: String,
-    /// `statement/<key>`.
-    #[serde(rename = "_id")]
-    pub id: String,
-    /// Short title.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Where to read more.
-    pub url: String,
-    /// What the public input means.
-    pub input_description: String,
-    /// The statement type.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// As the client sent it.
-    #[serde(rename = "isPrivate")]
-    pub is_private: bool,
-    /// The circuit.
-    pub definition: Definition,
-    /// Who pushed it.
-    pub sender: String,
-    /// Creation time, ms.
-    #[serde(rename = "createdOn")]
-    pub created: u64,
-    /// Last change, ms.
-    #[serde(rename = "updatedOn")]
-    pub updated: u64,
 }
 
 impl Market {
@@ -97,9 +54,7 @@ impl Market {
             created: now,
             updated: now,
         };
-        let json = serde_json::to_string(&record)
-            .map_err(|e| MarketError::Internal(format!("statement record: {e}")))?;
-        self.store.create_statement(key, &json).await?;
+        self.store.create_statement(key, &record).await?;
         self.circuits.insert(key, circuit);
         self.router.adopt_new(key).await;
         tracing::info!(statement = %key, %sender, "statement created");
@@ -108,13 +63,10 @@ impl Market {
 
     /// One statement.
     pub async fn get_statement(&self, key: Key) -> Result<StatementRecord, MarketError> {
-        let text = self
-            .store
+        self.store
             .get_statement(key)
             .await?
-            .ok_or_else(|| MarketError::NotFound(format!("no statement {key}")))?;
-        serde_json::from_str(&text)
-            .map_err(|e| MarketError::Internal(format!("statement {key}: {e}")))
+            .ok_or_else(|| MarketError::NotFound(format!("no statement {key}")))
     }
 
     /// Every statement.

@@ -3,7 +3,7 @@
 use crate::auth;
 use crate::domain::{Millis, UserName};
 use crate::error::MarketError;
-use crate::store::UserRecord;
+use crate::store::{ProducerRecord, UserRecord};
 
 use super::Market;
 
@@ -29,36 +29,6 @@ pub struct ProducerProfile {
     pub logo: Option<String>,
     /// Payment address on the original market's chain.
     pub eth_address: Option<String>,
-}
-
-/// A producer profile as stored and shown (the original market's field names).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ProducerRecord {
-    /// The producer's user name.
-    #[serde(rename = "_key")]
-    pub key: String,
-    /// `producer/<name>`.
-    #[serde(rename = "_id")]
-    pub id: String,
-    /// The producer's user name again, as the original shows it.
-    pub name: String,
-    /// Free text shown to requesters.
-    pub description: String,
-    /// Home page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Logo URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logo: Option<String>,
-    /// Payment address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eth_address: Option<String>,
-    /// First registration, ms.
-    #[serde(rename = "createdOn")]
-    pub created: u64,
-    /// Last registration, ms.
-    #[serde(rename = "updatedOn")]
-    pub updated: u64,
 }
 
 impl Market {
@@ -127,9 +97,7 @@ impl Market {
             created: now,
             updated: now,
         };
-        let json = serde_json::to_string(&record)
-            .map_err(|e| MarketError::Internal(format!("producer record: {e}")))?;
-        self.store.put_producer(user.as_str(), &json).await?;
+        self.store.put_producer(&record).await?;
         Ok(record)
     }
 }

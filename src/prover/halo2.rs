@@ -64,20 +64,10 @@ pub enum ProverError {
         /// Positions (in the batch given) of the rejected items, ascending.
         invalid: Vec<usize>,
     },
-    /// The number of public inputs given differs from the program's.
-    #[error("the circuit takes {expected} public inputs, got {got}")]
-    Arity {
-        /// The program's number of inputs.
-        expected: usize,
-        /// The number of values given.
-        got: usize,
-    },
-    /// The program divides by zero on these inputs, so it has no output to prove.
-    #[error("division by zero in the field (instruction {instr})")]
-    DivisionByZero {
-        /// Index of the division instruction.
-        instr: usize,
-    },
+    /// The program cannot run on these inputs: their number differs from its arity, or
+    /// it divides by zero on them (so it has no output to prove).
+    #[error(transparent)]
+    Program(#[from] ProgramError),
     /// The program needs more table rows than keys are built for (`2^MAX_K` minus
     /// halo2's blinding rows).
     #[error(
@@ -96,17 +86,6 @@ pub enum ProverError {
     /// The operating system's random number generator failed.
     #[error("no randomness from the operating system: {0}")]
     Randomness(String),
-}
-
-impl From<ProgramError> for ProverError {
-    fn from(e: ProgramError) -> Self {
-        match e {
-            ProgramError::Arity { expected, got } => ProverError::Arity { expected, got },
-            ProgramError::DivisionByZero { instr } => ProverError::DivisionByZero { instr },
-            // Program::new rules this out; keep the message if it ever happens.
-            e @ ProgramError::UndefinedWire { .. } => ProverError::Synthesis(e.to_string()),
-        }
-    }
 }
 
 fn synthesis(e: halo2_proofs::plonk::Error) -> ProverError {
@@ -204,13 +183,7 @@ impl CircuitKeys {
 
     /// The public instance column for `inputs` and `output`, after checking arity.
     fn instance(&self, inputs: &[Fe], output: Fe) -> Result<Vec<Fp>, ProverError> {
-        let expected = self.num_inputs();
-        if inputs.len() != expected {
-            return Err(ProverError::Arity {
-                expected,
-                got: inputs.len(),
-            });
-        }
+        self.program.check_arity(inputs)?;
         let mut inst: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
         inst.push(fe_to_fp(output));
         Ok(inst)
@@ -336,7 +309,7 @@ pub fn prove(
 
 /// Checks that `proof` proves that the keys' program maps `inputs` to `output`.
 ///
-/// Errors: [`ProverError::Arity`] if `inputs` has the wrong length,
+/// Errors: [`ProverError::Program`] if `inputs` has the wrong length,
 /// [`ProverError::InvalidProof`] for anything else wrong (including proofs of the wrong
 /// length, which are refused before any cryptographic work).
 pub fn verify(
@@ -474,10 +447,10 @@ mod tests {
         assert_eq!(verify(keys, &ab(1, 11), Fe::zero(), &p.proof), bad);
         assert_eq!(
             verify(keys, &[Fe::one()], p.output, &p.proof),
-            Err(ProverError::Arity {
+            Err(ProverError::Program(ProgramError::Arity {
                 expected: 2,
                 got: 1
-            })
+            }))
         );
     }
 
@@ -551,21 +524,23 @@ mod tests {
         // b - a = 0: instruction 8 divides by zero.
         assert_eq!(
             prove(keys, &prog, &ab(4, 4)),
-            Err(ProverError::DivisionByZero { instr: 8 })
+            Err(ProverError::Program(ProgramError::DivisionByZero {
+                instr: 8
+            }))
         );
         assert_eq!(
             prove(keys, &prog, &ab(4, 4)[..1]),
-            Err(ProverError::Arity {
+            Err(ProverError::Program(ProgramError::Arity {
                 expected: 2,
                 got: 1
-            })
+            }))
         );
         assert_eq!(
             prove(keys, &prog, &[Fe::one(); 3]),
-            Err(ProverError::Arity {
+            Err(ProverError::Program(ProgramError::Arity {
                 expected: 2,
                 got: 3
-            })
+            }))
         );
     }
 
@@ -780,7 +755,7 @@ mod tests {
                     );
                 }
                 Err(ProgramError::DivisionByZero { instr }) => {
-                    prop_assert_eq!(prove(&keys, &prog, &inputs), Err(ProverError::DivisionByZero { instr }));
+                    prop_assert_eq!(prove(&keys, &prog, &inputs), Err(ProverError::Program(ProgramError::DivisionByZero { instr })));
                 }
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }

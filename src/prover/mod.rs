@@ -5,10 +5,14 @@
 //!   IPA/Pasta backend.
 //! - [`halo2_circuit`]: the halo2 circuit a program is turned into.
 //! - [`field`]: exact conversions between the program's field type and halo2's.
+//! - [`statements`]: each statement's compiled circuit and keys, cached; what the
+//!   market calls to check, prove and verify.
+//! - [`pool`]: the bounded threads all of this CPU work runs on.
 pub mod field;
 pub mod halo2;
 pub mod halo2_circuit;
 pub mod pool;
+pub mod statements;
 
 #[cfg(test)]
 mod test_programs;

@@ -1,8 +1,7 @@
 //! Programs shared by the prover's tests (compiled in test builds only).
 
-use ark_ff::PrimeField as _;
-
 use crate::circuit::program::{Fe, Instr, Program, Wire};
+use crate::input::parse_field;
 
 /// For public inputs `a, b`: `c = (a+b)*a + b*(a+b)*(a+b)`, result
 /// `c*c*c / (b-a) + a^2 + 0x12345678901234567890`.
@@ -32,16 +31,8 @@ pub fn arithmetic_example() -> Program {
 
 /// The arithmetic example's result for `a = 1, b = 11`.
 pub fn arithmetic_example_expected() -> Fe {
-    fe_from_hex("0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be")
-}
-
-/// Parses a big-endian hex string (test helper; panics on bad hex).
-pub fn fe_from_hex(hex: &str) -> Fe {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    Fe::from_be_bytes_mod_order(&bytes)
+    parse_field("0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be")
+        .expect("a field element")
 }
 
 /// One input `x`; `r` multiplications `w <- w * x` (so `r` rows): computes `x^(r+1)`.

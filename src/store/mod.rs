@@ -1,11 +1,21 @@
 //! The store: the only module that speaks Redis.
 //!
-//! Every user, statement, order, match and proof lives here. Keys are
-//! `<prefix>:...`; everything belonging to one statement shares the hash tag
-//! `{stmt:<key>}` so that one statement's transitions are single-slot scripts that run
-//! unchanged on a Redis Cluster. Order state changes only through
-//! [`Store::apply`], which runs a batch of transitions as one Lua script: atomic, so no
-//! reader sees half of a match, and one round trip for a whole batch (group commit).
+//! Every user, statement, order, match and proof lives here; [`keys`] names every key
+//! (one statement's keys share the hash tag `{stmt:<key>}`, so its transitions are
+//! single-slot scripts that run unchanged on a Redis Cluster). Order state changes only
+//! through [`Store::apply`], which runs a batch of transitions as one Lua script:
+//! atomic, so no reader sees half of a match, and one round trip for a whole batch
+//! (group commit).
+//!
+//! - `conn`: the [`Store`] handle and its connection (open, reconnect, ping).
+//! - [`keys`]: the key layout, the one place that names keys.
+//! - `transitions` (with `transitions.lua`): [`Op`], [`Store::apply`], [`Refusal`].
+//! - `reads`: orders, proofs, indexes, proved inputs, idempotency keys, locators.
+//! - `directory`: users, producer profiles, statements, the key counter.
+//! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
+//! - `nodes`: cluster membership and statement leases.
+//! - `records`: the typed records and their stored encoding.
+//! - `target`: where Redis is and how to reach it (TLS).
 //!
 //! Cross-statement data (users, the statement list, the key counter, and a locator from
 //! an order or proof key to its statement) lives outside the tags. Locators are written
@@ -13,23 +23,23 @@
 //! locator whose object was never created only ever leads a reader to a 404.
 
 mod allocator;
+mod conn;
+mod directory;
+pub mod keys;
 mod nodes;
+mod reads;
 mod records;
 mod target;
-
-use std::collections::HashMap;
-use std::ops::Range;
-
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
-use redis::AsyncCommands;
+mod transitions;
 
 pub use allocator::KeyAllocator;
+pub use conn::Store;
 pub use nodes::Lease;
-pub use records::{OrderRecord, ProofRecord};
+pub use records::{
+    Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,
+};
 pub use target::{redact_url, RedisTarget, RedisTls};
-
-use crate::domain::{Key, Millis, ScopedKey, Side, Status};
+pub use transitions::{Op, Refusal};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +47,7 @@ pub enum StoreError {
     /// Redis could not be reached or answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// Stored data did not parse.
+    /// Stored data, or a script's reply, did not parse.
     #[error("corrupt data: {0}")]
     Corrupt(String),
     /// The caller's fencing token is stale: another node owns the statement now.
@@ -55,561 +65,6 @@ impl StoreError {
             StoreError::Corrupt(_) | StoreError::Fenced => false,
         }
     }
-}
-
-/// Why one transition of a batch was refused (nothing of it was written).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OpRefused {
-    /// The HTTP-like code the script chose (403, 404, 409).
-    pub code: u16,
-    /// What and why.
-    pub message: String,
-}
-
-/// One order transition of a statement; see `transitions.lua`.
-#[derive(Debug, Clone)]
-pub enum Op {
-    /// Store a new order (its status is in the record).
-    New(Box<OrderRecord>),
-    /// Match two open orders.
-    Match {
-        /// The request.
-        request: Key,
-        /// The proposal.
-        proposal: Key,
-        /// Trade price in micro-units.
-        price: u64,
-        /// Match time.
-        at: Millis,
-    },
-    /// Withdraw an open order, checking its sender.
-    Withdraw {
-        /// Request or proposal.
-        side: Side,
-        /// The order.
-        key: Key,
-        /// Who asks.
-        sender: String,
-        /// When.
-        at: Millis,
-    },
-    /// Store a proof and complete both matched orders.
-    Proof {
-        /// The proof to store.
-        record: Box<ProofRecord>,
-        /// The request's canonical input, to remember that it is proved.
-        canon: String,
-    },
-    /// Remember which order a client's idempotency key placed.
-    Remember {
-        /// The key scoped to side and sender ([`crate::domain::IdempotencyKey::scoped`]).
-        scoped: ScopedKey,
-        /// The order it placed.
-        order: Key,
-        /// When (keys are forgotten a retention period later).
-        at: Millis,
-    },
-    /// Forget idempotency keys past their retention.
-    Forget(Vec<ScopedKey>),
-}
-
-impl Op {
-    /// The key of the object this op creates, whose locator must be written.
-    fn created_key(&self) -> Option<Key> {
-        match self {
-            Op::New(o) => Some(o.key),
-            Op::Proof { record, .. } => Some(record.key),
-            _ => None,
-        }
-    }
-
-    fn encode(&self, args: &mut Vec<String>) {
-        let mut a: Vec<String> = Vec::new();
-        let name = match self {
-            Op::New(o) => {
-                a.push(o.side.as_str().into());
-                a.push(o.key.to_string());
-                a.push(o.status.as_str().into());
-                for (f, v) in o.fields() {
-                    a.push(f.into());
-                    a.push(v);
-                }
-                "new"
-            }
-            Op::Match {
-                request,
-                proposal,
-                price,
-                at,
-            } => {
-                a.extend([
-                    request.to_string(),
-                    proposal.to_string(),
-                    price.to_string(),
-                    at.0.to_string(),
-                ]);
-                "match"
-            }
-            Op::Withdraw {
-                side,
-                key,
-                sender,
-                at,
-            } => {
-                a.extend([
-                    side.as_str().into(),
-                    key.to_string(),
-                    sender.clone(),
-                    at.0.to_string(),
-                ]);
-                "withdraw"
-            }
-            Op::Proof { record, canon } => {
-                a.extend([
-                    record.key.to_string(),
-                    record.proposal.to_string(),
-                    record.request.to_string(),
-                    record.sender.clone(),
-                    canon.clone(),
-                    record.created.0.to_string(),
-                ]);
-                for (f, v) in record.fields() {
-                    a.push(f.into());
-                    a.push(v);
-                }
-                "proof"
-            }
-            Op::Remember { scoped, order, at } => {
-                a.extend([scoped.to_hex(), order.to_string(), at.0.to_string()]);
-                "remember"
-            }
-            Op::Forget(scoped) => {
-                a.extend(scoped.iter().map(|s| s.to_hex()));
-                "forget"
-            }
-        };
-        args.push(name.into());
-        args.push(a.len().to_string());
-        args.extend(a);
-    }
-}
-
-/// A user as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UserRecord {
-    /// The name.
-    pub user: String,
-    /// argon2 PHC string; never the password.
-    pub passwd_hash: String,
-    /// Contact address, if given.
-    pub email: Option<String>,
-    /// Sign-up time.
-    pub created: u64,
-}
-
-/// One multiplexed connection, to a single Redis or to a cluster. Both reconnect by
-/// themselves; the cluster one also follows `MOVED`/`ASK` redirections.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// Handle to the Redis store; cheap to clone (one multiplexed connection).
-#[derive(Clone)]
-pub struct Store {
-    conn: Conn,
-    target: std::sync::Arc<RedisTarget>,
-    prefix: String,
-    transitions: std::sync::Arc<redis::Script>,
-}
-
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl Store {
-    /// Connects to `target`, namespacing every key under `prefix`.
-    pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Store, StoreError> {
-        if target.uses_tls() {
-            target::install_crypto_provider();
-        }
-        let certs = target.certificates();
-        let conn = if target.is_cluster() {
-            let mut builder =
-                redis::cluster::ClusterClient::builder(target.seeds().iter().map(String::as_str))
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .retries(3);
-            if let Some(c) = certs {
-                builder = builder.certs(c);
-            }
-            Conn::Cluster(builder.build()?.get_async_connection().await?)
-        } else {
-            let url = target.seeds()[0].as_str();
-            let client = match certs {
-                Some(c) => redis::Client::build_with_tls(url, c)?,
-                None => redis::Client::open(url)?,
-            };
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_number_of_retries(2);
-            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
-        };
-        Ok(Store {
-            conn,
-            target: std::sync::Arc::new(target.clone()),
-            prefix: prefix.to_owned(),
-            transitions: std::sync::Arc::new(redis::Script::new(include_str!("transitions.lua"))),
-        })
-    }
-
-    /// True when the store is a Redis Cluster (pipelines must then stay in one slot).
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
-    }
-
-    /// The key prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Another connection to the same Redis and prefix. A connection's I/O task runs on
-    /// the thread that opens it, so each matcher thread opens its own: one shared
-    /// connection would funnel every write through a single thread.
-    pub async fn reconnect(&self) -> Result<Store, StoreError> {
-        Store::open(&self.target, &self.prefix).await
-    }
-
-    /// Checks that Redis answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut c).await?;
-        Ok(())
-    }
-
-    fn stmt_base(&self, stmt: Key) -> String {
-        format!("{}:{{stmt:{}}}", self.prefix, stmt)
-    }
-
-    fn global(&self, what: &str) -> String {
-        format!("{}:{}", self.prefix, what)
-    }
-
-    /// Reserves `n` fresh keys (one INCRBY for a whole block).
-    pub async fn reserve_keys(&self, n: u64) -> Result<Range<u64>, StoreError> {
-        let mut c = self.conn.clone();
-        let end: u64 = c.incr(self.global("seq"), n).await?;
-        Ok(end - n + 1..end + 1)
-    }
-
-    // ---- users -------------------------------------------------------------------
-
-    /// Creates a user; `false` when the name is taken.
-    pub async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let json = serde_json::to_string(u).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.global(&format!("user:{}", u.user)))
-            .arg(json)
-            .arg("NX")
-            .query_async(&mut c)
-            .await?;
-        Ok(set.is_some())
-    }
-
-    /// Reads a user.
-    pub async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let v: Option<String> = c.get(self.global(&format!("user:{name}"))).await?;
-        v.map(|s| {
-            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("user {name}: {e}")))
-        })
-        .transpose()
-    }
-
-    /// Writes a producer's profile (JSON), replacing an earlier one.
-    pub async fn put_producer(&self, name: &str, json: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let _: () = c
-            .set(self.global(&format!("producer:{name}")), json)
-            .await?;
-        Ok(())
-    }
-
-    // ---- statements --------------------------------------------------------------
-
-    /// Stores a new statement (JSON text) and lists it.
-    pub async fn create_statement(&self, key: Key, json: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        // Two slots: the statement's own, then the global list (listed only once stored).
-        let _: () = c.set(format!("{}:st", self.stmt_base(key)), json).await?;
-        let _: () = c.zadd(self.global("statements"), key.0, key.0).await?;
-        Ok(())
-    }
-
-    /// Reads a statement's JSON text.
-    pub async fn get_statement(&self, key: Key) -> Result<Option<String>, StoreError> {
-        let mut c = self.conn.clone();
-        Ok(c.get(format!("{}:st", self.stmt_base(key))).await?)
-    }
-
-    /// Every statement key, ascending.
-    pub async fn statement_keys(&self) -> Result<Vec<Key>, StoreError> {
-        let mut c = self.conn.clone();
-        let keys: Vec<u64> = c.zrange(self.global("statements"), 0, -1).await?;
-        Ok(keys.into_iter().map(Key).collect())
-    }
-
-    // ---- orders and proofs -------------------------------------------------------
-
-    /// The statement an order or proof key belongs to.
-    pub async fn locate(&self, key: Key) -> Result<Option<Key>, StoreError> {
-        let mut c = self.conn.clone();
-        let v: Option<u64> = c.get(self.global(&format!("loc:{key}"))).await?;
-        Ok(v.map(Key))
-    }
-
-    /// Reads an order.
-    pub async fn get_order(&self, stmt: Key, key: Key) -> Result<Option<OrderRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c
-            .hgetall(format!("{}:o:{}", self.stmt_base(stmt), key))
-            .await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        OrderRecord::from_hash(key, &h).map(Some)
-    }
-
-    /// Reads a proof.
-    pub async fn get_proof(&self, stmt: Key, key: Key) -> Result<Option<ProofRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, String> = c
-            .hgetall(format!("{}:proof:{}", self.stmt_base(stmt), key))
-            .await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        ProofRecord::from_hash(key, &h).map(Some)
-    }
-
-    /// Keys of a statement's orders of one side and status, ascending, at most `max`.
-    pub async fn order_keys(
-        &self,
-        stmt: Key,
-        side: Side,
-        status: Status,
-        max: usize,
-    ) -> Result<Vec<Key>, StoreError> {
-        let mut c = self.conn.clone();
-        let ix = format!(
-            "{}:ix:{}:{}",
-            self.stmt_base(stmt),
-            side.as_str(),
-            status.as_str()
-        );
-        let stop = if max == 0 {
-            return Ok(Vec::new());
-        } else {
-            max as isize - 1
-        };
-        let keys: Vec<u64> = c.zrange(ix, 0, stop).await?;
-        Ok(keys.into_iter().map(Key).collect())
-    }
-
-    /// Reads many orders of one statement in one round trip; missing ones are skipped.
-    pub async fn get_orders(
-        &self,
-        stmt: Key,
-        keys: &[Key],
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        let base = self.stmt_base(stmt);
-        for chunk in keys.chunks(1000) {
-            let mut p = redis::pipe();
-            for k in chunk {
-                p.hgetall(format!("{base}:o:{k}"));
-            }
-            let mut c = self.conn.clone();
-            let hs: Vec<HashMap<String, String>> = p.query_async(&mut c).await?;
-            for (k, h) in chunk.iter().zip(hs) {
-                if !h.is_empty() {
-                    out.push(OrderRecord::from_hash(*k, &h)?);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every open (`created`) order of a statement, for rebuilding its book.
-    pub async fn open_orders(&self, stmt: Key) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut out = Vec::new();
-        for side in [Side::Request, Side::Proposal] {
-            let keys = self
-                .order_keys(stmt, side, Status::Created, usize::MAX / 2)
-                .await?;
-            out.extend(self.get_orders(stmt, &keys).await?);
-        }
-        Ok(out)
-    }
-
-    /// The proved inputs of a statement: canonical input → proof key.
-    pub async fn proven_inputs(&self, stmt: Key) -> Result<HashMap<String, Key>, StoreError> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, u64> = c
-            .hgetall(format!("{}:proven", self.stmt_base(stmt)))
-            .await?;
-        Ok(h.into_iter().map(|(k, v)| (k, Key(v))).collect())
-    }
-
-    /// The idempotency keys a statement remembers: scoped key → (order, when placed).
-    pub async fn idempotency_keys(
-        &self,
-        stmt: Key,
-    ) -> Result<HashMap<ScopedKey, (Key, Millis)>, StoreError> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, String> =
-            c.hgetall(format!("{}:idem", self.stmt_base(stmt))).await?;
-        h.into_iter()
-            .map(|(k, v)| {
-                let parsed = v
-                    .split_once(':')
-                    .and_then(|(o, t)| Some((Key(o.parse().ok()?), Millis(t.parse().ok()?))));
-                ScopedKey::from_hex(&k)
-                    .zip(parsed)
-                    .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {k:?}: {v:?}")))
-            })
-            .collect()
-    }
-
-    /// Applies a batch of transitions of one statement atomically, writing the
-    /// locators of created objects first in the same round trip. Returns one outcome
-    /// per op.
-    pub async fn apply(
-        &self,
-        stmt: Key,
-        fence: Option<u64>,
-        ops: &[Op],
-    ) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args: Vec<String> = Vec::with_capacity(ops.len() * 20 + 1);
-        args.push(fence.map(|f| f.to_string()).unwrap_or_default());
-        for op in ops {
-            op.encode(&mut args);
-        }
-        let base = self.stmt_base(stmt);
-        let mut inv = self.transitions.key(&base);
-        inv.arg(&args);
-        let stmt_text = stmt.to_string();
-        if self.is_cluster() {
-            return self.apply_cluster(ops, &inv, &stmt_text).await;
-        }
-        let build = |inv: &redis::ScriptInvocation<'_>| {
-            let mut p = redis::pipe();
-            for k in ops.iter().filter_map(Op::created_key) {
-                p.set(self.global(&format!("loc:{k}")), &stmt_text).ignore();
-            }
-            p.invoke_script(inv);
-            p
-        };
-        let mut c = self.conn.clone();
-        let replies: Vec<Vec<String>> = match build(&inv).query_async(&mut c).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted or flushed its script cache: load and retry once.
-                // Retrying is safe: the script never ran, and locators are idempotent.
-                self.transitions.load_async(&mut c).await?;
-                build(&inv).query_async(&mut c).await?
-            }
-            other => other?,
-        };
-        let replies = replies.into_iter().next().unwrap_or_default();
-        parse_replies(replies, ops.len())
-    }
-
-    /// `apply` on a cluster: locators live in other slots than the statement, so they
-    /// are written first (concurrently, each to its own slot), then the script.
-    async fn apply_cluster(
-        &self,
-        ops: &[Op],
-        inv: &redis::ScriptInvocation<'_>,
-        stmt_text: &str,
-    ) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
-        let sets = ops.iter().filter_map(Op::created_key).map(|k| {
-            let mut c = self.conn.clone();
-            let key = self.global(&format!("loc:{k}"));
-            async move { c.set::<_, _, ()>(key, stmt_text).await }
-        });
-        for r in futures_util::future::join_all(sets).await {
-            r?;
-        }
-        let mut c = self.conn.clone();
-        let replies: Vec<String> = inv.invoke_async(&mut c).await?;
-        parse_replies(replies, ops.len())
-    }
-}
-
-fn parse_replies(
-    replies: Vec<String>,
-    n_ops: usize,
-) -> Result<Vec<Result<(), OpRefused>>, StoreError> {
-    if replies.first().map(String::as_str) == Some("FENCED") {
-        return Err(StoreError::Fenced);
-    }
-    if replies.len() != n_ops {
-        return Err(StoreError::Corrupt(format!(
-            "transition script answered {} replies for {} ops",
-            replies.len(),
-            n_ops
-        )));
-    }
-    Ok(replies.into_iter().map(parse_reply).collect())
-}
-
-fn parse_reply(r: String) -> Result<(), OpRefused> {
-    if r == "OK" {
-        return Ok(());
-    }
-    let mut parts = r.splitn(3, ':');
-    let (_, code, msg) = (parts.next(), parts.next(), parts.next());
-    Err(OpRefused {
-        code: code.and_then(|c| c.parse().ok()).unwrap_or(500),
-        message: msg.unwrap_or(&r).to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -636,26 +91,5 @@ mod tests {
         assert!(!StoreError::Redis(reply).outcome_unknown());
         assert!(!StoreError::Fenced.outcome_unknown());
         assert!(!StoreError::Corrupt("x".into()).outcome_unknown());
-    }
-
-    #[test]
-    fn script_replies_parse_into_outcomes() {
-        let r = parse_replies(vec!["OK".into(), "E:409:order 5 exists".into()], 2).unwrap();
-        assert_eq!(r[0], Ok(()));
-        assert_eq!(
-            r[1],
-            Err(OpRefused {
-                code: 409,
-                message: "order 5 exists".into()
-            })
-        );
-        assert!(matches!(
-            parse_replies(vec!["FENCED".into()], 3),
-            Err(StoreError::Fenced)
-        ));
-        assert!(matches!(
-            parse_replies(vec!["OK".into()], 2),
-            Err(StoreError::Corrupt(_))
-        ));
     }
 }

@@ -1,11 +1,10 @@
-//! Cluster membership and statement leases, as Redis keys.
+//! Cluster membership and statement leases.
 //!
-//! - `<prefix>:nodes`: sorted set, member = node id, score = heartbeat expiry (ms);
-//!   `<prefix>:node-urls`: hash, node id → the URL other nodes forward calls to.
-//! - `<prefix>:{stmt:K}:lease`: the id of the node owning statement K, with a TTL;
-//!   `<prefix>:{stmt:K}:fence`: the fencing token, incremented by every acquisition.
-//!   `transitions.lua` refuses a batch whose token is not the current one and counts
-//!   the refusal in `<prefix>:{stmt:K}:fenced`.
+//! Each node heartbeats into the live-node set with the URL other nodes forward calls
+//! to. A statement's owner holds its lease (a key with a TTL naming the node) and the
+//! fencing token its acquisition incremented; `transitions.lua` refuses a batch whose
+//! token is not the current one and counts the refusal. The keys are listed in
+//! [`super::keys`]; the lease scripts below receive theirs as `KEYS` (lease, fence).
 //!
 //! Liveness uses each node's wall clock (a skewed clock only delays or hastens a
 //! takeover); safety never does: only the fencing token decides who may write.
@@ -26,30 +25,31 @@ pub enum Lease {
     HeldBy(String),
 }
 
+// Every script: KEYS[1] = the statement's lease, KEYS[2] = its fencing token.
 const ACQUIRE: &str = r#"
-local cur = redis.call('GET', KEYS[1] .. ':lease')
+local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return {0, cur} end
-redis.call('SET', KEYS[1] .. ':lease', ARGV[1], 'PX', ARGV[2])
-return {1, tostring(redis.call('INCR', KEYS[1] .. ':fence'))}
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, tostring(redis.call('INCR', KEYS[2]))}
 "#;
 
 // A lease that lapsed while nobody took it (the fence is still ours) is taken back:
 // its holder lost no write to anyone, so stopping and rebuilding its matcher would only
 // turn a slow moment of Redis or of the node into an outage.
 const RENEW: &str = r#"
-local cur = redis.call('GET', KEYS[1] .. ':lease')
+local cur = redis.call('GET', KEYS[1])
 if (cur == ARGV[1] or not cur)
-   and redis.call('GET', KEYS[1] .. ':fence') == ARGV[2] then
-  redis.call('SET', KEYS[1] .. ':lease', ARGV[1], 'PX', ARGV[3])
+   and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
   return 1
 end
 return 0
 "#;
 
 const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1] .. ':lease') == ARGV[1]
-   and redis.call('GET', KEYS[1] .. ':fence') == ARGV[2] then
-  redis.call('DEL', KEYS[1] .. ':lease')
+if redis.call('GET', KEYS[1]) == ARGV[1]
+   and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
@@ -63,16 +63,16 @@ impl Store {
     /// Announces `node` as alive until `until`, reachable at `url`.
     pub async fn heartbeat(&self, node: &str, url: &str, until: Millis) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: () = c.hset(self.global("node-urls"), node, url).await?;
-        let _: () = c.zadd(self.global("nodes"), node, until.0).await?;
+        let _: () = c.hset(self.keys.node_urls(), node, url).await?;
+        let _: () = c.zadd(self.keys.nodes(), node, until.0).await?;
         Ok(())
     }
 
     /// Removes `node` from the live set at once (graceful shutdown).
     pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: () = c.zrem(self.global("nodes"), node).await?;
-        let _: () = c.hdel(self.global("node-urls"), node).await?;
+        let _: () = c.zrem(self.keys.nodes(), node).await?;
+        let _: () = c.hdel(self.keys.node_urls(), node).await?;
         Ok(())
     }
 
@@ -80,22 +80,18 @@ impl Store {
     /// Entries dead for a long time are swept.
     pub async fn live_nodes(&self, now: Millis) -> Result<Vec<(String, String)>, StoreError> {
         let mut c = self.conn.clone();
-        let ids: Vec<String> = c.zrangebyscore(self.global("nodes"), now.0, "+inf").await?;
+        let ids: Vec<String> = c.zrangebyscore(self.keys.nodes(), now.0, "+inf").await?;
         let urls: Vec<Option<String>> = if ids.is_empty() {
             Vec::new()
         } else {
             redis::cmd("HMGET")
-                .arg(self.global("node-urls"))
+                .arg(self.keys.node_urls())
                 .arg(&ids)
                 .query_async(&mut c)
                 .await?
         };
         let _: () = c
-            .zrembyscore(
-                self.global("nodes"),
-                "-inf",
-                now.0.saturating_sub(3_600_000),
-            )
+            .zrembyscore(self.keys.nodes(), "-inf", now.0.saturating_sub(3_600_000))
             .await?;
         let mut out: Vec<(String, String)> = ids
             .into_iter()
@@ -116,8 +112,10 @@ impl Store {
         ttl_ms: u64,
     ) -> Result<Lease, StoreError> {
         let mut c = self.conn.clone();
+        let names = self.keys.statement(stmt);
         let (ok, v): (i64, String) = ACQUIRE_SCRIPT
-            .key(self.stmt_base(stmt))
+            .key(names.lease())
+            .key(names.fence())
             .arg(node)
             .arg(ttl_ms)
             .invoke_async(&mut c)
@@ -141,8 +139,10 @@ impl Store {
         ttl_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
+        let names = self.keys.statement(stmt);
         let r: i64 = RENEW_SCRIPT
-            .key(self.stmt_base(stmt))
+            .key(names.lease())
+            .key(names.fence())
             .arg(node)
             .arg(token)
             .arg(ttl_ms)
@@ -159,8 +159,10 @@ impl Store {
         token: u64,
     ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
+        let names = self.keys.statement(stmt);
         let r: i64 = RELEASE_SCRIPT
-            .key(self.stmt_base(stmt))
+            .key(names.lease())
+            .key(names.fence())
             .arg(node)
             .arg(token)
             .invoke_async(&mut c)
@@ -172,11 +174,11 @@ impl Store {
     /// the transition script has refused for it.
     pub async fn lease_info(&self, stmt: Key) -> Result<(Option<String>, u64, u64), StoreError> {
         let mut c = self.conn.clone();
-        let base = self.stmt_base(stmt);
+        let names = self.keys.statement(stmt);
         let (holder, fence, fenced): (Option<String>, Option<u64>, Option<u64>) = redis::pipe()
-            .get(format!("{base}:lease"))
-            .get(format!("{base}:fence"))
-            .get(format!("{base}:fenced"))
+            .get(names.lease())
+            .get(names.fence())
+            .get(names.fenced())
             .query_async(&mut c)
             .await?;
         Ok((holder, fence.unwrap_or(0), fenced.unwrap_or(0)))

@@ -1,8 +1,8 @@
-//! Stored records and their Redis hash encoding.
+//! Stored records and their Redis encoding.
 //!
 //! Orders and proofs are Redis hashes of plain text fields; this module turns them into
 //! typed records and back. A hash that does not parse is reported as corrupt instead of
-//! being rendered half-way.
+//! being rendered half-way. Users are stored as JSON.
 
 use std::collections::HashMap;
 
@@ -74,6 +74,19 @@ pub struct ProofRecord {
     pub proof_system: String,
     /// The proof, lowercase hex without prefix.
     pub proof_hex: String,
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRecord {
+    /// The name.
+    pub user: String,
+    /// argon2 PHC string; never the password.
+    pub passwd_hash: String,
+    /// Contact address, if given.
+    pub email: Option<String>,
+    /// Sign-up time.
+    pub created: u64,
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -191,6 +204,82 @@ impl ProofRecord {
             proof_hex: get("proof")?,
         })
     }
+}
+
+/// Statements and producer profiles are stored as the JSON the original market shows,
+/// so reading one back is a parse and showing it a serialization.
+/// `definition` of a stored statement.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Definition {
+    /// The circuit as zkLLVM LLVM IR text.
+    pub proving_key: String,
+    /// As the client sent it.
+    pub verification_key: String,
+}
+
+/// A statement as stored and shown (the original market's field names).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatementRecord {
+    /// Decimal key.
+    #[serde(rename = "_key")]
+    pub key: String,
+    /// `statement/<key>`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Short title.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Where to read more.
+    pub url: String,
+    /// What the public input means.
+    pub input_description: String,
+    /// The statement type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// As the client sent it.
+    #[serde(rename = "isPrivate")]
+    pub is_private: bool,
+    /// The circuit.
+    pub definition: Definition,
+    /// Who pushed it.
+    pub sender: String,
+    /// Creation time, ms.
+    #[serde(rename = "createdOn")]
+    pub created: u64,
+    /// Last change, ms.
+    #[serde(rename = "updatedOn")]
+    pub updated: u64,
+}
+
+/// A producer profile as stored and shown (the original market's field names).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProducerRecord {
+    /// The producer's user name.
+    #[serde(rename = "_key")]
+    pub key: String,
+    /// `producer/<name>`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The producer's user name again, as the original shows it.
+    pub name: String,
+    /// Free text shown to requesters.
+    pub description: String,
+    /// Home page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Logo URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo: Option<String>,
+    /// Payment address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eth_address: Option<String>,
+    /// First registration, ms.
+    #[serde(rename = "createdOn")]
+    pub created: u64,
+    /// Last registration, ms.
+    #[serde(rename = "updatedOn")]
+    pub updated: u64,
 }
 
 #[cfg(test)]

@@ -3,22 +3,37 @@
 -- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}"; every key touched here
 --          starts with it, so the whole batch lives in one Redis Cluster slot.
 -- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
---          writes nothing but a count of refusals in B:fenced.
+--          writes nothing but a count of refusals in FENCED_KEY.
 -- ARGV[2..]: ops, each as <name> <argc> <args...>.
--- Returns one reply per op: "OK" or "E:<code>:<message>". An op checks everything
--- before it writes anything, so a refused op changes nothing.
+-- Returns one reply per op: "OK" or "E:<name>:<message>". An op checks everything
+-- before it writes anything, so a refused op changes nothing. The names, read by
+-- `Refusal::parse_reply` in Rust (an unknown name there is a corrupt reply):
+--   exists        the order or proof to create exists already
+--   not_found     no order of the expected side has that key
+--   not_yours     the order belongs to another user than the sender
+--   wrong_status  an order's status does not allow the transition
+--   not_matched   a proof's request and proposal are not matched to each other
+--   bad_op        an op name this script does not know (a bug; the batch stops there)
 local B = KEYS[1]
+
+-- Every key this script touches, built from B here only. The layout is documented in
+-- src/store/keys.rs, whose tests check these suffixes against the Rust side's.
+local FENCE_KEY = B .. ':fence'
+local FENCED_KEY = B .. ':fenced'
+local PROVEN_KEY = B .. ':proven'
+local IDEM_KEY = B .. ':idem'
+local function order_key(k) return B .. ':o:' .. k end
+local function proof_key(k) return B .. ':proof:' .. k end
+local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
+
 local fence = ARGV[1]
 if fence ~= "" then
-  local held = redis.call('GET', B .. ':fence')
+  local held = redis.call('GET', FENCE_KEY)
   if held ~= fence then
-    redis.call('INCR', B .. ':fenced')
+    redis.call('INCR', FENCED_KEY)
     return {'FENCED'}
   end
 end
-
-local function order_key(k) return B .. ':o:' .. k end
-local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
 
 local function move(kind, key, from, to)
   redis.call('ZREM', index_key(kind, from), key)
@@ -31,7 +46,7 @@ local ops = {}
 ops['new'] = function(a)
   local kind, key, status = a[1], a[2], a[3]
   local ok = order_key(key)
-  if redis.call('EXISTS', ok) == 1 then return 'E:409:order ' .. key .. ' exists' end
+  if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
   local fields = {}
   for j = 4, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
@@ -44,8 +59,8 @@ ops['match'] = function(a)
   local rk, pk, price, now = a[1], a[2], a[3], a[4]
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status')
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status')
-  if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:409:request ' .. rk .. ' is not open' end
-  if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:409:proposal ' .. pk .. ' is not open' end
+  if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:wrong_status:request ' .. rk .. ' is not open' end
+  if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:wrong_status:proposal ' .. pk .. ' is not open' end
   redis.call('HSET', order_key(rk), 'status', 'processing', 'proposal_key', pk,
     'matched_time', now, 'price', price, 'updatedOn', now)
   redis.call('HSET', order_key(pk), 'status', 'processing', 'request_key', rk,
@@ -59,10 +74,10 @@ end
 ops['withdraw'] = function(a)
   local kind, key, sender, now = a[1], a[2], a[3], a[4]
   local o = redis.call('HMGET', order_key(key), 'kind', 'status', 'sender')
-  if o[1] ~= kind then return 'E:404:no ' .. kind .. ' ' .. key end
-  if sender ~= '' and o[3] ~= sender then return 'E:403:' .. kind .. ' ' .. key .. ' belongs to another user' end
+  if o[1] ~= kind then return 'E:not_found:no ' .. kind .. ' ' .. key end
+  if sender ~= '' and o[3] ~= sender then return 'E:not_yours:' .. kind .. ' ' .. key .. ' belongs to another user' end
   if o[2] ~= 'created' then
-    return 'E:409:' .. kind .. ' ' .. key .. ' is ' .. tostring(o[2]) .. '; only created orders can be withdrawn'
+    return 'E:wrong_status:' .. kind .. ' ' .. key .. ' is ' .. tostring(o[2]) .. '; only created orders can be withdrawn'
   end
   redis.call('HSET', order_key(key), 'status', 'withdrawn', 'updatedOn', now)
   move(kind, key, 'created', 'withdrawn')
@@ -74,17 +89,17 @@ ops['proof'] = function(a)
   local fk, pk, rk, sender, canon, now = a[1], a[2], a[3], a[4], a[5], a[6]
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'sender', 'request_key')
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status', 'proposal_key')
-  if p[1] ~= 'proposal' then return 'E:404:no proposal ' .. pk end
-  if p[3] ~= sender then return 'E:403:proposal ' .. pk .. ' belongs to another user' end
+  if p[1] ~= 'proposal' then return 'E:not_found:no proposal ' .. pk end
+  if p[3] ~= sender then return 'E:not_yours:proposal ' .. pk .. ' belongs to another user' end
   if p[2] ~= 'processing' then
-    return 'E:409:proposal ' .. pk .. ' is ' .. tostring(p[2]) .. '; a proof is accepted only while it is processing'
+    return 'E:wrong_status:proposal ' .. pk .. ' is ' .. tostring(p[2]) .. '; a proof is accepted only while it is processing'
   end
   if r[1] ~= 'request' or p[4] ~= rk or r[3] ~= pk then
-    return 'E:409:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
+    return 'E:not_matched:request ' .. rk .. ' and proposal ' .. pk .. ' are not matched to each other'
   end
-  if r[2] ~= 'processing' then return 'E:409:request ' .. rk .. ' is ' .. tostring(r[2]) end
-  local pf = B .. ':proof:' .. fk
-  if redis.call('EXISTS', pf) == 1 then return 'E:409:proof ' .. fk .. ' exists' end
+  if r[2] ~= 'processing' then return 'E:wrong_status:request ' .. rk .. ' is ' .. tostring(r[2]) end
+  local pf = proof_key(fk)
+  if redis.call('EXISTS', pf) == 1 then return 'E:exists:proof ' .. fk .. ' exists' end
   local fields = {}
   for j = 7, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', pf, unpack(fields))
@@ -92,19 +107,19 @@ ops['proof'] = function(a)
   redis.call('HSET', order_key(pk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   move('request', rk, 'processing', 'completed')
   move('proposal', pk, 'processing', 'completed')
-  redis.call('HSETNX', B .. ':proven', canon, fk)
+  redis.call('HSETNX', PROVEN_KEY, canon, fk)
   return 'OK'
 end
 
 -- remember <scoped idempotency key> <order key> <now>
 ops['remember'] = function(a)
-  redis.call('HSET', B .. ':idem', a[1], a[2] .. ':' .. a[3])
+  redis.call('HSET', IDEM_KEY, a[1], a[2] .. ':' .. a[3])
   return 'OK'
 end
 
 -- forget <scoped idempotency key> ...
 ops['forget'] = function(a)
-  if #a > 0 then redis.call('HDEL', B .. ':idem', unpack(a)) end
+  if #a > 0 then redis.call('HDEL', IDEM_KEY, unpack(a)) end
   return 'OK'
 end
 
@@ -115,7 +130,7 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 1])
   local f = ops[name]
   if f == nil or n == nil then
-    res[#res + 1] = 'E:500:unknown op ' .. tostring(name)
+    res[#res + 1] = 'E:bad_op:unknown op ' .. tostring(name)
     break
   end
   local a = {}

@@ -788,7 +788,7 @@ pub fn check_invariants(requests: &[Value], proposals: &[Value]) -> usize {
 
 /// A real proof of the example circuit on `inputs`, as `0x…` hex.
 pub fn example_proof(inputs: &[u64]) -> String {
-    use proof_market::circuits::StatementCircuit;
+    use proof_market::prover::statements::StatementCircuit;
     let st = example_statement();
     let c = StatementCircuit::compile(st["definition"]["proving_key"].as_str().unwrap()).unwrap();
     let values: Vec<_> = inputs.iter().map(|&v| v.into()).collect();

@@ -1,5 +1,7 @@
 //! Statement circuits: the zkLLVM IR of a statement compiled once, its proving keys
-//! made once, both cached per statement.
+//! made once, both cached per statement ([`StatementCircuits`]). This is where the
+//! market meets the proving stack: the compiler (`crate::circuit`) makes the program,
+//! [`super::halo2`] proves and verifies it, and the answers become market errors.
 //!
 //! Compiling checks a statement at push time (a 400 names the unsupported construct and
 //! its line). Keys are derived lazily on first use — the first verification or proof —
@@ -9,13 +11,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use ark_ff::{BigInteger, PrimeField};
-
 use crate::circuit::compile::compile;
 use crate::circuit::program::{Fe, Program, ProgramError};
 use crate::domain::Key;
 use crate::error::MarketError;
-use crate::input::parse_field;
+use crate::input::fe_to_hex;
 use crate::prover::halo2::{self, CircuitKeys, ProverError};
 use crate::prover::halo2_circuit::{min_k, MAX_K};
 use crate::prover::pool::ProverPool;
@@ -110,30 +110,17 @@ impl StatementCircuit {
     }
 }
 
-/// A field element as `0x` and 64 hex digits (big-endian).
-pub fn fe_to_hex(x: Fe) -> String {
-    format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))
-}
-
-/// Parses a canonical input (decimal values separated by commas).
-pub fn parse_canonical(canon: &str) -> Result<Vec<Fe>, String> {
-    if canon.is_empty() {
-        return Ok(Vec::new());
-    }
-    canon.split(',').map(parse_field).collect()
-}
-
-/// The per-statement cache, filled on demand from the store.
-pub struct Circuits {
+/// The compiled circuit of each statement, filled on demand from the store.
+pub struct StatementCircuits {
     store: Store,
     pool: ProverPool,
     map: RwLock<HashMap<Key, Arc<StatementCircuit>>>,
 }
 
-impl Circuits {
+impl StatementCircuits {
     /// An empty cache.
-    pub fn new(store: Store, pool: ProverPool) -> Circuits {
-        Circuits {
+    pub fn new(store: Store, pool: ProverPool) -> StatementCircuits {
+        StatementCircuits {
             store,
             pool,
             map: RwLock::new(HashMap::new()),
@@ -147,10 +134,19 @@ impl Circuits {
 
     /// Compiles IR on the pool (a new statement), without caching it yet.
     pub async fn compile(&self, ir: String) -> Result<StatementCircuit, MarketError> {
-        self.pool
-            .run("compile", move || StatementCircuit::compile(&ir))
+        self.compile_on_pool(ir)
             .await?
             .map_err(MarketError::BadRequest)
+    }
+
+    /// Compiles IR on the pool; the outer error is the pool's, the inner the compiler's.
+    async fn compile_on_pool(
+        &self,
+        ir: String,
+    ) -> Result<Result<StatementCircuit, String>, MarketError> {
+        self.pool
+            .run("compile", move || StatementCircuit::compile(&ir))
+            .await
     }
 
     /// Remembers a statement's circuit.
@@ -173,24 +169,16 @@ impl Circuits {
         {
             return Ok(c.clone());
         }
-        let text = self
+        let ir = self
             .store
             .get_statement(stmt)
             .await?
-            .ok_or_else(|| MarketError::NotFound(format!("no statement {stmt}")))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| MarketError::Internal(format!("statement {stmt}: {e}")))?;
-        let ir = v["definition"]["proving_key"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let c = self
-            .pool
-            .run("compile", move || StatementCircuit::compile(&ir))
-            .await?
-            .map_err(|e| {
-                MarketError::Internal(format!("stored statement {stmt} no longer compiles: {e}"))
-            })?;
+            .ok_or_else(|| MarketError::NotFound(format!("no statement {stmt}")))?
+            .definition
+            .proving_key;
+        let c = self.compile_on_pool(ir).await?.map_err(|e| {
+            MarketError::Internal(format!("stored statement {stmt} no longer compiles: {e}"))
+        })?;
         Ok(self.insert(stmt, c))
     }
 }
@@ -198,8 +186,9 @@ impl Circuits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::parse_canonical;
 
-    const EXAMPLE: &str = include_str!("../example/statements/arithmetic.ll");
+    const EXAMPLE: &str = include_str!("../../example/statements/arithmetic.ll");
 
     #[test]
     fn the_example_circuit_proves_and_verifies() {

@@ -1,0 +1,126 @@
+//! Reaching Redis: the [`Store`] handle, its one multiplexed connection (to a single
+//! Redis or to a cluster), opening, reconnecting and the health check.
+//!
+//! The other files of the store add methods to [`Store`]; this one owns what every
+//! method shares: the connection and the key layout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+
+use super::keys::Keys;
+use super::target::{self, RedisTarget};
+use super::StoreError;
+
+/// One multiplexed connection, to a single Redis or to a cluster. Both reconnect by
+/// themselves; the cluster one also follows `MOVED`/`ASK` redirections.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Handle to the Redis store; cheap to clone (one multiplexed connection).
+#[derive(Clone)]
+pub struct Store {
+    pub(super) conn: Conn,
+    pub(super) keys: Keys,
+    target: Arc<RedisTarget>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Connects to `target`, namespacing every key under `prefix`.
+    pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Store, StoreError> {
+        if target.uses_tls() {
+            target::install_crypto_provider();
+        }
+        let certs = target.certificates();
+        let conn = if target.is_cluster() {
+            let mut builder =
+                redis::cluster::ClusterClient::builder(target.seeds().iter().map(String::as_str))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(3);
+            if let Some(c) = certs {
+                builder = builder.certs(c);
+            }
+            Conn::Cluster(builder.build()?.get_async_connection().await?)
+        } else {
+            let url = target.seeds()[0].as_str();
+            let client = match certs {
+                Some(c) => redis::Client::build_with_tls(url, c)?,
+                None => redis::Client::open(url)?,
+            };
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(2);
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        };
+        Ok(Store {
+            conn,
+            keys: Keys::new(prefix),
+            target: Arc::new(target.clone()),
+        })
+    }
+
+    /// True when the store is a Redis Cluster (pipelines must then stay in one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Another connection to the same Redis and prefix. A connection's I/O task runs on
+    /// the thread that opens it, so each matcher thread opens its own: one shared
+    /// connection would funnel every write through a single thread.
+    pub async fn reconnect(&self) -> Result<Store, StoreError> {
+        Store::open(&self.target, self.prefix()).await
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut c).await?;
+        Ok(())
+    }
+}

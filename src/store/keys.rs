@@ -1,0 +1,213 @@
+//! The Redis key layout: the one place that names the store's keys.
+//!
+//! Every key starts with the store's prefix `P`. Keys of one statement `K` also carry
+//! the hash tag `{stmt:K}`, so they share one Redis Cluster slot and a statement's
+//! transitions run as single-slot scripts:
+//!
+//! | key                                | type   | holds                                        |
+//! |------------------------------------|--------|----------------------------------------------|
+//! | `P:{stmt:K}:st`                    | string | the statement's JSON text                    |
+//! | `P:{stmt:K}:o:O`                   | hash   | order `O` ([`super::OrderRecord`] fields)    |
+//! | `P:{stmt:K}:ix:<side>:<status>`    | zset   | keys of the orders of one side and status    |
+//! | `P:{stmt:K}:proof:F`               | hash   | proof `F` ([`super::ProofRecord`] fields)    |
+//! | `P:{stmt:K}:proven`                | hash   | canonical input → key of the proof of it     |
+//! | `P:{stmt:K}:idem`                  | hash   | scoped idempotency key → `<order>:<millis>`  |
+//! | `P:{stmt:K}:lease`                 | string | the node owning the statement (with a TTL)   |
+//! | `P:{stmt:K}:fence`                 | string | the fencing token, one more per acquisition  |
+//! | `P:{stmt:K}:fenced`                | string | count of stale batches the script refused    |
+//! | `P:statements`                     | zset   | every statement key                          |
+//! | `P:seq`                            | string | the counter new keys are reserved from       |
+//! | `P:loc:O`                          | string | the statement an order or proof key is of    |
+//! | `P:user:<name>`                    | string | a user (JSON)                                |
+//! | `P:producer:<name>`                | string | a producer's profile (JSON)                  |
+//! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
+//! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
+//!
+//! Rust code gets each name from [`Keys`] and [`StmtKeys`]. The Lua scripts are given
+//! their keys as arguments, except `transitions.lua`, which receives a statement's base
+//! `P:{stmt:K}` and appends the suffixes below to it; a test here checks that it uses
+//! exactly these.
+
+use crate::domain::{Key, Side, Status};
+
+const STATEMENT: &str = ":st";
+const ORDER: &str = ":o:";
+const INDEX: &str = ":ix:";
+const PROOF: &str = ":proof:";
+const PROVEN: &str = ":proven";
+const IDEMPOTENCY: &str = ":idem";
+const LEASE: &str = ":lease";
+const FENCE: &str = ":fence";
+const FENCED: &str = ":fenced";
+
+/// The names of a store's keys, all under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The layout under `prefix`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn global(&self, what: &str) -> String {
+        format!("{}:{what}", self.prefix)
+    }
+
+    /// The keys of statement `stmt`.
+    pub fn statement(&self, stmt: Key) -> StmtKeys {
+        StmtKeys {
+            base: format!("{}:{{stmt:{stmt}}}", self.prefix),
+        }
+    }
+
+    /// The sorted set of every statement key.
+    pub fn statements(&self) -> String {
+        self.global("statements")
+    }
+
+    /// The counter new statement, order and proof keys are reserved from.
+    pub fn seq(&self) -> String {
+        self.global("seq")
+    }
+
+    /// The locator of an order or proof: the key of its statement.
+    pub fn locator(&self, key: Key) -> String {
+        self.global(&format!("loc:{key}"))
+    }
+
+    /// A user's record.
+    pub fn user(&self, name: &str) -> String {
+        self.global(&format!("user:{name}"))
+    }
+
+    /// A producer's profile.
+    pub fn producer(&self, name: &str) -> String {
+        self.global(&format!("producer:{name}"))
+    }
+
+    /// The live nodes, scored by heartbeat expiry.
+    pub fn nodes(&self) -> String {
+        self.global("nodes")
+    }
+
+    /// The URL of each node.
+    pub fn node_urls(&self) -> String {
+        self.global("node-urls")
+    }
+}
+
+/// The keys of one statement: `<prefix>:{stmt:K}` and names under it, one cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StmtKeys {
+    base: String,
+}
+
+impl StmtKeys {
+    /// `<prefix>:{stmt:K}`, the base `transitions.lua` builds its keys from.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn under(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.base)
+    }
+
+    /// The statement's JSON text.
+    pub fn text(&self) -> String {
+        self.under(STATEMENT)
+    }
+
+    /// An order's hash.
+    pub fn order(&self, key: Key) -> String {
+        format!("{}{ORDER}{key}", self.base)
+    }
+
+    /// A proof's hash.
+    pub fn proof(&self, key: Key) -> String {
+        format!("{}{PROOF}{key}", self.base)
+    }
+
+    /// The sorted set of the orders of one side and status.
+    pub fn index(&self, side: Side, status: Status) -> String {
+        format!("{}{INDEX}{}:{}", self.base, side.as_str(), status.as_str())
+    }
+
+    /// Proved canonical inputs → proof keys.
+    pub fn proven(&self) -> String {
+        self.under(PROVEN)
+    }
+
+    /// Remembered idempotency keys.
+    pub fn idempotency(&self) -> String {
+        self.under(IDEMPOTENCY)
+    }
+
+    /// The owning node's lease.
+    pub fn lease(&self) -> String {
+        self.under(LEASE)
+    }
+
+    /// The fencing token.
+    pub fn fence(&self) -> String {
+        self.under(FENCE)
+    }
+
+    /// The count of stale batches refused.
+    pub fn fenced(&self) -> String {
+        self.under(FENCED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_layout() {
+        let k = Keys::new("pm");
+        let s = k.statement(Key(12));
+        assert_eq!(s.base(), "pm:{stmt:12}");
+        assert_eq!(s.text(), "pm:{stmt:12}:st");
+        assert_eq!(s.order(Key(5)), "pm:{stmt:12}:o:5");
+        assert_eq!(s.proof(Key(6)), "pm:{stmt:12}:proof:6");
+        assert_eq!(
+            s.index(Side::Proposal, Status::Created),
+            "pm:{stmt:12}:ix:proposal:created"
+        );
+        assert_eq!(s.proven(), "pm:{stmt:12}:proven");
+        assert_eq!(s.idempotency(), "pm:{stmt:12}:idem");
+        assert_eq!(s.lease(), "pm:{stmt:12}:lease");
+        assert_eq!(s.fence(), "pm:{stmt:12}:fence");
+        assert_eq!(s.fenced(), "pm:{stmt:12}:fenced");
+        assert_eq!(k.statements(), "pm:statements");
+        assert_eq!(k.seq(), "pm:seq");
+        assert_eq!(k.locator(Key(5)), "pm:loc:5");
+        assert_eq!(k.user("al"), "pm:user:al");
+        assert_eq!(k.producer("al"), "pm:producer:al");
+        assert_eq!(k.nodes(), "pm:nodes");
+        assert_eq!(k.node_urls(), "pm:node-urls");
+    }
+
+    /// `transitions.lua` builds its keys from the statement base `B`; it must use these
+    /// suffixes and no others.
+    #[test]
+    fn the_transition_script_builds_the_same_keys() {
+        let script = include_str!("transitions.lua");
+        let used = [ORDER, INDEX, PROOF, PROVEN, IDEMPOTENCY, FENCE, FENCED];
+        for suffix in used {
+            let built = format!("B .. '{suffix}'");
+            assert_eq!(script.matches(&built).count(), 1, "{built}");
+        }
+        assert_eq!(script.matches("B .. ").count(), used.len());
+    }
+}

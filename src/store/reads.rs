@@ -1,0 +1,131 @@
+//! Reading a statement's order state back: orders, proofs, the order indexes, proved
+//! inputs, remembered idempotency keys, and the locator from an order or proof key to
+//! its statement.
+//!
+//! Everything written here is written by the transition script (`transitions.rs`);
+//! these are plain reads, several batched into one pipeline where a caller needs many.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use super::{OrderRecord, ProofRecord, Store, StoreError};
+use crate::domain::{Key, Millis, ScopedKey, Side, Status};
+
+impl Store {
+    /// The statement an order or proof key belongs to.
+    pub async fn locate(&self, key: Key) -> Result<Option<Key>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<u64> = c.get(self.keys.locator(key)).await?;
+        Ok(v.map(Key))
+    }
+
+    /// Reads an order.
+    pub async fn get_order(&self, stmt: Key, key: Key) -> Result<Option<OrderRecord>, StoreError> {
+        let name = self.keys.statement(stmt).order(key);
+        self.read_hash(name, |h| OrderRecord::from_hash(key, h))
+            .await
+    }
+
+    /// Reads a proof.
+    pub async fn get_proof(&self, stmt: Key, key: Key) -> Result<Option<ProofRecord>, StoreError> {
+        let name = self.keys.statement(stmt).proof(key);
+        self.read_hash(name, |h| ProofRecord::from_hash(key, h))
+            .await
+    }
+
+    /// Reads the hash `name` and parses it; `None` when it does not exist.
+    async fn read_hash<T>(
+        &self,
+        name: String,
+        parse: impl FnOnce(&HashMap<String, String>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, String> = c.hgetall(name).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        parse(&h).map(Some)
+    }
+
+    /// Keys of a statement's orders of one side and status, ascending, at most `max`.
+    pub async fn order_keys(
+        &self,
+        stmt: Key,
+        side: Side,
+        status: Status,
+        max: usize,
+    ) -> Result<Vec<Key>, StoreError> {
+        let mut c = self.conn.clone();
+        let ix = self.keys.statement(stmt).index(side, status);
+        let stop = if max == 0 {
+            return Ok(Vec::new());
+        } else {
+            max as isize - 1
+        };
+        let keys: Vec<u64> = c.zrange(ix, 0, stop).await?;
+        Ok(keys.into_iter().map(Key).collect())
+    }
+
+    /// Reads many orders of one statement in one round trip; missing ones are skipped.
+    pub async fn get_orders(
+        &self,
+        stmt: Key,
+        keys: &[Key],
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        let names = self.keys.statement(stmt);
+        for chunk in keys.chunks(1000) {
+            let mut p = redis::pipe();
+            for k in chunk {
+                p.hgetall(names.order(*k));
+            }
+            let mut c = self.conn.clone();
+            let hs: Vec<HashMap<String, String>> = p.query_async(&mut c).await?;
+            for (k, h) in chunk.iter().zip(hs) {
+                if !h.is_empty() {
+                    out.push(OrderRecord::from_hash(*k, &h)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every open (`created`) order of a statement, for rebuilding its book.
+    pub async fn open_orders(&self, stmt: Key) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut out = Vec::new();
+        for side in [Side::Request, Side::Proposal] {
+            let keys = self
+                .order_keys(stmt, side, Status::Created, usize::MAX / 2)
+                .await?;
+            out.extend(self.get_orders(stmt, &keys).await?);
+        }
+        Ok(out)
+    }
+
+    /// The proved inputs of a statement: canonical input → proof key.
+    pub async fn proven_inputs(&self, stmt: Key) -> Result<HashMap<String, Key>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, u64> = c.hgetall(self.keys.statement(stmt).proven()).await?;
+        Ok(h.into_iter().map(|(k, v)| (k, Key(v))).collect())
+    }
+
+    /// The idempotency keys a statement remembers: scoped key → (order, when placed).
+    pub async fn idempotency_keys(
+        &self,
+        stmt: Key,
+    ) -> Result<HashMap<ScopedKey, (Key, Millis)>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, String> = c.hgetall(self.keys.statement(stmt).idempotency()).await?;
+        h.into_iter()
+            .map(|(k, v)| {
+                let parsed = v
+                    .split_once(':')
+                    .and_then(|(o, t)| Some((Key(o.parse().ok()?), Millis(t.parse().ok()?))));
+                ScopedKey::from_hex(&k)
+                    .zip(parsed)
+                    .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {k:?}: {v:?}")))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,343 @@
+//! The write path of order state: [`Op`], the transitions of one statement, their
+//! encoding for `transitions.lua` (beside this file), and [`Store::apply`], which runs a
+//! batch of them as one atomic script, with [`Refusal`] naming why an op was refused.
+//!
+//! A batch is one round trip (group commit) and atomic: no reader sees half of a match.
+//! Locators of created objects live outside the statement's slot, so they are written
+//! before the script, in the same pipeline on a single Redis; a locator whose object was
+//! never created only ever leads a reader to "not found".
+
+use std::sync::LazyLock;
+
+use redis::AsyncCommands;
+
+use super::{OrderRecord, ProofRecord, Store, StoreError};
+use crate::domain::{Key, Millis, ScopedKey, Side};
+
+static TRANSITIONS: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("transitions.lua")));
+
+/// Why the transition script refused one op of a batch; nothing of that op was written.
+///
+/// Each variant is a name `transitions.lua` answers with (`E:<name>:<message>`) and
+/// carries the script's message, which names the orders involved. What a refusal means
+/// to a client is decided above the store (`impl From<Refusal> for MarketError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The order or proof to create exists already (`exists`).
+    #[error("{0}")]
+    Exists(String),
+    /// No order of the expected side has that key (`not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The order belongs to another user than the caller (`not_yours`).
+    #[error("{0}")]
+    NotYours(String),
+    /// An order's status does not allow the transition (`wrong_status`).
+    #[error("{0}")]
+    WrongStatus(String),
+    /// A proof names a request and a proposal that are not matched to each other
+    /// (`not_matched`).
+    #[error("{0}")]
+    NotMatched(String),
+}
+
+impl Refusal {
+    /// Reads one reply of the script: `OK`, or `E:<name>:<message>` with a name this
+    /// type knows. Anything else means the script and this code disagree, so the reply
+    /// is reported as corrupt rather than guessed at.
+    fn parse_reply(reply: &str) -> Result<Result<(), Refusal>, StoreError> {
+        if reply == "OK" {
+            return Ok(Ok(()));
+        }
+        let corrupt = || StoreError::Corrupt(format!("transition script answered {reply:?}"));
+        let (name, message) = reply
+            .strip_prefix("E:")
+            .and_then(|r| r.split_once(':'))
+            .ok_or_else(corrupt)?;
+        let message = message.to_owned();
+        Ok(Err(match name {
+            "exists" => Refusal::Exists(message),
+            "not_found" => Refusal::NotFound(message),
+            "not_yours" => Refusal::NotYours(message),
+            "wrong_status" => Refusal::WrongStatus(message),
+            "not_matched" => Refusal::NotMatched(message),
+            _ => return Err(corrupt()),
+        }))
+    }
+}
+
+/// One order transition of a statement; see `transitions.lua`.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Store a new order (its status is in the record).
+    New(Box<OrderRecord>),
+    /// Match two open orders.
+    Match {
+        /// The request.
+        request: Key,
+        /// The proposal.
+        proposal: Key,
+        /// Trade price in micro-units.
+        price: u64,
+        /// Match time.
+        at: Millis,
+    },
+    /// Withdraw an open order, checking its sender.
+    Withdraw {
+        /// Request or proposal.
+        side: Side,
+        /// The order.
+        key: Key,
+        /// Who asks.
+        sender: String,
+        /// When.
+        at: Millis,
+    },
+    /// Store a proof and complete both matched orders.
+    Proof {
+        /// The proof to store.
+        record: Box<ProofRecord>,
+        /// The request's canonical input, to remember that it is proved.
+        canon: String,
+    },
+    /// Remember which order a client's idempotency key placed.
+    Remember {
+        /// The key scoped to side and sender ([`crate::domain::IdempotencyKey::scoped`]).
+        scoped: ScopedKey,
+        /// The order it placed.
+        order: Key,
+        /// When (keys are forgotten a retention period later).
+        at: Millis,
+    },
+    /// Forget idempotency keys past their retention.
+    Forget(Vec<ScopedKey>),
+}
+
+impl Op {
+    /// The key of the object this op creates, whose locator must be written.
+    fn created_key(&self) -> Option<Key> {
+        match self {
+            Op::New(o) => Some(o.key),
+            Op::Proof { record, .. } => Some(record.key),
+            _ => None,
+        }
+    }
+
+    fn encode(&self, args: &mut Vec<String>) {
+        let mut a: Vec<String> = Vec::new();
+        let name = match self {
+            Op::New(o) => {
+                a.push(o.side.as_str().into());
+                a.push(o.key.to_string());
+                a.push(o.status.as_str().into());
+                for (f, v) in o.fields() {
+                    a.push(f.into());
+                    a.push(v);
+                }
+                "new"
+            }
+            Op::Match {
+                request,
+                proposal,
+                price,
+                at,
+            } => {
+                a.extend([
+                    request.to_string(),
+                    proposal.to_string(),
+                    price.to_string(),
+                    at.0.to_string(),
+                ]);
+                "match"
+            }
+            Op::Withdraw {
+                side,
+                key,
+                sender,
+                at,
+            } => {
+                a.extend([
+                    side.as_str().into(),
+                    key.to_string(),
+                    sender.clone(),
+                    at.0.to_string(),
+                ]);
+                "withdraw"
+            }
+            Op::Proof { record, canon } => {
+                a.extend([
+                    record.key.to_string(),
+                    record.proposal.to_string(),
+                    record.request.to_string(),
+                    record.sender.clone(),
+                    canon.clone(),
+                    record.created.0.to_string(),
+                ]);
+                for (f, v) in record.fields() {
+                    a.push(f.into());
+                    a.push(v);
+                }
+                "proof"
+            }
+            Op::Remember { scoped, order, at } => {
+                a.extend([scoped.to_hex(), order.to_string(), at.0.to_string()]);
+                "remember"
+            }
+            Op::Forget(scoped) => {
+                a.extend(scoped.iter().map(|s| s.to_hex()));
+                "forget"
+            }
+        };
+        args.push(name.into());
+        args.push(a.len().to_string());
+        args.extend(a);
+    }
+}
+
+impl Store {
+    /// Applies a batch of transitions of one statement atomically, writing the
+    /// locators of created objects first in the same round trip. Returns one outcome
+    /// per op.
+    pub async fn apply(
+        &self,
+        stmt: Key,
+        fence: Option<u64>,
+        ops: &[Op],
+    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<String> = Vec::with_capacity(ops.len() * 20 + 1);
+        args.push(fence.map(|f| f.to_string()).unwrap_or_default());
+        for op in ops {
+            op.encode(&mut args);
+        }
+        let mut inv = TRANSITIONS.key(self.keys.statement(stmt).base());
+        inv.arg(&args);
+        let stmt_text = stmt.to_string();
+        if self.is_cluster() {
+            return self.apply_cluster(ops, &inv, &stmt_text).await;
+        }
+        let build = |inv: &redis::ScriptInvocation<'_>| {
+            let mut p = redis::pipe();
+            for k in ops.iter().filter_map(Op::created_key) {
+                p.set(self.keys.locator(k), &stmt_text).ignore();
+            }
+            p.invoke_script(inv);
+            p
+        };
+        let mut c = self.conn.clone();
+        let replies: Vec<Vec<String>> = match build(&inv).query_async(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted or flushed its script cache: load and retry once.
+                // Retrying is safe: the script never ran, and locators are idempotent.
+                TRANSITIONS.load_async(&mut c).await?;
+                build(&inv).query_async(&mut c).await?
+            }
+            other => other?,
+        };
+        let replies = replies.into_iter().next().unwrap_or_default();
+        parse_replies(replies, ops.len())
+    }
+
+    /// `apply` on a cluster: locators live in other slots than the statement, so they
+    /// are written first (concurrently, each to its own slot), then the script.
+    async fn apply_cluster(
+        &self,
+        ops: &[Op],
+        inv: &redis::ScriptInvocation<'_>,
+        stmt_text: &str,
+    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
+        let sets = ops.iter().filter_map(Op::created_key).map(|k| {
+            let mut c = self.conn.clone();
+            let key = self.keys.locator(k);
+            async move { c.set::<_, _, ()>(key, stmt_text).await }
+        });
+        for r in futures_util::future::join_all(sets).await {
+            r?;
+        }
+        let mut c = self.conn.clone();
+        let replies: Vec<String> = inv.invoke_async(&mut c).await?;
+        parse_replies(replies, ops.len())
+    }
+}
+
+fn parse_replies(
+    replies: Vec<String>,
+    n_ops: usize,
+) -> Result<Vec<Result<(), Refusal>>, StoreError> {
+    if replies.first().map(String::as_str) == Some("FENCED") {
+        return Err(StoreError::Fenced);
+    }
+    if replies.len() != n_ops {
+        return Err(StoreError::Corrupt(format!(
+            "transition script answered {} replies for {} ops",
+            replies.len(),
+            n_ops
+        )));
+    }
+    replies.iter().map(|r| Refusal::parse_reply(r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_replies_parse_into_outcomes() {
+        let r = parse_replies(vec!["OK".into(), "E:exists:order 5 exists".into()], 2).unwrap();
+        assert_eq!(r[0], Ok(()));
+        assert_eq!(r[1], Err(Refusal::Exists("order 5 exists".into())));
+        assert!(matches!(
+            parse_replies(vec!["FENCED".into()], 3),
+            Err(StoreError::Fenced)
+        ));
+        assert!(matches!(
+            parse_replies(vec!["OK".into()], 2),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn every_refusal_name_parses_and_keeps_its_message() {
+        let cases = [
+            ("exists", Refusal::Exists("m: x".into())),
+            ("not_found", Refusal::NotFound("m: x".into())),
+            ("not_yours", Refusal::NotYours("m: x".into())),
+            ("wrong_status", Refusal::WrongStatus("m: x".into())),
+            ("not_matched", Refusal::NotMatched("m: x".into())),
+        ];
+        for (name, want) in cases {
+            let got = Refusal::parse_reply(&format!("E:{name}:m: x")).unwrap();
+            assert_eq!(got, Err(want.clone()), "{name}");
+            assert_eq!(want.to_string(), "m: x");
+        }
+        assert_eq!(
+            Refusal::parse_reply("E:exists:").unwrap(),
+            Err(Refusal::Exists(String::new()))
+        );
+    }
+
+    #[test]
+    fn unknown_or_malformed_replies_are_corrupt() {
+        for bad in [
+            "E:bad_op:unknown op x",
+            "E:409:old style",
+            "E:exists",
+            "ERR",
+            "",
+            "ok",
+        ] {
+            assert!(
+                matches!(Refusal::parse_reply(bad), Err(StoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
+        // One unreadable reply spoils the batch: its outcomes cannot be trusted.
+        assert!(matches!(
+            parse_replies(vec!["OK".into(), "E:nope:x".into()], 2),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
