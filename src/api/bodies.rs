@@ -354,7 +354,7 @@ pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {
     let proof = hex::decode(t)
         .map_err(|e| ApiError::bad_request(format!("`proof` is not hex text: {e}")))?;
     Ok(ProofPush {
-        proof,
+        proof: proof.into(),
         proposal: key_field(m, "proposal_key")?,
         request: key_field(m, "request_key")?,
     })
@@ -461,7 +461,7 @@ mod tests {
             100,
         )
         .unwrap();
-        assert_eq!(p.proof, vec![0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(&p.proof[..], [0xde, 0xad, 0xbe, 0xef]);
         assert_eq!(p.proposal, Some(Key(7)));
         assert!(proof_push(&obj(json!({"proof": "0x"})), 100).is_err());
         assert!(proof_push(&obj(json!({"proof": "xyz"})), 100).is_err());

@@ -78,10 +78,15 @@ pub async fn push_order(
     };
     let order = bodies::new_order(**side, &body.object, idempotency)?;
     let (m, c) = (&m, &c);
-    let answer = dispatch(m, &req, order.statement, Some(&body.bytes), resend, |h| {
-        let order = order.clone();
-        async move { m.place(&h, &c.0, order).await }
-    })
+    let order = &order;
+    let answer = dispatch(
+        m,
+        &req,
+        order.statement,
+        Some(&body.bytes),
+        resend,
+        |h| async move { m.place(&h, &c.0, order).await },
+    )
     .await?;
     Ok(answer.respond(|o| views::order(&o)))
 }
@@ -137,10 +142,15 @@ pub async fn push_proof(m: web::Data<Market>, req: HttpRequest, c: Caller, body:
     let stmt = m.proof_statement(&p).await?;
     let (m, c) = (&m, &c);
     // A second proof for the same orders is refused (409), never applied twice.
-    let answer = dispatch(m, &req, stmt, Some(&body.bytes), Resend::Safe, |h| {
-        let p = p.clone();
-        async move { m.push_proof(&h, &c.0, p).await }
-    })
+    let p = &p;
+    let answer = dispatch(
+        m,
+        &req,
+        stmt,
+        Some(&body.bytes),
+        Resend::Safe,
+        |h| async move { m.push_proof(&h, &c.0, p).await },
+    )
     .await?;
     Ok(answer.respond(|p| views::proof(&p, false)))
 }

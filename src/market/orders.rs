@@ -60,7 +60,7 @@ impl Market {
         &self,
         m: &MatcherHandle,
         sender: &UserName,
-        o: NewOrder,
+        o: &NewOrder,
     ) -> LocalResult<OrderRecord> {
         let (input, canon) = match (o.side, &o.input) {
             (Side::Request, None) => {

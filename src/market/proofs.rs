@@ -1,5 +1,7 @@
 //! Proofs: verifying a pushed proof, storing it and completing its orders.
 
+use std::sync::Arc;
+
 use crate::domain::{Key, Millis, Side, Status, UserName};
 use crate::error::MarketError;
 use crate::input::{fe_to_hex, parse_canonical};
@@ -12,8 +14,9 @@ use super::Market;
 /// A pushed proof, parsed.
 #[derive(Debug, Clone)]
 pub struct ProofPush {
-    /// The proof bytes (already within the size limit).
-    pub proof: Vec<u8>,
+    /// The proof bytes (already within the size limit), shared so that routing the
+    /// call again does not copy them.
+    pub proof: Arc<[u8]>,
     /// The proposal it answers.
     pub proposal: Option<Key>,
     /// The request it answers.
@@ -79,9 +82,9 @@ impl Market {
         &self,
         m: &MatcherHandle,
         sender: &UserName,
-        p: ProofPush,
+        p: &ProofPush,
     ) -> LocalResult<ProofRecord> {
-        let (proposal, request) = self.matched_pair(&p).await?;
+        let (proposal, request) = self.matched_pair(p).await?;
         if proposal.sender != sender.as_str() {
             return Err(MarketError::Forbidden(format!(
                 "proposal {} belongs to another user; only its producer may push its proof",
@@ -102,13 +105,11 @@ impl Market {
             MarketError::Internal(format!("request {}: stored input: {e}", request.key))
         })?;
         let circuit = self.circuits.get(proposal.statement).await?;
-        let proof = p.proof;
-        let (output, proof) = self
+        let proof = p.proof.clone();
+        let output = self
             .circuits
             .pool()
-            .run("verify", move || {
-                circuit.verify(&inputs, &proof).map(|o| (o, proof))
-            })
+            .run("verify", move || circuit.verify(&inputs, &proof))
             .await??;
         let now = Millis::now();
         let record = ProofRecord {
@@ -124,7 +125,7 @@ impl Market {
             created: now,
             output: Some(fe_to_hex(output)),
             proof_system: PROOF_SYSTEM.into(),
-            proof_hex: hex::encode(&proof),
+            proof_hex: hex::encode(&p.proof),
         };
         m.ask(Complete {
             record: record.clone(),
