@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use market_invariants::{AckedOrder, Observation};
 use tokio::sync::Semaphore;
 
-use crate::invariants::{AckedOrder, Observation};
 use crate::market::{self, Kind, OrderAnswer, Placed, Population, SimUser, Target, ROOT};
 use crate::mix::{Mix, Op};
 use crate::procfs::CpuSample;

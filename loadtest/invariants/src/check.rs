@@ -1,6 +1,6 @@
-//! The invariants of `shared/architecture.md`, checked over orders as Redis holds them
-//! and over what the harness itself was told (every order acknowledged with 200, every
-//! status it read). Pure: the rows come from [`crate::redis_view`] or from tests.
+//! The checker: pure, rows in, [`Checked`] out. The rows come from
+//! [`crate::redis_rows`] or from tests; what the client was told comes as
+//! [`AckedOrder`]s and [`Observation`]s.
 //!
 //! Rules checked (each violation names the keys involved):
 //! - `lost`: an acknowledged order is missing, or lost its locator.
@@ -14,8 +14,10 @@
 //! - `double-match`: an order named as counterpart by two orders.
 //! - `pair-status`: the two orders of a match disagree on status or proof.
 //! - `price-rule` / `time-rule`: proposal cost above request cost; `eval_time` rule.
-//! - `price`: trade price not the resting order's cost (or not one of the two costs
-//!   when the harness does not know which order rested), or the two records disagree.
+//! - `price`: the two records of a match disagree on the price, or the price is not the
+//!   resting order's cost. The resting order is the one with the lower `seq` (its
+//!   arrival number in the statement's matcher); a pair without two distinct `seq`s is a
+//!   violation too, since the rule cannot be checked.
 //! - `crossed-book`: (only when the market is settled) an open request and an open
 //!   proposal of one statement that could still match.
 
@@ -23,72 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::market::Kind;
-
-/// An order as stored.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct OrderRow {
-    /// Key.
-    pub key: u64,
-    /// Statement (from the hash key's tag).
-    pub statement: u64,
-    /// `kind` field as stored.
-    pub kind: String,
-    /// `status` field.
-    pub status: String,
-    /// `cost` (micro-units).
-    pub cost: Option<u64>,
-    /// `eval_time` (minutes), `None` when empty.
-    pub eval_time: Option<u32>,
-    /// `proposal_key` (requests) or `request_key` (proposals).
-    pub counterpart: Option<u64>,
-    /// `price` (micro-units).
-    pub price: Option<u64>,
-    /// `proof_key`.
-    pub proof_key: Option<u64>,
-    /// The `<kind>:<status>` index sets that hold the key.
-    pub indexed_as: Vec<String>,
-    /// The statement its `loc:` key points to.
-    pub located_in: Option<u64>,
-}
-
-impl OrderRow {
-    fn side(&self) -> Option<Kind> {
-        match self.kind.as_str() {
-            "request" => Some(Kind::Request),
-            "proposal" => Some(Kind::Proposal),
-            _ => None,
-        }
-    }
-}
-
-/// An order the market acknowledged with 200, as its answer described it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AckedOrder {
-    /// Key.
-    pub key: u64,
-    /// Side.
-    pub kind: Kind,
-    /// Statement.
-    pub statement: u64,
-    /// Cost sent (micro-units).
-    pub cost: u64,
-    /// Status in the answer.
-    pub status: String,
-    /// Counterpart in the answer (the order crossed a resting one).
-    pub counterpart: Option<u64>,
-    /// Price in the answer.
-    pub price: Option<u64>,
-}
-
-/// A status the harness read for an order (GET or DELETE answer).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Observation {
-    /// Key.
-    pub key: u64,
-    /// Status read.
-    pub status: String,
-}
+use crate::order::{AckedOrder, Kind, Observation, OrderRow};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,19 +144,9 @@ pub fn check(
                     format!("answer said price {:?}, store says {:?}", a.price, r.price),
                 );
             }
-            // The acknowledged order was the incoming one: the price is the other's cost.
-            if let (Some(p), Some(other)) = (r.price, by_key.get(&c)) {
-                if other.cost != Some(p) {
-                    bad(
-                        "price",
-                        vec![a.key, c],
-                        format!(
-                            "price {p} is not the resting order {c}'s cost {:?}",
-                            other.cost
-                        ),
-                    );
-                }
-            }
+            // Which order rested is not inferred from the answer (an answer replayed for
+            // an Idempotency-Key shows a match the order may have made while resting):
+            // the pair's `seq`s decide it below.
         }
     }
     for o in observed {
@@ -342,12 +269,22 @@ pub fn check(
                 format!("request price {:?}, proposal price {:?}", r.price, o.price),
             );
         } else if let Some(p) = r.price {
-            if p != rc && p != pc {
-                bad(
+            match resting(r, o) {
+                Ok(rest) if rest.cost == Some(p) => {}
+                Ok(rest) => bad(
                     "price",
                     vec![r.key, c],
-                    format!("price {p} is neither cost ({rc}, {pc})"),
-                );
+                    format!(
+                        "price {p} is not the resting {} {}'s cost {:?} (seq {:?}, the incoming {} has {:?})",
+                        rest.kind,
+                        rest.key,
+                        rest.cost,
+                        rest.seq,
+                        if rest.key == r.key { c } else { r.key },
+                        if rest.key == r.key { o.seq } else { r.seq },
+                    ),
+                ),
+                Err(why) => bad("price", vec![r.key, c], why),
             }
         } else {
             bad("price", vec![r.key, c], "matched without a price".into());
@@ -358,6 +295,19 @@ pub fn check(
     }
     out.violations = v;
     out
+}
+
+/// The order of a matched pair that was resting when the other arrived: the one with
+/// the lower `seq`. An error says why it cannot be told.
+fn resting<'a>(a: &'a OrderRow, b: &'a OrderRow) -> Result<&'a OrderRow, String> {
+    match (a.seq, b.seq) {
+        (Some(x), Some(y)) if x < y => Ok(a),
+        (Some(x), Some(y)) if y < x => Ok(b),
+        (x, y) => Err(format!(
+            "cannot tell which of {} and {} rested: seq {x:?} and {y:?}",
+            a.key, b.key
+        )),
+    }
 }
 
 /// Finds open requests that some open proposal of the same statement could serve.
@@ -416,15 +366,20 @@ mod tests {
             kind: kind.into(),
             status: status.into(),
             cost: Some(cost),
+            seq: Some(key),
             indexed_as: vec![format!("{kind}:{status}")],
             located_in: Some(1),
             ..OrderRow::default()
         }
     }
 
+    /// A matched pair in which the proposal rested (seq 10) and the request came in
+    /// (seq 20), so the fair price is the proposal's cost `pc`.
     fn matched(r: u64, p: u64, rc: u64, pc: u64, price: u64) -> Vec<OrderRow> {
         let mut a = row(r, "request", "processing", rc);
         let mut b = row(p, "proposal", "processing", pc);
+        a.seq = Some(20);
+        b.seq = Some(10);
         a.counterpart = Some(p);
         b.counterpart = Some(r);
         a.price = Some(price);
@@ -511,7 +466,8 @@ mod tests {
         assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["time-rule"]);
         rows[1].eval_time = Some(30);
         assert!(check(&rows, &[], &[], false).violations.is_empty());
-        // The incoming order was the request: the price must be the proposal's cost.
+        // The answer disagrees with the store, and the stored price (5) is the incoming
+        // request's cost, not the resting proposal's (3).
         let ack = AckedOrder {
             key: 1,
             kind: Kind::Request,
@@ -523,6 +479,53 @@ mod tests {
         };
         let c = check(&matched(1, 2, 5, 3, 5), &[ack], &[], false);
         assert_eq!(rules(&c), vec!["ack-match", "price"]);
+    }
+
+    #[test]
+    fn the_price_is_the_resting_orders_cost_not_the_incoming_ones() {
+        // The proposal rested: its cost (3) is the price; the request's (5) is not,
+        // though it is one of the two costs.
+        assert!(check(&matched(1, 2, 5, 3, 3), &[], &[], false)
+            .violations
+            .is_empty());
+        let c = check(&matched(1, 2, 5, 3, 5), &[], &[], false);
+        assert_eq!(rules(&c), vec!["price"]);
+        assert_eq!(c.violations[0].keys, vec![1, 2]);
+        assert!(
+            c.violations[0].detail.contains("resting proposal 2"),
+            "{c:?}"
+        );
+        // The request rested: now 5 is right and 3 is wrong.
+        let flip = |mut rows: Vec<OrderRow>| {
+            rows[0].seq = Some(10);
+            rows[1].seq = Some(20);
+            rows
+        };
+        assert!(check(&flip(matched(1, 2, 5, 3, 5)), &[], &[], false)
+            .violations
+            .is_empty());
+        let c = check(&flip(matched(1, 2, 5, 3, 3)), &[], &[], false);
+        assert_eq!(rules(&c), vec!["price"]);
+        assert!(
+            c.violations[0].detail.contains("resting request 1"),
+            "{c:?}"
+        );
+        // Seq is what decides, not the keys: a resting order may have the higher key.
+        let mut rows = matched(7, 2, 5, 3, 3);
+        rows[0].seq = Some(1);
+        rows[1].seq = Some(2);
+        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["price"]);
+    }
+
+    #[test]
+    fn a_pair_without_two_distinct_seqs_cannot_pass_the_price_rule() {
+        let mut rows = matched(1, 2, 5, 3, 3);
+        rows[0].seq = None;
+        let c = check(&rows, &[], &[], false);
+        assert_eq!(rules(&c), vec!["price"]);
+        assert!(c.violations[0].detail.contains("cannot tell"), "{c:?}");
+        rows[0].seq = rows[1].seq;
+        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["price"]);
     }
 
     #[test]
