@@ -116,7 +116,7 @@ impl Source for ClusterSource {
             let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
             let con = &mut self.con;
             out.extend(scan_one(
-                |c| redis::from_redis_value(con.route_command(c, to.clone())?),
+                |c| Ok(redis::from_redis_value(con.route_command(c, to.clone())?)?),
                 pattern,
             )?);
         }
