@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
+use market_invariants::AckedOrder;
 use reqwest::Method;
 use serde_json::json;
 
@@ -72,8 +73,8 @@ async fn settle(api: &Api, live: usize) -> BTreeMap<String, String> {
 
 #[derive(Default, Debug)]
 struct Outcome {
-    /// (kind, key, statement) of every acknowledged order.
-    acked: Vec<(String, String, String)>,
+    /// Every acknowledged order, as its answer described it.
+    acked: Vec<AckedOrder>,
     unavailable: u64,
     unreachable: u64,
     withdrawn: u64,
@@ -172,17 +173,21 @@ async fn client(apis: Vec<Api>, statements: Vec<String>, id: u64, until: Instant
                 out.withdrawn += u64::from(s == 200);
             }
         }
-        out.acked.push((kind.into(), key, stmt.clone()));
+        out.acked.push(common::acked(&v));
     }
     out
 }
 
-/// Checks every invariant over every statement through `api`, that each acknowledged
-/// order is stored under its statement, and that nothing else is: every order was sent
-/// under its own Idempotency-Key until acknowledged, so a stored order nobody holds an
-/// acknowledgement for was placed twice. Returns the number of matches.
-async fn check_all(api: &Api, statements: &[String], acked: &[(String, String, String)]) -> usize {
-    let mut matches = 0;
+/// Checks every invariant on what `backend` holds, that each acknowledged order is
+/// listed (through `api`) under its statement, and that nothing else is: every order
+/// was sent under its own Idempotency-Key until acknowledged, so a stored order nobody
+/// holds an acknowledgement for was placed twice. Returns the number of matches.
+async fn check_all(
+    backend: &Backend,
+    api: &Api,
+    statements: &[String],
+    acked: &[AckedOrder],
+) -> usize {
     let mut stored: HashSet<(String, String, String)> = HashSet::new();
     for stmt in statements {
         let requests = all_orders(api, "request", stmt).await;
@@ -196,15 +201,29 @@ async fn check_all(api: &Api, statements: &[String], acked: &[(String, String, S
                 ));
             }
         }
-        matches += check_invariants(&requests, &proposals);
     }
-    for a in acked {
+    let listed: HashSet<(String, String, String)> = acked
+        .iter()
+        .map(|a| {
+            (
+                a.kind.as_str().to_owned(),
+                a.key.to_string(),
+                a.statement.to_string(),
+            )
+        })
+        .collect();
+    for a in &listed {
         assert!(stored.contains(a), "acknowledged order lost: {a:?}");
     }
-    let acked: HashSet<&(String, String, String)> = acked.iter().collect();
-    let extra: Vec<_> = stored.iter().filter(|s| !acked.contains(s)).collect();
+    let extra: Vec<_> = stored.iter().filter(|s| !listed.contains(s)).collect();
     assert!(extra.is_empty(), "orders placed twice: {extra:?}");
-    matches
+    let checked = assert_invariants(backend, acked);
+    assert_eq!(
+        checked.orders,
+        stored.len(),
+        "Redis holds orders the nodes do not list"
+    );
+    checked.matches
 }
 
 /// Three nodes under a concurrent workload; one is killed with SIGKILL mid-way.
@@ -262,7 +281,7 @@ async fn three_nodes_survive_a_kill(backend: Backend) {
         all.unreachable > 0,
         "no call reached the dead node: the kill was not under load"
     );
-    let matches = check_all(&api, &statements, &all.acked).await;
+    let matches = check_all(&backend, &api, &statements, &all.acked).await;
     assert!(
         matches > 50,
         "only {matches} matches: matching was not exercised"
@@ -332,19 +351,11 @@ async fn a_paused_owner_is_fenced_when_it_resumes() {
     assert_eq!(s, 200, "{v}");
 
     nodes[0].resume();
-    let mut acked = vec![(
-        "proposal".to_owned(),
-        v["_key"].as_str().unwrap().to_owned(),
-        stmt.clone(),
-    )];
+    let mut acked = vec![common::acked(&v)];
     let mut refused = 0;
     for t in late {
         match t.await.unwrap() {
-            Ok((200, v)) => acked.push((
-                "request".into(),
-                v["_key"].as_str().unwrap().to_owned(),
-                stmt.clone(),
-            )),
+            Ok((200, v)) => acked.push(common::acked(&v)),
             Ok((503, _)) => refused += 1,
             other => panic!("late call: {other:?}"),
         }
@@ -370,7 +381,7 @@ async fn a_paused_owner_is_fenced_when_it_resumes() {
         "node A never tried a late write: {health}"
     );
     assert_eq!(fenced_node, fenced_store);
-    check_all(&at_b, std::slice::from_ref(&stmt), &acked).await;
+    check_all(&backend, &at_b, std::slice::from_ref(&stmt), &acked).await;
 }
 
 /// Adding a node moves only the statements the new node wins; SIGTERM on a node hands
@@ -420,5 +431,5 @@ async fn a_joining_node_takes_its_share_and_a_stopping_one_hands_over_cleanly() 
     );
     let last = settle(&user, 2).await;
     assert!(last.values().all(|o| *o != newcomer));
-    check_all(&user, &statements, &all.acked).await;
+    check_all(&backend, &user, &statements, &all.acked).await;
 }

@@ -145,7 +145,10 @@ async fn keys_are_forgotten_after_their_retention() {
     let again = keyed(&user, "proposal", &proposal(&stmt, 3), "brief").await;
     assert_eq!(again["_key"], first["_key"]);
 
-    let idem = format!("{}:{{stmt:{stmt}}}:idem", backend.prefix);
+    let stmt_key = proof_market::domain::Key::parse(&stmt).expect("a statement key");
+    let idem = proof_market::store::keys::Keys::new(&backend.prefix)
+        .statement(stmt_key)
+        .idempotency();
     let remembered = || -> usize { redis_query(&backend.url, redis::cmd("HLEN").arg(&idem)) };
     assert_eq!(remembered(), 1);
     // Forgotten within a second or two of the retention (the matcher sweeps each second).

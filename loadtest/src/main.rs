@@ -18,7 +18,6 @@ mod cli;
 mod driver;
 mod env;
 mod http1;
-mod invariants;
 mod loopback;
 mod market;
 mod mix;

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use market_invariants::{self as invariants, redis_rows};
 
 use crate::cli::CheckArgs;
-use crate::{invariants, loopback, redis_view};
+use crate::{loopback, redis_view};
 
 /// Runs the `check` mode.
 pub async fn main(a: CheckArgs) -> Result<i32> {
@@ -16,7 +17,7 @@ pub async fn main(a: CheckArgs) -> Result<i32> {
     let t = Instant::now();
     let c = tokio::task::spawn_blocking(move || -> Result<invariants::Checked> {
         let mut con = redis_view::connect(&url)?;
-        let rows = redis_view::read_orders(&mut con, &prefix, &[])?;
+        let rows = redis_rows::read_orders(&mut con, &prefix, &[])?;
         Ok(invariants::check(&rows, &[], &[], settled))
     })
     .await??;

@@ -1,21 +1,20 @@
 //! `soak`: open loop at half the peak rate for a long time (default 10 minutes), with a
 //! kill -9 and restart of the node in the middle when the harness started it; then the
-//! invariants of `shared/architecture.md` are checked against Redis directly, over
+//! invariants (README, "Invariants") are checked against Redis directly, over
 //! every order the harness saw acknowledged. Violations make the exit code non-zero.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use market_invariants::{self as invariants, redis_rows, Checked};
 use serde::Serialize;
 
 use crate::cli::{LoadOpts, PeakOpts, SoakArgs, SoakOpts};
 use crate::driver::{self, Load};
 use crate::env::MarketEnv;
-use crate::invariants::{self, Checked};
 use crate::market::Population;
 use crate::mix::Mix;
-use crate::redis_view;
 use crate::report::{self, Marker, RunReport};
 
 use super::{mix_or, populate, spec, Ctx};
@@ -129,7 +128,7 @@ pub async fn soak(
             let acks = out.acks;
             let t = Instant::now();
             let c = tokio::task::spawn_blocking(move || -> Result<Checked> {
-                let rows = redis_view::read_orders(&mut con, &prefix, &acks.orders)?;
+                let rows = redis_rows::read_orders(&mut con, &prefix, &acks.orders)?;
                 Ok(invariants::check(&rows, &acks.orders, &acks.observed, true))
             })
             .await??;

@@ -1,6 +1,6 @@
-//! The invariants of `shared/architecture.md`, checked over orders as Redis holds them
-//! and over what the harness itself was told (every order acknowledged with 200, every
-//! status it read). Pure: the rows come from [`crate::redis_view`] or from tests.
+//! The checker: pure, rows in, [`Checked`] out. The rows come from
+//! [`crate::redis_rows`] or from tests; what the client was told comes as
+//! [`AckedOrder`]s and [`Observation`]s.
 //!
 //! Rules checked (each violation names the keys involved):
 //! - `lost`: an acknowledged order is missing, or lost its locator.
@@ -14,8 +14,10 @@
 //! - `double-match`: an order named as counterpart by two orders.
 //! - `pair-status`: the two orders of a match disagree on status or proof.
 //! - `price-rule` / `time-rule`: proposal cost above request cost; `eval_time` rule.
-//! - `price`: trade price not the resting order's cost (or not one of the two costs
-//!   when the harness does not know which order rested), or the two records disagree.
+//! - `price`: the two records of a match disagree on the price, or the price is not the
+//!   resting order's cost. The resting order is the one with the lower `seq` (its
+//!   arrival number in the statement's matcher); a pair without two distinct `seq`s is a
+//!   violation too, since the rule cannot be checked.
 //! - `crossed-book`: (only when the market is settled) an open request and an open
 //!   proposal of one statement that could still match.
 
@@ -23,72 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::market::Kind;
-
-/// An order as stored.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct OrderRow {
-    /// Key.
-    pub key: u64,
-    /// Statement (from the hash key's tag).
-    pub statement: u64,
-    /// `kind` field as stored.
-    pub kind: String,
-    /// `status` field.
-    pub status: String,
-    /// `cost` (micro-units).
-    pub cost: Option<u64>,
-    /// `eval_time` (minutes), `None` when empty.
-    pub eval_time: Option<u32>,
-    /// `proposal_key` (requests) or `request_key` (proposals).
-    pub counterpart: Option<u64>,
-    /// `price` (micro-units).
-    pub price: Option<u64>,
-    /// `proof_key`.
-    pub proof_key: Option<u64>,
-    /// The `<kind>:<status>` index sets that hold the key.
-    pub indexed_as: Vec<String>,
-    /// The statement its `loc:` key points to.
-    pub located_in: Option<u64>,
-}
-
-impl OrderRow {
-    fn side(&self) -> Option<Kind> {
-        match self.kind.as_str() {
-            "request" => Some(Kind::Request),
-            "proposal" => Some(Kind::Proposal),
-            _ => None,
-        }
-    }
-}
-
-/// An order the market acknowledged with 200, as its answer described it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AckedOrder {
-    /// Key.
-    pub key: u64,
-    /// Side.
-    pub kind: Kind,
-    /// Statement.
-    pub statement: u64,
-    /// Cost sent (micro-units).
-    pub cost: u64,
-    /// Status in the answer.
-    pub status: String,
-    /// Counterpart in the answer (the order crossed a resting one).
-    pub counterpart: Option<u64>,
-    /// Price in the answer.
-    pub price: Option<u64>,
-}
-
-/// A status the harness read for an order (GET or DELETE answer).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Observation {
-    /// Key.
-    pub key: u64,
-    /// Status read.
-    pub status: String,
-}
+use crate::order::{AckedOrder, Kind, Observation, OrderRow};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,19 +144,9 @@ pub fn check(
                     format!("answer said price {:?}, store says {:?}", a.price, r.price),
                 );
             }
-            // The acknowledged order was the incoming one: the price is the other's cost.
-            if let (Some(p), Some(other)) = (r.price, by_key.get(&c)) {
-                if other.cost != Some(p) {
-                    bad(
-                        "price",
-                        vec![a.key, c],
-                        format!(
-                            "price {p} is not the resting order {c}'s cost {:?}",
-                            other.cost
-                        ),
-                    );
-                }
-            }
+            // Which order rested is not inferred from the answer (an answer replayed for
+            // an Idempotency-Key shows a match the order may have made while resting):
+            // the pair's `seq`s decide it below.
         }
     }
     for o in observed {
@@ -342,12 +269,22 @@ pub fn check(
                 format!("request price {:?}, proposal price {:?}", r.price, o.price),
             );
         } else if let Some(p) = r.price {
-            if p != rc && p != pc {
-                bad(
+            match resting(r, o) {
+                Ok(rest) if rest.cost == Some(p) => {}
+                Ok(rest) => bad(
                     "price",
                     vec![r.key, c],
-                    format!("price {p} is neither cost ({rc}, {pc})"),
-                );
+                    format!(
+                        "price {p} is not the resting {} {}'s cost {:?} (seq {:?}, the incoming {} has {:?})",
+                        rest.kind,
+                        rest.key,
+                        rest.cost,
+                        rest.seq,
+                        if rest.key == r.key { c } else { r.key },
+                        if rest.key == r.key { o.seq } else { r.seq },
+                    ),
+                ),
+                Err(why) => bad("price", vec![r.key, c], why),
             }
         } else {
             bad("price", vec![r.key, c], "matched without a price".into());
@@ -358,6 +295,19 @@ pub fn check(
     }
     out.violations = v;
     out
+}
+
+/// The order of a matched pair that was resting when the other arrived: the one with
+/// the lower `seq`. An error says why it cannot be told.
+fn resting<'a>(a: &'a OrderRow, b: &'a OrderRow) -> Result<&'a OrderRow, String> {
+    match (a.seq, b.seq) {
+        (Some(x), Some(y)) if x < y => Ok(a),
+        (Some(x), Some(y)) if y < x => Ok(b),
+        (x, y) => Err(format!(
+            "cannot tell which of {} and {} rested: seq {x:?} and {y:?}",
+            a.key, b.key
+        )),
+    }
 }
 
 /// Finds open requests that some open proposal of the same statement could serve.
@@ -406,167 +356,4 @@ fn crossed_book(rows: &[OrderRow], bad: &mut impl FnMut(&'static str, Vec<u64>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(key: u64, kind: &str, status: &str, cost: u64) -> OrderRow {
-        OrderRow {
-            key,
-            statement: 1,
-            kind: kind.into(),
-            status: status.into(),
-            cost: Some(cost),
-            indexed_as: vec![format!("{kind}:{status}")],
-            located_in: Some(1),
-            ..OrderRow::default()
-        }
-    }
-
-    fn matched(r: u64, p: u64, rc: u64, pc: u64, price: u64) -> Vec<OrderRow> {
-        let mut a = row(r, "request", "processing", rc);
-        let mut b = row(p, "proposal", "processing", pc);
-        a.counterpart = Some(p);
-        b.counterpart = Some(r);
-        a.price = Some(price);
-        b.price = Some(price);
-        vec![a, b]
-    }
-
-    fn rules(c: &Checked) -> Vec<&'static str> {
-        c.violations.iter().map(|v| v.rule).collect()
-    }
-
-    #[test]
-    fn a_clean_market_passes() {
-        let mut rows = matched(1, 2, 5, 3, 3);
-        rows.push(row(3, "request", "created", 1));
-        rows.push(row(4, "proposal", "created", 2));
-        rows.push(row(5, "request", "withdrawn", 9));
-        let acked = vec![AckedOrder {
-            key: 1,
-            kind: Kind::Request,
-            statement: 1,
-            cost: 5,
-            status: "processing".into(),
-            counterpart: Some(2),
-            price: Some(3),
-        }];
-        let obs = vec![Observation {
-            key: 5,
-            status: "created".into(),
-        }];
-        let c = check(&rows, &acked, &obs, true);
-        assert!(c.violations.is_empty(), "{:?}", c.violations);
-        assert_eq!(c.matches, 1);
-        assert_eq!(c.by_status["created"], 2);
-    }
-
-    #[test]
-    fn lost_and_changed_acks_are_found() {
-        let rows = vec![row(1, "request", "created", 5)];
-        let ack = |key, cost| AckedOrder {
-            key,
-            kind: Kind::Request,
-            statement: 1,
-            cost,
-            status: "created".into(),
-            counterpart: None,
-            price: None,
-        };
-        let c = check(&rows, &[ack(1, 6), ack(9, 1)], &[], false);
-        assert_eq!(rules(&c), vec!["changed", "lost"]);
-        assert_eq!(c.violations[1].keys, vec![9]);
-    }
-
-    #[test]
-    fn double_match_and_asymmetric_links_are_found() {
-        let mut rows = matched(1, 2, 5, 3, 3);
-        let mut other = row(3, "request", "processing", 5);
-        other.counterpart = Some(2);
-        other.price = Some(3);
-        rows.push(other);
-        let c = check(&rows, &[], &[], false);
-        let r = rules(&c);
-        assert!(r.contains(&"double-match"), "{r:?}");
-        assert!(r.contains(&"link"), "{r:?}");
-        let dm = c
-            .violations
-            .iter()
-            .find(|v| v.rule == "double-match")
-            .unwrap();
-        assert_eq!(dm.keys, vec![2, 1, 3]);
-    }
-
-    #[test]
-    fn price_and_time_rules_are_checked() {
-        let c = check(&matched(1, 2, 3, 5, 5), &[], &[], false);
-        assert_eq!(rules(&c), vec!["price-rule"]);
-        let c = check(&matched(1, 2, 5, 3, 4), &[], &[], false);
-        assert_eq!(rules(&c), vec!["price"]);
-        let mut rows = matched(1, 2, 5, 3, 3);
-        rows[0].eval_time = Some(30);
-        rows[1].eval_time = Some(60);
-        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["time-rule"]);
-        rows[1].eval_time = None;
-        assert_eq!(rules(&check(&rows, &[], &[], false)), vec!["time-rule"]);
-        rows[1].eval_time = Some(30);
-        assert!(check(&rows, &[], &[], false).violations.is_empty());
-        // The incoming order was the request: the price must be the proposal's cost.
-        let ack = AckedOrder {
-            key: 1,
-            kind: Kind::Request,
-            statement: 1,
-            cost: 5,
-            status: "processing".into(),
-            counterpart: Some(2),
-            price: Some(3),
-        };
-        let c = check(&matched(1, 2, 5, 3, 5), &[ack], &[], false);
-        assert_eq!(rules(&c), vec!["ack-match", "price"]);
-    }
-
-    #[test]
-    fn statuses_links_and_indexes_are_checked() {
-        let mut rows = vec![
-            row(1, "request", "processing", 5),
-            row(2, "proposal", "bogus", 1),
-        ];
-        rows.push(row(3, "proposal", "created", 1));
-        rows[2].indexed_as = vec![];
-        let c = check(
-            &rows,
-            &[],
-            &[Observation {
-                key: 1,
-                status: "completed".into(),
-            }],
-            false,
-        );
-        let r = rules(&c);
-        for want in ["backwards", "bad-status", "index", "unlinked"] {
-            assert!(r.contains(&want), "{want} missing from {r:?}");
-        }
-        assert!(may_follow("created", "withdrawn"));
-        assert!(!may_follow("withdrawn", "created"));
-        assert!(!may_follow("processing", "withdrawn"));
-    }
-
-    #[test]
-    fn crossed_book_respects_eval_time() {
-        let mut r = row(1, "request", "created", 5);
-        r.eval_time = Some(30);
-        let mut slow = row(2, "proposal", "created", 4);
-        slow.eval_time = Some(60);
-        let untimed = row(3, "proposal", "created", 1);
-        let rows = vec![r.clone(), slow.clone(), untimed.clone()];
-        assert!(check(&rows, &[], &[], true).violations.is_empty());
-        let mut fast = row(4, "proposal", "created", 5);
-        fast.eval_time = Some(30);
-        let rows = vec![r, slow, untimed, fast];
-        let c = check(&rows, &[], &[], true);
-        assert_eq!(rules(&c), vec!["crossed-book"]);
-        assert_eq!(c.violations[0].keys, vec![1, 4]);
-        // Unsettled markets are not checked for crossing.
-        assert!(check(&rows, &[], &[], false).violations.is_empty());
-    }
-}
+mod tests;

@@ -1,152 +1,30 @@
-//! The load driver: simulated requesters and producers calling the market over HTTP,
-//! closed loop (N workers, each sending its next call when the previous one answered)
-//! or open loop (calls dispatched on a fixed-rate schedule by a dedicated thread,
-//! latency measured from the scheduled instant), bounded in count and time.
+//! One run's calls: [`Shared`] holds what every call of a run shares, and runs each
+//! operation of the mix (place, read, withdraw, push a proof) as one HTTP call (retried
+//! after a brief 503/429), recording its latency and, for the invariant check, what the
+//! market acknowledged.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use tokio::sync::Semaphore;
+use market_invariants::{AckedOrder, Observation};
 
-use crate::invariants::{AckedOrder, Observation};
+use super::{AckLog, RunSpec};
 use crate::market::{self, Kind, OrderAnswer, Placed, Population, SimUser, Target, ROOT};
-use crate::mix::{Mix, Op};
-use crate::procfs::CpuSample;
+use crate::mix::Op;
 use crate::rng::Rng;
-use crate::schedule::{Budget, Schedule};
 use crate::stats::{Outcome, Recorder};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Asks every running loop to stop early (Ctrl-C).
-pub fn request_stop() {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// True once a stop was requested.
-pub fn stopped() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
-
-/// How order prices are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pricing {
-    /// Overlapping price ranges (requests 2.00–10.00, proposals 1.00–9.00) and a few
-    /// `eval_time` limits, so that many orders match and the time rule is exercised.
-    Crossing,
-    /// Requests cost 1, proposals 2, no `eval_time`: nothing ever matches.
-    NoCross,
-}
-
-impl Pricing {
-    /// `(cost in micro-units, eval_time)` of a new order.
-    pub fn terms(self, kind: Kind, rng: &mut Rng) -> (u64, Option<u32>) {
-        match (self, kind) {
-            (Pricing::NoCross, Kind::Request) => (1_000_000, None),
-            (Pricing::NoCross, Kind::Proposal) => (2_000_000, None),
-            (Pricing::Crossing, Kind::Request) => {
-                let eval = rng
-                    .percent(25)
-                    .then(|| [30, 60, 120][rng.below(3) as usize]);
-                (rng.range(200, 1000) * 10_000, eval)
-            }
-            (Pricing::Crossing, Kind::Proposal) => {
-                let eval = rng
-                    .percent(75)
-                    .then(|| [10, 30, 60, 90][rng.below(4) as usize]);
-                (rng.range(100, 900) * 10_000, eval)
-            }
-        }
-    }
-}
-
-/// Closed or open loop.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Load {
-    /// `connections` workers, each with one call in flight.
-    Closed {
-        /// Concurrent workers.
-        connections: usize,
-    },
-    /// Calls at `rate` per second, at most `max_inflight` in flight (a call that has
-    /// to wait for a slot still has its latency counted from its scheduled instant).
-    Open {
-        /// Calls per second.
-        rate: f64,
-        /// Bound on concurrent calls.
-        max_inflight: usize,
-    },
-}
-
-/// One run.
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    /// Name in reports and file names.
-    pub name: String,
-    /// Closed or open loop.
-    pub load: Load,
-    /// Operation mix (ignored for the baseline).
-    pub mix: Mix,
-    /// Prices.
-    pub pricing: Pricing,
-    /// Measured duration (after the warm-up).
-    pub span: Duration,
-    /// Warm-up, not recorded.
-    pub warmup: Duration,
-    /// Most calls, warm-up included.
-    pub max_ops: u64,
-    /// Read the counterpart of one match in this many (0: never).
-    pub verify_every: u64,
-    /// Keep every acknowledged order and every status read (for the invariant check).
-    pub record_acks: bool,
-    /// Drive the baseline server instead of the market.
-    pub baseline: bool,
-    /// Random seed.
-    pub seed: u64,
-    /// Send every order under an Idempotency-Key of its own.
-    pub idempotency_keys: bool,
-}
-
-/// What the harness was told, for the invariant check.
-#[derive(Debug, Default)]
-pub struct AckLog {
-    /// Orders acknowledged with 200.
-    pub orders: Vec<AckedOrder>,
-    /// Statuses read back.
-    pub observed: Vec<Observation>,
-}
-
-/// Everything a run produced.
-#[derive(Debug)]
-pub struct RunOutput {
-    /// The run.
-    pub spec: RunSpec,
-    /// Users and statements driven.
-    pub users: (usize, usize, usize),
-    /// Measurements.
-    pub rec: Recorder,
-    /// Acknowledged orders and reads (when `record_acks`).
-    pub acks: AckLog,
-    /// A sample of error messages.
-    pub errors: Vec<String>,
-    /// Cores used per process during the measured window.
-    pub cpu: Vec<(String, f64)>,
-    /// Open loop: arrivals never sent (the dispatcher hit its time bound).
-    pub unsent: u64,
-    /// Calls retried after a 503/429 (each retry counted).
-    pub retried: u64,
-}
-
-struct Shared {
+/// What every call of a run shares: the target, the users, the recorder, what the
+/// harness was told.
+pub(super) struct Shared {
     target: Arc<Target>,
     pop: Arc<Population>,
-    spec: RunSpec,
-    rec: Mutex<Recorder>,
-    acks: Mutex<AckLog>,
-    errors: Mutex<Vec<String>>,
+    pub(super) spec: RunSpec,
+    pub(super) rec: Mutex<Recorder>,
+    pub(super) acks: Mutex<AckLog>,
+    pub(super) errors: Mutex<Vec<String>>,
     /// Proposal key → producer index, so a producer whose resting proposal matched can
     /// push its proof (kept only when the mix pushes proofs).
     owners: Mutex<HashMap<u64, usize>>,
@@ -156,11 +34,9 @@ struct Shared {
     inputs: AtomicU64,
     nonce: u64,
     /// Calls retried after a 503/429.
-    retried: AtomicU64,
+    pub(super) retried: AtomicU64,
 }
 
-/// Shortest sleep of the open-loop dispatcher.
-const DISPATCH_QUANTUM: Duration = Duration::from_micros(200);
 /// Bound on one call, connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most proposals whose owner is remembered.
@@ -172,11 +48,35 @@ const MAX_ERRORS: usize = 20;
 const MAX_RETRIES: u32 = 3;
 const RETRY_WAIT: Duration = Duration::from_secs(1);
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The data behind `m`, also after a panic elsewhere poisoned it.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
+    /// The state of a run measured from `measure_start`.
+    pub(super) fn new(
+        target: Arc<Target>,
+        pop: Arc<Population>,
+        spec: RunSpec,
+        measure_start: Instant,
+    ) -> Shared {
+        Shared {
+            target,
+            pop,
+            nonce: spec.seed,
+            spec,
+            rec: Mutex::new(Recorder::new(measure_start)),
+            acks: Mutex::new(AckLog::default()),
+            errors: Mutex::new(Vec::new()),
+            owners: Mutex::new(HashMap::new()),
+            matches: AtomicU64::new(0),
+            placed: AtomicU64::new(0),
+            inputs: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+        }
+    }
+
     fn note_error(&self, msg: String) {
         let mut e = lock(&self.errors);
         if e.len() < MAX_ERRORS
@@ -265,7 +165,7 @@ impl Shared {
     }
 
     /// One call of the mix, scheduled at `scheduled`.
-    async fn one(&self, rng: &mut Rng, scheduled: Instant) {
+    pub(super) async fn one(&self, rng: &mut Rng, scheduled: Instant) {
         if self.spec.baseline {
             return self.baseline(rng, scheduled).await;
         }
@@ -474,187 +374,5 @@ impl Shared {
         let path = format!("{ROOT}/{}/", kind.as_str());
         let (outcome, _, done) = self.send(user, "POST", &path, Some(body)).await;
         self.record(Op::Baseline, outcome, scheduled, done);
-    }
-}
-
-/// Runs `spec` against `target` with `pop`; `pids` are sampled for CPU use.
-pub async fn run(
-    target: Arc<Target>,
-    pop: Arc<Population>,
-    spec: RunSpec,
-    pids: Vec<(String, u32)>,
-) -> Result<RunOutput> {
-    let start = Instant::now() + Duration::from_millis(20);
-    let measure_start = start + spec.warmup;
-    let shared = Arc::new(Shared {
-        target,
-        pop: pop.clone(),
-        spec: spec.clone(),
-        rec: Mutex::new(Recorder::new(measure_start)),
-        acks: Mutex::new(AckLog::default()),
-        errors: Mutex::new(Vec::new()),
-        owners: Mutex::new(HashMap::new()),
-        matches: AtomicU64::new(0),
-        placed: AtomicU64::new(0),
-        inputs: AtomicU64::new(0),
-        nonce: spec.seed,
-        retried: AtomicU64::new(0),
-    });
-    let mut pids = pids;
-    pids.push(("loadtest".into(), std::process::id()));
-    let cpu_start = {
-        let pids = pids.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(measure_start.into()).await;
-            CpuSample::take(&pids)
-        })
-    };
-    let unsent = match spec.load {
-        Load::Closed { connections } => {
-            closed_loop(&shared, start, connections).await;
-            0
-        }
-        Load::Open { rate, max_inflight } => open_loop(&shared, start, rate, max_inflight).await?,
-    };
-    let cpu_end = CpuSample::take(&pids);
-    let cpu = match cpu_start.await {
-        Ok(s) if s.at < cpu_end.at => s.cores_until(&cpu_end),
-        _ => Vec::new(),
-    };
-    // Calls that outlived their bounds may still hold `shared`: take the data out.
-    let measured_start = lock(&shared.rec).start();
-    let rec = std::mem::replace(&mut *lock(&shared.rec), Recorder::new(measured_start));
-    let acks = std::mem::take(&mut *lock(&shared.acks));
-    let errors = std::mem::take(&mut *lock(&shared.errors));
-    Ok(RunOutput {
-        users: (
-            pop.requesters.len(),
-            pop.producers.len(),
-            pop.statements.len(),
-        ),
-        spec,
-        rec,
-        acks,
-        errors,
-        cpu,
-        unsent,
-        retried: shared.retried.load(Ordering::Relaxed),
-    })
-}
-
-async fn closed_loop(shared: &Arc<Shared>, start: Instant, connections: usize) {
-    tokio::time::sleep_until(start.into()).await;
-    let budget = Arc::new(Budget::new(
-        start,
-        shared.spec.warmup + shared.spec.span,
-        shared.spec.max_ops,
-    ));
-    let workers: Vec<_> = (0..connections.max(1))
-        .map(|i| {
-            let shared = shared.clone();
-            let budget = budget.clone();
-            tokio::spawn(async move {
-                let mut rng = Rng::new(shared.spec.seed.wrapping_add(i as u64 * 7919));
-                while !stopped() && budget.take() {
-                    shared.one(&mut rng, Instant::now()).await;
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.await;
-    }
-}
-
-async fn open_loop(
-    shared: &Arc<Shared>,
-    start: Instant,
-    rate: f64,
-    max_inflight: usize,
-) -> Result<u64> {
-    let schedule = Schedule::new(
-        rate,
-        shared.spec.warmup + shared.spec.span,
-        shared.spec.max_ops,
-    )?;
-    let slots = max_inflight.max(1);
-    let sem = Arc::new(Semaphore::new(slots));
-    let handle = tokio::runtime::Handle::current();
-    let hard_stop = start + shared.spec.warmup + shared.spec.span + Duration::from_secs(5);
-    let s2 = shared.clone();
-    let sem2 = sem.clone();
-    // The dispatcher is an OS thread: its sleeps are far finer than tokio's 1 ms timer.
-    let sent = tokio::task::spawn_blocking(move || {
-        let mut next = 0u64;
-        while next < schedule.count() && !stopped() {
-            let now = Instant::now();
-            if now >= hard_stop {
-                break;
-            }
-            let end = schedule.due(next, now.saturating_duration_since(start));
-            for i in next..end {
-                let permit = match sem2.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => match handle.block_on(sem2.clone().acquire_owned()) {
-                        Ok(p) => p,
-                        Err(_) => return i,
-                    },
-                };
-                let scheduled = start + schedule.offset(i);
-                let shared = s2.clone();
-                handle.spawn(async move {
-                    let mut rng =
-                        Rng::new(shared.spec.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
-                    lock(&shared.rec).record_lag(scheduled, Instant::now());
-                    shared.one(&mut rng, scheduled).await;
-                    drop(shared);
-                    drop(permit);
-                });
-            }
-            next = end;
-            if next < schedule.count() {
-                // Wake for the next arrival, but at most every DISPATCH_QUANTUM: at high
-                // rates a few arrivals go out per wake-up instead of one, which saves
-                // the generator CPU (the lag this adds is measured, see `dispatch lag`).
-                let now = Instant::now();
-                let wake = (start + schedule.offset(next)).max(now + DISPATCH_QUANTUM);
-                if wake > now {
-                    std::thread::sleep(wake - now);
-                }
-            }
-        }
-        next
-    })
-    .await?;
-    // Wait for the calls in flight (each is bounded by the client's 30 s timeout).
-    let _ = tokio::time::timeout(
-        Duration::from_secs(45),
-        sem.acquire_many(u32::try_from(slots).unwrap_or(u32::MAX)),
-    )
-    .await;
-    Ok(schedule.count() - sent)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_cross_prices_never_cross_and_crossing_ones_do() {
-        let mut rng = Rng::new(3);
-        for _ in 0..100 {
-            let (r, re) = Pricing::NoCross.terms(Kind::Request, &mut rng);
-            let (p, pe) = Pricing::NoCross.terms(Kind::Proposal, &mut rng);
-            assert!(p > r && re.is_none() && pe.is_none());
-        }
-        let mut crossing = 0;
-        for _ in 0..1000 {
-            let (r, _) = Pricing::Crossing.terms(Kind::Request, &mut rng);
-            let (p, _) = Pricing::Crossing.terms(Kind::Proposal, &mut rng);
-            assert!((2_000_000..=10_000_000).contains(&r));
-            assert!((1_000_000..=9_000_000).contains(&p));
-            crossing += u32::from(p <= r);
-        }
-        assert!(crossing > 500, "{crossing}"); // ~62 % of random pairs cross
     }
 }

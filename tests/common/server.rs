@@ -1,0 +1,198 @@
+//! The real `proof-market` binary as a test's node ([`Server`]): started on a free port
+//! against a [`Backend`], killed, paused, stopped or restarted by PID, with its `/health`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::api::Api;
+use super::backend::Backend;
+use super::free_port;
+
+/// The JWT secret every test node signs with.
+pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
+
+/// The `proof-market` binary Cargo built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_proof-market"))
+}
+
+static NODE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A running market node, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    redis_url: String,
+    prefix: String,
+    data_dir: tempfile::TempDir,
+    extra: Vec<String>,
+    listen: String,
+    /// Kept across restarts, like a real node's (a restarted node reclaims its leases).
+    pub node_id: String,
+}
+
+impl Server {
+    /// Starts a node on a free port and waits until `/health` says ready.
+    pub async fn start(b: &Backend) -> Server {
+        Self::start_with(b, &[]).await
+    }
+
+    pub async fn start_with(b: &Backend, extra: &[&str]) -> Server {
+        Self::launched(b, extra, "127.0.0.1:0".into()).await
+    }
+
+    /// A node that keeps one port across restarts (for clients that cannot follow).
+    pub async fn start_fixed_port(b: &Backend) -> Server {
+        Self::launched(b, &[], format!("127.0.0.1:{}", free_port())).await
+    }
+
+    async fn launched(b: &Backend, extra: &[&str], listen: String) -> Server {
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            redis_url: b.url.clone(),
+            prefix: b.prefix.clone(),
+            data_dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen,
+            node_id: format!(
+                "test-{}-{}",
+                std::process::id(),
+                NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        s.launch().await;
+        s
+    }
+
+    async fn launch(&mut self) {
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--listen",
+                &self.listen,
+                "--redis-url",
+                &self.redis_url,
+                "--key-prefix",
+                &self.prefix,
+            ])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--node-id", &self.node_id])
+            .args(&self.extra)
+            .env("PROOF_MARKET_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("proof-market listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_owned();
+        self.child = Some(child);
+        self.url = url;
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/health", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown at all.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {} failed", self.pid());
+    }
+
+    /// SIGSTOP: the process freezes (sockets stay open, nothing runs).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        self.signal("-TERM");
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node did not stop within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The node's `/health` body.
+    pub async fn health(&self) -> Value {
+        let r = reqwest::get(format!("{}/health", self.url)).await.unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// Statements this node owns, per its `/health`.
+    pub async fn owned(&self) -> Vec<String> {
+        self.health().await["statements_owned"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts the node again on a new port, same Redis and prefix.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.launch().await;
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
