@@ -81,6 +81,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         Tokens::new(&secret, cfg.token_ttl_secs),
         Limits::default(),
     ));
+    let router_data = web::Data::from(router.clone());
     let addr = listener.local_addr()?;
     let workers = if cfg.http_workers == 0 {
         cores()
@@ -90,6 +91,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(market.clone())
+            .app_data(router_data.clone())
             .app_data(web::Data::new(Forwarder::new()))
             .wrap(middleware::NormalizePath::trim())
             .configure(crate::api::config)

@@ -1,6 +1,6 @@
 //! Dispatch of calls about a statement: served here, or forwarded to its owner.
 //!
-//! A handler parses its body once, then [`dispatch`] asks the market for the
+//! A handler parses its body once, then [`dispatch`] asks the router for the
 //! statement's [`Route`] and acts on it: a local call gets the matcher's handle; a
 //! forwarded one sends the client's own bytes, token and `Idempotency-Key` to the owner
 //! and relays its answer; a statement changing hands here is routed again after a
@@ -20,7 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::domain::Key;
 use crate::error::MarketError;
-use crate::market::{LocalError, LocalResult, Market, MatcherHandle, Route};
+use crate::market::{LocalError, LocalResult, MatcherHandle, Route, Router};
 
 use super::error::ApiError;
 
@@ -94,7 +94,7 @@ impl<T> Answer<T> {
 /// Runs a call about `stmt` where it belongs: `local` with this node's matcher, or
 /// the client's `body` forwarded to the owner.
 pub async fn dispatch<T, F, Fut>(
-    market: &Market,
+    router: &Router,
     req: &HttpRequest,
     stmt: Key,
     body: Option<&Bytes>,
@@ -108,7 +108,7 @@ where
     let hops = hops(req);
     let mut unreachable = 0;
     for attempt in 0..ATTEMPTS {
-        let pause = match market.route(stmt, hops).await? {
+        let pause = match router.route(stmt, hops).await? {
             Route::Local(m) => match local(m).await {
                 Ok(v) => return Ok(Answer::Local(v)),
                 Err(LocalError::Market(e)) => return Err(e.into()),
@@ -129,7 +129,10 @@ where
                 }
                 // Read the live nodes again and route once more.
                 unreachable += 1;
-                market.refresh_view(Instant::now()).await?;
+                router
+                    .refresh_view(Instant::now())
+                    .await
+                    .map_err(MarketError::from)?;
                 continue;
             }
             Route::Retry(after) => after,

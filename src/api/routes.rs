@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::domain::Side;
 use crate::error::MarketError;
-use crate::market::Market;
+use crate::market::{Market, Router};
 
 use super::bodies::{self, JsonBody, ListQuery};
 use super::caller::Caller;
@@ -65,6 +65,7 @@ pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<Stri
 /// `POST /request` and `POST /proposal`
 pub async fn push_order(
     m: web::Data<Market>,
+    router: web::Data<Router>,
     side: web::Data<Side>,
     req: HttpRequest,
     c: Caller,
@@ -80,7 +81,7 @@ pub async fn push_order(
     let (m, c) = (&m, &c);
     let order = &order;
     let answer = dispatch(
-        m,
+        &router,
         &req,
         order.statement,
         Some(&body.bytes),
@@ -91,11 +92,18 @@ pub async fn push_order(
     Ok(answer.respond(|o| views::order(&o)))
 }
 
-async fn withdraw(m: &Market, req: &HttpRequest, c: &Caller, side: Side, key: &str) -> Res {
+async fn withdraw(
+    m: &Market,
+    router: &Router,
+    req: &HttpRequest,
+    c: &Caller,
+    side: Side,
+    key: &str,
+) -> Res {
     let key = bodies::path_key(side.as_str(), key)?;
     let stmt = m.statement_of(side.as_str(), key).await?;
     // A second withdrawal of the same order is refused (409), never applied twice.
-    let answer = dispatch(m, req, stmt, None, Resend::Safe, |h| async move {
+    let answer = dispatch(router, req, stmt, None, Resend::Safe, |h| async move {
         m.withdraw(&h, &c.0, side, key).await
     })
     .await?;
@@ -128,23 +136,30 @@ pub async fn list_orders(
 /// `DELETE /request/{key}` and `DELETE /proposal/{key}`
 pub async fn withdraw_order(
     m: web::Data<Market>,
+    router: web::Data<Router>,
     side: web::Data<Side>,
     req: HttpRequest,
     c: Caller,
     key: web::Path<String>,
 ) -> Res {
-    withdraw(&m, &req, &c, **side, &key).await
+    withdraw(&m, &router, &req, &c, **side, &key).await
 }
 
 /// `POST /proof`
-pub async fn push_proof(m: web::Data<Market>, req: HttpRequest, c: Caller, body: JsonBody) -> Res {
+pub async fn push_proof(
+    m: web::Data<Market>,
+    router: web::Data<Router>,
+    req: HttpRequest,
+    c: Caller,
+    body: JsonBody,
+) -> Res {
     let p = bodies::proof_push(&body.object, m.limits().max_proof_bytes)?;
     let stmt = m.proof_statement(&p).await?;
     let (m, c) = (&m, &c);
     // A second proof for the same orders is refused (409), never applied twice.
     let p = &p;
     let answer = dispatch(
-        m,
+        &router,
         &req,
         stmt,
         Some(&body.bytes),
@@ -175,13 +190,14 @@ pub async fn get_proof(
 /// `GET /book/{statement_key}`
 pub async fn book(
     m: web::Data<Market>,
+    router: web::Data<Router>,
     req: HttpRequest,
     _c: Caller,
     key: web::Path<String>,
 ) -> Res {
     let stmt = bodies::path_key("statement", &key)?;
     let m = &m;
-    let answer = dispatch(m, &req, stmt, None, Resend::Safe, |h| async move {
+    let answer = dispatch(&router, &req, stmt, None, Resend::Safe, |h| async move {
         m.book(&h, 1000).await
     })
     .await?;

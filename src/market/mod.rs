@@ -23,7 +23,6 @@ mod upkeep;
 mod users;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::auth::Tokens;
 use crate::cluster::NodeEntry;
@@ -143,17 +142,6 @@ impl Market {
     /// The size limits on what clients may store.
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// Where a call about `stmt` runs; see [`Router::route`].
-    pub async fn route(&self, stmt: Key, hops: u8) -> Result<Route, MarketError> {
-        self.router.route(stmt, hops).await
-    }
-
-    /// Reads the live nodes again (after a forward found its owner gone), unless a
-    /// read that started at or after `since` has completed.
-    pub async fn refresh_view(&self, since: Instant) -> Result<(), MarketError> {
-        Ok(self.router.refresh_view(since).await?)
     }
 
     async fn next_key(&self) -> Result<Key, MarketError> {
