@@ -32,6 +32,14 @@ pub enum MarketError {
         /// Suggested wait.
         retry_after_secs: u64,
     },
+    /// Too many attempts (failed logins); retry after the given seconds. HTTP 429.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was refused.
+        message: String,
+        /// When the caller may try again.
+        retry_after_secs: u64,
+    },
     /// A change was sent on but its answer was lost (a store timeout or dropped
     /// connection, an owner node that died mid-call): it may or may not have been
     /// applied, and resending it blindly could apply it twice. HTTP 504.

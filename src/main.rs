@@ -88,9 +88,32 @@ struct ServeArgs {
     /// Directory for local files (the generated token secret).
     #[arg(long, env = "PROOF_MARKET_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// Token lifetime in seconds.
+    /// Token lifetime in seconds. The signing secret comes from PROOF_MARKET_JWT_SECRET
+    /// (at least 32 bytes, else the node refuses to start) or is generated in
+    /// <data-dir>/jwt-secret (mode 0600; a file readable by others is refused).
     #[arg(long, env = "PROOF_MARKET_TOKEN_TTL", default_value_t = 24 * 3600)]
     token_ttl: u64,
+    /// Longest time in seconds from a login through any chain of `user/renew`: then the
+    /// user must log in again (default 30 days).
+    #[arg(long, env = "PROOF_MARKET_TOKEN_MAX_AGE", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    token_max_age: u64,
+    /// Milliseconds a node trusts its cached copy of a user's token revocation time: a
+    /// logout or password change on one node voids the tokens on the others within
+    /// this delay (at once on the node that took it).
+    #[arg(long, env = "PROOF_MARKET_REVOCATION_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    revocation_cache_ms: u64,
+    /// Failed logins allowed per user name (case-insensitive) in a window; more are
+    /// answered 429 without checking the password.
+    #[arg(long, env = "PROOF_MARKET_LOGIN_FAILURES_PER_NAME", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    login_failures_per_name: u64,
+    /// Failed logins allowed per client IP (the TCP peer) in a window; more are
+    /// answered 429 without checking the password.
+    #[arg(long, env = "PROOF_MARKET_LOGIN_FAILURES_PER_IP", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    login_failures_per_ip: u64,
+    /// Seconds failed logins are counted for, from the first failure (counted in Redis,
+    /// so across all nodes).
+    #[arg(long, env = "PROOF_MARKET_LOGIN_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    login_window: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "PROOF_MARKET_HTTP_WORKERS", default_value_t = 0)]
     http_workers: usize,
@@ -228,6 +251,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         jwt_secret: std::env::var("PROOF_MARKET_JWT_SECRET").ok(),
         token_ttl_secs: args.token_ttl,
+        auth: proof_market::auth::AuthPolicy {
+            max_age_secs: args.token_max_age,
+            revocation_cache: std::time::Duration::from_millis(args.revocation_cache_ms),
+            login_failures_per_name: args.login_failures_per_name,
+            login_failures_per_ip: args.login_failures_per_ip,
+            login_window_secs: args.login_window,
+        },
         http_workers: args.http_workers,
         matcher_threads: args.matcher_threads,
         prover_threads: args.prover_threads,

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub jwt_secret: Option<String>,
     /// Token lifetime.
     pub token_ttl_secs: u64,
+    /// Token maximum age, revocation cache and login throttles.
+    pub auth: auth::AuthPolicy,
     /// HTTP worker threads (0: one per core).
     pub http_workers: usize,
     /// Matcher threads (0: one per core).
@@ -52,12 +54,8 @@ fn cores() -> usize {
 
 /// Serves the market on `listener` until the process is asked to stop.
 pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> {
-    let secret = auth::load_secret(cfg.jwt_secret.as_deref(), &cfg.data_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read or create the JWT secret in {}: {e}",
-            cfg.data_dir.display()
-        )
-    })?;
+    let secret = auth::load_secret(cfg.jwt_secret.as_deref(), &cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("JWT secret: {e}"))?;
     let redis = cfg.redis.redacted();
     let store = Store::open(&cfg.redis, &cfg.key_prefix)
         .await
@@ -78,7 +76,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         store,
         router.clone(),
         circuits,
-        Tokens::new(&secret, cfg.token_ttl_secs),
+        Tokens::new(&secret, cfg.token_ttl_secs).with_policy(cfg.auth.clone()),
         Limits::default(),
     ));
     let router_data = web::Data::from(router.clone());

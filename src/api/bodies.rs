@@ -205,10 +205,7 @@ pub fn new_user(m: &Map<String, Value>) -> R<NewUser> {
             "`user` must be 1 to 64 characters of letters, digits, `_`, `-`, `.`, `@`",
         )
     })?;
-    let passwd = string(m, "passwd")?;
-    if passwd.is_empty() || passwd.len() > 1024 {
-        return Err(ApiError::bad_request("`passwd` must be 1 to 1024 bytes"));
-    }
+    let passwd = password(m, "passwd")?;
     let email = match m.get("email") {
         None | Some(Value::Null) => None,
         Some(Value::String(e)) if e.contains('@') && e.len() <= 254 => Some(e.clone()),
@@ -221,9 +218,26 @@ pub fn new_user(m: &Map<String, Value>) -> R<NewUser> {
     })
 }
 
-/// Credentials of `/_open/auth`: user name and password.
+/// A password field: 1 to 1024 bytes.
+fn password(m: &Map<String, Value>, field: &str) -> R<String> {
+    let p = string(m, field)?;
+    if p.is_empty() || p.len() > 1024 {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must be 1 to 1024 bytes"
+        )));
+    }
+    Ok(p)
+}
+
+/// Credentials of `/_open/auth`: user name and password (at most 1024 bytes, like
+/// every stored one).
 pub fn credentials(m: &Map<String, Value>) -> R<(String, String)> {
-    Ok((string(m, "username")?, string(m, "password")?))
+    Ok((string(m, "username")?, password(m, "password")?))
+}
+
+/// A password change: `{"passwd": old, "new_passwd": new}`.
+pub fn password_change(m: &Map<String, Value>) -> R<(String, String)> {
+    Ok((password(m, "passwd")?, password(m, "new_passwd")?))
 }
 
 /// A producer's profile.

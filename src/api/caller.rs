@@ -1,9 +1,13 @@
 //! The authenticated caller, taken from `Authorization: Bearer <jwt>`.
-
-use std::future::{ready, Ready};
+//!
+//! The token's signature, expiry and maximum age are checked at once; its revocation
+//! (logout, password change) against this node's cache of the user's revocation time,
+//! which costs a Redis read only when the cache entry is older than its TTL.
 
 use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
+use crate::auth::Verified;
 use crate::domain::UserName;
 use crate::error::MarketError;
 use crate::market::Market;
@@ -16,14 +20,24 @@ pub struct Caller(pub UserName);
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future =
+        Either<Ready<Result<Caller, ApiError>>, LocalBoxFuture<'static, Result<Caller, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(caller(req))
+        let (market, v) = match verified(req) {
+            Ok(x) => x,
+            Err(e) => return Either::Left(ready(Err(e))),
+        };
+        match market.tokens().check_cached(&v) {
+            Some(r) => Either::Left(ready(r.map(|()| Caller(v.user)).map_err(ApiError::from))),
+            None => Either::Right(Box::pin(async move {
+                Ok(Caller(market.authenticate(v).await?))
+            })),
+        }
     }
 }
 
-fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+fn verified(req: &HttpRequest) -> Result<(web::Data<Market>, Verified), ApiError> {
     let market = req
         .app_data::<web::Data<Market>>()
         .ok_or_else(|| ApiError::from(MarketError::Internal("market state missing".into())))?;
@@ -41,5 +55,24 @@ fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
         .or_else(|| header.strip_prefix("bearer "))
         .unwrap_or(header)
         .trim();
-    Ok(Caller(market.tokens().verify(token)?))
+    Ok((market.clone(), market.tokens().verify(token)?))
+}
+
+/// The verified token of a call that needs its claims (`user/renew`), revocation
+/// checked like [`Caller`].
+#[derive(Debug, Clone)]
+pub struct CallerToken(pub Verified);
+
+impl FromRequest for CallerToken {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<CallerToken, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let x = verified(req);
+        Box::pin(async move {
+            let (market, v) = x?;
+            market.authenticate(v.clone()).await?;
+            Ok(CallerToken(v))
+        })
+    }
 }

@@ -1,7 +1,7 @@
 //! The one place where market errors become HTTP responses.
 //!
 //! Every failure leaves as `{"error": true, "code": <status>, "errorMessage": "..."}`
-//! (the original market's shape). 503s carry `Retry-After`. Internal errors are
+//! (the original market's shape). 503s and 429s carry `Retry-After`. Internal errors are
 //! logged with their detail and sent without it.
 
 use actix_web::http::{header, StatusCode};
@@ -50,6 +50,9 @@ impl From<MarketError> for ApiError {
             MarketError::Unavailable {
                 retry_after_secs, ..
             } => (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after_secs)),
+            MarketError::TooManyRequests {
+                retry_after_secs, ..
+            } => (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after_secs)),
             MarketError::OutcomeUnknown(_) => (StatusCode::GATEWAY_TIMEOUT, None),
             MarketError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

@@ -32,6 +32,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             web::scope(ROOT)
                 .route("/user/signup", web::post().to(r::signup))
                 .route("/user/renew", web::post().to(r::renew))
+                .route("/user/logout", web::post().to(r::logout))
+                .route("/user/password", web::post().to(r::change_password))
                 .route("/producer/register", web::post().to(r::register_producer))
                 .route("/statement", web::post().to(r::push_statement))
                 .route("/statement", web::get().to(r::list_statements))

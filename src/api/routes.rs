@@ -8,7 +8,7 @@ use crate::error::MarketError;
 use crate::market::{Market, Router};
 
 use super::bodies::{self, JsonBody, ListQuery};
-use super::caller::Caller;
+use super::caller::{Caller, CallerToken};
 use super::error::ApiError;
 use super::forward::{dispatch, Resend};
 use super::views;
@@ -26,14 +26,35 @@ pub async fn signup(m: web::Data<Market>, body: JsonBody) -> Res {
 }
 
 /// `POST /_open/auth`
-pub async fn login(m: web::Data<Market>, body: JsonBody) -> Res {
+pub async fn login(m: web::Data<Market>, req: HttpRequest, body: JsonBody) -> Res {
     let (user, password) = bodies::credentials(&body.object)?;
-    ok(views::token(&m.login(&user, password).await?))
+    let ip = req.peer_addr().map(|a| a.ip());
+    ok(views::token(&m.login(&user, password, ip).await?))
 }
 
-/// `POST /user/renew`
-pub async fn renew(m: web::Data<Market>, c: Caller) -> Res {
-    ok(views::token(&m.tokens().issue(&c.0)?))
+/// `POST /user/renew`: a new token with the same login time, refused past the maximum
+/// token age.
+pub async fn renew(m: web::Data<Market>, c: CallerToken) -> Res {
+    ok(views::token(&m.tokens().renew(&c.0)?))
+}
+
+/// `POST /user/logout`: revokes every token of the caller issued so far.
+pub async fn logout(m: web::Data<Market>, c: Caller) -> Res {
+    m.logout(&c.0).await?;
+    ok(views::logged_out(&c.0))
+}
+
+/// `POST /user/password`: `{"passwd": old, "new_passwd": new}`; revokes every token of
+/// the caller and answers a fresh one.
+pub async fn change_password(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    c: Caller,
+    body: JsonBody,
+) -> Res {
+    let (old, new) = bodies::password_change(&body.object)?;
+    let ip = req.peer_addr().map(|a| a.ip());
+    ok(views::token(&m.change_password(&c.0, old, new, ip).await?))
 }
 
 /// `POST /producer/register`

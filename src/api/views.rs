@@ -18,6 +18,11 @@ pub fn token(jwt: &str) -> Value {
     json!({ "jwt": jwt })
 }
 
+/// The answer to a logout.
+pub fn logged_out(user: &UserName) -> Value {
+    json!({"user": user.as_str(), "tokens_revoked": true})
+}
+
 /// A producer profile (its stored form is the original's).
 pub fn producer(p: &ProducerRecord) -> Value {
     serde_json::to_value(p).unwrap_or(Value::Null)

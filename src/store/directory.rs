@@ -19,12 +19,13 @@ impl Store {
         Ok(end - n + 1..end + 1)
     }
 
-    /// Creates a user; `false` when the name is taken.
+    /// Creates a user under its lowercased name; `false` when the name is taken in any
+    /// case.
     pub async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let json = serde_json::to_string(u).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.user(&u.user))
+            .arg(self.keys.user(&u.user.to_ascii_lowercase()))
             .arg(json)
             .arg("NX")
             .query_async(&mut c)
@@ -32,14 +33,150 @@ impl Store {
         Ok(set.is_some())
     }
 
-    /// Reads a user.
-    pub async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_at(&self, key: &str) -> Result<Option<UserRecord>, StoreError> {
         let mut c = self.conn.clone();
-        let v: Option<String> = c.get(self.keys.user(name)).await?;
-        v.map(|s| {
-            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("user {name}: {e}")))
-        })
-        .transpose()
+        let v: Option<String> = c.get(key).await?;
+        v.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{key}: {e}"))))
+            .transpose()
+    }
+
+    /// Reads a user by name, case-insensitively: the account under the lowercased name,
+    /// except that an account created before names were case-insensitive under exactly
+    /// `name` wins over a different one there. Reading such an old account claims its
+    /// lowercased key, so no new account can take the name in another case.
+    pub async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let lower = name.to_ascii_lowercase();
+        let claimed = self.user_at(&self.keys.user(&lower)).await?;
+        if lower == name || claimed.as_ref().is_some_and(|u| u.user == name) {
+            return Ok(claimed);
+        }
+        match self.user_at(&self.keys.user(name)).await? {
+            Some(old) => {
+                if claimed.is_none() {
+                    let _ = self.create_user(&old).await?;
+                }
+                Ok(Some(old))
+            }
+            None => Ok(claimed),
+        }
+    }
+
+    /// Replaces a user's record where [`Store::get_user`] finds it (and its claimed
+    /// copy under the lowercased name, if that is the same account).
+    pub async fn put_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(u).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut c = self.conn.clone();
+        let lower = self.keys.user(&u.user.to_ascii_lowercase());
+        let exact = self.keys.user(&u.user);
+        if self
+            .user_at(&lower)
+            .await?
+            .is_some_and(|old| old.user == u.user)
+        {
+            let _: () = c.set(&lower, &json).await?;
+        }
+        if exact != lower {
+            let _: Option<String> = redis::cmd("SET")
+                .arg(&exact)
+                .arg(&json)
+                .arg("XX")
+                .query_async(&mut c)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A user's revocation time (Unix ms; 0 when never revoked).
+    pub async fn revoked_before(&self, account: &str) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<u64> = c.get(self.keys.revoked(account)).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Voids a user's tokens issued before `before_ms`; the mark is kept `keep_secs`
+    /// (by then every such token is past its maximum age anyway). A later time never
+    /// gives way to an earlier one.
+    pub async fn revoke_tokens(
+        &self,
+        account: &str,
+        before_ms: u64,
+        keep_secs: u64,
+    ) -> Result<(), StoreError> {
+        let script = redis::Script::new(
+            r"local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+              local t = tonumber(ARGV[1])
+              if t < old then t = old end
+              redis.call('SET', KEYS[1], t, 'EX', ARGV[2])
+              return t",
+        );
+        let mut c = self.conn.clone();
+        let _: u64 = script
+            .key(self.keys.revoked(account))
+            .arg(before_ms)
+            .arg(keep_secs.max(1))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Failed logins counted for a (lowercased) name and for an IP in their windows,
+    /// each with the milliseconds left in its window.
+    pub async fn login_failures(
+        &self,
+        account: &str,
+        ip: Option<&str>,
+    ) -> Result<[(u64, u64); 2], StoreError> {
+        let mut out = [(0, 0); 2];
+        let keys = [
+            Some(self.keys.login_failures_name(account)),
+            ip.map(|ip| self.keys.login_failures_ip(ip)),
+        ];
+        let mut c = self.conn.clone();
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(key) = key {
+                let (n, ttl): (Option<u64>, i64) =
+                    redis::pipe().get(key).pttl(key).query_async(&mut c).await?;
+                out[i] = (n.unwrap_or(0), ttl.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts a failed login against a name and an IP; each counter expires `window_secs`
+    /// after its first failure.
+    pub async fn record_login_failure(
+        &self,
+        account: &str,
+        ip: Option<&str>,
+        window_secs: u64,
+    ) -> Result<(), StoreError> {
+        let script = redis::Script::new(
+            r"local n = redis.call('INCR', KEYS[1])
+              if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+                redis.call('PEXPIRE', KEYS[1], ARGV[1])
+              end
+              return n",
+        );
+        let mut c = self.conn.clone();
+        let keys = [
+            Some(self.keys.login_failures_name(account)),
+            ip.map(|ip| self.keys.login_failures_ip(ip)),
+        ];
+        for key in keys.into_iter().flatten() {
+            let _: u64 = script
+                .key(key)
+                .arg(window_secs.max(1) * 1000)
+                .invoke_async(&mut c)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the failed logins of a name (after a successful login).
+    pub async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = c.del(self.keys.login_failures_name(account)).await?;
+        Ok(())
     }
 
     /// Writes a producer's profile, replacing an earlier one.

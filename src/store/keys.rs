@@ -18,10 +18,16 @@
 //! | `P:statements`                     | zset   | every statement key                          |
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
 //! | `P:loc:O`                          | string | the statement an order or proof key is of    |
-//! | `P:user:<name>`                    | string | a user (JSON)                                |
+//! | `P:user:<name>`                    | string | a user (JSON), under its lowercased name*    |
+//! | `P:revoked:<name>`                 | string | tokens issued before this (Unix ms) are void |
+//! | `P:login-fail:name:<name>`         | string | failed logins for a lowercased name (TTL)    |
+//! | `P:login-fail:ip:<ip>`             | string | failed logins from a client IP (TTL)         |
 //! | `P:producer:<name>`                | string | a producer's profile (JSON)                  |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
+//!
+//! \* Accounts created before names were case-insensitive are under the exact name;
+//! reading one claims its lowercased key too.
 //!
 //! Rust code gets each name from [`Keys`] and [`StmtKeys`]. The Lua scripts are given
 //! their keys as arguments, except `transitions.lua`, which receives a statement's base
@@ -88,6 +94,21 @@ impl Keys {
     /// A user's record.
     pub fn user(&self, name: &str) -> String {
         self.global(&format!("user:{name}"))
+    }
+
+    /// A user's revocation time (`name` lowercased).
+    pub fn revoked(&self, name: &str) -> String {
+        self.global(&format!("revoked:{name}"))
+    }
+
+    /// Failed logins for a (lowercased) user name, expiring with the window.
+    pub fn login_failures_name(&self, name: &str) -> String {
+        self.global(&format!("login-fail:name:{name}"))
+    }
+
+    /// Failed logins from a client IP, expiring with the window.
+    pub fn login_failures_ip(&self, ip: &str) -> String {
+        self.global(&format!("login-fail:ip:{ip}"))
     }
 
     /// A producer's profile.
@@ -193,6 +214,9 @@ mod tests {
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");
         assert_eq!(k.user("al"), "pm:user:al");
+        assert_eq!(k.revoked("al"), "pm:revoked:al");
+        assert_eq!(k.login_failures_name("al"), "pm:login-fail:name:al");
+        assert_eq!(k.login_failures_ip("::1"), "pm:login-fail:ip:::1");
         assert_eq!(k.producer("al"), "pm:producer:al");
         assert_eq!(k.nodes(), "pm:nodes");
         assert_eq!(k.node_urls(), "pm:node-urls");
