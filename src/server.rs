@@ -64,6 +64,18 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         .ping()
         .await
         .map_err(|e| anyhow::anyhow!("Redis at {redis} does not answer: {e}"))?;
+    match store.claim_legacy_user_names().await {
+        Ok(Some(n)) if n > 0 => {
+            tracing::info!(claimed = n, "old accounts claimed their lowercased names")
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::warn!(
+            "Redis Cluster: old accounts claim their lowercased names at their next login"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim old accounts' lowercased names; retried at next start")
+        }
+    }
     let threads = if cfg.matcher_threads == 0 {
         cores()
     } else {

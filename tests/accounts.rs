@@ -235,6 +235,29 @@ async fn user_names_are_unique_whatever_their_case() {
     assert_eq!(login(&s.url, "dave", "pw-D").await.0, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn old_accounts_claim_their_lowercased_names_when_the_market_starts() {
+    let backend = Backend::new();
+    // Stored before names were case-insensitive, never logged in since.
+    let legacy = json!({
+        "user": "Zed",
+        "passwd_hash": proof_market::auth::hash_password("pw-Z").unwrap(),
+        "email": null,
+        "created": 1,
+    });
+    let _: () = redis_query(
+        &backend.url,
+        redis::cmd("SET")
+            .arg(format!("{}:user:Zed", backend.prefix))
+            .arg(legacy.to_string()),
+    );
+    let s = Server::start(&backend).await;
+    assert_eq!(signup(&s.api(), "zed", "pw-evil").await.0, 409);
+    assert_eq!(signup(&s.api(), "ZED", "pw-evil").await.0, 409);
+    assert_eq!(login(&s.url, "Zed", "pw-Z").await.0, 200);
+    assert_eq!(login(&s.url, "zed", "pw-Z").await.0, 200);
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

@@ -9,7 +9,7 @@ use std::ops::Range;
 use redis::AsyncCommands;
 
 use super::{ProducerRecord, StatementRecord, Store, StoreError, UserRecord};
-use crate::domain::Key;
+use crate::domain::{Key, Millis};
 
 impl Store {
     /// Reserves `n` fresh keys (one INCRBY for a whole block).
@@ -59,6 +59,59 @@ impl Store {
             }
             None => Ok(claimed),
         }
+    }
+
+    /// Claims the lowercased name of every account stored under its exact name before
+    /// names were case-insensitive, so no new account can take one in another case.
+    /// Scans the keyspace once per market (a marker key records that it was done);
+    /// `None` on a Redis Cluster, where it is not done (old accounts then claim their
+    /// name at their next login). Returns how many names were claimed.
+    pub async fn claim_legacy_user_names(&self) -> Result<Option<u64>, StoreError> {
+        let super::conn::Conn::Single(m) = &self.conn else {
+            return Ok(None);
+        };
+        let mut c = m.clone();
+        let done = self.keys.user_names_lowercased();
+        if c.exists(&done).await? {
+            return Ok(Some(0));
+        }
+        let base = self.keys.user("");
+        let mut pattern = String::new();
+        for ch in base.chars() {
+            if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(ch);
+        }
+        pattern.push('*');
+        let (mut cursor, mut claimed) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await?;
+            for key in keys {
+                let name = &key[base.len()..];
+                if name == name.to_ascii_lowercase() {
+                    continue;
+                }
+                if let Some(u) = self.user_at(&key).await? {
+                    if u.user == name && self.create_user(&u).await? {
+                        claimed += 1;
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let _: () = c.set(&done, Millis::now().0).await?;
+        Ok(Some(claimed))
     }
 
     /// Replaces a user's record where [`Store::get_user`] finds it (and its claimed

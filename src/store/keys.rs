@@ -19,6 +19,7 @@
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
 //! | `P:loc:O`                          | string | the statement an order or proof key is of    |
 //! | `P:user:<name>`                    | string | a user (JSON), under its lowercased name*    |
+//! | `P:user-names-lowercased`          | string | set once old accounts' names are claimed     |
 //! | `P:revoked:<name>`                 | string | tokens issued before this (Unix ms) are void |
 //! | `P:login-fail:name:<name>`         | string | failed logins for a lowercased name (TTL)    |
 //! | `P:login-fail:ip:<ip>`             | string | failed logins from a client IP (TTL)         |
@@ -94,6 +95,12 @@ impl Keys {
     /// A user's record.
     pub fn user(&self, name: &str) -> String {
         self.global(&format!("user:{name}"))
+    }
+
+    /// Set once every account stored under its exact name has claimed its lowercased
+    /// name (see `Store::claim_legacy_user_names`).
+    pub fn user_names_lowercased(&self) -> String {
+        self.global("user-names-lowercased")
     }
 
     /// A user's revocation time (`name` lowercased).
