@@ -378,7 +378,7 @@ pub fn new_order(
                 .ok_or_else(|| ApiError::bad_request("missing field `input`"))?;
             let parsed =
                 PublicInput::from_json(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Some((raw.clone(), parsed))
+            Some((tidy_input(raw), parsed))
         }
         Side::Proposal => None,
     };
@@ -391,6 +391,31 @@ pub fn new_order(
         input,
         idempotency,
     })
+}
+
+/// The input as it is stored and shown: the client's shape and the client's spelling
+/// of each value (`5`, `"0x05"`), without anything else it sent around them
+/// (whitespace, separators), so what is stored is bounded by the circuit's arity, not
+/// by what the client padded. `raw` has passed [`PublicInput::from_json`].
+fn tidy_input(raw: &Value) -> Value {
+    match raw {
+        Value::Object(m) => {
+            let text = m.get("input").and_then(Value::as_str).unwrap_or_default();
+            let lines: Vec<&str> = text.split_whitespace().collect();
+            serde_json::json!({ "input": lines.join("\n") })
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| match item.get("field") {
+                    Some(Value::String(s)) => serde_json::json!({"field": s.trim()}),
+                    Some(v) => serde_json::json!({ "field": v }),
+                    None => item.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// A sign-up.
@@ -421,14 +446,24 @@ pub fn credentials(m: &Map<String, Value>) -> R<(String, String)> {
     Ok((string(m, "username")?, string(m, "password")?))
 }
 
+/// Largest producer `description`, in bytes.
+pub const MAX_PRODUCER_DESCRIPTION: usize = 4 << 10;
+/// Largest producer `url` and `logo`, in bytes.
+pub const MAX_PRODUCER_URL: usize = 2 << 10;
+
 /// A producer's profile.
 pub fn producer_profile(m: &Map<String, Value>) -> R<ProducerProfile> {
-    const MAX: usize = 2048;
+    let description = string(m, "description")?;
+    if description.len() > MAX_PRODUCER_DESCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "`description` is longer than {MAX_PRODUCER_DESCRIPTION} bytes"
+        )));
+    }
     Ok(ProducerProfile {
-        description: string(m, "description")?,
-        url: optional_string(m, "url", MAX)?,
-        logo: optional_string(m, "logo", MAX)?,
-        eth_address: optional_string(m, "eth_address", MAX)?,
+        description,
+        url: optional_string(m, "url", MAX_PRODUCER_URL)?,
+        logo: optional_string(m, "logo", MAX_PRODUCER_URL)?,
+        eth_address: optional_string(m, "eth_address", 128)?,
     })
 }
 
@@ -508,9 +543,9 @@ pub fn new_statement(m: &Map<String, Value>, max_definition: usize) -> R<NewStat
     Ok(NewStatement {
         name,
         kind,
-        description: text("description", false, 64 << 10)?,
-        url: text("url", false, 64 << 10)?,
-        input_description: text("input_description", false, 64 << 10)?,
+        description: text("description", false, 16 << 10)?,
+        url: text("url", false, 2 << 10)?,
+        input_description: text("input_description", false, 16 << 10)?,
         is_private,
         proving_key,
         verification_key,
@@ -555,6 +590,56 @@ pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {
     })
 }
 
+/// Largest `skipped` of a list call: a page further on is a 400, not a scan.
+pub const MAX_SKIPPED: usize = 100_000;
+
+fn page(
+    limit: Option<usize>,
+    skipped: Option<usize>,
+    max_limit: usize,
+    default: usize,
+) -> R<(usize, usize)> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max_limit {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be from 1 to {max_limit}"
+        )));
+    }
+    let skipped = skipped.unwrap_or(0);
+    if skipped > MAX_SKIPPED {
+        return Err(ApiError::bad_request(format!(
+            "`skipped` must be at most {MAX_SKIPPED}; narrow the list with `q` instead"
+        )));
+    }
+    Ok((limit, skipped))
+}
+
+/// Query string of `GET /statement`: a page of statements, with their definitions only
+/// when `full=true` (then at most [`StatementQuery::MAX_FULL`] a page).
+#[derive(Debug, serde::Deserialize)]
+pub struct StatementQuery {
+    limit: Option<usize>,
+    skipped: Option<usize>,
+    full: Option<bool>,
+}
+
+impl StatementQuery {
+    /// Most statements a page with definitions holds (each may be megabytes).
+    pub const MAX_FULL: usize = 10;
+
+    /// (limit, skipped, full).
+    pub fn page(&self) -> R<(usize, usize, bool)> {
+        let full = self.full.unwrap_or(false);
+        let (max, default) = if full {
+            (Self::MAX_FULL, Self::MAX_FULL)
+        } else {
+            (1000, 100)
+        };
+        let (limit, skipped) = page(self.limit, self.skipped, max, default)?;
+        Ok((limit, skipped, full))
+    }
+}
+
 /// Query string of list calls.
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
@@ -566,14 +651,12 @@ pub struct ListQuery {
 impl ListQuery {
     /// The filter it describes.
     pub fn filter(&self) -> R<OrderFilter> {
+        let (limit, skipped) = page(self.limit, self.skipped, 1000, 100)?;
         let mut f = OrderFilter {
-            limit: self.limit.unwrap_or(100),
-            skipped: self.skipped.unwrap_or(0),
+            limit,
+            skipped,
             ..OrderFilter::default()
         };
-        if f.limit == 0 || f.limit > 1000 {
-            return Err(ApiError::bad_request("`limit` must be from 1 to 1000"));
-        }
         let Some(q) = &self.q else { return Ok(f) };
         let terms: Vec<Value> = serde_json::from_str(q).map_err(|_| {
             ApiError::bad_request("`q` must be a JSON array of {\"key\": .., \"value\": ..}")
@@ -662,6 +745,47 @@ mod tests {
         assert!(proof_push(&obj(json!({"proof": "xyz"})), 100).is_err());
         assert!(proof_push(&obj(json!({"proof": "abc"})), 100).is_err());
         assert!(proof_push(&obj(json!({"proof": "00".repeat(101)})), 100).is_err());
+    }
+
+    #[test]
+    fn inputs_are_stored_without_padding_in_their_shape() {
+        let padded = json!({"input": format!("  1{}\n\n 0x0b  ", " ".repeat(1000))});
+        assert_eq!(tidy_input(&padded), json!({"input": "1\n0x0b"}));
+        let fields = json!([{"field": " 0x03 "}, {"field": 30}]);
+        assert_eq!(
+            tidy_input(&fields),
+            json!([{"field": "0x03"}, {"field": 30}])
+        );
+    }
+
+    #[test]
+    fn pages_are_capped() {
+        let q = |limit, skipped| ListQuery {
+            q: None,
+            limit,
+            skipped,
+        };
+        assert!(q(None, Some(MAX_SKIPPED)).filter().is_ok());
+        assert!(q(None, Some(MAX_SKIPPED + 1)).filter().is_err());
+        assert!(q(Some(1001), None).filter().is_err());
+        let s = |limit, full| StatementQuery {
+            limit,
+            skipped: None,
+            full,
+        };
+        assert_eq!(s(None, None).page().unwrap(), (100, 0, false));
+        assert_eq!(s(None, Some(true)).page().unwrap(), (10, 0, true));
+        assert!(s(Some(11), Some(true)).page().is_err());
+    }
+
+    #[test]
+    fn the_budget_is_given_back() {
+        let b = Arc::new(BodyBudget::new(100));
+        let mut r = Reservation::default();
+        assert!(b.try_take(60, &mut r));
+        assert!(!b.try_take(41, &mut Reservation::default()));
+        drop(r);
+        assert!(b.try_take(100, &mut Reservation::default()));
     }
 
     #[test]
