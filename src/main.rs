@@ -4,12 +4,16 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use proof_market::api::bodies::{BodyBudget, BodyLimits};
 use proof_market::cli::args::parse_cost;
 use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::NodeConfig;
 use proof_market::domain::Cost;
-use proof_market::server::{self, ServeConfig};
+use proof_market::market::Limits;
+use proof_market::server::{self, HttpLimits, ServeConfig};
 use proof_market::store::{RedisTarget, RedisTls};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a market node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a producer: keep proposals open, prove what matches, push the proofs.
     Producer(ProducerArgs),
     #[command(flatten)]
@@ -126,6 +130,29 @@ struct ServeArgs {
     /// Prover jobs queued or running before new ones are refused with 503.
     #[arg(long, env = "PROOF_MARKET_PROVER_QUEUE", default_value_t = 256)]
     prover_queue: usize,
+    /// Milliseconds a client has to send a request's head (line and headers); then 408
+    /// and the connection is closed.
+    #[arg(long, env = "PROOF_MARKET_CLIENT_REQUEST_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    client_request_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's whole body; then 408.
+    #[arg(long, env = "PROOF_MARKET_BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    body_read_timeout_ms: u64,
+    /// Open client connections per HTTP worker; more wait in the listen backlog.
+    #[arg(long, env = "PROOF_MARKET_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Largest sign-up and `/_open/auth` body, in bytes.
+    #[arg(long, env = "PROOF_MARKET_MAX_ACCOUNT_BODY", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(256..=1 << 20))]
+    max_account_body: u64,
+    /// Largest request/proposal body, in bytes.
+    #[arg(long, env = "PROOF_MARKET_MAX_ORDER_BODY", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=16 << 20))]
+    max_order_body: u64,
+    /// Largest producer/register body, in bytes.
+    #[arg(long, env = "PROOF_MARKET_MAX_PRODUCER_BODY", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1024..=1 << 20))]
+    max_producer_body: u64,
+    /// MiB of large bodies (beyond each body's first 64 KiB) read at once by this node;
+    /// a call that finds it spent gets 503 + Retry-After.
+    #[arg(long, env = "PROOF_MARKET_BODY_BUDGET_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    body_budget_mib: u64,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +289,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         matcher_threads: args.matcher_threads,
         prover_threads: args.prover_threads,
         prover_queue: args.prover_queue,
+        http: HttpLimits {
+            client_request_timeout: Duration::from_millis(args.client_request_timeout_ms),
+            max_connections: args.max_connections as usize,
+            body: BodyLimits {
+                account: args.max_account_body as usize,
+                order: args.max_order_body as usize,
+                producer: args.max_producer_body as usize,
+                read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+                budget: Arc::new(BodyBudget::new((args.body_budget_mib as usize) << 20)),
+                ..BodyLimits::for_market(&Limits::default())
+            },
+        },
     };
     actix_web::rt::System::new().block_on(server::run(listener, cfg))
 }
@@ -288,7 +327,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(a) => {
             init_logs(cli.json_logs);
-            serve(a)
+            serve(*a)
         }
         Command::Producer(a) => {
             init_logs(cli.json_logs);

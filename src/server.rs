@@ -8,9 +8,11 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 
+use crate::api::bodies::BodyLimits;
 use crate::api::forward::Forwarder;
 use crate::auth::{self, Tokens};
 use crate::cluster::NodeConfig;
@@ -44,6 +46,37 @@ pub struct ServeConfig {
     pub prover_threads: usize,
     /// Prover jobs queued or running before new ones get 503.
     pub prover_queue: usize,
+    /// What one client connection may hold: see [`HttpLimits`].
+    pub http: HttpLimits,
+}
+
+/// Bounds on what slow or greedy clients can hold of a node.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time a new connection (and each request on it) has to send its request head;
+    /// after it the connection is closed with 408 (actix-web's `client_request_timeout`).
+    pub client_request_timeout: Duration,
+    /// Open connections per HTTP worker; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Body size limits per route kind, the body read timeout and the large-body budget.
+    pub body: BodyLimits,
+}
+
+impl HttpLimits {
+    /// Default of `--client-request-timeout-ms`.
+    pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default of `--max-connections` (per worker).
+    pub const MAX_CONNECTIONS: usize = 2048;
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            client_request_timeout: Self::CLIENT_REQUEST_TIMEOUT,
+            max_connections: Self::MAX_CONNECTIONS,
+            body: BodyLimits::default(),
+        }
+    }
 }
 
 pub use crate::store::redact_url;
@@ -92,6 +125,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         Limits::default(),
     ));
     let router_data = web::Data::from(router.clone());
+    let body_limits = web::Data::new(cfg.http.body.clone());
     let addr = listener.local_addr()?;
     let workers = if cfg.http_workers == 0 {
         cores()
@@ -102,11 +136,14 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         App::new()
             .app_data(market.clone())
             .app_data(router_data.clone())
+            .app_data(body_limits.clone())
             .app_data(web::Data::new(Forwarder::new()))
             .wrap(middleware::NormalizePath::trim())
             .configure(crate::api::config)
     })
     .workers(workers)
+    .client_request_timeout(cfg.http.client_request_timeout)
+    .max_connections(cfg.http.max_connections)
     .disable_signals()
     .listen(listener)?
     .run();

@@ -1,30 +1,181 @@
 //! Request bodies and query strings: from client bytes to the market's typed inputs.
 //!
-//! A body is read once, as bytes ([`JsonBody`]), within the size limit and refused
-//! before it is read when it is too large or compressed; the same bytes are forwarded
-//! unchanged when another node owns the call. It is parsed once, as JSON, and checked
-//! field by field into a typed value, so every refusal names the field and what was
-//! wrong with it ("`cost` must be greater than 0") instead of a deserializer's position
-//! report.
+//! A body is read once, as bytes ([`JsonBody`]), within its route's size limit
+//! ([`BodyClass`], [`BodyLimits`]) and within a time limit, and refused before it is
+//! read when it is too large or compressed; the same bytes are forwarded unchanged when
+//! another node owns the call. It is parsed once, as JSON, and checked field by field
+//! into a typed value, so every refusal names the field and what was wrong with it
+//! ("`cost` must be greater than 0") instead of a deserializer's position report.
+//!
+//! What one body may cost the node is bounded three ways: its route's limit (a login is
+//! a few KiB, a statement its circuit), the read timeout (a client that stalls mid-body
+//! is cut off), and a node-wide budget for the bytes of large bodies being read at once
+//! ([`BodyBudget`]): a body's first [`BodyBudget::FREE`] bytes are free, the rest is
+//! reserved from the budget while the call runs, and a call that finds it spent gets
+//! 503 + `Retry-After` before more is read. So slow uploads of megabyte statements hold
+//! at most the budget, and ordinary calls (all under the free part) never wait on it.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::web::{Bytes, BytesMut};
+use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::domain::{Cost, IdempotencyKey, Key, Minutes, Side, Status, UserName};
+use crate::error::MarketError;
 use crate::input::PublicInput;
-use crate::market::{NewOrder, NewStatement, NewUser, OrderFilter, ProducerProfile, ProofPush};
+use crate::market::{
+    Limits, NewOrder, NewStatement, NewUser, OrderFilter, ProducerProfile, ProofPush,
+};
 use crate::protocol::IDEMPOTENCY_HEADER;
 
 use super::error::ApiError;
-use super::MAX_BODY;
 
 type R<T> = Result<T, ApiError>;
+
+/// What kind of body a route takes, registered as the route's `app_data`; it picks the
+/// size limit from [`BodyLimits`]. A route that registers none gets the smallest limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyClass {
+    /// Sign-up and `/_open/auth`: a name, a password, an e-mail.
+    Account,
+    /// A request or proposal.
+    Order,
+    /// A producer's profile.
+    Producer,
+    /// A proof as hex.
+    Proof,
+    /// A statement with its circuit.
+    Statement,
+}
+
+/// Largest body per [`BodyClass`], in bytes, the body read timeout, and the node-wide
+/// budget for large bodies; the server puts one in the app's data (the defaults apply
+/// without it).
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Sign-up and login bodies.
+    pub account: usize,
+    /// Request and proposal bodies.
+    pub order: usize,
+    /// Producer profile bodies.
+    pub producer: usize,
+    /// Proof bodies: the largest proof as hex, plus slack for the keys.
+    pub proof: usize,
+    /// Statement bodies: both definition texts at their cap, plus the other fields.
+    pub statement: usize,
+    /// Longest time reading one body may take, from the handler's first read.
+    pub read_timeout: Duration,
+    /// Bytes of large bodies (beyond each body's free part) read at once, node-wide.
+    pub budget: Arc<BodyBudget>,
+}
+
+impl BodyLimits {
+    /// Default of `--max-account-body`.
+    pub const ACCOUNT: usize = 4 << 10;
+    /// Default of `--max-order-body`.
+    pub const ORDER: usize = 64 << 10;
+    /// Default of `--max-producer-body`.
+    pub const PRODUCER: usize = 16 << 10;
+    /// Default of `--body-read-timeout-ms`.
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default of `--body-budget-mib`, in bytes.
+    pub const BUDGET: usize = 128 << 20;
+
+    /// The default limits for a market with `limits` on what it stores: a proof route
+    /// takes the largest proof as hex plus 64 KiB, a statement route both definition
+    /// texts at their cap plus 1 MiB (JSON escapes of the IR text and the other fields).
+    pub fn for_market(limits: &Limits) -> BodyLimits {
+        BodyLimits {
+            account: Self::ACCOUNT,
+            order: Self::ORDER,
+            producer: Self::PRODUCER,
+            proof: limits.max_proof_bytes * 2 + (64 << 10),
+            statement: limits.max_definition_bytes * 2 + (1 << 20),
+            read_timeout: Self::READ_TIMEOUT,
+            budget: Arc::new(BodyBudget::new(Self::BUDGET)),
+        }
+    }
+
+    /// The limit of a route's bodies.
+    pub fn of(&self, class: Option<BodyClass>) -> usize {
+        match class {
+            Some(BodyClass::Account) | None => self.account,
+            Some(BodyClass::Order) => self.order,
+            Some(BodyClass::Producer) => self.producer,
+            Some(BodyClass::Proof) => self.proof,
+            Some(BodyClass::Statement) => self.statement,
+        }
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits::for_market(&Limits::default())
+    }
+}
+
+/// The node-wide allowance for bytes of large bodies read at once (see the module doc).
+#[derive(Debug)]
+pub struct BodyBudget {
+    capacity: usize,
+    used: AtomicUsize,
+}
+
+impl BodyBudget {
+    /// Bytes of each body that are not counted (an order's limit: ordinary calls never
+    /// touch the budget).
+    pub const FREE: usize = 64 << 10;
+
+    /// A budget of `capacity` bytes.
+    pub fn new(capacity: usize) -> BodyBudget {
+        BodyBudget {
+            capacity,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    fn try_take(self: &Arc<Self>, n: usize, held: &mut Reservation) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            if cur + n > self.capacity {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    held.bytes += n;
+                    held.budget = Some(self.clone());
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// Bytes a body holds of the [`BodyBudget`], given back when the body is dropped.
+#[derive(Debug, Default)]
+struct Reservation {
+    budget: Option<Arc<BodyBudget>>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
 
 /// A JSON object body: the bytes as sent (to forward them unchanged) and the object
 /// they parse to.
@@ -33,6 +184,8 @@ pub struct JsonBody {
     pub bytes: Bytes,
     /// The parsed object.
     pub object: Map<String, Value>,
+    /// Its share of the large-body budget, held while the call runs.
+    _reserved: Reservation,
 }
 
 impl FromRequest for JsonBody {
@@ -49,6 +202,11 @@ impl FromRequest for JsonBody {
             .headers()
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let limits = req
+            .app_data::<web::Data<BodyLimits>>()
+            .map(|l| l.get_ref().clone())
+            .unwrap_or_default();
+        let limit = limits.of(req.app_data::<BodyClass>().copied());
         let mut payload = payload.take();
         Box::pin(async move {
             if encoded {
@@ -58,33 +216,70 @@ impl FromRequest for JsonBody {
                     "compressed request bodies are not accepted; send plain JSON",
                 ));
             }
-            if declared.is_some_and(|n| n > MAX_BODY) {
-                return Err(too_large());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large(limit));
             }
-            let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::bad_request(format!("unreadable body: {e}")))?;
-                if buf.len() + chunk.len() > MAX_BODY {
-                    return Err(too_large());
+            let mut reserved = Reservation::default();
+            let busy = || -> ApiError {
+                MarketError::unavailable(
+                    "too many large request bodies are being received, retry shortly",
+                )
+                .into()
+            };
+            // A declared length is reserved (and allocated) at once, so the buffer never
+            // grows past what the budget counts; a chunked body reserves as it comes.
+            let upfront = declared.unwrap_or(0).saturating_sub(BodyBudget::FREE);
+            if upfront > 0 && !limits.budget.try_take(upfront, &mut reserved) {
+                return Err(busy());
+            }
+            let read = async {
+                let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::bad_request(format!("unreadable body: {e}")))?;
+                    let len = buf.len() + chunk.len();
+                    if len > limit {
+                        return Err(too_large(limit));
+                    }
+                    let counted = len.saturating_sub(BodyBudget::FREE);
+                    if counted > reserved.bytes
+                        && !limits
+                            .budget
+                            .try_take(counted - reserved.bytes, &mut reserved)
+                    {
+                        return Err(busy());
+                    }
+                    buf.extend_from_slice(&chunk);
                 }
-                buf.extend_from_slice(&chunk);
-            }
-            let bytes = buf.freeze();
+                Ok(buf.freeze())
+            };
+            let bytes = match tokio::time::timeout(limits.read_timeout, read).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body was not received within {} ms",
+                            limits.read_timeout.as_millis()
+                        ),
+                    ))
+                }
+            };
             let value: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
             Ok(JsonBody {
                 bytes,
                 object: object(value)?,
+                _reserved: reserved,
             })
         })
     }
 }
 
-fn too_large() -> ApiError {
+fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than {MAX_BODY} bytes"),
+        format!("request body is larger than {limit} bytes, this call's limit"),
     )
 }
 
@@ -183,7 +378,7 @@ pub fn new_order(
                 .ok_or_else(|| ApiError::bad_request("missing field `input`"))?;
             let parsed =
                 PublicInput::from_json(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Some((raw.clone(), parsed))
+            Some((tidy_input(raw), parsed))
         }
         Side::Proposal => None,
     };
@@ -196,6 +391,31 @@ pub fn new_order(
         input,
         idempotency,
     })
+}
+
+/// The input as it is stored and shown: the client's shape and the client's spelling
+/// of each value (`5`, `"0x05"`), without anything else it sent around them
+/// (whitespace, separators), so what is stored is bounded by the circuit's arity, not
+/// by what the client padded. `raw` has passed [`PublicInput::from_json`].
+fn tidy_input(raw: &Value) -> Value {
+    match raw {
+        Value::Object(m) => {
+            let text = m.get("input").and_then(Value::as_str).unwrap_or_default();
+            let lines: Vec<&str> = text.split_whitespace().collect();
+            serde_json::json!({ "input": lines.join("\n") })
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| match item.get("field") {
+                    Some(Value::String(s)) => serde_json::json!({"field": s.trim()}),
+                    Some(v) => serde_json::json!({ "field": v }),
+                    None => item.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// A sign-up.
@@ -240,14 +460,24 @@ pub fn password_change(m: &Map<String, Value>) -> R<(String, String)> {
     Ok((password(m, "passwd")?, password(m, "new_passwd")?))
 }
 
+/// Largest producer `description`, in bytes.
+pub const MAX_PRODUCER_DESCRIPTION: usize = 4 << 10;
+/// Largest producer `url` and `logo`, in bytes.
+pub const MAX_PRODUCER_URL: usize = 2 << 10;
+
 /// A producer's profile.
 pub fn producer_profile(m: &Map<String, Value>) -> R<ProducerProfile> {
-    const MAX: usize = 2048;
+    let description = string(m, "description")?;
+    if description.len() > MAX_PRODUCER_DESCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "`description` is longer than {MAX_PRODUCER_DESCRIPTION} bytes"
+        )));
+    }
     Ok(ProducerProfile {
-        description: string(m, "description")?,
-        url: optional_string(m, "url", MAX)?,
-        logo: optional_string(m, "logo", MAX)?,
-        eth_address: optional_string(m, "eth_address", MAX)?,
+        description,
+        url: optional_string(m, "url", MAX_PRODUCER_URL)?,
+        logo: optional_string(m, "logo", MAX_PRODUCER_URL)?,
+        eth_address: optional_string(m, "eth_address", 128)?,
     })
 }
 
@@ -327,9 +557,9 @@ pub fn new_statement(m: &Map<String, Value>, max_definition: usize) -> R<NewStat
     Ok(NewStatement {
         name,
         kind,
-        description: text("description", false, 64 << 10)?,
-        url: text("url", false, 64 << 10)?,
-        input_description: text("input_description", false, 64 << 10)?,
+        description: text("description", false, 16 << 10)?,
+        url: text("url", false, 2 << 10)?,
+        input_description: text("input_description", false, 16 << 10)?,
         is_private,
         proving_key,
         verification_key,
@@ -374,6 +604,56 @@ pub fn proof_push(m: &Map<String, Value>, max_bytes: usize) -> R<ProofPush> {
     })
 }
 
+/// Largest `skipped` of a list call: a page further on is a 400, not a scan.
+pub const MAX_SKIPPED: usize = 100_000;
+
+fn page(
+    limit: Option<usize>,
+    skipped: Option<usize>,
+    max_limit: usize,
+    default: usize,
+) -> R<(usize, usize)> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max_limit {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be from 1 to {max_limit}"
+        )));
+    }
+    let skipped = skipped.unwrap_or(0);
+    if skipped > MAX_SKIPPED {
+        return Err(ApiError::bad_request(format!(
+            "`skipped` must be at most {MAX_SKIPPED}; narrow the list with `q` instead"
+        )));
+    }
+    Ok((limit, skipped))
+}
+
+/// Query string of `GET /statement`: a page of statements, with their definitions only
+/// when `full=true` (then at most [`StatementQuery::MAX_FULL`] a page).
+#[derive(Debug, serde::Deserialize)]
+pub struct StatementQuery {
+    limit: Option<usize>,
+    skipped: Option<usize>,
+    full: Option<bool>,
+}
+
+impl StatementQuery {
+    /// Most statements a page with definitions holds (each may be megabytes).
+    pub const MAX_FULL: usize = 10;
+
+    /// (limit, skipped, full).
+    pub fn page(&self) -> R<(usize, usize, bool)> {
+        let full = self.full.unwrap_or(false);
+        let (max, default) = if full {
+            (Self::MAX_FULL, Self::MAX_FULL)
+        } else {
+            (1000, 100)
+        };
+        let (limit, skipped) = page(self.limit, self.skipped, max, default)?;
+        Ok((limit, skipped, full))
+    }
+}
+
 /// Query string of list calls.
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
@@ -385,14 +665,12 @@ pub struct ListQuery {
 impl ListQuery {
     /// The filter it describes.
     pub fn filter(&self) -> R<OrderFilter> {
+        let (limit, skipped) = page(self.limit, self.skipped, 1000, 100)?;
         let mut f = OrderFilter {
-            limit: self.limit.unwrap_or(100),
-            skipped: self.skipped.unwrap_or(0),
+            limit,
+            skipped,
             ..OrderFilter::default()
         };
-        if f.limit == 0 || f.limit > 1000 {
-            return Err(ApiError::bad_request("`limit` must be from 1 to 1000"));
-        }
         let Some(q) = &self.q else { return Ok(f) };
         let terms: Vec<Value> = serde_json::from_str(q).map_err(|_| {
             ApiError::bad_request("`q` must be a JSON array of {\"key\": .., \"value\": ..}")
@@ -481,6 +759,47 @@ mod tests {
         assert!(proof_push(&obj(json!({"proof": "xyz"})), 100).is_err());
         assert!(proof_push(&obj(json!({"proof": "abc"})), 100).is_err());
         assert!(proof_push(&obj(json!({"proof": "00".repeat(101)})), 100).is_err());
+    }
+
+    #[test]
+    fn inputs_are_stored_without_padding_in_their_shape() {
+        let padded = json!({"input": format!("  1{}\n\n 0x0b  ", " ".repeat(1000))});
+        assert_eq!(tidy_input(&padded), json!({"input": "1\n0x0b"}));
+        let fields = json!([{"field": " 0x03 "}, {"field": 30}]);
+        assert_eq!(
+            tidy_input(&fields),
+            json!([{"field": "0x03"}, {"field": 30}])
+        );
+    }
+
+    #[test]
+    fn pages_are_capped() {
+        let q = |limit, skipped| ListQuery {
+            q: None,
+            limit,
+            skipped,
+        };
+        assert!(q(None, Some(MAX_SKIPPED)).filter().is_ok());
+        assert!(q(None, Some(MAX_SKIPPED + 1)).filter().is_err());
+        assert!(q(Some(1001), None).filter().is_err());
+        let s = |limit, full| StatementQuery {
+            limit,
+            skipped: None,
+            full,
+        };
+        assert_eq!(s(None, None).page().unwrap(), (100, 0, false));
+        assert_eq!(s(None, Some(true)).page().unwrap(), (10, 0, true));
+        assert!(s(Some(11), Some(true)).page().is_err());
+    }
+
+    #[test]
+    fn the_budget_is_given_back() {
+        let b = Arc::new(BodyBudget::new(100));
+        let mut r = Reservation::default();
+        assert!(b.try_take(60, &mut r));
+        assert!(!b.try_take(41, &mut Reservation::default()));
+        drop(r);
+        assert!(b.try_take(100, &mut Reservation::default()));
     }
 
     #[test]

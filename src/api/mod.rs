@@ -2,7 +2,9 @@
 //!
 //! [`config`] registers every route; the server and the tests both use it, so tests
 //! exercise exactly what runs. Repeated and trailing slashes are normalised by the
-//! server's `NormalizePath` middleware (`/_db/market//v0_0/request/` works).
+//! server's `NormalizePath` middleware (`/_db/market//v0_0/request/` works). Every
+//! route that takes a body says which kind ([`bodies::BodyClass`]), and so which size
+//! limit its body is read under.
 
 pub mod bodies;
 pub mod caller;
@@ -11,15 +13,21 @@ pub mod forward;
 pub mod routes;
 pub mod views;
 
-use actix_web::web;
+use actix_web::{guard, web};
 
 use crate::domain::Side;
 
+use bodies::BodyClass;
+
 pub use crate::protocol::ROOT;
 
-/// Largest request body accepted, in bytes: a statement with a 4 MiB circuit, or a
-/// 2 MiB proof as hex, plus JSON overhead.
-pub const MAX_BODY: usize = 9 << 20;
+/// A `POST` route on `path` whose body is read under `class`'s limit.
+fn post(path: &str, class: BodyClass, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .guard(guard::Post())
+        .app_data(class)
+        .route(route)
+}
 
 /// Registers routes and error mapping.
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -27,20 +35,44 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .route("/health", web::get().to(r::health))
-        .route("/_open/auth", web::post().to(r::login))
+        .service(post(
+            "/_open/auth",
+            BodyClass::Account,
+            web::post().to(r::login),
+        ))
         .service(
             web::scope(ROOT)
-                .route("/user/signup", web::post().to(r::signup))
+                .service(post(
+                    "/user/signup",
+                    BodyClass::Account,
+                    web::post().to(r::signup),
+                ))
                 .route("/user/renew", web::post().to(r::renew))
                 .route("/user/logout", web::post().to(r::logout))
-                .route("/user/password", web::post().to(r::change_password))
-                .route("/producer/register", web::post().to(r::register_producer))
-                .route("/statement", web::post().to(r::push_statement))
+                .service(post(
+                    "/user/password",
+                    BodyClass::Account,
+                    web::post().to(r::change_password),
+                ))
+                .service(post(
+                    "/producer/register",
+                    BodyClass::Producer,
+                    web::post().to(r::register_producer),
+                ))
+                .service(post(
+                    "/statement",
+                    BodyClass::Statement,
+                    web::post().to(r::push_statement),
+                ))
                 .route("/statement", web::get().to(r::list_statements))
                 .route("/statement/{key}", web::get().to(r::get_statement))
                 .service(orders(Side::Request))
                 .service(orders(Side::Proposal))
-                .route("/proof", web::post().to(r::push_proof))
+                .service(post(
+                    "/proof",
+                    BodyClass::Proof,
+                    web::post().to(r::push_proof),
+                ))
                 .route("/proof/{key}", web::get().to(r::get_proof))
                 .route("/book/{key}", web::get().to(r::book))
                 .route("/cluster", web::get().to(r::cluster)),
@@ -53,7 +85,7 @@ fn orders(side: Side) -> actix_web::Scope {
     use routes as r;
     web::scope(&format!("/{}", side.as_str()))
         .app_data(web::Data::new(side))
-        .route("", web::post().to(r::push_order))
+        .service(post("", BodyClass::Order, web::post().to(r::push_order)))
         .route("", web::get().to(r::list_orders))
         .route("/{key}", web::get().to(r::get_order))
         .route("/{key}", web::delete().to(r::withdraw_order))

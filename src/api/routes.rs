@@ -7,7 +7,7 @@ use crate::domain::Side;
 use crate::error::MarketError;
 use crate::market::{Market, Router};
 
-use super::bodies::{self, JsonBody, ListQuery};
+use super::bodies::{self, JsonBody, ListQuery, StatementQuery};
 use super::caller::{Caller, CallerToken};
 use super::error::ApiError;
 use super::forward::{dispatch, Resend};
@@ -69,10 +69,20 @@ pub async fn push_statement(m: web::Data<Market>, c: Caller, body: JsonBody) -> 
     ok(views::statement(&m.create_statement(&c.0, s).await?))
 }
 
-/// `GET /statement`
-pub async fn list_statements(m: web::Data<Market>, _c: Caller) -> Res {
-    let all = m.list_statements().await?;
-    ok(Value::Array(all.iter().map(views::statement).collect()))
+/// `GET /statement[?limit=&skipped=&full=true]`: a page of statements, ascending by
+/// key, without `definition` unless `full=true`.
+pub async fn list_statements(
+    m: web::Data<Market>,
+    _c: Caller,
+    q: web::Query<StatementQuery>,
+) -> Res {
+    let (limit, skipped, full) = q.page()?;
+    let page = m.list_statements(limit, skipped, full).await?;
+    ok(Value::Array(
+        page.iter()
+            .map(|s| views::listed_statement(s, full))
+            .collect(),
+    ))
 }
 
 /// `GET /statement/{key}`

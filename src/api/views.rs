@@ -33,6 +33,18 @@ pub fn statement(s: &StatementRecord) -> Value {
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
+/// A statement in a list: without `definition` unless `full` (a list of circuits would
+/// be megabytes each; `GET /statement/{key}` shows one).
+pub fn listed_statement(s: &StatementRecord, full: bool) -> Value {
+    let mut v = statement(s);
+    if !full {
+        if let Some(m) = v.as_object_mut() {
+            m.remove("definition");
+        }
+    }
+    v
+}
+
 /// `/health`'s body.
 pub fn health(h: &Health) -> Value {
     json!({

@@ -87,7 +87,7 @@ pub struct LoginArgs {
 pub enum StatementCommand {
     /// Publish a statement from a JSON file.
     Push(StatementPushArgs),
-    /// Show one statement, or all of them.
+    /// Show one statement, or all of them (a list leaves definitions out).
     Get(StatementGetArgs),
 }
 
@@ -105,7 +105,7 @@ pub struct StatementPushArgs {
 /// `statement get`
 #[derive(Args, Debug)]
 pub struct StatementGetArgs {
-    /// Statement key; all statements when absent.
+    /// Statement key; all statements (without definitions) when absent.
     #[arg(long)]
     pub key: Option<String>,
     /// Leave `definition` (the circuit, often megabytes) out of the output.

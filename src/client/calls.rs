@@ -157,13 +157,28 @@ impl MarketClient {
         .await
     }
 
-    /// `GET /statement/{key}`, or the array of all statements when `key` is `None`.
+    /// `GET /statement/{key}` (with its definition), or, when `key` is `None`, the array
+    /// of all statements without their definitions (every page of `GET /statement/`).
     pub async fn get_statement(&self, key: Option<&str>) -> Result<Value, ClientError> {
-        let path = match key {
-            Some(key) => format!("/statement/{}", check_key("statement", key)?),
-            None => "/statement/".to_string(),
-        };
-        self.market(Method::GET, &path, Auth::Bearer, None).await
+        if let Some(key) = key {
+            let path = format!("/statement/{}", check_key("statement", key)?);
+            return self.market(Method::GET, &path, Auth::Bearer, None).await;
+        }
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let path = format!("/statement/?limit={PAGE}&skipped={}", all.len());
+            let page = self.market(Method::GET, &path, Auth::Bearer, None).await?;
+            let page = match page {
+                Value::Array(items) => items,
+                other => return Ok(other),
+            };
+            let n = page.len();
+            all.extend(page);
+            if n < PAGE {
+                return Ok(Value::Array(all));
+            }
+        }
     }
 
     /// `POST /request/`: a bid of at most `cost` for a proof of `statement_key` on `input`,

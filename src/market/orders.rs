@@ -32,7 +32,8 @@ pub struct NewOrder {
     pub eval_time: Option<Minutes>,
     /// How long it may rest unmatched before the market withdraws it.
     pub wait_period: Option<Minutes>,
-    /// Public input (requests): the JSON as sent, and its parsed form.
+    /// Public input (requests): the JSON in the shape and spelling the client sent,
+    /// tidied of padding (what is stored and shown), and its parsed form.
     pub input: Option<(Value, PublicInput)>,
     /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency: Option<IdempotencyKey>,
@@ -49,7 +50,7 @@ pub struct OrderFilter {
     pub statement: Option<Key>,
     /// Page size.
     pub limit: usize,
-    /// Orders skipped before the page.
+    /// Orders skipped before the page (the API caps it).
     pub skipped: usize,
 }
 
@@ -169,8 +170,14 @@ impl Market {
             }
         }
         candidates.sort();
-        let mut out = Vec::new();
         let mut matched = 0usize;
+        if f.sender.is_none() {
+            // Every candidate is in the list: skip without reading the skipped orders.
+            let skip = f.skipped.min(candidates.len());
+            candidates.drain(..skip);
+            matched = skip;
+        }
+        let mut out = Vec::new();
         for chunk in candidates.chunks(500) {
             // One pipelined read per statement in the chunk, then back to key order.
             let mut by_stmt: std::collections::BTreeMap<Key, Vec<Key>> = Default::default();

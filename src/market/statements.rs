@@ -69,12 +69,27 @@ impl Market {
             .ok_or_else(|| MarketError::NotFound(format!("no statement {key}")))
     }
 
-    /// Every statement.
-    pub async fn list_statements(&self) -> Result<Vec<StatementRecord>, MarketError> {
+    /// A page of statements ascending by key: `limit` after the first `skipped`. Without
+    /// `full`, each one's `definition` is emptied as soon as it is read (the API leaves it out), so the page
+    /// holds at most one circuit at a time.
+    pub async fn list_statements(
+        &self,
+        limit: usize,
+        skipped: usize,
+        full: bool,
+    ) -> Result<Vec<StatementRecord>, MarketError> {
+        let mut keys = self.store.statement_keys().await?;
+        keys.sort();
         let mut out = Vec::new();
-        for k in self.store.statement_keys().await? {
+        for k in keys.into_iter().skip(skipped).take(limit) {
             match self.get_statement(k).await {
-                Ok(v) => out.push(v),
+                Ok(mut v) => {
+                    if !full {
+                        v.definition.proving_key = String::new();
+                        v.definition.verification_key = String::new();
+                    }
+                    out.push(v)
+                }
                 Err(MarketError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
