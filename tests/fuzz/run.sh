@@ -26,8 +26,8 @@ targets=("$@")
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$(dirname "$repo")/fuzz-target}"
 # No sanitizer: the crate is safe Rust, and ASan would slow halo2 tenfold. Debug
 # assertions (-a) turn on overflow checks, so arithmetic overflow is a finding too.
-fuzz=(cargo +nightly fuzz --fuzz-dir "$here")
-opts=(-s none -a)
+fuzz=(cargo +nightly fuzz)
+opts=(--fuzz-dir "$here" -s none -a)
 
 seed() { # seed TARGET FILE...: copy files into the target's corpus
     local t="$1"

@@ -18,7 +18,9 @@ fn circuit() -> &'static (StatementCircuit, Vec<Fe>) {
     static C: OnceLock<(StatementCircuit, Vec<Fe>)> = OnceLock::new();
     C.get_or_init(|| {
         let v: serde_json::Value = serde_json::from_str(STATEMENT).expect("example statement");
-        let ir = v["definition"]["proving_key"].as_str().expect("proving_key");
+        let ir = v["definition"]["proving_key"]
+            .as_str()
+            .expect("proving_key");
         let c = StatementCircuit::compile(ir).expect("example compiles");
         c.keys().expect("example keys");
         let inputs = vec![Fe::from(5u64), Fe::from(7u64)];
