@@ -10,6 +10,8 @@ use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::NodeConfig;
 use proof_market::domain::Cost;
 use proof_market::market::Limits;
+use proof_market::prover::pool::{PoolSize, PoolSizes};
+use proof_market::prover::statements::CircuitPolicy;
 use proof_market::server::{self, HttpLimits, ServeConfig};
 use proof_market::store::{RedisTarget, RedisTls};
 use std::sync::Arc;
@@ -124,12 +126,38 @@ struct ServeArgs {
     /// Matcher threads (0: one per core).
     #[arg(long, env = "PROOF_MARKET_MATCHER_THREADS", default_value_t = 0)]
     matcher_threads: usize,
-    /// Prover pool threads for verification (0: one per core).
+    /// Threads that build circuit keys and verify proofs (0: one per core).
     #[arg(long, env = "PROOF_MARKET_PROVER_THREADS", default_value_t = 0)]
     prover_threads: usize,
-    /// Prover jobs queued or running before new ones are refused with 503.
-    #[arg(long, env = "PROOF_MARKET_PROVER_QUEUE", default_value_t = 256)]
-    prover_queue: usize,
+    /// Keygen and verification jobs queued or running before new ones get 503.
+    #[arg(long, env = "PROOF_MARKET_PROVER_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    prover_queue: u64,
+    /// Threads that hash and check passwords (argon2).
+    #[arg(long, env = "PROOF_MARKET_AUTH_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    auth_threads: u64,
+    /// Password jobs queued or running before new ones get 503.
+    #[arg(long, env = "PROOF_MARKET_AUTH_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    auth_queue: u64,
+    /// Threads that compile circuits and evaluate order inputs.
+    #[arg(long, env = "PROOF_MARKET_CIRCUIT_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    circuit_threads: u64,
+    /// Compile and evaluation jobs queued or running before new ones get 503.
+    #[arg(long, env = "PROOF_MARKET_CIRCUIT_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    circuit_queue: u64,
+    /// Largest circuit accepted: a table of 2^k rows (statement push refuses larger).
+    #[arg(long, env = "PROOF_MARKET_MAX_CIRCUIT_K", default_value_t = proof_market::prover::statements::DEFAULT_MAX_K, value_parser = clap::value_parser!(u32).range(4..=proof_market::prover::halo2::MAX_K as i64))]
+    max_circuit_k: u32,
+    /// MiB of compiled circuits and their keys kept in memory (least recently used
+    /// dropped first).
+    #[arg(long, env = "PROOF_MARKET_CIRCUIT_CACHE_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+    circuit_cache_mib: u64,
+    /// Refused proofs a proposal may push per window before its pushes get 429
+    /// unchecked.
+    #[arg(long, env = "PROOF_MARKET_MAX_REFUSED_PROOFS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_refused_proofs: u64,
+    /// Seconds of that window, from a proposal's first refused proof.
+    #[arg(long, env = "PROOF_MARKET_REFUSED_PROOF_WINDOW", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    refused_proof_window: u64,
     /// Milliseconds a client has to send a request's head (line and headers); then 408
     /// and the connection is closed.
     #[arg(long, env = "PROOF_MARKET_CLIENT_REQUEST_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
@@ -287,8 +315,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         http_workers: args.http_workers,
         matcher_threads: args.matcher_threads,
-        prover_threads: args.prover_threads,
-        prover_queue: args.prover_queue,
+        pools: PoolSizes {
+            auth: PoolSize {
+                threads: args.auth_threads as usize,
+                queue: args.auth_queue as usize,
+            },
+            circuit: PoolSize {
+                threads: args.circuit_threads as usize,
+                queue: args.circuit_queue as usize,
+            },
+            verify: PoolSize {
+                threads: args.prover_threads,
+                queue: args.prover_queue as usize,
+            },
+        },
+        circuits: CircuitPolicy {
+            max_k: args.max_circuit_k,
+            cache_bytes: (args.circuit_cache_mib as usize) << 20,
+        },
+        limits: Limits {
+            max_refused_proofs: args.max_refused_proofs,
+            refused_proof_window_ms: args.refused_proof_window * 1000,
+            ..Limits::default()
+        },
         http: HttpLimits {
             client_request_timeout: Duration::from_millis(args.client_request_timeout_ms),
             max_connections: args.max_connections as usize,

@@ -17,7 +17,8 @@ use crate::api::forward::Forwarder;
 use crate::auth::{self, Tokens};
 use crate::cluster::NodeConfig;
 use crate::market::{Limits, Market, Router};
-use crate::prover::pool::ProverPool;
+use crate::prover::pool::{PoolSizes, Pools};
+use crate::prover::statements::CircuitPolicy;
 use crate::prover::statements::StatementCircuits;
 use crate::store::{RedisTarget, Store};
 
@@ -42,10 +43,12 @@ pub struct ServeConfig {
     pub http_workers: usize,
     /// Matcher threads (0: one per core).
     pub matcher_threads: usize,
-    /// Prover pool threads (0: one per core).
-    pub prover_threads: usize,
-    /// Prover jobs queued or running before new ones get 503.
-    pub prover_queue: usize,
+    /// Threads and queues of the work pools (argon2, circuits, verification).
+    pub pools: PoolSizes,
+    /// Largest circuit accepted and the circuit cache's memory.
+    pub circuits: CircuitPolicy,
+    /// What clients may store and how many refused proofs a proposal may push.
+    pub limits: Limits,
     /// What one client connection may hold: see [`HttpLimits`].
     pub http: HttpLimits,
 }
@@ -115,14 +118,14 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         cfg.matcher_threads
     };
     let router = Arc::new(Router::start(store.clone(), threads, cfg.node.clone()).await?);
-    let pool = ProverPool::start(cfg.prover_threads, cfg.prover_queue);
-    let circuits = Arc::new(StatementCircuits::new(store.clone(), pool));
+    let pools = Pools::start(cfg.pools);
+    let circuits = Arc::new(StatementCircuits::new(store.clone(), pools, cfg.circuits));
     let market = web::Data::new(Market::new(
         store,
         router.clone(),
         circuits,
         Tokens::new(&secret, cfg.token_ttl_secs).with_policy(cfg.auth.clone()),
-        Limits::default(),
+        cfg.limits.clone(),
     ));
     let router_data = web::Data::from(router.clone());
     let body_limits = web::Data::new(cfg.http.body.clone());

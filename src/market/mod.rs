@@ -45,6 +45,11 @@ pub struct Limits {
     pub max_definition_bytes: usize,
     /// Largest proof, in bytes (hex text is twice that).
     pub max_proof_bytes: usize,
+    /// Refused proofs a proposal may push per window; past that, pushes for it are
+    /// refused (429) without being checked.
+    pub max_refused_proofs: u64,
+    /// The window of `max_refused_proofs`, from the first refusal, in milliseconds.
+    pub refused_proof_window_ms: u64,
 }
 
 impl Default for Limits {
@@ -52,6 +57,8 @@ impl Default for Limits {
         Limits {
             max_definition_bytes: 4 << 20,
             max_proof_bytes: 2 << 20,
+            max_refused_proofs: 10,
+            refused_proof_window_ms: 3_600_000,
         }
     }
 }

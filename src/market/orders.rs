@@ -120,7 +120,8 @@ impl Market {
             c.evaluate(&values)
         } else {
             self.circuits
-                .pool()
+                .pools()
+                .circuit
                 .run("evaluate", move || c.evaluate(&values))
                 .await?
         };

@@ -104,13 +104,45 @@ impl Market {
         let inputs = parse_canonical(&canon).map_err(|e| {
             MarketError::Internal(format!("request {}: stored input: {e}", request.key))
         })?;
-        let circuit = self.circuits.get(proposal.statement).await?;
-        let proof = p.proof.clone();
-        let output = self
-            .circuits
-            .pool()
-            .run("verify", move || circuit.verify(&inputs, &proof))
-            .await??;
+        let stmt = proposal.statement;
+        let (refused, left_ms) = self.store.refused_proofs(stmt, proposal.key).await?;
+        if refused >= self.limits.max_refused_proofs {
+            return Err(MarketError::TooManyRequests {
+                message: format!(
+                    "proposal {} has had {refused} proofs refused; no more are checked for it \
+                     for {} s",
+                    proposal.key,
+                    left_ms.div_ceil(1000)
+                ),
+                retry_after_secs: left_ms.div_ceil(1000).max(1),
+            }
+            .into());
+        }
+        let circuit = self.circuits.get(stmt).await?;
+        // The length first: a wrong one costs nothing, not a trip through the pool.
+        let checked = match circuit.check_proof_len(&p.proof) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let proof = p.proof.clone();
+                self.circuits
+                    .pools()
+                    .verify
+                    .run("verify", move || circuit.verify(&inputs, &proof))
+                    .await?
+            }
+        };
+        let output = match checked {
+            Ok(output) => output,
+            Err(e @ MarketError::BadRequest(_)) => {
+                let n = self
+                    .store
+                    .record_refused_proof(stmt, proposal.key, self.limits.refused_proof_window_ms)
+                    .await?;
+                tracing::info!(proposal = %proposal.key, refused = n, error = %e, "proof refused");
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = Millis::now();
         let record = ProofRecord {
             key: self.next_key().await?,

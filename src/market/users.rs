@@ -41,7 +41,8 @@ impl Market {
         let passwd = u.passwd.clone();
         let hash = self
             .circuits
-            .pool()
+            .pools()
+            .auth
             .run("argon2-hash", move || auth::hash_password(&passwd))
             .await??;
         let record = UserRecord {
@@ -101,7 +102,8 @@ impl Market {
         let hash = record.as_ref().map(|r| r.passwd_hash.clone());
         let ok = self
             .circuits
-            .pool()
+            .pools()
+            .auth
             .run("argon2-verify", move || match hash {
                 Some(h) => auth::verify_password(&password, &h),
                 None => auth::verify_dummy(&password),
@@ -167,7 +169,8 @@ impl Market {
         let mut record = self.check_password(user, old, ip).await?;
         record.passwd_hash = self
             .circuits
-            .pool()
+            .pools()
+            .auth
             .run("argon2-hash", move || auth::hash_password(&new))
             .await??;
         self.store.put_user(&record).await?;

@@ -237,7 +237,7 @@ fn create(
 /// halo2's own estimate (`dev::CircuitCost::proof_size`) is not used: in 0.4.1 it
 /// counts a lookup opening set even for circuits without lookups and comes out 32
 /// bytes long. [`prove`] re-checks every proof's length against this.
-fn proof_len(k: u32) -> Result<usize, ProverError> {
+pub fn proof_len(k: u32) -> Result<usize, ProverError> {
     static BASE: OnceLock<Result<usize, ProverError>> = OnceLock::new();
     let base = BASE.get_or_init(|| {
         let tiny = Program::new(1, vec![Instr::Mul(Wire(0), Wire(0))], Wire(1))
@@ -705,6 +705,38 @@ mod tests {
             &[Fe::from(3u64)],
             1,
         );
+    }
+
+    /// Prints what the largest program of each table size costs: parameters, keygen,
+    /// one proof, one verification, and the proving key's heap size estimate. The
+    /// numbers behind the default `--max-circuit-k` (run with --ignored --nocapture).
+    #[test]
+    #[ignore = "slow: measures k = 10..=14"]
+    fn cost_by_k() {
+        for k in 10..=14 {
+            let rows = super::super::halo2_circuit::usable_rows(k).unwrap();
+            let prog = mul_chain(rows - 1);
+            let x = [Fe::from(3u64)];
+            let (_, t_params) = time(|| params(k).unwrap());
+            let rss = || {
+                std::fs::read_to_string("/proc/self/statm")
+                    .ok()
+                    .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .map_or(0, |pages| pages * 4096)
+            };
+            let before = rss();
+            let (keys, t_keygen) = time(|| CircuitKeys::setup(&prog).unwrap());
+            let key_mib = rss().saturating_sub(before) as f64 / (1 << 20) as f64;
+            assert_eq!(keys.k(), k);
+            let (p, t_prove) = time(|| prove(&keys, &prog, &x).unwrap());
+            let (r, t_verify) = time(|| verify(&keys, &x, p.output, &p.proof));
+            r.unwrap();
+            println!(
+                "k = {k}: {rows} rows, params {t_params:.0} ms, keygen {t_keygen:.0} ms, \
+                 prove {t_prove:.0} ms, verify {t_verify:.1} ms, keys ~{key_mib:.1} MiB"
+            );
+            drop(keys);
+        }
     }
 
     /// Builds a valid program from raw choices: each step picks an operation and two

@@ -1,5 +1,11 @@
-//! The prover pool: CPU-heavy circuit work (compile, keygen, prove, verify) on a fixed
-//! set of threads, never on the async workers.
+//! Work pools: CPU-heavy work (argon2, circuit compilation and input evaluation, key
+//! generation and proof verification) on fixed sets of threads, never on the async
+//! workers.
+//!
+//! [`Pools`] keeps one pool per kind of work, each with its own threads and queue, so
+//! none can starve another: a flood of proofs to verify fills the verification queue
+//! and gets 503s, while logins (argon2) and order intake (input evaluation) keep their
+//! own threads. The operating system shares the cores between the pools' threads.
 //!
 //! An actix `SyncArbiter` runs one worker per thread (default: one per core). The queue
 //! in front of it is bounded: when `capacity` jobs are already waiting or running, a new
@@ -52,6 +58,7 @@ impl<R: Send + 'static> Handler<Job<R>> for Worker {
 /// Handle to the pool; cheap to clone.
 #[derive(Clone)]
 pub struct ProverPool {
+    name: &'static str,
     addr: Addr<Worker>,
     in_flight: Arc<AtomicUsize>,
     capacity: usize,
@@ -60,14 +67,16 @@ pub struct ProverPool {
 
 impl ProverPool {
     /// Starts `threads` workers (0: one per core) with room for `capacity` queued or
-    /// running jobs. Must be called inside an actix system.
-    pub fn start(threads: usize, capacity: usize) -> ProverPool {
+    /// running jobs; `name` names the pool in logs and 503s. Must be called inside an
+    /// actix system.
+    pub fn start(name: &'static str, threads: usize, capacity: usize) -> ProverPool {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             threads
         };
         ProverPool {
+            name,
             addr: SyncArbiter::start(threads, || Worker),
             in_flight: Arc::new(AtomicUsize::new(0)),
             capacity: capacity.max(1),
@@ -95,8 +104,8 @@ impl ProverPool {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(MarketError::Unavailable {
                 message: format!(
-                    "the prover pool is full ({} jobs); retry shortly",
-                    self.capacity
+                    "the {} pool is full ({} jobs); retry shortly",
+                    self.name, self.capacity
                 ),
                 retry_after_secs: 2,
             });
@@ -110,7 +119,69 @@ impl ProverPool {
         self.addr
             .send(job)
             .await
-            .map_err(|e| MarketError::Internal(format!("prover pool: {e}")))
+            .map_err(|e| MarketError::Internal(format!("{} pool: {e}", self.name)))
+    }
+}
+
+/// Threads and queue length of one pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Worker threads (0: one per core).
+    pub threads: usize,
+    /// Jobs queued or running at most; more are refused with a 503.
+    pub queue: usize,
+}
+
+/// The sizes of the three pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// argon2 password hashing and checking.
+    pub auth: PoolSize,
+    /// Compiling circuits and evaluating order inputs on them.
+    pub circuit: PoolSize,
+    /// Building circuit keys and verifying proofs.
+    pub verify: PoolSize,
+}
+
+impl Default for PoolSizes {
+    fn default() -> Self {
+        PoolSizes {
+            auth: PoolSize {
+                threads: 1,
+                queue: 64,
+            },
+            circuit: PoolSize {
+                threads: 1,
+                queue: 256,
+            },
+            verify: PoolSize {
+                threads: 0,
+                queue: 64,
+            },
+        }
+    }
+}
+
+/// One pool per kind of work (see the module docs).
+#[derive(Clone)]
+pub struct Pools {
+    /// argon2.
+    pub auth: ProverPool,
+    /// Circuit compilation and input evaluation.
+    pub circuit: ProverPool,
+    /// Key generation and proof verification.
+    pub verify: ProverPool,
+}
+
+impl Pools {
+    /// Starts the pools. Must be called inside an actix system.
+    pub fn start(sizes: PoolSizes) -> Pools {
+        let start = |name, s: PoolSize| ProverPool::start(name, s.threads, s.queue);
+        Pools {
+            auth: start("password", sizes.auth),
+            circuit: start("circuit", sizes.circuit),
+            verify: start("verification", sizes.verify),
+        }
     }
 }
 
@@ -129,7 +200,7 @@ mod tests {
 
     #[actix::test]
     async fn runs_jobs_and_refuses_when_full() {
-        let pool = ProverPool::start(1, 2);
+        let pool = ProverPool::start("test", 1, 2);
         assert_eq!(pool.run("add", || 2 + 2).await.unwrap(), 4);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let p1 = pool.clone();
@@ -139,10 +210,12 @@ mod tests {
         while pool.in_flight() < 2 {
             actix::clock::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert!(matches!(
-            pool.run("refused", || 0).await,
-            Err(MarketError::Unavailable { .. })
-        ));
+        match pool.run("refused", || 0).await {
+            Err(MarketError::Unavailable { message, .. }) => {
+                assert!(message.contains("the test pool is full"), "{message}")
+            }
+            other => panic!("expected a 503, got {:?}", other.map(|_| ())),
+        }
         tx.send(()).unwrap();
         assert!(blocker.await.unwrap().unwrap());
         assert_eq!(queued.await.unwrap().unwrap(), 1);

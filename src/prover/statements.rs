@@ -3,28 +3,87 @@
 //! market meets the proving stack: the compiler (`crate::circuit`) makes the program,
 //! [`super::halo2`] proves and verifies it, and the answers become market errors.
 //!
-//! Compiling checks a statement at push time (a 400 names the unsupported construct and
-//! its line). Keys are derived lazily on first use — the first verification or proof —
-//! and kept for the life of the process; never per proof. Everything here is CPU work
-//! and runs on the prover pool.
+//! Admission ([`CircuitPolicy`]): a circuit whose table would need more than
+//! `2^max_k` rows is refused at `statement push`, with the limit named, and the
+//! compiler itself stops unrolling soon after that size, so neither compiling nor
+//! keygen, proving or verifying the largest accepted circuit costs more than seconds.
+//! Keys are built in the background right after a statement is accepted (and again if
+//! the cache dropped them), never because a proof arrived: a pushed proof is first
+//! checked for its exact length, which depends only on `k`. The cache is an LRU
+//! bounded by the estimated memory of programs and keys. Everything here is CPU work
+//! and runs on the pools (`super::pool`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::circuit::compile::compile;
+use lru::LruCache;
+
+use crate::circuit::compile::{compile_with_limits, ErrorKind, Limits};
 use crate::circuit::program::{Fe, Program, ProgramError};
 use crate::domain::Key;
 use crate::error::MarketError;
 use crate::input::fe_to_hex;
 use crate::prover::halo2::{self, CircuitKeys, ProverError};
-use crate::prover::halo2_circuit::{min_k, MAX_K};
-use crate::prover::pool::ProverPool;
+use crate::prover::halo2_circuit::{min_k, usable_rows, usable_rows_needed, MAX_K};
+use crate::prover::pool::Pools;
 use crate::store::Store;
+
+/// What a node accepts and keeps of circuits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitPolicy {
+    /// The largest accepted table has `2^max_k` rows (at most [`MAX_K`]).
+    pub max_k: u32,
+    /// Memory the cache of compiled circuits and their keys may use, in bytes.
+    pub cache_bytes: usize,
+}
+
+/// Default `--max-circuit-k`: keygen, proving and verifying the largest accepted
+/// circuit each take a few seconds at most on a 2-core machine (see README,
+/// "Circuit admission", for the measured costs per `k`).
+pub const DEFAULT_MAX_K: u32 = 13;
+
+impl Default for CircuitPolicy {
+    fn default() -> Self {
+        CircuitPolicy {
+            max_k: DEFAULT_MAX_K,
+            cache_bytes: 512 << 20,
+        }
+    }
+}
+
+impl CircuitPolicy {
+    /// The compiler's caps for this policy: the unrolled program may have up to four
+    /// times the table's rows before dead code is removed, and symbolic execution may
+    /// take 256 steps per such instruction (loop bookkeeping), within the compiler's
+    /// own defaults.
+    fn compile_limits(&self) -> Limits {
+        let rows = usable_rows(self.max_k.min(MAX_K)).unwrap_or(1);
+        let d = Limits::default();
+        let max_instrs = rows.saturating_mul(4).min(d.max_instrs);
+        Limits {
+            max_instrs,
+            max_steps: (max_instrs as u64).saturating_mul(256).min(d.max_steps),
+            ..d
+        }
+    }
+
+    fn too_large(&self, what: String) -> String {
+        format!(
+            "circuit: too large for this market: {what}; the limit is a table of 2^{} rows \
+             (the node's --max-circuit-k)",
+            self.max_k
+        )
+    }
+}
+
+/// Estimated heap bytes of a proving key per table row (measured: the `cost_by_k`
+/// test in `halo2` prints the growth of the resident set per keygen).
+const KEY_BYTES_PER_ROW: usize = 1536;
 
 /// A compiled statement circuit with lazily built keys.
 pub struct StatementCircuit {
     program: Program,
     function_name: String,
+    k: u32,
     keys: OnceLock<Result<Arc<CircuitKeys>, String>>,
 }
 
@@ -34,22 +93,43 @@ impl std::fmt::Debug for StatementCircuit {
             .field("function", &self.function_name)
             .field("inputs", &self.program.num_inputs())
             .field("instructions", &self.program.instrs().len())
+            .field("k", &self.k)
             .finish()
     }
 }
 
 impl StatementCircuit {
-    /// Compiles IR text; errors are client errors that name the construct and line.
+    /// Compiles IR text up to the largest size this prover handles ([`MAX_K`]): what a
+    /// producer or a client uses; a market node admits statements with
+    /// [`StatementCircuit::compile_under`] its own policy.
     pub fn compile(ir: &str) -> Result<StatementCircuit, String> {
-        let c = compile(ir).map_err(|e| format!("circuit: {e}"))?;
-        if let Err(rows) = min_k(&c.program) {
-            return Err(format!(
-                "circuit: too large to prove here ({rows} rows; the limit is 2^{MAX_K} rows)"
-            ));
-        }
+        let anything = CircuitPolicy {
+            max_k: MAX_K,
+            ..CircuitPolicy::default()
+        };
+        StatementCircuit::compile_under(ir, &anything)
+    }
+
+    /// Compiles IR text; errors are client errors that name the construct and line, or
+    /// the size limit.
+    pub fn compile_under(ir: &str, policy: &CircuitPolicy) -> Result<StatementCircuit, String> {
+        let limits = policy.compile_limits();
+        let c = compile_with_limits(ir, limits).map_err(|e| match e.kind() {
+            ErrorKind::ProgramTooLarge(n) => {
+                policy.too_large(format!("it unrolls to more than {n} instructions"))
+            }
+            _ => format!("circuit: {e}"),
+        })?;
+        let rows = usable_rows_needed(&c.program);
+        let k = match min_k(&c.program) {
+            Ok(k) if k <= policy.max_k => k,
+            Ok(k) => return Err(policy.too_large(format!("it needs {rows} rows (2^{k})"))),
+            Err(rows) => return Err(policy.too_large(format!("it needs {rows} rows"))),
+        };
         Ok(StatementCircuit {
             program: c.program,
             function_name: c.function_name,
+            k,
             keys: OnceLock::new(),
         })
     }
@@ -64,16 +144,33 @@ impl StatementCircuit {
         &self.function_name
     }
 
-    /// The proving/verifying keys, made on first call (slow: call on the pool).
+    /// The table has `2^k` rows.
+    pub fn k(&self) -> u32 {
+        self.k
+    }
+
+    /// Estimated memory of the program and its keys (once built), in bytes: what the
+    /// cache charges for it.
+    pub fn estimated_bytes(&self) -> usize {
+        let program = std::mem::size_of_val(self.program.instrs());
+        program.saturating_add((1usize << self.k).saturating_mul(KEY_BYTES_PER_ROW))
+    }
+
+    /// The proving/verifying keys, made on first call (slow: call on a pool).
     pub fn keys(&self) -> Result<Arc<CircuitKeys>, String> {
         self.keys
             .get_or_init(|| {
                 let started = std::time::Instant::now();
                 let r = CircuitKeys::setup(&self.program).map(Arc::new).map_err(|e| e.to_string());
-                tracing::info!(function = %self.function_name, millis = started.elapsed().as_millis() as u64, ok = r.is_ok(), "circuit keys made");
+                tracing::info!(function = %self.function_name, k = self.k, millis = started.elapsed().as_millis() as u64, ok = r.is_ok(), "circuit keys made");
                 r
             })
             .clone()
+    }
+
+    /// Whether the keys are built.
+    pub fn has_keys(&self) -> bool {
+        self.keys.get().is_some()
     }
 
     /// Checks an input against the circuit: arity, and that the circuit has an output
@@ -87,9 +184,23 @@ impl StatementCircuit {
         })
     }
 
+    /// Refuses a proof of the wrong length before any other work: every proof of a
+    /// circuit has the same length, which depends only on `k`.
+    pub fn check_proof_len(&self, proof: &[u8]) -> Result<(), MarketError> {
+        let want = halo2::proof_len(self.k).map_err(|e| MarketError::Internal(e.to_string()))?;
+        if proof.len() == want {
+            return Ok(());
+        }
+        Err(MarketError::BadRequest(format!(
+            "proof rejected: it has {} bytes; every proof of this statement has exactly {want}",
+            proof.len()
+        )))
+    }
+
     /// Verifies a proof that the circuit maps `inputs` to the output the market computes
     /// itself. Returns that output.
     pub fn verify(&self, inputs: &[Fe], proof: &[u8]) -> Result<Fe, MarketError> {
+        self.check_proof_len(proof)?;
         let output = self.evaluate(inputs).map_err(MarketError::BadRequest)?;
         let keys = self.keys().map_err(MarketError::Internal)?;
         halo2::verify(&keys, inputs, output, proof).map_err(|e| match e {
@@ -110,29 +221,79 @@ impl StatementCircuit {
     }
 }
 
-/// The compiled circuit of each statement, filled on demand from the store.
+/// An LRU of values charged a size each, kept within a byte budget.
+struct Cache<V> {
+    lru: LruCache<Key, (V, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<V: Clone> Cache<V> {
+    fn new(budget: usize) -> Cache<V> {
+        Cache {
+            lru: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// The value of `key`, marked as just used.
+    fn get(&mut self, key: Key) -> Option<V> {
+        self.lru.get(&key).map(|(v, _)| v.clone())
+    }
+
+    /// Adds (or replaces) `key`, then drops the least recently used entries while over
+    /// budget, never the one just added. Returns the keys dropped.
+    fn put(&mut self, key: Key, value: V, bytes: usize) -> Vec<Key> {
+        if let Some((_, old)) = self.lru.put(key, (value, bytes)) {
+            self.bytes = self.bytes.saturating_sub(old);
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        let mut dropped = Vec::new();
+        while self.bytes > self.budget && self.lru.len() > 1 {
+            match self.lru.pop_lru() {
+                Some((k, (_, b))) => {
+                    self.bytes = self.bytes.saturating_sub(b);
+                    dropped.push(k);
+                }
+                None => break,
+            }
+        }
+        dropped
+    }
+}
+
+/// The compiled circuit of each statement, filled on demand from the store and bounded
+/// by memory.
 pub struct StatementCircuits {
     store: Store,
-    pool: ProverPool,
-    map: RwLock<HashMap<Key, Arc<StatementCircuit>>>,
+    pools: Pools,
+    policy: CircuitPolicy,
+    cache: Mutex<Cache<Arc<StatementCircuit>>>,
 }
 
 impl StatementCircuits {
     /// An empty cache.
-    pub fn new(store: Store, pool: ProverPool) -> StatementCircuits {
+    pub fn new(store: Store, pools: Pools, policy: CircuitPolicy) -> StatementCircuits {
         StatementCircuits {
             store,
-            pool,
-            map: RwLock::new(HashMap::new()),
+            pools,
+            policy,
+            cache: Mutex::new(Cache::new(policy.cache_bytes)),
         }
     }
 
-    /// The prover pool.
-    pub fn pool(&self) -> &ProverPool {
-        &self.pool
+    /// The work pools.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
-    /// Compiles IR on the pool (a new statement), without caching it yet.
+    /// What this node accepts and keeps.
+    pub fn policy(&self) -> &CircuitPolicy {
+        &self.policy
+    }
+
+    /// Compiles IR on the circuit pool (a new statement), without caching it yet.
     pub async fn compile(&self, ir: String) -> Result<StatementCircuit, MarketError> {
         self.compile_on_pool(ir)
             .await?
@@ -144,30 +305,64 @@ impl StatementCircuits {
         &self,
         ir: String,
     ) -> Result<Result<StatementCircuit, String>, MarketError> {
-        self.pool
-            .run("compile", move || StatementCircuit::compile(&ir))
+        let policy = self.policy;
+        self.pools
+            .circuit
+            .run("compile", move || {
+                StatementCircuit::compile_under(&ir, &policy)
+            })
             .await
     }
 
-    /// Remembers a statement's circuit.
+    /// Remembers a statement's circuit, dropping the least recently used ones while the
+    /// cache is over its budget (never the one just added), and starts building its keys
+    /// in the background.
     pub fn insert(&self, stmt: Key, c: StatementCircuit) -> Arc<StatementCircuit> {
         let c = Arc::new(c);
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(stmt, c.clone());
+        let dropped = self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(
+            stmt,
+            c.clone(),
+            c.estimated_bytes(),
+        );
+        for gone in dropped {
+            tracing::info!(statement = %gone, "circuit dropped from the cache");
+        }
+        self.warm(stmt, c.clone());
         c
+    }
+
+    /// Builds the keys of `c` on the verification pool in the background, so that the
+    /// first proof (or a garbage one) never pays for them. A full pool leaves it to the
+    /// first verification.
+    fn warm(&self, stmt: Key, c: Arc<StatementCircuit>) {
+        if c.has_keys() {
+            return;
+        }
+        let pool = self.pools.verify.clone();
+        actix::spawn(async move {
+            match pool.run("keygen", move || c.keys().map(|_| ())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(statement = %stmt, error = %e, "keygen failed"),
+                Err(e) => tracing::info!(statement = %stmt, error = %e, "keygen left for later"),
+            }
+        });
+    }
+
+    /// Circuits cached now, and the bytes they are charged.
+    pub fn cached(&self) -> (usize, usize) {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        (cache.lru.len(), cache.bytes)
     }
 
     /// A statement's circuit, compiled from the stored statement on first use.
     pub async fn get(&self, stmt: Key) -> Result<Arc<StatementCircuit>, MarketError> {
-        if let Some(c) = self
-            .map
-            .read()
+        let cached = self
+            .cache
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&stmt)
-        {
-            return Ok(c.clone());
+            .get(stmt);
+        if let Some(c) = cached {
+            return Ok(c);
         }
         let ir = self
             .store
@@ -177,7 +372,9 @@ impl StatementCircuits {
             .definition
             .proving_key;
         let c = self.compile_on_pool(ir).await?.map_err(|e| {
-            MarketError::Internal(format!("stored statement {stmt} no longer compiles: {e}"))
+            MarketError::Internal(format!(
+                "stored statement {stmt} does not compile here: {e}"
+            ))
         })?;
         Ok(self.insert(stmt, c))
     }
@@ -212,6 +409,86 @@ mod tests {
             .unwrap_err()
             .contains("divides by zero"));
         assert!(c.evaluate(&parse_canonical("3").unwrap()).is_err());
+    }
+
+    /// A loop adding `%x` to itself `n` times: about `n` instructions.
+    fn loop_ir(n: u64) -> String {
+        format!(
+            "define __zkllvm_field_pallas_base @f(__zkllvm_field_pallas_base %x) circuit {{\n\
+             entry:\n  br label %l\nl:\n\
+               %i = phi i64 [ 0, %entry ], [ %j, %l ]\n\
+               %acc = phi __zkllvm_field_pallas_base [ %x, %entry ], [ %n, %l ]\n\
+               %n = add __zkllvm_field_pallas_base %acc, %x\n\
+               %j = add i64 %i, 1\n\
+               %c = icmp slt i64 %j, {n}\n\
+               br i1 %c, label %l, label %e\n\
+             e:\n  ret __zkllvm_field_pallas_base %n\n}}\n"
+        )
+    }
+
+    #[test]
+    fn circuits_over_the_size_limit_are_refused_with_the_limit_named() {
+        let policy = CircuitPolicy {
+            max_k: 10,
+            ..CircuitPolicy::default()
+        };
+        // 1018 usable rows at k = 10.
+        let c = StatementCircuit::compile_under(&loop_ir(1000), &policy).unwrap();
+        assert_eq!(c.k(), 10);
+        let e = StatementCircuit::compile_under(&loop_ir(1100), &policy).unwrap_err();
+        assert!(
+            e.contains("1100 rows (2^11)") && e.contains("2^10") && e.contains("--max-circuit-k"),
+            "{e}"
+        );
+        // A loop of a million stops unrolling at four times the rows, not at a million.
+        let e = StatementCircuit::compile_under(&loop_ir(1_000_000), &policy).unwrap_err();
+        assert!(
+            e.contains("more than 4072 instructions") && e.contains("--max-circuit-k"),
+            "{e}"
+        );
+        // A loop that never ends stops at the step cap.
+        let e = StatementCircuit::compile_under(
+            &loop_ir(u64::MAX >> 1).replace("%n = add", "%n = sub"),
+            &policy,
+        );
+        assert!(e.is_err());
+        // Without a policy (producers, clients): the prover's own limit.
+        assert_eq!(StatementCircuit::compile(&loop_ir(1100)).unwrap().k(), 11);
+    }
+
+    #[test]
+    fn proofs_of_the_wrong_length_are_refused_before_any_key_is_built() {
+        let c = StatementCircuit::compile(EXAMPLE).unwrap();
+        let inputs = parse_canonical("1,11").unwrap();
+        for junk in [vec![0u8], vec![1u8; 5000]] {
+            match c.verify(&inputs, &junk) {
+                Err(MarketError::BadRequest(m)) => assert!(m.contains("exactly"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!c.has_keys());
+        let right = halo2::proof_len(c.k()).unwrap();
+        assert!(c.verify(&inputs, &vec![1u8; right]).is_err());
+        assert!(c.has_keys());
+    }
+
+    #[test]
+    fn the_cache_drops_least_recently_used_within_its_budget() {
+        let mut cache = Cache::new(100);
+        assert!(cache.put(Key(1), 'a', 40).is_empty());
+        assert!(cache.put(Key(2), 'b', 40).is_empty());
+        assert_eq!(cache.get(Key(1)), Some('a'));
+        // 120 > 100: 2 is the least recently used.
+        assert_eq!(cache.put(Key(3), 'c', 40), vec![Key(2)]);
+        assert_eq!(cache.get(Key(2)), None);
+        assert_eq!(cache.bytes, 80);
+        // Replacing an entry charges its new size only.
+        assert!(cache.put(Key(3), 'C', 50).is_empty());
+        assert_eq!(cache.bytes, 90);
+        // One entry over the whole budget stays (alone).
+        assert_eq!(cache.put(Key(4), 'd', 500), vec![Key(1), Key(3)]);
+        assert_eq!(cache.get(Key(4)), Some('d'));
+        assert_eq!(cache.bytes, 500);
     }
 
     #[test]

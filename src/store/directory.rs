@@ -172,66 +172,6 @@ impl Store {
         Ok(())
     }
 
-    /// Failed logins counted for a (lowercased) name and for an IP in their windows,
-    /// each with the milliseconds left in its window.
-    pub async fn login_failures(
-        &self,
-        account: &str,
-        ip: Option<&str>,
-    ) -> Result<[(u64, u64); 2], StoreError> {
-        let mut out = [(0, 0); 2];
-        let keys = [
-            Some(self.keys.login_failures_name(account)),
-            ip.map(|ip| self.keys.login_failures_ip(ip)),
-        ];
-        let mut c = self.conn.clone();
-        for (i, key) in keys.iter().enumerate() {
-            if let Some(key) = key {
-                let (n, ttl): (Option<u64>, i64) =
-                    redis::pipe().get(key).pttl(key).query_async(&mut c).await?;
-                out[i] = (n.unwrap_or(0), ttl.max(0) as u64);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Counts a failed login against a name and an IP; each counter expires `window_secs`
-    /// after its first failure.
-    pub async fn record_login_failure(
-        &self,
-        account: &str,
-        ip: Option<&str>,
-        window_secs: u64,
-    ) -> Result<(), StoreError> {
-        let script = redis::Script::new(
-            r"local n = redis.call('INCR', KEYS[1])
-              if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-                redis.call('PEXPIRE', KEYS[1], ARGV[1])
-              end
-              return n",
-        );
-        let mut c = self.conn.clone();
-        let keys = [
-            Some(self.keys.login_failures_name(account)),
-            ip.map(|ip| self.keys.login_failures_ip(ip)),
-        ];
-        for key in keys.into_iter().flatten() {
-            let _: u64 = script
-                .key(key)
-                .arg(window_secs.max(1) * 1000)
-                .invoke_async(&mut c)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Forgets the failed logins of a name (after a successful login).
-    pub async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let _: () = c.del(self.keys.login_failures_name(account)).await?;
-        Ok(())
-    }
-
     /// Writes a producer's profile, replacing an earlier one.
     pub async fn put_producer(&self, p: &ProducerRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -15,6 +15,7 @@
 //! | `P:{stmt:K}:lease`                 | string | the node owning the statement (with a TTL)   |
 //! | `P:{stmt:K}:fence`                 | string | the fencing token, one more per acquisition  |
 //! | `P:{stmt:K}:fenced`                | string | count of stale batches the script refused    |
+//! | `P:{stmt:K}:refused:O`             | string | refused proofs for proposal `O` (TTL)        |
 //! | `P:statements`                     | zset   | every statement key                          |
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
 //! | `P:loc:O`                          | string | the statement an order or proof key is of    |
@@ -46,6 +47,7 @@ const IDEMPOTENCY: &str = ":idem";
 const LEASE: &str = ":lease";
 const FENCE: &str = ":fence";
 const FENCED: &str = ":fenced";
+const REFUSED: &str = ":refused:";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +196,11 @@ impl StmtKeys {
     pub fn fenced(&self) -> String {
         self.under(FENCED)
     }
+
+    /// The count of refused proofs for a proposal.
+    pub fn refused(&self, proposal: Key) -> String {
+        format!("{}{REFUSED}{proposal}", self.base)
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +224,7 @@ mod tests {
         assert_eq!(s.lease(), "pm:{stmt:12}:lease");
         assert_eq!(s.fence(), "pm:{stmt:12}:fence");
         assert_eq!(s.fenced(), "pm:{stmt:12}:fenced");
+        assert_eq!(s.refused(Key(7)), "pm:{stmt:12}:refused:7");
         assert_eq!(k.statements(), "pm:statements");
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");

@@ -13,6 +13,7 @@
 //! - `reads`: orders, proofs, indexes, proved inputs, idempotency keys, locators.
 //! - `directory`: users, producer profiles, statements, the key counter.
 //! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
+//! - `limits`: counters in time windows (failed logins, refused proofs).
 //! - `nodes`: cluster membership and statement leases.
 //! - `records`: the typed records and their stored encoding.
 //! - `target`: where Redis is and how to reach it (TLS).
@@ -26,6 +27,7 @@ mod allocator;
 mod conn;
 mod directory;
 pub mod keys;
+mod limits;
 mod nodes;
 mod reads;
 mod records;

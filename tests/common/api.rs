@@ -123,6 +123,22 @@ impl Api {
         .await
     }
 
+    /// `post` that also returns the `Retry-After` header.
+    pub async fn post_retry_after(&self, path: &str, body: &Value) -> (u16, Value, Option<u64>) {
+        let mut rb = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let v = r.json().await.unwrap_or(Value::Null);
+        (status, v, retry)
+    }
+
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         self.send(
             self.http

@@ -1,0 +1,96 @@
+//! Counters in time windows: failed logins per name and per IP, refused proofs per
+//! proposal. A counter expires a window after its first count, so what it bounds is the
+//! count per window, and a quiet key leaves nothing behind.
+
+use redis::AsyncCommands;
+
+use super::{Store, StoreError};
+use crate::domain::Key;
+
+/// Adds one to a counter, starting its window (`window_ms`) on the first count.
+/// Returns the new count.
+const COUNT: &str = r"local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n";
+
+impl Store {
+    /// A counter's value and the milliseconds left in its window (0 and 0 when unset).
+    async fn window_count(&self, key: &str) -> Result<(u64, u64), StoreError> {
+        let mut c = self.conn.clone();
+        let (n, ttl): (Option<u64>, i64) =
+            redis::pipe().get(key).pttl(key).query_async(&mut c).await?;
+        Ok((n.unwrap_or(0), ttl.max(0) as u64))
+    }
+
+    /// Adds one to a counter (see [`COUNT`]); returns the new count.
+    async fn count_in_window(&self, key: String, window_ms: u64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::Script::new(COUNT)
+            .key(key)
+            .arg(window_ms.max(1))
+            .invoke_async(&mut c)
+            .await?)
+    }
+
+    /// Failed logins counted for a (lowercased) name and for an IP in their windows,
+    /// each with the milliseconds left in its window.
+    pub async fn login_failures(
+        &self,
+        account: &str,
+        ip: Option<&str>,
+    ) -> Result<[(u64, u64); 2], StoreError> {
+        let by_name = self
+            .window_count(&self.keys.login_failures_name(account))
+            .await?;
+        let by_ip = match ip {
+            Some(ip) => self.window_count(&self.keys.login_failures_ip(ip)).await?,
+            None => (0, 0),
+        };
+        Ok([by_name, by_ip])
+    }
+
+    /// Counts a failed login against a name and an IP; each counter expires `window_secs`
+    /// after its first failure.
+    pub async fn record_login_failure(
+        &self,
+        account: &str,
+        ip: Option<&str>,
+        window_secs: u64,
+    ) -> Result<(), StoreError> {
+        let window_ms = window_secs.max(1) * 1000;
+        self.count_in_window(self.keys.login_failures_name(account), window_ms)
+            .await?;
+        if let Some(ip) = ip {
+            self.count_in_window(self.keys.login_failures_ip(ip), window_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the failed logins of a name (after a successful login).
+    pub async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = c.del(self.keys.login_failures_name(account)).await?;
+        Ok(())
+    }
+
+    /// Proofs refused for a proposal in the current window, and the milliseconds left in
+    /// it.
+    pub async fn refused_proofs(&self, stmt: Key, proposal: Key) -> Result<(u64, u64), StoreError> {
+        self.window_count(&self.keys.statement(stmt).refused(proposal))
+            .await
+    }
+
+    /// Counts a refused proof for a proposal; returns the count in the window.
+    pub async fn record_refused_proof(
+        &self,
+        stmt: Key,
+        proposal: Key,
+        window_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.count_in_window(self.keys.statement(stmt).refused(proposal), window_ms)
+            .await
+    }
+}
