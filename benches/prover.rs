@@ -125,6 +125,8 @@ fn start_market() -> Option<Market> {
         ])
         .arg("--data-dir")
         .arg(dir.path())
+        .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
+        .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
         .env(
             "PROOF_MARKET_JWT_SECRET",
             "bench-secret-bench-secret-bench-secret",

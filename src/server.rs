@@ -141,6 +141,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .app_data(router_data.clone())
             .app_data(body_limits.clone())
             .app_data(web::Data::new(Forwarder::new()))
+            .wrap(middleware::from_fn(crate::api::ratelimit::limit_ip))
             .wrap(middleware::NormalizePath::trim())
             .configure(crate::api::config)
     })

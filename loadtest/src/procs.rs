@@ -228,6 +228,11 @@ impl OwnServer {
         }
         cmd.args(&self.spec.extra)
             .env("PROOF_MARKET_JWT_SECRET", &self.spec.secret)
+            // Rate limits and quotas off unless a caller asks for them with a flag (flags
+            // win over the environment): one client on loopback is all a test has.
+            .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
+            .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
+            .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
             .env("RUST_LOG", "warn")
             .stderr(Stdio::from(log));
         let (child, url) =

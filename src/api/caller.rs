@@ -13,6 +13,7 @@ use crate::error::MarketError;
 use crate::market::Market;
 
 use super::error::ApiError;
+use super::forward;
 
 /// The user a valid token names. Extracting it is the authorization check.
 #[derive(Debug, Clone)]
@@ -28,10 +29,21 @@ impl FromRequest for Caller {
             Ok(x) => x,
             Err(e) => return Either::Left(ready(Err(e))),
         };
+        // The user's calls are counted once, on the node the client called.
+        let charge = market.limits().rate.per_user > 0 && !forward::from_node(req);
         match market.tokens().check_cached(&v) {
-            Some(r) => Either::Left(ready(r.map(|()| Caller(v.user)).map_err(ApiError::from))),
+            Some(Err(e)) => Either::Left(ready(Err(e.into()))),
+            Some(Ok(())) if !charge => Either::Left(ready(Ok(Caller(v.user)))),
+            Some(Ok(())) => Either::Right(Box::pin(async move {
+                market.charge_user(&v.user).await?;
+                Ok(Caller(v.user))
+            })),
             None => Either::Right(Box::pin(async move {
-                Ok(Caller(market.authenticate(v).await?))
+                let user = market.authenticate(v).await?;
+                if charge {
+                    market.charge_user(&user).await?;
+                }
+                Ok(Caller(user))
             })),
         }
     }
@@ -69,9 +81,13 @@ impl FromRequest for CallerToken {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let x = verified(req);
+        let from_node = forward::from_node(req);
         Box::pin(async move {
             let (market, v) = x?;
-            market.authenticate(v.clone()).await?;
+            let user = market.authenticate(v.clone()).await?;
+            if !from_node {
+                market.charge_user(&user).await?;
+            }
             Ok(CallerToken(v))
         })
     }

@@ -77,6 +77,12 @@ pub fn hops(req: &HttpRequest) -> u8 {
     }
 }
 
+/// Whether a call was forwarded by another node (it was counted against the client's
+/// rate limits where the client called).
+pub fn from_node(req: &HttpRequest) -> bool {
+    hops(req) > 0
+}
+
 /// Whether a call may be sent to an owner again when the first try may have reached it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resend {

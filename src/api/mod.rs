@@ -10,6 +10,7 @@ pub mod bodies;
 pub mod caller;
 pub mod error;
 pub mod forward;
+pub mod ratelimit;
 pub mod routes;
 pub mod views;
 

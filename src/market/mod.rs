@@ -13,6 +13,7 @@
 //! node serves them.
 
 pub mod book;
+mod limits;
 pub mod matcher;
 mod orders;
 mod proofs;
@@ -31,6 +32,7 @@ use crate::error::MarketError;
 use crate::prover::statements::StatementCircuits;
 use crate::store::{KeyAllocator, Store};
 
+pub use limits::RateLimits;
 pub use matcher::{LocalError, LocalResult, MatcherHandle};
 pub use orders::{NewOrder, OrderFilter};
 pub use proofs::ProofPush;
@@ -38,7 +40,7 @@ pub use router::{Route, Router};
 pub use statements::NewStatement;
 pub use users::{NewUser, ProducerProfile};
 
-/// Size limits on what clients may store.
+/// Limits on what clients may store and do.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest `definition.proving_key` / `verification_key`, in bytes.
@@ -50,6 +52,10 @@ pub struct Limits {
     pub max_refused_proofs: u64,
     /// The window of `max_refused_proofs`, from the first refusal, in milliseconds.
     pub refused_proof_window_ms: u64,
+    /// Calls per second per client IP and per user.
+    pub rate: RateLimits,
+    /// Statements one user may push per day (0: no limit).
+    pub max_statements_per_day: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +65,8 @@ impl Default for Limits {
             max_proof_bytes: 2 << 20,
             max_refused_proofs: 10,
             refused_proof_window_ms: 3_600_000,
+            rate: RateLimits::default(),
+            max_statements_per_day: 20,
         }
     }
 }
@@ -146,7 +154,7 @@ impl Market {
         &self.tokens
     }
 
-    /// The size limits on what clients may store.
+    /// The limits on what clients may store and do.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

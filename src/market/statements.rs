@@ -34,6 +34,7 @@ impl Market {
         sender: &UserName,
         s: NewStatement,
     ) -> Result<StatementRecord, MarketError> {
+        self.charge_statement(sender).await?;
         let circuit = self.circuits.compile(s.proving_key.clone()).await?;
         let key = self.next_key().await?;
         let now = Millis::now().0;

@@ -24,6 +24,9 @@
 //! | `P:revoked:<name>`                 | string | tokens issued before this (Unix ms) are void |
 //! | `P:login-fail:name:<name>`         | string | failed logins for a lowercased name (TTL)    |
 //! | `P:login-fail:ip:<ip>`             | string | failed logins from a client IP (TTL)         |
+//! | `P:rate:ip:<ip>`                   | hash   | a client IP's token bucket (TTL)             |
+//! | `P:rate:user:<name>`               | hash   | a user's token bucket (TTL)                  |
+//! | `P:statements-pushed:<name>`       | string | statements a user pushed today (TTL)         |
 //! | `P:producer:<name>`                | string | a producer's profile (JSON)                  |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
@@ -118,6 +121,21 @@ impl Keys {
     /// Failed logins from a client IP, expiring with the window.
     pub fn login_failures_ip(&self, ip: &str) -> String {
         self.global(&format!("login-fail:ip:{ip}"))
+    }
+
+    /// A client IP's token bucket.
+    pub fn rate_ip(&self, ip: &str) -> String {
+        self.global(&format!("rate:ip:{ip}"))
+    }
+
+    /// A user's token bucket (`name` lowercased).
+    pub fn rate_user(&self, name: &str) -> String {
+        self.global(&format!("rate:user:{name}"))
+    }
+
+    /// Statements a user (lowercased) pushed in the current day-long window.
+    pub fn statements_pushed(&self, name: &str) -> String {
+        self.global(&format!("statements-pushed:{name}"))
     }
 
     /// A producer's profile.
@@ -233,6 +251,9 @@ mod tests {
         assert_eq!(k.login_failures_name("al"), "pm:login-fail:name:al");
         assert_eq!(k.login_failures_ip("::1"), "pm:login-fail:ip:::1");
         assert_eq!(k.producer("al"), "pm:producer:al");
+        assert_eq!(k.rate_ip("::1"), "pm:rate:ip:::1");
+        assert_eq!(k.rate_user("al"), "pm:rate:user:al");
+        assert_eq!(k.statements_pushed("al"), "pm:statements-pushed:al");
         assert_eq!(k.nodes(), "pm:nodes");
         assert_eq!(k.node_urls(), "pm:node-urls");
     }

@@ -1,6 +1,10 @@
-//! Counters in time windows: failed logins per name and per IP, refused proofs per
-//! proposal. A counter expires a window after its first count, so what it bounds is the
-//! count per window, and a quiet key leaves nothing behind.
+//! Limits kept in Redis, so they hold across nodes:
+//!
+//! - counters in time windows: failed logins per name and per IP, refused proofs per
+//!   proposal, statements per user per day. A counter expires a window after its first
+//!   count, so what it bounds is the count per window, and a quiet key leaves nothing
+//!   behind;
+//! - token buckets: calls per second per client IP and per user ([`Store::take_token`]).
 
 use redis::AsyncCommands;
 
@@ -15,7 +19,72 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return n";
 
+/// Takes one token from a bucket refilled at `ARGV[1]` tokens per second up to
+/// `ARGV[2]` tokens, kept as integer milli-tokens with the time of the last refill
+/// (Redis' own clock, so nodes' clocks do not matter). Returns 0 when a token was taken,
+/// else the milliseconds until one will be there. The key expires once the bucket would
+/// be full again, so idle clients leave nothing behind.
+const TAKE_TOKEN: &str = r"local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2]) * 1000
+local v = redis.call('HMGET', KEYS[1], 'm', 'ts')
+local m = tonumber(v[1]) or cap
+local ts = tonumber(v[2]) or now
+if now > ts then m = math.min(cap, m + (now - ts) * rate) end
+local wait = 0
+if m >= 1000 then
+  m = m - 1000
+else
+  wait = math.ceil((1000 - m) / rate)
+end
+redis.call('HSET', KEYS[1], 'm', m, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((cap - m) / rate) + 1000)
+return wait";
+
+/// Whose calls a token bucket counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Bucket<'a> {
+    /// A client IP (or IPv6 /64), as text.
+    Ip(&'a str),
+    /// A user, by lowercased name.
+    User(&'a str),
+}
+
 impl Store {
+    /// Takes a token from `bucket`, refilled at `per_sec` up to `burst` tokens. Returns
+    /// 0 when taken, else the milliseconds to wait for one.
+    pub async fn take_token(
+        &self,
+        bucket: Bucket<'_>,
+        per_sec: u32,
+        burst: u32,
+    ) -> Result<u64, StoreError> {
+        let key = match bucket {
+            Bucket::Ip(ip) => self.keys.rate_ip(ip),
+            Bucket::User(name) => self.keys.rate_user(name),
+        };
+        let mut c = self.conn.clone();
+        Ok(redis::Script::new(TAKE_TOKEN)
+            .key(key)
+            .arg(per_sec.max(1))
+            .arg(burst.max(1))
+            .invoke_async(&mut c)
+            .await?)
+    }
+
+    /// Statements `user` (lowercased) pushed in the current day-long window, and the
+    /// milliseconds left in it.
+    pub async fn statements_today(&self, user: &str) -> Result<(u64, u64), StoreError> {
+        self.window_count(&self.keys.statements_pushed(user)).await
+    }
+
+    /// Counts a statement pushed by `user` (lowercased) in its day-long window.
+    pub async fn count_statement_pushed(&self, user: &str) -> Result<u64, StoreError> {
+        self.count_in_window(self.keys.statements_pushed(user), 86_400_000)
+            .await
+    }
+
     /// A counter's value and the milliseconds left in its window (0 and 0 when unset).
     async fn window_count(&self, key: &str) -> Result<(u64, u64), StoreError> {
         let mut c = self.conn.clone();

@@ -13,7 +13,8 @@
 //! - `reads`: orders, proofs, indexes, proved inputs, idempotency keys, locators.
 //! - `directory`: users, producer profiles, statements, the key counter.
 //! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
-//! - `limits`: counters in time windows (failed logins, refused proofs).
+//! - `limits`: counters in time windows (failed logins, refused proofs, statements per
+//!   day) and token buckets (calls per second per IP and per user).
 //! - `nodes`: cluster membership and statement leases.
 //! - `records`: the typed records and their stored encoding.
 //! - `target`: where Redis is and how to reach it (TLS).
@@ -36,6 +37,7 @@ mod transitions;
 
 pub use allocator::KeyAllocator;
 pub use conn::Store;
+pub use limits::Bucket;
 pub use nodes::Lease;
 pub use records::{
     Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,

@@ -85,6 +85,11 @@ impl Server {
             .args(["--node-id", &self.node_id])
             .args(&self.extra)
             .env("PROOF_MARKET_JWT_SECRET", SECRET)
+            // Rate limits and quotas off unless a caller asks for them with a flag (flags
+            // win over the environment): one client on loopback is all a test has.
+            .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
+            .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
+            .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
