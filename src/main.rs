@@ -9,6 +9,7 @@ use proof_market::cli::args::parse_cost;
 use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::NodeConfig;
 use proof_market::domain::Cost;
+use proof_market::market::state::Quotas;
 use proof_market::market::{Limits, RateLimits};
 use proof_market::prover::pool::{PoolSize, PoolSizes};
 use proof_market::prover::statements::CircuitPolicy;
@@ -164,6 +165,13 @@ struct ServeArgs {
     /// Seconds of calls a quiet client may send at once (the token buckets' size).
     #[arg(long, env = "PROOF_MARKET_RATE_LIMIT_BURST", default_value_t = proof_market::market::RateLimits::BURST_SECS, value_parser = clap::value_parser!(u32).range(1..=3600))]
     rate_limit_burst: u32,
+    /// Orders one user may have open (created or processing) on one statement; 0 = no
+    /// limit.
+    #[arg(long, env = "PROOF_MARKET_MAX_OPEN_ORDERS", default_value_t = Quotas::OPEN_ORDERS)]
+    max_open_orders: u32,
+    /// Idempotency-Keys remembered for one user on one statement; 0 = no limit.
+    #[arg(long, env = "PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", default_value_t = Quotas::IDEMPOTENCY_KEYS)]
+    max_idempotency_keys: u32,
     /// Statements one user may push per day; 0 = no limit.
     #[arg(
         long,
@@ -331,6 +339,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             url: advertise_url.trim_end_matches('/').to_owned(),
             lease: std::time::Duration::from_millis(args.lease_ms),
             idempotency_retention: std::time::Duration::from_secs(args.idempotency_retention),
+            quotas: Quotas {
+                max_open_orders: args.max_open_orders,
+                max_idempotency_keys: args.max_idempotency_keys,
+            },
         },
         key_prefix: args.key_prefix,
         data_dir: args.data_dir,

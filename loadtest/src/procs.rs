@@ -233,6 +233,8 @@ impl OwnServer {
             .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
             .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
             .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
+            .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
+            .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
             .env("RUST_LOG", "warn")
             .stderr(Stdio::from(log));
         let (child, url) =

@@ -27,4 +27,6 @@ pub struct NodeConfig {
     pub lease: Duration,
     /// How long an order's `Idempotency-Key` is remembered (the same on every node).
     pub idempotency_retention: Duration,
+    /// What one user may hold on one statement (the same on every node).
+    pub quotas: crate::market::state::Quotas,
 }

@@ -25,7 +25,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::book::Level;
-use super::state::{Placed, Snapshot, StatementState};
+use super::state::{Placed, Rules, Snapshot, StatementState};
 use crate::domain::{Key, Millis, ScopedKey, Side};
 use crate::error::MarketError;
 use crate::store::{Op, OrderRecord, ProofRecord, Refusal, Store, StoreError};
@@ -178,7 +178,7 @@ pub struct Matcher {
     statement: Key,
     state: StatementState,
     writer: Writer,
-    retention: Duration,
+    rules: Rules,
     pending: Vec<Op>,
     waiters: Vec<Waiter>,
     flushing: bool,
@@ -204,16 +204,16 @@ impl Matcher {
         statement: Key,
         snapshot: Snapshot,
         writer: Writer,
-        retention: Duration,
+        rules: Rules,
     ) -> MatcherHandle {
         let addr = Matcher::start_in_arbiter(arbiter, move |_| {
-            let state = StatementState::rebuild(statement, snapshot, retention);
+            let state = StatementState::rebuild(statement, snapshot, rules);
             tracing::info!(statement = %statement, resting = state.resting(), "book loaded");
             Matcher {
                 statement,
                 state,
                 writer,
-                retention,
+                rules,
                 pending: Vec::new(),
                 waiters: Vec::new(),
                 flushing: false,
@@ -382,7 +382,7 @@ impl Matcher {
             }
             .into_actor(self)
             .map(|snap, act, _| {
-                act.state = StatementState::rebuild(act.statement, snap, act.retention);
+                act.state = StatementState::rebuild(act.statement, snap, act.rules);
                 tracing::info!(statement = %act.statement, resting = act.state.resting(), "book rebuilt");
                 act.stale = false;
             }),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use actix::{Arbiter, ArbiterHandle};
 
 use super::matcher::{load_snapshot, Matcher, MatcherHandle, Writer};
+use super::state::Rules;
 use crate::cluster::{LiveView, NodeConfig, NodeEntry};
 use crate::domain::Key;
 use crate::error::MarketError;
@@ -289,7 +290,10 @@ impl Router {
             stmt,
             snapshot,
             writer,
-            self.node.idempotency_retention,
+            Rules {
+                retention: self.node.idempotency_retention,
+                quotas: self.node.quotas,
+            },
         );
         self.table_mut().insert(
             stmt,

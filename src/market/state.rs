@@ -1,7 +1,8 @@
 //! One statement's market state, pure: what its matcher decides, without I/O.
 //!
 //! [`StatementState`] holds the statement's [`Book`], the inputs already proved, the
-//! window of remembered `Idempotency-Key`s and the `wait_period` deadlines. Each call
+//! window of remembered `Idempotency-Key`s, the `wait_period` deadlines and each user's
+//! count of open orders and remembered keys (capped by [`Quotas`]). Each call
 //! takes the time as data and returns the store transitions ([`Op`]s) that make the
 //! decision durable, plus the answer for the client. The matcher actor
 //! ([`super::matcher`]) only batches those ops and writes them; everything it decides
@@ -19,7 +20,7 @@ use rustc_hash::FxHashMap;
 use super::book::{Book, BookOrder, Level, Placement};
 use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 use crate::error::MarketError;
-use crate::store::{Op, OrderRecord, ProofRecord};
+use crate::store::{Op, OrderRecord, ProofRecord, Remembered};
 
 /// How long an idempotency key is remembered after the order it placed, by default.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -31,12 +32,106 @@ const FORGET_BATCH: usize = 1000;
 /// remembered idempotency keys, as the store holds them.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Orders that may be open (others are skipped).
+    /// Orders that may be open: `created` ones rest in the book, `processing` ones
+    /// count against their senders' quotas, others are skipped.
     pub open: Vec<OrderRecord>,
     /// Canonical input → the proof of it.
     pub proven: HashMap<String, Key>,
-    /// Scoped idempotency key → (order it placed, when).
-    pub idempotency: HashMap<ScopedKey, (Key, Millis)>,
+    /// Scoped idempotency key → the order it placed, when, by whom.
+    pub idempotency: HashMap<ScopedKey, Remembered>,
+}
+
+/// What one user may hold on one statement; 0 lifts a cap. Past a cap, a placement is
+/// refused with 429 and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Orders open at once (`created` or `processing`).
+    pub max_open_orders: u32,
+    /// `Idempotency-Key`s remembered at once (each is kept for the retention).
+    pub max_idempotency_keys: u32,
+}
+
+impl Quotas {
+    /// Default of `--max-open-orders`.
+    pub const OPEN_ORDERS: u32 = 1000;
+    /// Default of `--max-idempotency-keys`.
+    pub const IDEMPOTENCY_KEYS: u32 = 10_000;
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_open_orders: Self::OPEN_ORDERS,
+            max_idempotency_keys: Self::IDEMPOTENCY_KEYS,
+        }
+    }
+}
+
+/// The rules a statement's state keeps: how long idempotency keys are remembered and
+/// each user's quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// How long an order's idempotency key is remembered.
+    pub retention: Duration,
+    /// What one user may hold.
+    pub quotas: Quotas,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            retention: IDEMPOTENCY_RETENTION,
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// Per-user counts of one statement: open orders (and whose each is) and remembered
+/// idempotency keys.
+#[derive(Debug, Default)]
+struct PerUser {
+    open: FxHashMap<String, u32>,
+    sender_of: FxHashMap<Key, String>,
+    keys: FxHashMap<String, u32>,
+}
+
+impl PerUser {
+    fn open_of(&self, user: &str) -> u32 {
+        self.open.get(user).copied().unwrap_or(0)
+    }
+
+    fn keys_of(&self, user: &str) -> u32 {
+        self.keys.get(user).copied().unwrap_or(0)
+    }
+
+    fn opened(&mut self, key: Key, user: &str) {
+        if self.sender_of.insert(key, user.to_owned()).is_none() {
+            *self.open.entry(user.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn closed(&mut self, key: Key) {
+        if let Some(user) = self.sender_of.remove(&key) {
+            decrement(&mut self.open, &user);
+        }
+    }
+
+    fn remembered(&mut self, user: &str) {
+        *self.keys.entry(user.to_owned()).or_default() += 1;
+    }
+
+    fn forgotten(&mut self, user: &str) {
+        decrement(&mut self.keys, user);
+    }
+}
+
+fn decrement(counts: &mut FxHashMap<String, u32>, user: &str) {
+    if let Some(n) = counts.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(user);
+        }
+    }
 }
 
 /// What placing an order did.
@@ -85,9 +180,11 @@ pub struct StatementState {
     proven: HashMap<String, Key>,
     /// Scoped idempotency keys → (order placed, when).
     idempotency: FxHashMap<ScopedKey, (Key, Millis)>,
-    /// The same keys, oldest first, for forgetting them after the retention.
-    idempotency_order: VecDeque<(Millis, ScopedKey)>,
-    retention: Duration,
+    /// The same keys, oldest first, with who placed each, for forgetting them after the
+    /// retention.
+    idempotency_order: VecDeque<(Millis, ScopedKey, Option<String>)>,
+    rules: Rules,
+    per_user: PerUser,
     /// Arrival number of the next order: above every open order's.
     next_seq: u64,
     /// Orders with a wait_period: (deadline, key, side). Entries of orders that left
@@ -96,39 +193,88 @@ pub struct StatementState {
 }
 
 impl StatementState {
-    /// The state of `statement` as `snapshot` describes it, remembering idempotency
-    /// keys for `retention`.
-    pub fn rebuild(statement: Key, snapshot: Snapshot, retention: Duration) -> StatementState {
-        let mut by_age: Vec<(Millis, ScopedKey)> = snapshot
-            .idempotency
-            .iter()
-            .map(|(k, (_, at))| (*at, *k))
-            .collect();
+    /// The state of `statement` as `snapshot` describes it, under `rules`.
+    pub fn rebuild(statement: Key, snapshot: Snapshot, rules: Rules) -> StatementState {
+        let mut per_user = PerUser::default();
+        let mut by_age: Vec<(Millis, ScopedKey, Option<String>)> = Vec::new();
+        let mut idempotency = FxHashMap::default();
+        for (k, r) in snapshot.idempotency {
+            if let Some(u) = &r.sender {
+                per_user.remembered(u);
+            }
+            idempotency.insert(k, (r.order, r.at));
+            by_age.push((r.at, k, r.sender));
+        }
         by_age.sort();
         let mut s = StatementState {
             statement,
             book: Book::new(),
             proven: snapshot.proven,
-            idempotency: snapshot.idempotency.into_iter().collect(),
+            idempotency,
             idempotency_order: by_age.into(),
-            retention,
+            rules,
+            per_user,
             next_seq: 1,
             deadlines: BinaryHeap::new(),
         };
         let mut open = snapshot.open;
         open.sort_by_key(|o| (o.seq, o.key));
         for o in &open {
-            if o.status != Status::Created || o.statement != statement {
+            if o.statement != statement {
                 continue;
+            }
+            match o.status {
+                Status::Created => {}
+                Status::Processing => {
+                    s.per_user.opened(o.key, &o.sender);
+                    continue;
+                }
+                _ => continue,
             }
             if let Err(e) = s.book.rest(book_order(o)) {
                 tracing::error!(statement = %statement, error = %e, "rebuilding book");
                 continue;
             }
+            s.per_user.opened(o.key, &o.sender);
             s.track_deadline(o);
             s.next_seq = s.next_seq.max(o.seq + 1);
         }
         s
+    }
+
+    /// Orders `user` has open on this statement.
+    pub fn open_orders_of(&self, user: &str) -> u32 {
+        self.per_user.open_of(user)
+    }
+
+    /// Refuses a placement past the sender's quotas (429; nothing changes).
+    fn check_quotas(&self, sender: &str, keyed: bool) -> Result<(), MarketError> {
+        let q = self.rules.quotas;
+        let over = |n: u32, max: u32| max > 0 && n >= max;
+        let open = self.per_user.open_of(sender);
+        if over(open, q.max_open_orders) {
+            return Err(MarketError::TooManyRequests {
+                message: format!(
+                    "{sender} has {open} open orders on statement {}, the most one user may \
+                     have; withdraw some or wait until they complete",
+                    self.statement
+                ),
+                retry_after_secs: 60,
+            });
+        }
+        let keys = self.per_user.keys_of(sender);
+        if keyed && over(keys, q.max_idempotency_keys) {
+            return Err(MarketError::TooManyRequests {
+                message: format!(
+                    "{sender} has {keys} Idempotency-Keys remembered on statement {}, the most \
+                     one user may have; place without a key or wait until older ones are \
+                     forgotten",
+                    self.statement
+                ),
+                retry_after_secs: 3600,
+            });
+        }
+        Ok(())
     }
 
     /// Orders resting in the book.
@@ -163,6 +309,7 @@ impl StatementState {
                 answer: Placed::Existing(*existing),
             });
         }
+        self.check_quotas(&order.sender, idempotency.is_some())?;
         let now = order.created;
         order.seq = self.next_seq;
         let mut ops = Vec::with_capacity(3);
@@ -178,9 +325,11 @@ impl StatementState {
             {
                 Placement::Rested => {
                     self.track_deadline(&order);
+                    self.per_user.opened(order.key, &order.sender);
                     ops.push(Op::New(Box::new(order.clone())));
                 }
                 Placement::Matched(m) => {
+                    self.per_user.opened(order.key, &order.sender);
                     ops.push(Op::New(Box::new(order.clone())));
                     ops.push(Op::Match {
                         request: m.request,
@@ -201,9 +350,12 @@ impl StatementState {
                 scoped,
                 order: order.key,
                 at: now,
+                sender: order.sender.clone(),
             });
             self.idempotency.insert(scoped, (order.key, now));
-            self.idempotency_order.push_back((now, scoped));
+            self.per_user.remembered(&order.sender);
+            self.idempotency_order
+                .push_back((now, scoped, Some(order.sender.clone())));
         }
         Ok(Decision {
             ops,
@@ -227,6 +379,7 @@ impl StatementState {
                 side.as_str()
             )));
         }
+        self.per_user.closed(key);
         Ok(vec![Op::Withdraw {
             side,
             key,
@@ -237,7 +390,9 @@ impl StatementState {
 
     /// The op storing a verified proof and completing its two orders. Call
     /// [`StatementState::proved`] once it is written.
-    pub fn complete(&self, record: ProofRecord, canon: String) -> Vec<Op> {
+    pub fn complete(&mut self, record: ProofRecord, canon: String) -> Vec<Op> {
+        self.per_user.closed(record.request);
+        self.per_user.closed(record.proposal);
         vec![Op::Proof {
             record: Box::new(record),
             canon,
@@ -260,6 +415,7 @@ impl StatementState {
             }
             self.deadlines.pop();
             if self.book.cancel(key).is_some() {
+                self.per_user.closed(key);
                 ops.push(Op::Withdraw {
                     side: side.side(),
                     key,
@@ -271,17 +427,20 @@ impl StatementState {
         if !ops.is_empty() {
             tracing::info!(statement = %self.statement, expired = ops.len(), "orders past their wait_period withdrawn");
         }
-        let retention = self.retention.as_millis() as u64;
+        let retention = self.rules.retention.as_millis() as u64;
         let mut forget = Vec::new();
-        while let Some((at, _)) = self.idempotency_order.front() {
+        while let Some((at, _, _)) = self.idempotency_order.front() {
             if at.0.saturating_add(retention) > now.0 || forget.len() >= FORGET_BATCH {
                 break;
             }
-            if let Some((at, scoped)) = self.idempotency_order.pop_front() {
+            if let Some((at, scoped, sender)) = self.idempotency_order.pop_front() {
                 // A key forgotten and used again has a newer entry: keep that one.
                 if self.idempotency.get(&scoped).is_some_and(|(_, t)| *t == at) {
                     self.idempotency.remove(&scoped);
                     forget.push(scoped);
+                    if let Some(u) = sender {
+                        self.per_user.forgotten(&u);
+                    }
                 }
             }
         }
@@ -332,8 +491,15 @@ mod tests {
         }
     }
 
+    fn rules() -> Rules {
+        Rules {
+            retention: HOUR,
+            quotas: Quotas::default(),
+        }
+    }
+
     fn fresh() -> StatementState {
-        StatementState::rebuild(STMT, Snapshot::default(), HOUR)
+        StatementState::rebuild(STMT, Snapshot::default(), rules())
     }
 
     fn placed(d: Decision<Placed>) -> (Vec<Op>, OrderRecord) {
@@ -395,7 +561,7 @@ mod tests {
     fn a_proved_input_completes_at_once() {
         let mut snap = Snapshot::default();
         snap.proven.insert("1\n11".into(), Key(99));
-        let mut s = StatementState::rebuild(STMT, snap, HOUR);
+        let mut s = StatementState::rebuild(STMT, snap, rules());
         let mut r = order(10, Side::Request, 5, 100);
         r.canon = Some("1\n11".into());
         let (ops, o) = placed(s.place(r, None).unwrap());
@@ -473,14 +639,124 @@ mod tests {
         let snap = Snapshot {
             open: vec![late, early, done],
             proven: HashMap::new(),
-            idempotency: [(k, (Key(20), Millis(100)))].into_iter().collect(),
+            idempotency: [(
+                k,
+                Remembered {
+                    order: Key(20),
+                    at: Millis(100),
+                    sender: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
         };
-        let mut s = StatementState::rebuild(STMT, snap, HOUR);
+        let mut s = StatementState::rebuild(STMT, snap, rules());
         assert_eq!(s.resting(), 2, "the completed order is not in the book");
         let (_, r) = placed(s.place(order(30, Side::Request, 5, 500), None).unwrap());
         assert_eq!(r.seq, 10, "numbered after every open order");
         assert_eq!(r.counterpart, Some(Key(20)), "the lower seq rested first");
         let again = s.place(order(31, Side::Proposal, 3, 600), Some(k)).unwrap();
         assert!(matches!(again.answer, Placed::Existing(Key(20))));
+    }
+
+    fn by(key: u64, side: Side, cost: u64, user: &str) -> OrderRecord {
+        OrderRecord {
+            sender: user.into(),
+            ..order(key, side, cost, 100)
+        }
+    }
+
+    #[test]
+    fn open_orders_per_user_are_capped_and_freed_when_orders_close() {
+        let quotas = Quotas {
+            max_open_orders: 2,
+            max_idempotency_keys: 0,
+        };
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), Rules { quotas, ..rules() });
+        placed(s.place(by(1, Side::Request, 5, "eve"), None).unwrap());
+        placed(s.place(by(2, Side::Request, 5, "eve"), None).unwrap());
+        match s.place(by(3, Side::Request, 5, "eve"), None) {
+            Err(MarketError::TooManyRequests { message, .. }) => {
+                assert!(message.contains("2 open orders"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|d| d.ops)),
+        }
+        assert_eq!(s.resting(), 2, "a refused order changes nothing");
+        // Another user is not affected; a match keeps both orders open (processing).
+        let (_, p) = placed(s.place(by(4, Side::Proposal, 3, "pat"), None).unwrap());
+        assert_eq!(p.status, Status::Processing);
+        assert_eq!((s.open_orders_of("eve"), s.open_orders_of("pat")), (2, 1));
+        // A withdrawal frees a place, and so does a completion.
+        s.withdraw(Side::Request, Key(2), "eve".into(), Millis(200))
+            .unwrap();
+        placed(s.place(by(5, Side::Request, 5, "eve"), None).unwrap());
+        assert!(s.place(by(6, Side::Request, 5, "eve"), None).is_err());
+        let proof = ProofRecord {
+            key: Key(50),
+            statement: STMT,
+            request: Key(1),
+            proposal: Key(4),
+            sender: "pat".into(),
+            input: String::new(),
+            generation_ms: 0,
+            created: Millis(300),
+            output: None,
+            proof_system: String::new(),
+            proof_hex: String::new(),
+        };
+        s.complete(proof, "c".into());
+        assert_eq!((s.open_orders_of("eve"), s.open_orders_of("pat")), (1, 0));
+        placed(s.place(by(7, Side::Request, 5, "eve"), None).unwrap());
+        // After a rebuild, created and processing orders count again.
+        let mut processing = by(8, Side::Request, 5, "eve");
+        processing.status = Status::Processing;
+        let snap = Snapshot {
+            open: vec![by(5, Side::Request, 5, "eve"), processing],
+            ..Snapshot::default()
+        };
+        let s = StatementState::rebuild(STMT, snap, Rules { quotas, ..rules() });
+        assert_eq!(s.open_orders_of("eve"), 2);
+        assert_eq!(s.resting(), 1);
+    }
+
+    #[test]
+    fn remembered_idempotency_keys_per_user_are_capped_until_forgotten() {
+        let quotas = Quotas {
+            max_open_orders: 0,
+            max_idempotency_keys: 2,
+        };
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), Rules { quotas, ..rules() });
+        let key = |k: &str| {
+            IdempotencyKey::parse(k)
+                .unwrap()
+                .scoped(Side::Request, "eve")
+        };
+        placed(
+            s.place(by(1, Side::Request, 5, "eve"), Some(key("a")))
+                .unwrap(),
+        );
+        placed(
+            s.place(by(2, Side::Request, 5, "eve"), Some(key("b")))
+                .unwrap(),
+        );
+        match s.place(by(3, Side::Request, 5, "eve"), Some(key("c"))) {
+            Err(MarketError::TooManyRequests { message, .. }) => {
+                assert!(message.contains("Idempotency-Keys"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|d| d.ops)),
+        }
+        // A resend of a remembered key is still answered; a placement without a key is
+        // still taken.
+        let again = s
+            .place(by(4, Side::Request, 5, "eve"), Some(key("a")))
+            .unwrap();
+        assert!(matches!(again.answer, Placed::Existing(Key(1))));
+        placed(s.place(by(5, Side::Request, 5, "eve"), None).unwrap());
+        // Forgotten after the retention: room again.
+        s.expire(Millis(100 + HOUR.as_millis() as u64));
+        placed(
+            s.place(by(6, Side::Request, 5, "eve"), Some(key("c")))
+                .unwrap(),
+        );
     }
 }

@@ -39,6 +39,7 @@ pub use allocator::KeyAllocator;
 pub use conn::Store;
 pub use limits::Bucket;
 pub use nodes::Lease;
+pub use reads::Remembered;
 pub use records::{
     Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,
 };

@@ -12,6 +12,20 @@ use redis::AsyncCommands;
 use super::{OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 
+/// The fields of an order a statement's rebuild reads.
+const REBUILD_FIELDS: [&str; 10] = [
+    "kind",
+    "status",
+    "statement_key",
+    "cost",
+    "eval_time",
+    "wait_period",
+    "sender",
+    "createdOn",
+    "updatedOn",
+    "seq",
+];
+
 impl Store {
     /// The statement an order or proof key belongs to.
     pub async fn locate(&self, key: Key) -> Result<Option<Key>, StoreError> {
@@ -73,15 +87,42 @@ impl Store {
         stmt: Key,
         keys: &[Key],
     ) -> Result<Vec<OrderRecord>, StoreError> {
+        self.read_orders(stmt, keys, None).await
+    }
+
+    /// Reads orders in pipelines of 1000: every field, or only `fields` (the others
+    /// read as absent).
+    async fn read_orders(
+        &self,
+        stmt: Key,
+        keys: &[Key],
+        fields: Option<&[&str]>,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         let names = self.keys.statement(stmt);
         for chunk in keys.chunks(1000) {
             let mut p = redis::pipe();
             for k in chunk {
-                p.hgetall(names.order(*k));
+                match fields {
+                    None => p.hgetall(names.order(*k)),
+                    Some(f) => p.cmd("HMGET").arg(names.order(*k)).arg(f),
+                };
             }
             let mut c = self.conn.clone();
-            let hs: Vec<HashMap<String, String>> = p.query_async(&mut c).await?;
+            let hs: Vec<HashMap<String, String>> = match fields {
+                None => p.query_async(&mut c).await?,
+                Some(f) => {
+                    let rows: Vec<Vec<Option<String>>> = p.query_async(&mut c).await?;
+                    rows.into_iter()
+                        .map(|row| {
+                            f.iter()
+                                .zip(row)
+                                .filter_map(|(name, v)| Some((name.to_string(), v?)))
+                                .collect()
+                        })
+                        .collect()
+                }
+            };
             for (k, h) in chunk.iter().zip(hs) {
                 if !h.is_empty() {
                     out.push(OrderRecord::from_hash(*k, &h)?);
@@ -91,14 +132,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Every open (`created`) order of a statement, for rebuilding its book.
+    /// Every open (`created` or `processing`) order of a statement, for rebuilding its
+    /// state: only the fields the book, the deadlines and the per-user quotas use
+    /// ([`REBUILD_FIELDS`]), not inputs, so a rebuild reads a few dozen bytes per order
+    /// whatever the orders hold.
     pub async fn open_orders(&self, stmt: Key) -> Result<Vec<OrderRecord>, StoreError> {
         let mut out = Vec::new();
         for side in [Side::Request, Side::Proposal] {
-            let keys = self
-                .order_keys(stmt, side, Status::Created, usize::MAX / 2)
-                .await?;
-            out.extend(self.get_orders(stmt, &keys).await?);
+            for status in [Status::Created, Status::Processing] {
+                let keys = self.order_keys(stmt, side, status, usize::MAX / 2).await?;
+                out.extend(self.read_orders(stmt, &keys, Some(&REBUILD_FIELDS)).await?);
+            }
         }
         Ok(out)
     }
@@ -110,22 +154,38 @@ impl Store {
         Ok(h.into_iter().map(|(k, v)| (k, Key(v))).collect())
     }
 
-    /// The idempotency keys a statement remembers: scoped key → (order, when placed).
+    /// The idempotency keys a statement remembers: scoped key → (order, when placed, by
+    /// whom). Entries written before the sender was stored have none.
     pub async fn idempotency_keys(
         &self,
         stmt: Key,
-    ) -> Result<HashMap<ScopedKey, (Key, Millis)>, StoreError> {
+    ) -> Result<HashMap<ScopedKey, Remembered>, StoreError> {
         let mut c = self.conn.clone();
         let h: HashMap<String, String> = c.hgetall(self.keys.statement(stmt).idempotency()).await?;
         h.into_iter()
             .map(|(k, v)| {
-                let parsed = v
-                    .split_once(':')
-                    .and_then(|(o, t)| Some((Key(o.parse().ok()?), Millis(t.parse().ok()?))));
+                let mut parts = v.splitn(3, ':');
+                let parsed = (|| {
+                    let order = Key(parts.next()?.parse().ok()?);
+                    let at = Millis(parts.next()?.parse().ok()?);
+                    let sender = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+                    Some(Remembered { order, at, sender })
+                })();
                 ScopedKey::from_hex(&k)
                     .zip(parsed)
                     .ok_or_else(|| StoreError::Corrupt(format!("idempotency entry {k:?}: {v:?}")))
             })
             .collect()
     }
+}
+
+/// What a remembered idempotency key says (stored as `<order>:<millis>:<sender>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    /// The order it placed.
+    pub order: Key,
+    /// When.
+    pub at: Millis,
+    /// Who placed it (user names have no `:`).
+    pub sender: Option<String>,
 }

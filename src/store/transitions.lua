@@ -111,9 +111,9 @@ ops['proof'] = function(a)
   return 'OK'
 end
 
--- remember <scoped idempotency key> <order key> <now>
+-- remember <scoped idempotency key> <order key> <now> <sender>
 ops['remember'] = function(a)
-  redis.call('HSET', IDEM_KEY, a[1], a[2] .. ':' .. a[3])
+  redis.call('HSET', IDEM_KEY, a[1], a[2] .. ':' .. a[3] .. ':' .. a[4])
   return 'OK'
 end
 

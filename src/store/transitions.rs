@@ -109,6 +109,8 @@ pub enum Op {
         order: Key,
         /// When (keys are forgotten a retention period later).
         at: Millis,
+        /// Who placed it (counted against the sender's quota of remembered keys).
+        sender: String,
     },
     /// Forget idempotency keys past their retention.
     Forget(Vec<ScopedKey>),
@@ -180,8 +182,18 @@ impl Op {
                 }
                 "proof"
             }
-            Op::Remember { scoped, order, at } => {
-                a.extend([scoped.to_hex(), order.to_string(), at.0.to_string()]);
+            Op::Remember {
+                scoped,
+                order,
+                at,
+                sender,
+            } => {
+                a.extend([
+                    scoped.to_hex(),
+                    order.to_string(),
+                    at.0.to_string(),
+                    sender.clone(),
+                ]);
                 "remember"
             }
             Op::Forget(scoped) => {

@@ -90,6 +90,8 @@ impl Server {
             .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
             .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
             .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
+            .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
+            .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
