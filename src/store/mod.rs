@@ -14,6 +14,7 @@
 //! - `directory`: users, producer profiles, statements, the key counter.
 //! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
 //! - `nodes`: cluster membership and statement leases.
+//! - `batch`: one script for each of many statements, pipelined (renewals, takeovers).
 //! - `records`: the typed records and their stored encoding.
 //! - `target`: where Redis is and how to reach it (TLS).
 //!
@@ -23,6 +24,7 @@
 //! locator whose object was never created only ever leads a reader to a 404.
 
 mod allocator;
+mod batch;
 mod conn;
 mod directory;
 pub mod keys;
