@@ -39,6 +39,10 @@ pub enum Command {
     /// one Redis (users pinned round robin to the nodes), side by side: orders/s in
     /// total and per node, latency, and local vs forwarded orders.
     Cluster(ClusterArgs),
+    /// Lease upkeep at scale, through the market's own store code (not over HTTP): N
+    /// statements' leases in a private Redis (or `--cluster`), one renewal round the old
+    /// way (one script call after another) and the pipelined way, in the same run.
+    Leases(LeasesArgs),
     /// The HTTP ceiling: a plain actix-web route parsing the same JSON (used as a child).
     BaselineServer(BaselineArgs),
     /// The whole suite for the README figures (ceilings, peak, mixed run, 70 % open
@@ -267,6 +271,26 @@ pub struct ClusterArgs {
     /// with its owner.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub settle_timeout: Duration,
+}
+
+/// `leases`.
+#[derive(Debug, Clone, Args)]
+pub struct LeasesArgs {
+    /// Statements whose leases one node holds.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub statements: u64,
+    /// Lease length (ms) the figures are compared with (the node's default `--lease-ms`).
+    #[arg(long, default_value_t = 5000)]
+    pub lease_ms: u64,
+    /// Renewal rounds measured each way (alternating); the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Over a private Redis Cluster of three masters instead of one Redis.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Output directory (default: target/loadtest under the workspace root).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `baseline-server`.

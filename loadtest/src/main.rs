@@ -3,6 +3,8 @@
 //! It drives a market over HTTP only (loopback addresses only), either one given with
 //! `--url` or one it starts itself (a private redis-server with AOF + the server binary,
 //! both stopped by PID at the end). See `loadtest --help` and the README of the crate.
+//! The one exception is `leases`, which times a node's lease upkeep through the market's
+//! store code (the library) against a private Redis or Redis Cluster.
 //!
 //! Why a tokio + reqwest client of its own rather than goose: open-loop runs must
 //! measure latency from each call's *scheduled* instant (no coordinated omission), match
@@ -54,7 +56,8 @@ fn client_threads(c: &Command) -> usize {
         Command::All(a) => a.market.client_threads,
         Command::Ceilings(a) => a.market.client_threads,
         Command::Cluster(a) => a.market.client_threads,
-        Command::BaselineServer(_) | Command::Check(_) => 1,
+        // One thread, like the node's upkeep (an arbiter of its own).
+        Command::BaselineServer(_) | Command::Check(_) | Command::Leases(_) => 1,
     }
     .clamp(1, 64)
 }
@@ -96,6 +99,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             Command::Ceilings(a) => modes::ceilings::main(a).await,
             Command::Cluster(a) => modes::cluster::main(a).await,
             Command::Check(a) => modes::check::main(a).await,
+            Command::Leases(a) => modes::leases::main(a).await,
             Command::BaselineServer(_) => Ok(0),
         }
     })

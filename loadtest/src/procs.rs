@@ -316,3 +316,135 @@ impl Drop for BaselineChild {
         let _ = self.child.wait();
     }
 }
+
+/// A private Redis Cluster of three masters (no replicas, AOF everysec), for the
+/// `leases` mode.
+pub struct OwnCluster {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    /// Starts three cluster-enabled redis-servers, joins them with `redis-cli --cluster
+    /// create`, and waits for `cluster_state:ok`.
+    pub fn start() -> Result<OwnCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("loadtest-cluster")
+            .tempdir()?;
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            // The cluster bus listens on port + 10000: both must be free.
+            let p = free_port()?;
+            if p < 55_000
+                && !ports.contains(&p)
+                && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+            {
+                ports.push(p);
+            }
+        }
+        let mut c = OwnCluster {
+            children: Vec::new(),
+            ports: ports.clone(),
+            _dir: dir,
+        };
+        for p in &ports {
+            let d = c._dir.path().join(p.to_string());
+            std::fs::create_dir_all(&d)?;
+            let log = File::create(d.join("redis.log"))?;
+            c.children.push(
+                Command::new("redis-server")
+                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
+                    .args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
+                    ])
+                    .args([
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ])
+                    .args(["--protected-mode", "yes", "--loglevel", "warning"])
+                    .arg("--dir")
+                    .arg(&d)
+                    .stdout(Stdio::from(log.try_clone()?))
+                    .stderr(Stdio::from(log))
+                    .spawn()
+                    .context("starting redis-server (is it installed?)")?,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for p in &ports {
+            while cli(*p, &["PING"]).trim() != "PONG" {
+                if Instant::now() > deadline {
+                    bail!("redis-server on port {p} did not start");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("running redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ports
+            .iter()
+            .all(|p| cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            if Instant::now() > deadline {
+                bail!("the Redis Cluster was not ok within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(c)
+    }
+
+    /// The seed URLs, comma-separated (as `--redis-url` takes them).
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The masters' PIDs.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What `redis-cli` prints for `cmd` against 127.0.0.1:`port`; empty when it fails.
+fn cli(port: u16, cmd: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(cmd)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}

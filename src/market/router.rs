@@ -64,6 +64,9 @@ pub struct Router {
     fenced: Arc<AtomicU64>,
     /// Statements known to exist.
     pub(super) known: RwLock<HashSet<Key>>,
+    /// Every statement as the upkeep last listed them (read again when their count
+    /// changes).
+    pub(super) listed: Mutex<Arc<Vec<Key>>>,
     /// One acquisition at a time per statement.
     acquiring: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     /// Matcher threads, each with its own Redis connection driven on that thread.
@@ -93,6 +96,7 @@ impl Router {
             running: RwLock::new(HashMap::new()),
             fenced: Arc::new(AtomicU64::new(0)),
             known: RwLock::new(HashSet::new()),
+            listed: Mutex::new(Arc::new(Vec::new())),
             acquiring: Mutex::new(HashMap::new()),
             arbiters,
             ready: AtomicBool::new(false),
@@ -149,6 +153,11 @@ impl Router {
         self.table().iter().map(|(k, r)| (*k, r.clone())).collect()
     }
 
+    /// The matcher this node runs for `stmt`, if any.
+    pub(super) fn running_one(&self, stmt: Key) -> Option<Running> {
+        self.table().get(&stmt).cloned()
+    }
+
     /// Forgets `stmt`'s matcher if it still runs under `token`.
     pub(super) fn forget(&self, stmt: Key, token: u64) -> bool {
         let mut m = self.table_mut();
@@ -161,7 +170,7 @@ impl Router {
     }
 
     /// The local matcher of `stmt`, if one runs (a stopped one is forgotten).
-    fn local(&self, stmt: Key) -> Option<MatcherHandle> {
+    pub(super) fn local(&self, stmt: Key) -> Option<MatcherHandle> {
         let r = self.table().get(&stmt).cloned()?;
         if r.handle.is_running() {
             Some(r.handle)
@@ -236,14 +245,7 @@ impl Router {
     /// Takes `stmt`'s lease and starts its matcher from the store's state. With `wait`,
     /// waits up to a lease (plus a second) for another holder to release or lose it.
     pub(super) async fn acquire(&self, stmt: Key, wait: bool) -> Result<Route, MarketError> {
-        let lock = self
-            .acquiring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(stmt)
-            .or_default()
-            .clone();
-        let _guard = lock.lock().await;
+        let _guard = self.acquisition_lock(stmt).lock_owned().await;
         let deadline = Instant::now() + self.node.lease + Duration::from_secs(1);
         loop {
             if let Some(h) = self.local(stmt) {
@@ -272,12 +274,26 @@ impl Router {
         }
     }
 
+    /// The lock one acquisition of `stmt` holds at a time.
+    pub(super) fn acquisition_lock(&self, stmt: Key) -> Arc<tokio::sync::Mutex<()>> {
+        self.acquiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(stmt)
+            .or_default()
+            .clone()
+    }
+
     pub(super) fn lease_ms(&self) -> u64 {
         self.node.lease.as_millis() as u64
     }
 
     /// Loads a statement's state and starts its matcher writing under `token`.
-    async fn start_matcher(&self, stmt: Key, token: u64) -> Result<MatcherHandle, MarketError> {
+    pub(super) async fn start_matcher(
+        &self,
+        stmt: Key,
+        token: u64,
+    ) -> Result<MatcherHandle, MarketError> {
         let snapshot = load_snapshot(&self.store, stmt).await?;
         let (arbiter, store) = &self.arbiters[(stmt.0 as usize) % self.arbiters.len()];
         let writer = Writer {

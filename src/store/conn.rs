@@ -53,6 +53,29 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
+impl Conn {
+    /// Sends a pipeline and returns each command's reply (server errors as
+    /// [`redis::Value::ServerError`], not as a failure of the whole pipeline). On a
+    /// cluster it goes to the master of `slot`: its commands should be on that master's
+    /// slots (a command on another one is answered `MOVED`).
+    pub(super) async fn send_pipeline(
+        &mut self,
+        pipe: redis::Pipeline,
+        slot: u16,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        use redis::aio::ConnectionLike;
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+        let n = pipe.len();
+        match self {
+            Conn::Single(c) => c.req_packed_commands(&pipe, 0, n).await,
+            Conn::Cluster(c) => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                c.route_pipeline(pipe, 0, n, route).await
+            }
+        }
+    }
+}
+
 /// Handle to the Redis store; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
 pub struct Store {

@@ -207,6 +207,13 @@ impl Store {
         Ok(c.exists(self.keys.statement(key).text()).await?)
     }
 
+    /// How many statements are listed (one `ZCARD`). Statements are never removed, so
+    /// an unchanged count means that no statement was added.
+    pub async fn statement_count(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.zcard(self.keys.statements()).await?)
+    }
+
     /// Every statement key, ascending.
     pub async fn statement_keys(&self) -> Result<Vec<Key>, StoreError> {
         let mut c = self.conn.clone();

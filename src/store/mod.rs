@@ -16,6 +16,7 @@
 //! - `limits`: counters in time windows (failed logins, refused proofs, statements per
 //!   day) and token buckets (calls per second per IP and per user).
 //! - `nodes`: cluster membership and statement leases.
+//! - `batch`: one script for each of many statements, pipelined (renewals, takeovers).
 //! - `records`: the typed records and their stored encoding.
 //! - `target`: where Redis is and how to reach it (TLS).
 //!
@@ -25,6 +26,7 @@
 //! locator whose object was never created only ever leads a reader to a 404.
 
 mod allocator;
+mod batch;
 mod conn;
 mod directory;
 pub mod keys;

@@ -59,6 +59,17 @@ static ACQUIRE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script:
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
 
+/// What the acquisition script's reply `{ok, token or holder}` says.
+fn lease_of(ok: i64, v: String) -> Result<Lease, StoreError> {
+    if ok == 1 {
+        v.parse()
+            .map(Lease::Acquired)
+            .map_err(|_| StoreError::Corrupt(format!("fencing token {v:?}")))
+    } else {
+        Ok(Lease::HeldBy(v))
+    }
+}
+
 impl Store {
     /// Announces `node` as alive until `until`, reachable at `url`.
     pub async fn heartbeat(&self, node: &str, url: &str, until: Millis) -> Result<(), StoreError> {
@@ -120,13 +131,7 @@ impl Store {
             .arg(ttl_ms)
             .invoke_async(&mut c)
             .await?;
-        if ok == 1 {
-            v.parse()
-                .map(Lease::Acquired)
-                .map_err(|_| StoreError::Corrupt(format!("fencing token {v:?}")))
-        } else {
-            Ok(Lease::HeldBy(v))
-        }
+        lease_of(ok, v)
     }
 
     /// Extends a lease this node holds with `token` (or took last, if it lapsed and no
@@ -149,6 +154,64 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         Ok(r == 1)
+    }
+
+    /// [`Store::acquire_lease`] for each of `stmts`, pipelined (a node taking over many
+    /// statements); each statement's result in the same order.
+    pub async fn acquire_leases(
+        &self,
+        stmts: &[Key],
+        node: &str,
+        ttl_ms: u64,
+    ) -> Vec<Result<Lease, StoreError>> {
+        let calls: Vec<_> = stmts
+            .iter()
+            .map(|&stmt| {
+                let names = self.keys.statement(stmt);
+                let mut call = ACQUIRE_SCRIPT.key(names.lease());
+                call.key(names.fence()).arg(node).arg(ttl_ms);
+                call
+            })
+            .collect();
+        self.eval_each(&ACQUIRE_SCRIPT, stmts, &calls)
+            .await
+            .into_iter()
+            .map(|r| {
+                let (ok, v): (i64, String) = redis::from_redis_value(r?)
+                    .map_err(|e| StoreError::Corrupt(format!("lease script reply: {e}")))?;
+                lease_of(ok, v)
+            })
+            .collect()
+    }
+
+    /// [`Store::renew_lease`] for each `(statement, token)` of `leases`, pipelined (a
+    /// node's renewal round); each lease's result in the same order. A failed call
+    /// fails only its own lease.
+    pub async fn renew_leases(
+        &self,
+        leases: &[(Key, u64)],
+        node: &str,
+        ttl_ms: u64,
+    ) -> Vec<Result<bool, StoreError>> {
+        let stmts: Vec<Key> = leases.iter().map(|(s, _)| *s).collect();
+        let calls: Vec<_> = leases
+            .iter()
+            .map(|&(stmt, token)| {
+                let names = self.keys.statement(stmt);
+                let mut call = RENEW_SCRIPT.key(names.lease());
+                call.key(names.fence()).arg(node).arg(token).arg(ttl_ms);
+                call
+            })
+            .collect();
+        self.eval_each(&RENEW_SCRIPT, &stmts, &calls)
+            .await
+            .into_iter()
+            .map(|r| {
+                let n: i64 = redis::from_redis_value(r?)
+                    .map_err(|e| StoreError::Corrupt(format!("lease script reply: {e}")))?;
+                Ok(n == 1)
+            })
+            .collect()
     }
 
     /// Gives a lease up so another node can take the statement at once.

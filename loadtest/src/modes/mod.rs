@@ -1,10 +1,11 @@
-//! The harness's modes (`run`, `peak`, `memory`, `soak`, `all`, `cluster`) and what they share: the
+//! The harness's modes (`run`, `peak`, `memory`, `soak`, `all`, `cluster`, `leases`) and what they share: the
 //! output directory and summary, building populations and run specs.
 
 pub mod all;
 pub mod ceilings;
 pub mod check;
 pub mod cluster;
+pub mod leases;
 pub mod memory;
 pub mod peak;
 pub mod run;
