@@ -167,3 +167,69 @@ async fn statements_per_user_per_day_are_capped() {
     assert_eq!(s, 200);
     assert_eq!(list.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_orders_and_remembered_keys_per_user_are_capped() {
+    let backend = Backend::new();
+    let server = Server::start_with(
+        &backend,
+        &["--max-open-orders", "3", "--max-idempotency-keys", "2"],
+    )
+    .await;
+    let eve = server.api().user("eve").await;
+    let sam = server.api().user("sam").await;
+    let stmt = push_statement(&sam).await;
+    let path = format!("{ROOT}/request/");
+    let body =
+        |a: u64| json!({"statement_key": stmt, "cost": 1, "input": {"input": format!("{a}\n99")}});
+    let mut keys = Vec::new();
+    for a in 1..=3 {
+        let (s, v) = eve.post(&path, &body(a)).await;
+        assert_eq!(s, 200, "{v}");
+        keys.push(v["_key"].as_str().unwrap().to_owned());
+    }
+    let (s, v, retry) = eve.post_retry_after(&path, &body(4)).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("3 open orders"),
+        "{v}"
+    );
+    assert!(retry.is_some());
+    // Another user is not affected.
+    let (s, v) = sam.post(&path, &body(5)).await;
+    assert_eq!(s, 200, "{v}");
+    // A withdrawal frees a place.
+    let (s, v) = eve.delete(&format!("{ROOT}/request/{}", keys[0])).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = eve.post(&path, &body(6)).await;
+    assert_eq!(s, 200, "{v}");
+    let mine = all_orders(&sam, "request", &stmt)
+        .await
+        .into_iter()
+        .filter(|o| o["sender"] == "eve" && o["status"] == "created")
+        .count();
+    assert_eq!(mine, 3);
+
+    // Remembered Idempotency-Keys: two per user; resends are still answered.
+    let kim = server.api().user("kim").await;
+    let (s, v) = kim.post_keyed(&path, &body(7), b"k-1").await;
+    assert_eq!(s, 200, "{v}");
+    let first = v["_key"].clone();
+    let (s, v) = kim.post_keyed(&path, &body(8), b"k-2").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = kim.post_keyed(&path, &body(9), b"k-3").await;
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Keys"),
+        "{v}"
+    );
+    let (s, v) = kim.post_keyed(&path, &body(7), b"k-1").await;
+    assert_eq!((s, &v["_key"]), (200, &first), "{v}");
+    assert_eq!(server.health().await["status"], "ok");
+}
