@@ -6,9 +6,11 @@
 //! weight ([`rendezvous`]), computed by every node from the same live set
 //! ([`view::LiveView`]) with no coordination. The owner holds the statement's lease,
 //! whose fencing token every transition checks; the market's router turns all of
-//! this into a route for each call.
+//! this into a route for each call. Calls forwarded between nodes are signed with a
+//! secret the nodes share ([`signing`]).
 
 pub mod rendezvous;
+pub mod signing;
 pub mod view;
 
 use std::time::Duration;
