@@ -464,4 +464,41 @@ mod tests {
         let e = check_body(&signed, b"{\"cost\":6}").unwrap_err();
         assert_eq!(e.status_code(), StatusCode::UNAUTHORIZED);
     }
+
+    /// What signing and verifying cost a node per forwarded call, for the README.
+    #[test]
+    #[ignore = "a timing, not a check: cargo test --lib node_auth::tests::cost -- --ignored --nocapture"]
+    fn cost() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        let a = auth();
+        let order = br#"{"statement_key":"16153352","cost":5,"input":[{"field":1},{"field":11}]}"#;
+        let n = 50_000;
+        let t = Instant::now();
+        let mut last = None;
+        for _ in 0..n {
+            last = black_box(a.sign("POST", PATH, 1, black_box(order)));
+        }
+        let sign = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        let h = headers(&pairs(&last.unwrap()));
+        let now = Millis::now().0;
+        let t = Instant::now();
+        for _ in 0..n {
+            let c = claim(black_box(&h)).unwrap().unwrap();
+            a.verify(&c, "POST", PATH, now).unwrap();
+            assert_eq!(signing::body_digest(black_box(order)), c.body_sha256);
+        }
+        let verify = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        let proof = vec![0x5au8; 4 << 20];
+        let t = Instant::now();
+        for _ in 0..10 {
+            black_box(signing::body_digest(black_box(&proof)));
+        }
+        let digest_ms = t.elapsed().as_secs_f64() * 1e3 / 10.0;
+        println!(
+            "node call, {}-byte order body: sign {sign:.2} us, parse + verify + body check \
+             {verify:.2} us; SHA-256 of a 4 MiB proof body {digest_ms:.2} ms (each side)",
+            order.len()
+        );
+    }
 }
