@@ -265,8 +265,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .node_id
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| format!("{host}:{}", addr.port()));
-    if node_id.len() > 200 || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        anyhow::bail!("--node-id must be at most 200 characters without spaces");
+    if !proof_market::cluster::is_node_id(&node_id) {
+        anyhow::bail!(
+            "--node-id must be at most {} bytes without spaces",
+            proof_market::cluster::MAX_NODE_ID
+        );
     }
     let advertise_url = match args.advertise_url {
         Some(u) => u,

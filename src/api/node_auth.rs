@@ -23,6 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 
+use crate::cluster::is_node_id;
 use crate::cluster::signing::{self, ClusterSecret, NodeCall, Refusal};
 use crate::domain::Millis;
 use crate::market::router::MAX_HOPS;
@@ -42,9 +43,6 @@ const INTERNAL_HEADERS: [&str; 5] = [
     BODY_DIGEST_HEADER,
     SIGNATURE_HEADER,
 ];
-
-/// Longest node id accepted in [`NODE_HEADER`] (the node's own start-up check).
-const MAX_NODE_ID: usize = 200;
 
 /// This node's part in node-to-node authentication: its id and the cluster secret, if
 /// one is configured. One per node, in the app's data.
@@ -187,11 +185,7 @@ fn claim(headers: &HeaderMap) -> Result<Option<Claim>, Refusal> {
     };
     let node = std::str::from_utf8(one(NODE_HEADER)?.as_bytes())
         .ok()
-        .filter(|n| {
-            !n.is_empty()
-                && n.len() <= MAX_NODE_ID
-                && !n.chars().any(|c| c.is_whitespace() || c.is_control())
-        })
+        .filter(|n| is_node_id(n))
         .ok_or_else(|| malformed(format!("{NODE_HEADER} is not a node id")))?
         .to_owned();
     Ok(Some(Claim {
@@ -203,14 +197,11 @@ fn claim(headers: &HeaderMap) -> Result<Option<Claim>, Refusal> {
     }))
 }
 
-/// The 401 refusing a node call.
+/// The 401 refusing a node call (the forwarding node relays its message to its client).
 fn refused(reason: &Refusal) -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        format!(
-            "node call refused: {reason} ({INTERNAL_HEADER_PREFIX}* headers are only for \
-             calls between market nodes)"
-        ),
+        format!("node call refused: {reason}"),
     )
     .with_challenge(NODE_AUTH_SCHEME)
 }

@@ -18,6 +18,18 @@ use std::time::Duration;
 pub use rendezvous::{owner, NodeEntry};
 pub use view::LiveView;
 
+/// Longest node id, in bytes.
+pub const MAX_NODE_ID: usize = 200;
+
+/// Whether `id` can name a node: 1 to [`MAX_NODE_ID`] bytes, no whitespace or control
+/// characters (ids travel in headers and log lines, and one node call's signed message
+/// has one id per line).
+pub fn is_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_NODE_ID
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Who this node is.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

@@ -80,8 +80,9 @@ pub enum Refusal {
     /// This node has no cluster secret, so it believes no node call.
     #[error("this node takes no calls from other nodes: it has no cluster secret")]
     NoSecret,
-    /// The internal headers are missing, repeated, unknown or unreadable.
-    #[error("{0}")]
+    /// The internal headers are missing, repeated, unknown or unreadable (a client
+    /// sending one of them gets this: they are only for calls between nodes).
+    #[error("{0} (x-proof-market-* headers are only for calls between market nodes)")]
     Malformed(String),
     /// The signed time is too far from this node's clock.
     #[error(
