@@ -79,6 +79,16 @@ async fn two_nodes(env_a: &[(&str, Option<&str>)], env_b: &[(&str, Option<&str>)
     }
 }
 
+/// `user` places a proposal on `stmt` at `cost` through `node`: (status, body).
+async fn propose(user: &Api, node: &Server, stmt: &str, cost: u64) -> (u16, Value) {
+    user.at(&node.url)
+        .post(
+            &format!("{ROOT}/proposal"),
+            &json!({"statement_key": stmt, "cost": cost}),
+        )
+        .await
+}
+
 /// Every proposal and request of `stmt`.
 async fn orders_of(api: &Api, stmt: &str) -> usize {
     all_orders(api, "proposal", stmt).await.len() + all_orders(api, "request", stmt).await.len()
@@ -293,12 +303,7 @@ async fn nodes_sharing_a_secret_forward_calls_to_the_owner() {
         assert!(!node.owned().await.contains(stmt));
         assert!(owner.owned().await.contains(stmt));
         let api = user.at(&node.url);
-        let (s, p) = api
-            .post(
-                &format!("{ROOT}/proposal"),
-                &json!({"statement_key": stmt, "cost": 3}),
-            )
-            .await;
+        let (s, p) = propose(&user, node, stmt, 3).await;
         assert_eq!(s, 200, "{p}");
         let (s, book) = api.get(&format!("{ROOT}/book/{stmt}")).await;
         assert_eq!(s, 200, "{book}");
@@ -306,12 +311,7 @@ async fn nodes_sharing_a_secret_forward_calls_to_the_owner() {
         let key = p["_key"].as_str().unwrap();
         let (s, w) = api.delete(&format!("{ROOT}/proposal/{key}")).await;
         assert_eq!((s, w["status"].as_str()), (200, Some("withdrawn")), "{w}");
-        let (s, p) = api
-            .post(
-                &format!("{ROOT}/proposal"),
-                &json!({"statement_key": stmt, "cost": 2}),
-            )
-            .await;
+        let (s, p) = propose(&user, node, stmt, 2).await;
         assert_eq!(s, 200, "{p}");
         let (s, r) = api
             .post(
@@ -388,13 +388,7 @@ async fn nodes_with_different_secrets_answer_a_clear_error_instead_of_forwarding
     assert_not_forwarded(&a, &user, &stmt_b, "secrets differ").await;
     // Each still serves its own statements.
     for (node, stmt) in [(&a, &stmt_a), (&b, &stmt_b)] {
-        let (s, v) = user
-            .at(&node.url)
-            .post(
-                &format!("{ROOT}/proposal"),
-                &json!({"statement_key": stmt, "cost": 5}),
-            )
-            .await;
+        let (s, v) = propose(&user, node, stmt, 5).await;
         assert_eq!(s, 200, "{v}");
     }
 }
@@ -414,13 +408,7 @@ async fn a_node_without_a_secret_neither_forwards_nor_takes_forwarded_calls() {
     // ...and refuses what A forwards to it, which A reports.
     assert_not_forwarded(&a, &user, &stmt_b, "has no cluster secret").await;
     // Its own statements it serves as a single node would.
-    let (s, v) = user
-        .at(&b.url)
-        .post(
-            &format!("{ROOT}/proposal"),
-            &json!({"statement_key": stmt_b, "cost": 5}),
-        )
-        .await;
+    let (s, v) = propose(&user, &b, &stmt_b, 5).await;
     assert_eq!(s, 200, "{v}");
 }
 
@@ -448,13 +436,7 @@ async fn the_secret_can_come_from_a_private_file_only() {
     for _ in 0..3 {
         let stmt = push_statement(&user).await;
         for node in [&a, &b] {
-            let (s, v) = user
-                .at(&node.url)
-                .post(
-                    &format!("{ROOT}/proposal"),
-                    &json!({"statement_key": stmt, "cost": 5}),
-                )
-                .await;
+            let (s, v) = propose(&user, node, &stmt, 5).await;
             assert_eq!(s, 200, "{v}");
         }
     }
