@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Proof Market cluster on this machine's loopback: PM_MASTERS Redis masters joined into
 # one Redis Cluster (cluster mode enabled, AOF on, fsync every second) and PM_NODES
-# market nodes over it, all with one shared generated JWT secret.
+# market nodes over it, all with one shared generated JWT secret and cluster secret.
 #
 # Usage: deploy/cluster.sh start [SERVE_ARG...] | stop | status
 #   start   Starts the Redis masters (creating the Redis Cluster the first time) and waits
@@ -19,19 +19,19 @@
 # Environment:
 #   PM_CLUSTER_DIR    state dir (default data/cluster in the repository; a relative path
 #                     is taken from the current directory): Redis files and logs, node data
-#                     dirs and logs, PID and port files, the JWT secret.
+#                     dirs and logs, PID and port files, the JWT and cluster secrets.
 #   PM_NODES          market nodes (default 3; 0 = the Redis Cluster only)
 #   PM_MASTERS        Redis masters (default 3; a Redis Cluster needs at least 3)
 #   PM_BIN            node binary (default target/release/proof-market, built with
 #                     `cargo build --release` when missing)
 #   PM_START_TIMEOUT  seconds to wait for the Redis Cluster, and for the nodes (default 60)
 # Other settings of the nodes pass through the environment (PROOF_MARKET_LEASE_MS,
-# PROOF_MARKET_KEY_PREFIX, RUST_LOG, ...); listen address, Redis URL, node id, data dir
-# and JWT secret are set here (and the advertise URL is each node's default, its listen
-# address).
+# PROOF_MARKET_KEY_PREFIX, RUST_LOG, ...); listen address, Redis URL, node id, data dir,
+# JWT secret and cluster secret file are set here (and the advertise URL is each node's
+# default, its listen address).
 #
 # `start` after `stop` reuses the state dir: same Redis ports, data and cluster
-# configuration (nodes.conf), same JWT secret, so the market and its tokens survive.
+# configuration (nodes.conf), same secrets, so the market and its tokens survive.
 # For a fresh cluster: `deploy/cluster.sh stop && rm -rf data/cluster`.
 set -euo pipefail
 caller_pwd=$PWD
@@ -77,8 +77,9 @@ fi
 
 # Inherited values that would be wrong for every node but one: each node's advertise URL
 # must default to its own listen address, and the comma-separated seed list below is
-# what selects cluster mode.
-unset PROOF_MARKET_ADVERTISE_URL PROOF_MARKET_REDIS_CLUSTER
+# what selects cluster mode. The cluster secret comes from the state dir's file (a
+# secret in the environment as well would stop the nodes: one source only).
+unset PROOF_MARKET_ADVERTISE_URL PROOF_MARKET_REDIS_CLUSTER PROOF_MARKET_CLUSTER_SECRET
 
 # ---------------------------------------------------------------------------------------
 # Processes and ports.
@@ -404,10 +405,14 @@ do_start() {
 
   if [ "$nodes" -gt 0 ]; then
     # One JWT secret for every node (a token from one node is checked by the others),
-    # kept in the state dir so tokens survive a restart of the cluster.
-    if [ ! -s "$dir/jwt-secret" ]; then
-      (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/jwt-secret")
-    fi
+    # kept in the state dir so tokens survive a restart of the cluster; and one cluster
+    # secret, which signs the calls nodes forward to each other, read by the nodes
+    # from its file (mode 0600).
+    for name in jwt-secret cluster-secret; do
+      if [ ! -s "$dir/$name" ]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/$name")
+      fi
+    done
     secret=$(cat "$dir/jwt-secret")
     # Drop the records of nodes beyond PM_NODES from an earlier, larger run.
     for i in $(indexes node); do
@@ -425,7 +430,8 @@ do_start() {
       fi
       mkdir -p "$dir/node-$i"
       # `--node-id node-i --data-dir` in this order: stop/status recognise the process by it.
-      PROOF_MARKET_JWT_SECRET=$secret nohup "$bin" serve --listen "127.0.0.1:$port" \
+      PROOF_MARKET_JWT_SECRET=$secret PROOF_MARKET_CLUSTER_SECRET_FILE=$dir/cluster-secret \
+        nohup "$bin" serve --listen "127.0.0.1:$port" \
         --redis-url "$seeds" --node-id "node-$i" --data-dir "$dir/node-$i" \
         ${extra[@]+"${extra[@]}"} </dev/null >"$dir/node-$i.log" 2>&1 &
       echo "$!" >"$dir/node-$i.pid"

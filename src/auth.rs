@@ -305,9 +305,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// The file is created atomically with mode 0600: written to a temporary file (0600) in
 /// the same directory, then hard-linked into place, which fails rather than replaces if
 /// another node created it first (that node's secret is then read). An existing file
-/// that other users could read (any group/other permission bit) or that is shorter than
-/// the minimum is refused, not repaired: the secret may have leaked, and silently
-/// replacing it would log every user out.
+/// that other users could read (see [`exposure`]) or that is shorter than the minimum
+/// is refused, not repaired: the secret may have leaked, and silently replacing it
+/// would log every user out.
 pub fn load_secret(
     env_secret: Option<&str>,
     data_dir: &std::path::Path,
@@ -324,7 +324,7 @@ pub fn load_secret(
     }
     let path = data_dir.join("jwt-secret");
     for _ in 0..2 {
-        match read_secret_file(&path)? {
+        match read_secret_file(&path, &JWT_FILE)? {
             Some(s) => return Ok(s),
             None => {
                 if create_secret_file(data_dir, &path)? {
@@ -336,9 +336,49 @@ pub fn load_secret(
     Err(format!("{}: cannot create the JWT secret", path.display()))
 }
 
-/// The secret in `path`, `None` if there is no file.
-fn read_secret_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
+/// How a secret kept in a file is named in errors, and what to do when it is refused.
+pub(crate) struct SecretFile<'a> {
+    /// What the file holds ("JWT secret").
+    pub what: &'a str,
+    /// What to do with a file others may have read, besides `chmod 600`.
+    pub if_exposed: &'a str,
+    /// What to do with a file too short.
+    pub if_short: &'a str,
+}
+
+const JWT_FILE: SecretFile<'static> = SecretFile {
+    what: "JWT secret",
+    if_exposed: "delete it (a new secret is generated; every token is then invalid)",
+    if_short: "delete the file to generate a new one",
+};
+
+/// Why a secret file with permission bits `mode`, owned by user `uid`, may have been
+/// read by someone else than the node, or `None` if it is private.
+///
+/// Private is 0600 or less, or, for a file root owns, also group-read (0640 or less):
+/// root then chose who may read it, as in a Kubernetes Secret volume mounted for a
+/// non-root pod (0440, group = the pod's `fsGroup`) or an `/etc` file for a service's
+/// group. PostgreSQL applies the same rule to its TLS key file. Group write and any
+/// access by others are refused whoever owns the file.
+pub(crate) fn exposure(mode: u32, uid: u32) -> Option<&'static str> {
+    let group = mode & 0o070;
+    if mode & 0o007 != 0 {
+        Some("other users may read it")
+    } else if group != 0 && (uid != 0 || group != 0o040) {
+        Some("its group may read or write it")
+    } else {
+        None
+    }
+}
+
+/// The secret in `path`, trimmed, `None` if there is no file. A file that someone else
+/// may have read (see [`exposure`]) or shorter than [`MIN_SECRET_BYTES`] is refused.
+pub(crate) fn read_secret_file(
+    path: &std::path::Path,
+    kind: &SecretFile<'_>,
+) -> Result<Option<Vec<u8>>, String> {
     let show = path.display();
+    let what = kind.what;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -346,13 +386,13 @@ fn read_secret_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
     };
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if let Some(why) = exposure(mode, meta.uid()) {
             return Err(format!(
-                "{show} has mode {mode:04o}: other users may have read the JWT secret; \
-                 `chmod 600` it if they cannot have, else delete it (a new secret is \
-                 generated; every token is then invalid)"
+                "{show} has mode {mode:04o} ({why}): other users may have read the {what}; \
+                 `chmod 600` it if they cannot have, else {}",
+                kind.if_exposed
             ));
         }
     }
@@ -361,9 +401,9 @@ fn read_secret_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, String> {
     let s = text.trim();
     if s.len() < MIN_SECRET_BYTES {
         return Err(format!(
-            "{show} holds {} bytes; a JWT secret must be at least {MIN_SECRET_BYTES}: delete \
-             the file to generate a new one",
-            s.len()
+            "{show} holds {} bytes; a {what} must be at least {MIN_SECRET_BYTES}: {}",
+            s.len(),
+            kind.if_short
         ));
     }
     Ok(Some(s.as_bytes().to_vec()))
@@ -611,6 +651,30 @@ mod tests {
         assert_eq!(mode(&path), 0o644);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load_secret(None, &data).unwrap(), first);
+    }
+
+    #[test]
+    fn secret_files_are_private_to_the_node_or_to_roots_choice_of_group() {
+        for (mode, uid) in [
+            (0o600, 1000),
+            (0o400, 1000),
+            (0o600, 0),
+            (0o440, 0),
+            (0o640, 0),
+        ] {
+            assert_eq!(exposure(mode, uid), None, "{mode:04o} uid {uid}");
+        }
+        for (mode, uid) in [
+            (0o640, 1000),
+            (0o440, 1000),
+            (0o604, 0),
+            (0o644, 0),
+            (0o660, 0),
+            (0o610, 0),
+            (0o601, 1000),
+        ] {
+            assert!(exposure(mode, uid).is_some(), "{mode:04o} uid {uid}");
+        }
     }
 
     #[test]

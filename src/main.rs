@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use proof_market::api::bodies::{BodyBudget, BodyLimits};
 use proof_market::cli::args::parse_cost;
 use proof_market::cli::{ClientCommand, ClientOpts};
+use proof_market::cluster::signing::ClusterSecret;
 use proof_market::cluster::NodeConfig;
 use proof_market::domain::Cost;
 use proof_market::market::state::Quotas;
@@ -95,6 +96,13 @@ struct ServeArgs {
     /// Directory for local files (the generated token secret).
     #[arg(long, env = "PROOF_MARKET_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
+    /// File holding the secret that calls between nodes are signed with (HMAC-SHA256;
+    /// the same on every node, at least 32 bytes, mode 0600 or 0400, or 0440/0640 if
+    /// root owns it). Or set PROOF_MARKET_CLUSTER_SECRET to the secret itself (not
+    /// both). Without either the node forwards no calls and takes none: right for a
+    /// single node only.
+    #[arg(long, env = "PROOF_MARKET_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// Token lifetime in seconds. The signing secret comes from PROOF_MARKET_JWT_SECRET
     /// (at least 32 bytes, else the node refuses to start) or is generated in
     /// <data-dir>/jwt-secret (mode 0600; a file readable by others is refused).
@@ -313,20 +321,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         redis = redis.with_tls(tls).map_err(anyhow::Error::msg)?;
     }
+    let cluster_secret = ClusterSecret::load(
+        std::env::var("PROOF_MARKET_CLUSTER_SECRET").ok().as_deref(),
+        args.cluster_secret_file.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("cluster secret: {e}"))?;
     let host = hostname();
     let node_id = args
         .node_id
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| format!("{host}:{}", addr.port()));
-    if node_id.len() > 200 || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        anyhow::bail!("--node-id must be at most 200 characters without spaces");
+    if !proof_market::cluster::is_node_id(&node_id) {
+        anyhow::bail!(
+            "--node-id must be at most {} bytes without spaces",
+            proof_market::cluster::MAX_NODE_ID
+        );
     }
     let advertise_url = match args.advertise_url {
         Some(u) => u,
         None if addr.ip().is_unspecified() => format!("http://{host}:{}", addr.port()),
         None => format!("http://{addr}"),
     };
-    // Node-to-node calls are plain HTTP on the cluster's private network.
+    // Node-to-node calls are plain HTTP on the cluster's private network: signed with
+    // the cluster secret, not encrypted.
     if !advertise_url.starts_with("http://") {
         anyhow::bail!(
             "--advertise-url must start with http:// (nodes talk plain HTTP to each other)"
@@ -347,6 +364,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key_prefix: args.key_prefix,
         data_dir: args.data_dir,
         jwt_secret: std::env::var("PROOF_MARKET_JWT_SECRET").ok(),
+        cluster_secret,
         token_ttl_secs: args.token_ttl,
         auth: proof_market::auth::AuthPolicy {
             max_age_secs: args.token_max_age,

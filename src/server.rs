@@ -4,6 +4,8 @@
 //! real free port) and serves until SIGINT/SIGTERM. The node answers `/health` with 503
 //! until it has joined the live set and taken the statements it owns, then 200. On
 //! SIGINT/SIGTERM it hands its statements over (see [`Router::leave`]) before it stops.
+//! Every call first passes [`check_node_calls`], which refuses unsigned calls between
+//! nodes; a node without a cluster secret takes and forwards none.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,7 +16,9 @@ use actix_web::{middleware, web, App, HttpServer};
 
 use crate::api::bodies::BodyLimits;
 use crate::api::forward::Forwarder;
+use crate::api::node_auth::{check_node_calls, NodeAuth};
 use crate::auth::{self, Tokens};
+use crate::cluster::signing::ClusterSecret;
 use crate::cluster::NodeConfig;
 use crate::market::{Limits, Market, Router};
 use crate::prover::pool::{PoolSizes, Pools};
@@ -35,6 +39,9 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// JWT signing secret; generated under `data_dir` when absent.
     pub jwt_secret: Option<String>,
+    /// The key calls between nodes are signed with, the same on every node; without
+    /// one the node neither forwards calls nor takes forwarded ones.
+    pub cluster_secret: Option<ClusterSecret>,
     /// Token lifetime.
     pub token_ttl_secs: u64,
     /// Token maximum age, revocation cache and login throttles.
@@ -128,6 +135,13 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         cfg.limits.clone(),
     ));
     let router_data = web::Data::from(router.clone());
+    let node_auth = web::Data::new(NodeAuth::new(
+        cfg.node.id.clone(),
+        cfg.cluster_secret.clone(),
+    ));
+    if !node_auth.enabled() {
+        warn_if_not_alone(router.clone());
+    }
     let body_limits = web::Data::new(cfg.http.body.clone());
     let addr = listener.local_addr()?;
     let workers = if cfg.http_workers == 0 {
@@ -141,8 +155,11 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .app_data(router_data.clone())
             .app_data(body_limits.clone())
             .app_data(web::Data::new(Forwarder::new()))
+            .app_data(node_auth.clone())
             .wrap(middleware::from_fn(crate::api::ratelimit::limit_ip))
             .wrap(middleware::NormalizePath::trim())
+            // Outermost: sees the request target exactly as it was signed.
+            .wrap(middleware::from_fn(check_node_calls))
             .configure(crate::api::config)
     })
     .workers(workers)
@@ -154,7 +171,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let handle = server.handle();
     // Printed on stdout so scripts and tests can find a port chosen by the OS.
     println!("proof-market listening on http://{addr}");
-    tracing::info!(%addr, %redis, prefix = %cfg.key_prefix, node = %cfg.node.id, url = %cfg.node.url, "serving");
+    tracing::info!(%addr, %redis, prefix = %cfg.key_prefix, node = %cfg.node.id, url = %cfg.node.url, signed_node_calls = cfg.cluster_secret.is_some(), "serving");
     // Heartbeats and leases run on a thread and a Redis connection of their own, so a
     // busy node still renews its leases in time.
     router.spawn_upkeep();
@@ -172,6 +189,36 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     server.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Once the node has joined, warns if other nodes are live: without a cluster secret
+/// this node answers 503 for their statements and refuses the calls they forward here.
+fn warn_if_not_alone(router: Arc<Router>) {
+    actix::spawn(async move {
+        while !router.is_ready() {
+            if router.is_leaving() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let me = &router.node().id;
+        let others: Vec<String> = router
+            .live_nodes()
+            .into_iter()
+            .filter(|n| n.id != *me)
+            .map(|n| n.id)
+            .collect();
+        if others.is_empty() {
+            tracing::info!("no cluster secret: this node serves alone and takes no node calls");
+        } else {
+            tracing::warn!(
+                ?others,
+                "other nodes are live but this node has no cluster secret: it will not \
+                 forward calls to them (503) nor take theirs (401); give every node the \
+                 same PROOF_MARKET_CLUSTER_SECRET or --cluster-secret-file"
+            );
+        }
+    });
 }
 
 async fn wait_for_signal() {

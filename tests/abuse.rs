@@ -1,8 +1,9 @@
 //! Attacks by anonymous clients and ordinary users against one real node (real Redis):
 //! oversized bodies, slow bodies and heads, padded inputs, deep pages, unpaginated
-//! listings, oversized profiles and a forged hop count. Each test reproduces the attack,
-//! checks the refusal, that the node stays healthy with bounded memory (its RSS from
-//! /proc, printed for the record), and that an ordinary client is served meanwhile.
+//! listings and oversized profiles. Each test reproduces the attack, checks the refusal,
+//! that the node stays healthy with bounded memory (its RSS from /proc, printed for the
+//! record), and that an ordinary client is served meanwhile. Forged internal headers (a
+//! hop count, a node signature) are refused before any route runs: tests/node_auth.rs.
 
 mod common;
 
@@ -430,101 +431,4 @@ async fn statement_lists_leave_definitions_out_and_paginate() {
     let (s, v) = api.get(&format!("{ROOT}/statement/{}", keys[2])).await;
     assert_eq!(s, 200);
     assert!(v["definition"]["proving_key"].is_string());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_forged_hop_count_gets_an_ordinary_answer_promptly() {
-    let backend = Backend::new();
-    let server = Server::start(&backend).await;
-    let api = server.api().user("rita").await;
-    let stmt = push_statement(&api).await;
-    let before = rss_kib(server.pid());
-    let http = reqwest::Client::new();
-    for hops in ["1", "2", "3", "4", "255", "256", "999999", "-1", "abc", ""] {
-        for path in [format!("{ROOT}/proposal"), format!("{ROOT}/book/{stmt}")] {
-            let t = Instant::now();
-            let rb = if path.contains("book") {
-                http.get(format!("{}{path}", server.url))
-            } else {
-                http.post(format!("{}{path}", server.url))
-                    .json(&json!({"statement_key": stmt, "cost": 5}))
-            };
-            let r = rb
-                .bearer_auth(api.token.as_ref().unwrap())
-                .header("x-proof-market-hops", hops)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "hops {hops:?} on {path}");
-            assert!(
-                t.elapsed() < Duration::from_millis(500),
-                "hops {hops:?} on {path} took {:?}",
-                t.elapsed()
-            );
-        }
-    }
-    // Two hop headers at once are not a forward either.
-    let t = Instant::now();
-    let r = http
-        .get(format!("{}{ROOT}/book/{stmt}", server.url))
-        .bearer_auth(api.token.as_ref().unwrap())
-        .header("x-proof-market-hops", "2")
-        .header("x-proof-market-hops", "2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(t.elapsed() < Duration::from_millis(500));
-    healthy(&server).await;
-    let after = rss_kib(server.pid());
-    eprintln!("forged hops: RSS before {before} KiB, after {after} KiB");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_forged_hop_count_on_a_node_that_does_not_own_the_statement() {
-    let backend = Backend::new();
-    let a = Server::start_with(&backend, &["--lease-ms", "1500"]).await;
-    let b = Server::start_with(&backend, &["--lease-ms", "1500"]).await;
-    let api = a.api().user("tess").await;
-    let mut stmts = Vec::new();
-    for _ in 0..6 {
-        stmts.push(push_statement(&api).await);
-    }
-    // Wait until ownership has settled over both nodes, then take a statement of A's.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let stmt = loop {
-        let (oa, ob) = (a.owned().await, b.owned().await);
-        let settled = stmts.iter().all(|s| oa.contains(s) != ob.contains(s));
-        if settled {
-            if let Some(s) = stmts.iter().find(|s| oa.contains(s)) {
-                break s.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "ownership did not settle");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let http = reqwest::Client::new();
-    for hops in ["0", "1", "2", "3", "200"] {
-        let t = Instant::now();
-        let r = http
-            .post(format!("{}{ROOT}/proposal", b.url))
-            .bearer_auth(api.token.as_ref().unwrap())
-            .header("x-proof-market-hops", hops)
-            .json(&json!({"statement_key": stmt, "cost": 5}))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        eprintln!(
-            "forged hops {hops} at a non-owner: {status} in {:?}",
-            t.elapsed()
-        );
-        assert_eq!(status, 200, "hops {hops}: {v}");
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "hops {hops} took {:?}",
-            t.elapsed()
-        );
-    }
 }

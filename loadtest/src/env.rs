@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::MarketOpts;
 use crate::loopback;
 use crate::market::Target;
-use crate::procs::{workspace_root, OwnRedis, OwnServer, ServerSpec};
+use crate::procs::{workspace_root, OwnRedis, OwnServer, Secrets, ServerSpec};
 use crate::redis_view::parse_info_u64;
 use crate::report::Span;
 
@@ -75,20 +75,26 @@ fn start_redis(m: &MarketOpts) -> Result<OwnRedis> {
     OwnRedis::start(&redis_args)
 }
 
-/// A fresh JWT secret, shared by every node of one market.
-fn new_secret() -> String {
-    format!(
-        "loadtest-secret-{:016x}-{:08x}",
-        crate::seed_from_clock(),
-        std::process::id()
-    )
+/// Fresh secrets, shared by every node of one market.
+fn new_secrets() -> Secrets {
+    let secret = |kind: &str| {
+        format!(
+            "loadtest-{kind}-secret-{:016x}-{:08x}",
+            crate::seed_from_clock(),
+            std::process::id()
+        )
+    };
+    Secrets {
+        jwt: secret("jwt"),
+        cluster: secret("cluster"),
+    }
 }
 
 /// How to start a node over `redis`: the options' workers and threads, then `args`.
 fn server_spec(
     m: &MarketOpts,
     redis: &OwnRedis,
-    secret: String,
+    secrets: Secrets,
     args: Vec<String>,
     log: &Path,
 ) -> ServerSpec {
@@ -104,7 +110,7 @@ fn server_spec(
         bin: m.server_bin.clone().unwrap_or_else(default_server_bin),
         redis_url: redis.url(),
         prefix: m.key_prefix.clone(),
-        secret,
+        secrets,
         extra,
         log: log.to_path_buf(),
     }
@@ -151,7 +157,7 @@ impl MarketEnv {
         if let Some(d) = log.parent() {
             std::fs::create_dir_all(d)?;
         }
-        let spec = server_spec(m, &redis, new_secret(), Vec::new(), log);
+        let spec = server_spec(m, &redis, new_secrets(), Vec::new(), log);
         let server = OwnServer::start(spec).await?;
         let target = Arc::new(Target::new(server.url())?);
         Ok(MarketEnv {
@@ -167,7 +173,7 @@ impl MarketEnv {
     }
 
     /// Starts its own Redis and `n` nodes over it (same key prefix, one shared JWT
-    /// secret, ids `<id_prefix>0`…, each on its own free loopback port with its own temp
+    /// secret and cluster secret, ids `<id_prefix>0`…, each on its own free loopback port with its own temp
     /// data dir, stderr to `<log_dir>/<id>.log`), each waited for until `/health` is 200.
     /// `extra` are more `serve` arguments for every node (e.g. `--lease-ms 2000`).
     pub async fn open_nodes(
@@ -185,7 +191,7 @@ impl MarketEnv {
         }
         std::fs::create_dir_all(log_dir)?;
         let redis = start_redis(m)?;
-        let secret = new_secret();
+        let secrets = new_secrets();
         let mut env = MarketEnv {
             target: Arc::new(Target::new("http://127.0.0.1:1")?),
             server: None,
@@ -203,7 +209,7 @@ impl MarketEnv {
             let log = log_dir.join(format!("{id}.log"));
             let _ = std::fs::remove_file(&log);
             let redis = env.redis.as_ref().context("redis")?;
-            let spec = server_spec(m, redis, secret.clone(), args, &log);
+            let spec = server_spec(m, redis, secrets.clone(), args, &log);
             // On error `env` drops here and stops the nodes already started, then Redis.
             let node = OwnServer::start(spec)
                 .await

@@ -160,6 +160,15 @@ pub async fn wait_http_ready(url: &str, path: &str, limit: Duration) -> Result<(
     }
 }
 
+/// The secrets every node of one market shares.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// Signs users' tokens.
+    pub jwt: String,
+    /// Signs calls between nodes.
+    pub cluster: String,
+}
+
 /// How to start the market server.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
@@ -169,8 +178,8 @@ pub struct ServerSpec {
     pub redis_url: String,
     /// Key prefix.
     pub prefix: String,
-    /// JWT secret (same across restarts, so tokens stay valid).
-    pub secret: String,
+    /// Secrets (the same across restarts, so tokens stay valid).
+    pub secrets: Secrets,
     /// Extra `serve` arguments (e.g. `--http-workers 2`).
     pub extra: Vec<String>,
     /// Where its stderr goes.
@@ -227,7 +236,8 @@ impl OwnServer {
             cmd.args(["--node-id", &format!("loadtest-{}", std::process::id())]);
         }
         cmd.args(&self.spec.extra)
-            .env("PROOF_MARKET_JWT_SECRET", &self.spec.secret)
+            .env("PROOF_MARKET_JWT_SECRET", &self.spec.secrets.jwt)
+            .env("PROOF_MARKET_CLUSTER_SECRET", &self.spec.secrets.cluster)
             // Rate limits and quotas off unless a caller asks for them with a flag (flags
             // win over the environment): one client on loopback is all a test has.
             .env("PROOF_MARKET_RATE_LIMIT_IP", "0")

@@ -3,7 +3,8 @@
 //! A body is read once, as bytes ([`JsonBody`]), within its route's size limit
 //! ([`BodyClass`], [`BodyLimits`]) and within a time limit, and refused before it is
 //! read when it is too large or compressed; the same bytes are forwarded unchanged when
-//! another node owns the call. It is parsed once, as JSON, and checked field by field
+//! another node owns the call (and, on a call forwarded here, checked against the
+//! digest its signature covers). It is parsed once, as JSON, and checked field by field
 //! into a typed value, so every refusal names the field and what was wrong with it
 //! ("`cost` must be greater than 0") instead of a deserializer's position report.
 //!
@@ -207,6 +208,7 @@ impl FromRequest for JsonBody {
             .map(|l| l.get_ref().clone())
             .unwrap_or_default();
         let limit = limits.of(req.app_data::<BodyClass>().copied());
+        let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
             if encoded {
@@ -265,6 +267,7 @@ impl FromRequest for JsonBody {
                     ))
                 }
             };
+            super::node_auth::check_body(&req, &bytes)?;
             let value: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
             Ok(JsonBody {

@@ -13,7 +13,7 @@ use crate::error::MarketError;
 use crate::market::Market;
 
 use super::error::ApiError;
-use super::forward;
+use super::node_auth;
 
 /// The user a valid token names. Extracting it is the authorization check.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ impl FromRequest for Caller {
             Err(e) => return Either::Left(ready(Err(e))),
         };
         // The user's calls are counted once, on the node the client called.
-        let charge = market.limits().rate.per_user > 0 && !forward::from_node(req);
+        let charge = market.limits().rate.per_user > 0 && !node_auth::from_node(req);
         match market.tokens().check_cached(&v) {
             Some(Err(e)) => Either::Left(ready(Err(e.into()))),
             Some(Ok(())) if !charge => Either::Left(ready(Ok(Caller(v.user)))),
@@ -81,7 +81,7 @@ impl FromRequest for CallerToken {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let x = verified(req);
-        let from_node = forward::from_node(req);
+        let from_node = node_auth::from_node(req);
         Box::pin(async move {
             let (market, v) = x?;
             let user = market.authenticate(v.clone()).await?;

@@ -1,8 +1,9 @@
 //! The one place where market errors become HTTP responses.
 //!
 //! Every failure leaves as `{"error": true, "code": <status>, "errorMessage": "..."}`
-//! (the original market's shape). 503s and 429s carry `Retry-After`. Internal errors are
-//! logged with their detail and sent without it.
+//! (the original market's shape). 503s and 429s carry `Retry-After`; a 401 refusing a
+//! call between nodes carries `WWW-Authenticate` with the node scheme. Internal errors
+//! are logged with their detail and sent without it.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -15,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// `WWW-Authenticate` scheme of a 401.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -24,7 +27,14 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            challenge: None,
         }
+    }
+
+    /// The same error naming the authentication `scheme` it wants (`WWW-Authenticate`).
+    pub fn with_challenge(mut self, scheme: &'static str) -> ApiError {
+        self.challenge = Some(scheme);
+        self
     }
 
     /// 400 with a message.
@@ -66,6 +76,7 @@ impl From<MarketError> for ApiError {
             status,
             message: e.to_string(),
             retry_after,
+            challenge: None,
         }
     }
 }
@@ -79,6 +90,9 @@ impl ResponseError for ApiError {
         let mut r = HttpResponse::build(self.status);
         if let Some(s) = self.retry_after {
             r.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        if let Some(scheme) = self.challenge {
+            r.insert_header((header::WWW_AUTHENTICATE, scheme));
         }
         r.json(serde_json::json!({
             "error": true,

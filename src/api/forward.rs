@@ -2,28 +2,36 @@
 //!
 //! A handler parses its body once, then [`dispatch`] asks the router for the
 //! statement's [`Route`] and acts on it: a local call gets the matcher's handle; a
-//! forwarded one sends the client's own bytes, token and `Idempotency-Key` to the owner
-//! and relays its answer; a statement changing hands here is routed again after a
-//! pause. The owner re-checks everything (token, body, ownership) as if the client had
-//! called it, so a forwarded call is exactly as safe as a direct one. The hop count
-//! travels in [`HOPS_HEADER`]; a node forwards a call at most
+//! forwarded one sends the client's own bytes, token and `Idempotency-Key` to the owner,
+//! signed with the cluster secret ([`NodeAuth::sign`]), and relays its answer; a
+//! statement changing hands here is routed again after a pause. The owner re-checks
+//! everything (token, body, ownership) as if the client had called it, so a forwarded
+//! call is exactly as safe as a direct one. The hop count travels in [`HOPS_HEADER`] and
+//! is believed only on a signed call ([`hops`]); a node forwards a call at most
 //! [`crate::market::router::MAX_HOPS`] times, so views that disagree for a moment
 //! cannot loop.
+//!
+//! A node without a cluster secret forwards nothing: a call about a statement another
+//! node owns is answered 503 at once, saying why. An owner that refuses the signature
+//! (the nodes' secrets or clocks differ) is reported to the client as a 503 naming the
+//! cause, never relayed as a 401, which would look like a bad token.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::cluster::signing::MAX_CLOCK_SKEW;
 use crate::domain::Key;
 use crate::error::MarketError;
-use crate::market::router::MAX_HOPS;
 use crate::market::{LocalError, LocalResult, MatcherHandle, Route, Router};
+use crate::protocol::{IDEMPOTENCY_HEADER, NODE_AUTH_SCHEME};
 
 use super::error::ApiError;
+use super::log_gate::LogGate;
+use super::node_auth::{hops, NodeAuth};
 
 pub use crate::protocol::HOPS_HEADER;
 
@@ -54,33 +62,6 @@ impl Forwarder {
             .unwrap_or_else(|_| reqwest::Client::new());
         Forwarder { client }
     }
-}
-
-/// How many hops the call has made (0: straight from a client).
-///
-/// Node-to-node calls are not authenticated yet, so anyone can send [`HOPS_HEADER`].
-/// Only a plausible forward counts: exactly one value, a decimal from 1 to
-/// [`MAX_HOPS`] + 1 (a node never sends more; a leaving node may take one hop more).
-/// Anything else (several headers, a larger number, text, a sign) is ignored and the
-/// call is routed as a client's. A client that sends a value in range gets what a
-/// stale forward gets: on the owner it is served as usual; on another node, a refresh
-/// of the live view and, when out of hops, one forward to the owner (see [`dispatch`]).
-/// Checking that a forward comes from a node needs authenticated node-to-node calls.
-pub fn hops(req: &HttpRequest) -> u8 {
-    let mut values = req.headers().get_all(HOPS_HEADER);
-    let (Some(v), None) = (values.next(), values.next()) else {
-        return 0;
-    };
-    match v.to_str().ok().and_then(|h| h.parse::<u8>().ok()) {
-        Some(n) if (1..=MAX_HOPS + 1).contains(&n) && v.len() == 1 => n,
-        _ => 0,
-    }
-}
-
-/// Whether a call was forwarded by another node (it was counted against the client's
-/// rate limits where the client called).
-pub fn from_node(req: &HttpRequest) -> bool {
-    hops(req) > 0
 }
 
 /// Whether a call may be sent to an owner again when the first try may have reached it.
@@ -137,6 +118,8 @@ where
             Route::Forward(url) => {
                 let e = match forward(req, body, &url, hops).await {
                     Ok(r) => return Ok(Answer::Forwarded(r)),
+                    // Not sent, or refused by the owner before it did anything: say why.
+                    Err(Forward::Refused(e)) => return Err(e),
                     // Nothing was sent: the owner may have just left.
                     Err(Forward::Unreachable(e)) => e,
                     // The owner may have applied it: send it again only if that is safe.
@@ -154,11 +137,10 @@ where
                     .map_err(MarketError::from)?;
                 continue;
             }
-            // Out of hops on a node whose view was just read again (a call that says it
-            // was forwarded makes the router refresh it): a real forward meets this only
-            // while views disagree, a client's forged header every time. Either way the
-            // view is as fresh as it gets: route it once more as a client's call (one
-            // forward to the owner) instead of waiting for the views to change.
+            // Out of hops on a node whose view was just read again (a forwarded call
+            // makes the router refresh it): the nodes' views disagree. This one is as
+            // fresh as it gets: route the call once more as a client's (one forward to
+            // the owner) instead of waiting for the views to change.
             Route::Retry(_) if hops > 0 => {
                 hops = 0;
                 continue;
@@ -180,24 +162,35 @@ fn outcome_unknown() -> ApiError {
 /// Logs a failed forward at most once a second per process, with how many were not
 /// logged: a dead owner makes every call for its statements fail until its lease lapses.
 fn warn_rate_limited(url: &str, e: &reqwest::Error) {
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let now = crate::domain::Millis::now().0;
-    let last = LAST_MS.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 1000
-        && LAST_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    static GATE: LogGate = LogGate::new();
+    if let Some(suppressed) = GATE.pass_now() {
         tracing::warn!(%url, error = %e, suppressed, "forwarding to the owner failed");
-    } else {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The 503 for a call this node did not forward to the owner at `url`, or whose
+/// forward the owner refused, because `why`; logged at most once a second.
+fn not_forwarded(url: &str, why: &str) -> Forward {
+    static GATE: LogGate = LogGate::new();
+    if let Some(suppressed) = GATE.pass_now() {
+        tracing::warn!(%url, reason = %why, suppressed, "a call was not forwarded to its statement's owner");
+    }
+    Forward::Refused(
+        MarketError::unavailable(format!(
+            "the statement is served by another node ({url}), and {why}; every node of the \
+             market needs the same cluster secret (PROOF_MARKET_CLUSTER_SECRET or \
+             --cluster-secret-file) and a clock within {} s of the others'",
+            MAX_CLOCK_SKEW.as_secs()
+        ))
+        .into(),
+    )
 }
 
 /// Why a forward failed.
 enum Forward {
+    /// Not sent (no cluster secret here), or refused by the owner's node
+    /// authentication before it did anything: final, and nothing changed.
+    Refused(ApiError),
     /// No connection to the owner: the call was not sent.
     Unreachable(ApiError),
     /// Anything else (the call may have reached the owner).
@@ -219,19 +212,36 @@ async fn forward(
     let fwd = req
         .app_data::<web::Data<Forwarder>>()
         .ok_or_else(|| MarketError::Internal("forwarder missing".into()))?;
+    let auth = req
+        .app_data::<web::Data<NodeAuth>>()
+        .ok_or_else(|| MarketError::Internal("node authentication missing".into()))?;
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{}{}", base.trim_end_matches('/'), path);
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+    let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), path))
+        .map_err(|e| MarketError::Internal(format!("owner URL {base}: {e}")))?;
+    // Signed as it goes on the wire: parsing the URL may have escaped characters.
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let method = req.method().as_str();
+    let Some(signed) = auth.sign(method, &target, hops + 1, body.map_or(&[], |b| &b[..])) else {
+        return Err(not_forwarded(
+            base,
+            "this node has no cluster secret, so it forwards no calls",
+        ));
+    };
+    let shown = url.to_string();
+    let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| MarketError::Internal(e.to_string()))?;
-    let mut out = fwd
-        .client
-        .request(method, &url)
-        .header(HOPS_HEADER, (hops + 1).to_string());
+    let mut out = fwd.client.request(method, url);
+    for (name, value) in signed {
+        out = out.header(name, value);
+    }
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
     }
-    if let Some(k) = req.headers().get(crate::protocol::IDEMPOTENCY_HEADER) {
-        out = out.header(crate::protocol::IDEMPOTENCY_HEADER, k.as_bytes());
+    if let Some(k) = req.headers().get(IDEMPOTENCY_HEADER) {
+        out = out.header(IDEMPOTENCY_HEADER, k.as_bytes());
     }
     if let Some(b) = body {
         out = out
@@ -239,7 +249,7 @@ async fn forward(
             .body(b.clone());
     }
     let resp = out.send().await.map_err(|e| {
-        warn_rate_limited(&url, &e);
+        warn_rate_limited(&shown, &e);
         // A dead owner's heartbeat lapses within a lease; then another node owns the
         // statement, and this 503 tells the client to come back by then.
         let err = ApiError::from(MarketError::unavailable(
@@ -253,6 +263,12 @@ async fn forward(
     })?;
     let status = StatusCode::from_u16(resp.status().as_u16())
         .map_err(|e| MarketError::Internal(e.to_string()))?;
+    // A 401 with the node scheme refuses this node, not the user's token.
+    let refused_us = status == StatusCode::UNAUTHORIZED
+        && resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .is_some_and(|v| v.as_bytes() == NODE_AUTH_SCHEME.as_bytes());
     let mut b = HttpResponse::build(status);
     for name in [reqwest::header::CONTENT_TYPE, reqwest::header::RETRY_AFTER] {
         if let Some(v) = resp.headers().get(&name) {
@@ -260,36 +276,18 @@ async fn forward(
         }
     }
     let bytes = resp.bytes().await.map_err(|e| {
-        tracing::warn!(%url, error = %e, "reading the owner's answer failed");
+        tracing::warn!(url = %shown, error = %e, "reading the owner's answer failed");
         MarketError::unavailable("the node owning this statement did not answer, retry shortly")
     })?;
-    Ok(b.body(bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use actix_web::test::TestRequest;
-
-    use super::*;
-
-    #[test]
-    fn only_plausible_hop_counts_count() {
-        let with = |values: &[&str]| {
-            let mut r = TestRequest::default();
-            for v in values {
-                r = r.append_header((HOPS_HEADER, *v));
-            }
-            hops(&r.to_http_request())
-        };
-        assert_eq!(with(&[]), 0);
-        assert_eq!(with(&["1"]), 1);
-        assert_eq!(with(&["2"]), 2);
-        assert_eq!(with(&["3"]), 3);
-        for forged in [
-            "4", "255", "256", "999999", "-1", "+1", "01", "abc", "", " 2",
-        ] {
-            assert_eq!(with(&[forged]), 0, "{forged:?}");
-        }
-        assert_eq!(with(&["1", "1"]), 0);
+    if refused_us {
+        let reason = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "no reason given".into());
+        return Err(not_forwarded(
+            base,
+            &format!("that node refused this node's signed call: {reason}"),
+        ));
     }
+    Ok(b.body(bytes))
 }

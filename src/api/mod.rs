@@ -4,12 +4,15 @@
 //! exercise exactly what runs. Repeated and trailing slashes are normalised by the
 //! server's `NormalizePath` middleware (`/_db/market//v0_0/request/` works). Every
 //! route that takes a body says which kind ([`bodies::BodyClass`]), and so which size
-//! limit its body is read under.
+//! limit its body is read under. Calls between nodes are checked by the
+//! [`node_auth::check_node_calls`] middleware the server puts in front of all of them.
 
 pub mod bodies;
 pub mod caller;
 pub mod error;
 pub mod forward;
+pub mod log_gate;
+pub mod node_auth;
 pub mod ratelimit;
 pub mod routes;
 pub mod views;

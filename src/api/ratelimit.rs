@@ -13,7 +13,7 @@ use actix_web::{web, ResponseError};
 use crate::market::Market;
 
 use super::error::ApiError;
-use super::forward;
+use super::node_auth;
 
 /// Charges the caller's address (see the module docs).
 pub async fn limit_ip(
@@ -21,7 +21,9 @@ pub async fn limit_ip(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let charged = match (req.app_data::<web::Data<Market>>(), req.peer_addr()) {
-        (Some(m), Some(peer)) if req.path() != "/health" && !forward::from_node(req.request()) => {
+        (Some(m), Some(peer))
+            if req.path() != "/health" && !node_auth::from_node(req.request()) =>
+        {
             m.charge_ip(peer.ip()).await
         }
         _ => Ok(()),

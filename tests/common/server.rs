@@ -15,6 +15,10 @@ use super::free_port;
 /// The JWT secret every test node signs with.
 pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
 
+/// The cluster secret every test node signs its calls to other nodes with (unless a
+/// test starts a node with other environment, see [`Server::start_with_env`]).
+pub const CLUSTER_SECRET: &str = "end-to-end-test-cluster-secret-0123456789";
+
 /// The `proof-market` binary Cargo built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_proof-market"))
@@ -30,6 +34,8 @@ pub struct Server {
     prefix: String,
     data_dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Environment set (`Some`) or removed (`None`) after the harness's own.
+    env: Vec<(String, Option<String>)>,
     listen: String,
     /// Kept across restarts, like a real node's (a restarted node reclaims its leases).
     pub node_id: String,
@@ -42,15 +48,31 @@ impl Server {
     }
 
     pub async fn start_with(b: &Backend, extra: &[&str]) -> Server {
-        Self::launched(b, extra, "127.0.0.1:0".into()).await
+        Self::launched(b, extra, &[], "127.0.0.1:0".into()).await
+    }
+
+    /// A node with `extra` arguments and environment `env` on top of the harness's
+    /// (`None` removes a variable: `("PROOF_MARKET_CLUSTER_SECRET", None)` starts a
+    /// node without a cluster secret).
+    pub async fn start_with_env(
+        b: &Backend,
+        extra: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Server {
+        Self::launched(b, extra, env, "127.0.0.1:0".into()).await
     }
 
     /// A node that keeps one port across restarts (for clients that cannot follow).
     pub async fn start_fixed_port(b: &Backend) -> Server {
-        Self::launched(b, &[], format!("127.0.0.1:{}", free_port())).await
+        Self::launched(b, &[], &[], format!("127.0.0.1:{}", free_port())).await
     }
 
-    async fn launched(b: &Backend, extra: &[&str], listen: String) -> Server {
+    async fn launched(
+        b: &Backend,
+        extra: &[&str],
+        env: &[(&str, Option<&str>)],
+        listen: String,
+    ) -> Server {
         let mut s = Server {
             child: None,
             url: String::new(),
@@ -58,6 +80,10 @@ impl Server {
             prefix: b.prefix.clone(),
             data_dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+                .collect(),
             listen,
             node_id: format!(
                 "test-{}-{}",
@@ -70,33 +96,39 @@ impl Server {
     }
 
     async fn launch(&mut self) {
-        let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                &self.listen,
-                "--redis-url",
-                &self.redis_url,
-                "--key-prefix",
-                &self.prefix,
-            ])
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .args(["--node-id", &self.node_id])
-            .args(&self.extra)
-            .env("PROOF_MARKET_JWT_SECRET", SECRET)
-            // Rate limits and quotas off unless a caller asks for them with a flag (flags
-            // win over the environment): one client on loopback is all a test has.
-            .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
-            .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
-            .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
-            .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
-            .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "serve",
+            "--listen",
+            &self.listen,
+            "--redis-url",
+            &self.redis_url,
+            "--key-prefix",
+            &self.prefix,
+        ])
+        .arg("--data-dir")
+        .arg(self.data_dir.path())
+        .args(["--node-id", &self.node_id])
+        .args(&self.extra)
+        .env("PROOF_MARKET_JWT_SECRET", SECRET)
+        .env("PROOF_MARKET_CLUSTER_SECRET", CLUSTER_SECRET)
+        // Rate limits and quotas off unless a caller asks for them with a flag (flags
+        // win over the environment): one client on loopback is all a test has.
+        .env("PROOF_MARKET_RATE_LIMIT_IP", "0")
+        .env("PROOF_MARKET_RATE_LIMIT_USER", "0")
+        .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
+        .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
+        .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();

@@ -1,15 +1,16 @@
 //! `cluster`: what scaling out over one Redis gives and costs, in one run on one
 //! machine. First one node over a fresh Redis, then `--nodes` nodes over another fresh
-//! Redis (distinct ports and ids, one shared JWT secret, temp data dirs, all stopped by
-//! PID at the end). In both, the users are spread round robin over the nodes and pinned
-//! to theirs (their connection pool only calls that node); after the statements are
-//! created the harness waits until every node's `/health` is 200 with every node in its
-//! view, and every statement's lease sits with its owner (`/cluster`). Then the peak
-//! closed-loop order intake is searched as in `peak`, and each order is classified by
-//! whether the node the user called owns its statement (local) or has to forward the
-//! call to the owner (one more HTTP hop). The report puts both side by side, with the
-//! ratios of the scale-out run to the one-node run, the forwarded share, local vs
-//! forwarded latency (their difference is the hop's cost) and CPU per process.
+//! Redis (distinct ports and ids, one shared JWT secret and cluster secret, temp data
+//! dirs, all stopped by PID at the end). In both, the users are spread round robin over
+//! the nodes and pinned to theirs (their connection pool only calls that node); after
+//! the statements are created the harness waits until every node's `/health` is 200
+//! with every node in its view, and every statement's lease sits with its owner
+//! (`/cluster`). Then the peak closed-loop order intake is searched as in `peak`, and
+//! each order is classified by whether the node the user called owns its statement
+//! (local) or has to forward the call to the owner (one more HTTP hop). The report puts
+//! both side by side, with the ratios of the scale-out run to the one-node run, the
+//! forwarded share, local vs forwarded latency (their difference is the hop's cost) and
+//! CPU per process.
 //!
 //! Layout: [`ownership`] (reading and judging who owns what), [`compare`] (the figures
 //! and the report text); this file runs the phases.
