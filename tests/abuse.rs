@@ -431,4 +431,17 @@ async fn statement_lists_leave_definitions_out_and_paginate() {
     let (s, v) = api.get(&format!("{ROOT}/statement/{}", keys[2])).await;
     assert_eq!(s, 200);
     assert!(v["definition"]["proving_key"].is_string());
+
+    // A list reads only each statement's head, never its circuit. A statement stored
+    // before heads existed is listed all the same, and gets its head.
+    let head = format!("{}:{{stmt:{}}}:head", backend.prefix, keys[0]);
+    let text: String = redis_query(&backend.url, redis::cmd("GET").arg(&head));
+    assert!(!text.contains("define"), "{text}");
+    let _: i64 = redis_query(&backend.url, redis::cmd("DEL").arg(&head));
+    let (s, v) = api.get(&format!("{ROOT}/statement")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert!(v[0].get("definition").is_none(), "{}", v[0]);
+    let again: Option<String> = redis_query(&backend.url, redis::cmd("GET").arg(&head));
+    assert_eq!(again.as_deref(), Some(text.as_str()));
 }

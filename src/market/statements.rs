@@ -71,8 +71,9 @@ impl Market {
     }
 
     /// A page of statements ascending by key: `limit` after the first `skipped`. Without
-    /// `full`, each one's `definition` is emptied as soon as it is read (the API leaves it out), so the page
-    /// holds at most one circuit at a time.
+    /// `full`, only each statement's head is read (no `definition`: the API leaves it
+    /// out), so a page costs a few hundred bytes per statement however large the
+    /// circuits; with it (pages of at most 10) the whole statements.
     pub async fn list_statements(
         &self,
         limit: usize,
@@ -81,16 +82,15 @@ impl Market {
     ) -> Result<Vec<StatementRecord>, MarketError> {
         let mut keys = self.store.statement_keys().await?;
         keys.sort();
+        let page: Vec<Key> = keys.into_iter().skip(skipped).take(limit).collect();
+        if !full {
+            let heads = self.store.statement_heads(&page).await?;
+            return Ok(heads.into_iter().flatten().collect());
+        }
         let mut out = Vec::new();
-        for k in keys.into_iter().skip(skipped).take(limit) {
+        for k in page {
             match self.get_statement(k).await {
-                Ok(mut v) => {
-                    if !full {
-                        v.definition.proving_key = String::new();
-                        v.definition.verification_key = String::new();
-                    }
-                    out.push(v)
-                }
+                Ok(v) => out.push(v),
                 Err(MarketError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }

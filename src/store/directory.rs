@@ -183,11 +183,57 @@ impl Store {
     /// Stores a new statement and lists it.
     pub async fn create_statement(&self, key: Key, s: &StatementRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let head = head_json(s)?;
+        let names = self.keys.statement(key);
         let mut c = self.conn.clone();
-        // Two slots: the statement's own, then the global list (listed only once stored).
-        let _: () = c.set(self.keys.statement(key).text(), json).await?;
+        // Two slots: the statement's own (text and head together), then the global list
+        // (listed only once stored).
+        let _: () = redis::pipe()
+            .atomic()
+            .set(names.text(), json)
+            .set(names.head(), head)
+            .query_async(&mut c)
+            .await?;
         let _: () = c.zadd(self.keys.statements(), key.0, key.0).await?;
         Ok(())
+    }
+
+    /// The statements `keys` without their definitions (each read is a few hundred
+    /// bytes, however large its circuit), in the order given; `None` for a key with no
+    /// statement. A statement stored before heads were written is read whole once and
+    /// its head written for next time.
+    pub async fn statement_heads(
+        &self,
+        keys: &[Key],
+    ) -> Result<Vec<Option<StatementRecord>>, StoreError> {
+        let script = redis::Script::new("return redis.call('GET', KEYS[1])");
+        let calls: Vec<_> = keys
+            .iter()
+            .map(|k| script.key(self.keys.statement(*k).head()))
+            .collect();
+        let replies = self.eval_each(&script, keys, &calls).await;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, reply) in keys.iter().zip(replies) {
+            let text: Option<String> = redis::from_redis_value(reply?)
+                .map_err(|e| StoreError::Corrupt(format!("statement {key} head: {e}")))?;
+            let record = match text {
+                Some(t) => Some(
+                    serde_json::from_str(&t)
+                        .map_err(|e| StoreError::Corrupt(format!("statement {key} head: {e}")))?,
+                ),
+                None => match self.get_statement(*key).await? {
+                    Some(full) => {
+                        let head = head_json(&full)?;
+                        let mut c = self.conn.clone();
+                        let _: () = c.set(self.keys.statement(*key).head(), head).await?;
+                        Some(without_definition(full))
+                    }
+                    None => None,
+                },
+            };
+            out.push(record);
+        }
+        Ok(out)
     }
 
     /// Reads a statement.
@@ -220,4 +266,20 @@ impl Store {
         let keys: Vec<u64> = c.zrange(self.keys.statements(), 0, -1).await?;
         Ok(keys.into_iter().map(Key).collect())
     }
+}
+
+/// A statement without its definition texts.
+fn without_definition(mut s: StatementRecord) -> StatementRecord {
+    s.definition.proving_key = String::new();
+    s.definition.verification_key = String::new();
+    s
+}
+
+/// The JSON of a statement's head: the statement without its definition.
+fn head_json(s: &StatementRecord) -> Result<String, StoreError> {
+    let head = StatementRecord {
+        definition: Default::default(),
+        ..s.clone()
+    };
+    serde_json::to_string(&head).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -7,6 +7,7 @@
 //! | key                                | type   | holds                                        |
 //! |------------------------------------|--------|----------------------------------------------|
 //! | `P:{stmt:K}:st`                    | string | the statement's JSON text                    |
+//! | `P:{stmt:K}:head`                  | string | the same without its definition (lists)      |
 //! | `P:{stmt:K}:o:O`                   | hash   | order `O` ([`super::OrderRecord`] fields)    |
 //! | `P:{stmt:K}:ix:<side>:<status>`    | zset   | keys of the orders of one side and status    |
 //! | `P:{stmt:K}:proof:F`               | hash   | proof `F` ([`super::ProofRecord`] fields)    |
@@ -42,6 +43,7 @@
 use crate::domain::{Key, Side, Status};
 
 const STATEMENT: &str = ":st";
+const HEAD: &str = ":head";
 const ORDER: &str = ":o:";
 const INDEX: &str = ":ix:";
 const PROOF: &str = ":proof:";
@@ -175,6 +177,11 @@ impl StmtKeys {
         self.under(STATEMENT)
     }
 
+    /// The statement's JSON text without its definition.
+    pub fn head(&self) -> String {
+        self.under(HEAD)
+    }
+
     /// An order's hash.
     pub fn order(&self, key: Key) -> String {
         format!("{}{ORDER}{key}", self.base)
@@ -231,6 +238,7 @@ mod tests {
         let s = k.statement(Key(12));
         assert_eq!(s.base(), "pm:{stmt:12}");
         assert_eq!(s.text(), "pm:{stmt:12}:st");
+        assert_eq!(s.head(), "pm:{stmt:12}:head");
         assert_eq!(s.order(Key(5)), "pm:{stmt:12}:o:5");
         assert_eq!(s.proof(Key(6)), "pm:{stmt:12}:proof:6");
         assert_eq!(

@@ -209,7 +209,7 @@ impl ProofRecord {
 /// Statements and producer profiles are stored as the JSON the original market shows,
 /// so reading one back is a parse and showing it a serialization.
 /// `definition` of a stored statement.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Definition {
     /// The circuit as zkLLVM LLVM IR text.
     pub proving_key: String,
