@@ -445,3 +445,50 @@ async fn statement_lists_leave_definitions_out_and_paginate() {
     let again: Option<String> = redis_query(&backend.url, redis::cmd("GET").arg(&head));
     assert_eq!(again.as_deref(), Some(text.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_of_many_small_values_do_not_grow_into_trees() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let api = server.api().user("tree").await;
+    let stmt = push_statement(&api).await;
+    let before = rss_kib(server.pid());
+    // `[1,1,...]` to the two routes with the largest bodies (8 MiB to `statement`, 4 MiB
+    // to `proof`), 6 at a time: as JSON trees they would take ~250 and ~125 MB each; the
+    // non-string budget refuses them unparsed.
+    let ones = format!("[{}]", vec!["1"; 4 << 20].join(","));
+    let fewer = format!("[{}]", vec!["1"; 2_000_000].join(","));
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let api = api.clone();
+        let body = if i % 2 == 0 {
+            format!(r#"{{"name": "n", "x": {ones}}}"#)
+        } else {
+            format!(r#"{{"proof": "00", "proposal_key": "1", "x": {fewer}}}"#)
+        };
+        let path = if i % 2 == 0 { "statement" } else { "proof" };
+        calls.push(tokio::spawn(async move {
+            api.post_raw(&format!("{ROOT}/{path}"), body.into_bytes())
+                .await
+        }));
+    }
+    for c in calls {
+        let (s, v) = c.await.unwrap();
+        assert_eq!(s, 400, "{v}");
+        assert!(
+            v["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("other than strings"),
+            "{v}"
+        );
+    }
+    healthy(&server).await;
+    ordinary_call(&api, &stmt, Duration::from_secs(2)).await;
+    let after = rss_kib(server.pid());
+    eprintln!("6 bodies of 4-8 MiB of small values: RSS before {before} KiB, after {after} KiB");
+    assert!(
+        after < before + 128 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+}

@@ -268,11 +268,9 @@ impl FromRequest for JsonBody {
                 }
             };
             super::node_auth::check_body(&req, &bytes)?;
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
             Ok(JsonBody {
+                object: parse_object(&bytes)?,
                 bytes,
-                object: object(value)?,
                 _reserved: reserved,
             })
         })
@@ -284,6 +282,57 @@ fn too_large(limit: usize) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body is larger than {limit} bytes, this call's limit"),
     )
+}
+
+/// Most JSON text a body's non-string values may have together. Every body the API
+/// takes is an object of strings, numbers and small arrays; only strings (a circuit, a
+/// proof) are large. A parsed JSON tree takes tens of bytes per value (with arbitrary
+/// precision, a heap string per number), so `[1,1,...]` would grow a 9 MiB body into
+/// hundreds of MB; this caps every body's tree at a few MB.
+pub const MAX_TREE_TEXT: usize = 64 << 10;
+
+/// Parses a body that must be a JSON object: its top-level values are read as raw text
+/// first; strings are then decoded as strings (any length the body limit allows), other
+/// values parsed into trees only while their text stays within [`MAX_TREE_TEXT`] in all.
+pub fn parse_object(bytes: &[u8]) -> R<Map<String, Value>> {
+    let malformed =
+        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Still say what is wrong with text that is not JSON at all.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    let raw: Vec<(String, Box<serde_json::value::RawValue>)> = serde_json::from_slice::<
+        std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>,
+    >(bytes)
+    .map_err(malformed)?
+    .into_iter()
+    .collect();
+    let mut budget = MAX_TREE_TEXT;
+    let mut out = Map::new();
+    for (field, value) in raw {
+        let text = value.get();
+        let parsed = if text.starts_with('"') {
+            Value::String(serde_json::from_str(text).map_err(malformed)?)
+        } else {
+            budget = budget.checked_sub(text.len()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{}`: the body's values other than strings are over {MAX_TREE_TEXT} bytes \
+                     of JSON",
+                    excerpt(&field)
+                ))
+            })?;
+            serde_json::from_str(text).map_err(malformed)?
+        };
+        out.insert(field, parsed);
+    }
+    Ok(out)
+}
+
+/// At most 64 characters of client text, for error messages.
+fn excerpt(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// The body must be a JSON object.
@@ -718,6 +767,35 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         object(v).unwrap()
+    }
+
+    #[test]
+    fn bodies_never_grow_into_large_trees() {
+        // Large strings are fine; numbers keep their exact text.
+        let proof = "ab".repeat(1 << 20);
+        let body = format!(r#"{{"proof": "{proof}", "cost": 1.000001, "n": [1, {{"a": null}}]}}"#);
+        let m = parse_object(body.as_bytes()).unwrap();
+        assert_eq!(m["proof"].as_str().map(str::len), Some(2 << 20));
+        assert_eq!(m["cost"].to_string(), "1.000001");
+        assert_eq!(m["n"], json!([1, {"a": null}]));
+        // 100 KiB of `[1,1,...]` under any name is refused, in one field or spread out.
+        let ones = vec!["1"; 50 << 10].join(",");
+        let body = format!(r#"{{"proof": "00", "x": [{ones}]}}"#);
+        let e = parse_object(body.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("`x`"), "{e}");
+        let spread: Vec<String> = (0..40)
+            .map(|i| format!(r#""f{i}": [{}]"#, vec!["1"; 1000].join(",")))
+            .collect();
+        let body = format!("{{{}}}", spread.join(","));
+        assert!(parse_object(body.as_bytes()).is_err());
+        // Not an object, not JSON.
+        for bad in ["[1]", "\"x\"", "nul", "{\"a\": }", ""] {
+            assert!(parse_object(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(parse_object(b"[1]")
+            .unwrap_err()
+            .to_string()
+            .contains("object"));
     }
 
     #[test]
