@@ -1,11 +1,20 @@
 //! Rate limits and quotas: token buckets per client IP and per user, statements per
 //! user per day. All are kept in Redis, so they hold across nodes.
 //!
+//! A node takes tokens from Redis in batches of a tenth of a bucket (at least one) and
+//! spends them locally for up to a second ([`LocalBuckets`]), and remembers a refusal
+//! until the wait it gave is over: a call costs a Redis round trip once per batch, and
+//! a flood of refused calls costs none. Spread over `n` nodes a client may get up to
+//! `n` batches more than its bucket at once, never more over time.
+//!
 //! A limit that cannot be checked because Redis does not answer lets the call through
 //! (logged): the call needs Redis anyway and fails on its own, and a limiter must not
 //! turn a Redis hiccup into refusals of every call.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::auth;
 use crate::domain::UserName;
@@ -61,6 +70,67 @@ pub fn ip_bucket(ip: IpAddr) -> String {
     }
 }
 
+/// How long tokens taken from Redis may be spent here.
+const LOCAL_FOR: Duration = Duration::from_secs(1);
+/// Most buckets remembered locally; beyond it the stale ones are dropped, and if that
+/// is not enough, all (they are only a cache of Redis).
+const MAX_LOCAL: usize = 100_000;
+
+/// What this node holds of one bucket.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// Tokens taken from Redis, to spend until then.
+    Tokens(u32, Instant),
+    /// Refused: the bucket is empty until then.
+    Empty(Instant),
+}
+
+/// What the local share says of a call.
+#[derive(Debug, PartialEq, Eq)]
+enum Local {
+    /// A token was spent here.
+    Allowed,
+    /// Refused here: milliseconds to wait.
+    Refused(u64),
+    /// Nothing held: ask Redis.
+    Ask,
+}
+
+/// This node's share of the token buckets (see the module docs).
+#[derive(Debug, Default)]
+pub struct LocalBuckets {
+    held: Mutex<HashMap<String, Held>>,
+}
+
+impl LocalBuckets {
+    fn take(&self, key: &str, now: Instant) -> Local {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.get_mut(key) {
+            Some(Held::Tokens(n, until)) if *n > 0 && now < *until => {
+                *n -= 1;
+                Local::Allowed
+            }
+            Some(Held::Empty(until)) if now < *until => {
+                Local::Refused((*until - now).as_millis() as u64 + 1)
+            }
+            _ => Local::Ask,
+        }
+    }
+
+    fn hold(&self, key: String, h: Held, now: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= MAX_LOCAL {
+            held.retain(|_, h| match h {
+                Held::Tokens(_, until) | Held::Empty(until) => now < *until,
+            });
+            if held.len() >= MAX_LOCAL {
+                held.clear();
+            }
+        }
+        held.insert(key, h);
+    }
+}
+
 impl Market {
     /// Takes a call from `ip`'s bucket; 429 + `Retry-After` when it is empty.
     pub async fn charge_ip(&self, ip: IpAddr) -> Result<(), MarketError> {
@@ -86,16 +156,37 @@ impl Market {
 
     async fn charge(&self, bucket: Bucket<'_>, per_sec: u32, who: &str) -> Result<(), MarketError> {
         let burst = per_sec.saturating_mul(self.limits.rate.burst_secs.max(1));
-        match self.store.take_token(bucket, per_sec, burst).await {
-            Ok(0) => Ok(()),
-            Ok(wait_ms) => Err(MarketError::TooManyRequests {
-                message: format!(
-                    "too many calls from {who}: at most {per_sec} per second (bursts of {burst}); \
-                     retry in {} ms",
-                    wait_ms
-                ),
-                retry_after_secs: wait_ms.div_ceil(1000).max(1),
-            }),
+        let refused = |wait_ms: u64| MarketError::TooManyRequests {
+            message: format!(
+                "too many calls from {who}: at most {per_sec} per second (bursts of {burst}); \
+                 retry in {wait_ms} ms"
+            ),
+            retry_after_secs: wait_ms.div_ceil(1000).max(1),
+        };
+        let key = match bucket {
+            Bucket::Ip(ip) => format!("ip:{ip}"),
+            Bucket::User(u) => format!("user:{u}"),
+        };
+        let now = Instant::now();
+        match self.buckets.take(&key, now) {
+            Local::Allowed => return Ok(()),
+            Local::Refused(wait_ms) => return Err(refused(wait_ms)),
+            Local::Ask => {}
+        }
+        let batch = (burst / 10).max(1);
+        match self.store.take_tokens(bucket, per_sec, burst, batch).await {
+            Ok((taken, _)) if taken > 0 => {
+                if taken > 1 {
+                    let held = Held::Tokens(taken - 1, now + LOCAL_FOR);
+                    self.buckets.hold(key, held, now);
+                }
+                Ok(())
+            }
+            Ok((_, wait_ms)) => {
+                let until = now + Duration::from_millis(wait_ms);
+                self.buckets.hold(key, Held::Empty(until), now);
+                Err(refused(wait_ms))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, ?bucket, "rate limit not checked");
                 Ok(())
@@ -131,6 +222,43 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_shares_spend_tokens_and_remember_refusals_until_they_lapse() {
+        let b = LocalBuckets::default();
+        let t0 = Instant::now();
+        assert_eq!(b.take("ip:a", t0), Local::Ask);
+        b.hold("ip:a".into(), Held::Tokens(2, t0 + LOCAL_FOR), t0);
+        assert_eq!(b.take("ip:a", t0), Local::Allowed);
+        assert_eq!(b.take("ip:a", t0), Local::Allowed);
+        assert_eq!(b.take("ip:a", t0), Local::Ask);
+        b.hold("ip:a".into(), Held::Tokens(5, t0 + LOCAL_FOR), t0);
+        assert_eq!(
+            b.take("ip:a", t0 + LOCAL_FOR),
+            Local::Ask,
+            "stale tokens are not spent"
+        );
+        b.hold(
+            "user:u".into(),
+            Held::Empty(t0 + Duration::from_millis(300)),
+            t0,
+        );
+        assert_eq!(b.take("user:u", t0), Local::Refused(301));
+        assert_eq!(
+            b.take("user:u", t0 + Duration::from_millis(300)),
+            Local::Ask
+        );
+        // Bounded: past the cap, lapsed entries go first.
+        for i in 0..MAX_LOCAL {
+            b.hold(format!("ip:{i}"), Held::Empty(t0), t0);
+        }
+        b.hold(
+            "ip:last".into(),
+            Held::Empty(t0 + LOCAL_FOR),
+            t0 + Duration::from_millis(1),
+        );
+        assert!(b.held.lock().unwrap().len() < 10);
+    }
 
     #[test]
     fn ipv6_clients_are_counted_per_64() {

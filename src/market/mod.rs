@@ -83,6 +83,8 @@ pub struct Market {
     limits: Limits,
     /// Keys of every kind of object, reserved from Redis in blocks.
     keys: KeyAllocator,
+    /// This node's share of the rate-limit buckets.
+    buckets: limits::LocalBuckets,
 }
 
 /// What `/health` reports about this node.
@@ -146,6 +148,7 @@ impl Market {
             tokens,
             limits,
             keys: KeyAllocator::new(1000),
+            buckets: limits::LocalBuckets::default(),
         }
     }
 

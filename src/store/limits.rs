@@ -4,7 +4,7 @@
 //!   proposal, statements per user per day. A counter expires a window after its first
 //!   count, so what it bounds is the count per window, and a quiet key leaves nothing
 //!   behind;
-//! - token buckets: calls per second per client IP and per user ([`Store::take_token`]).
+//! - token buckets: calls per second per client IP and per user ([`Store::take_tokens`]).
 
 use redis::AsyncCommands;
 
@@ -19,28 +19,31 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return n";
 
-/// Takes one token from a bucket refilled at `ARGV[1]` tokens per second up to
-/// `ARGV[2]` tokens, kept as integer milli-tokens with the time of the last refill
-/// (Redis' own clock, so nodes' clocks do not matter). Returns 0 when a token was taken,
-/// else the milliseconds until one will be there. The key expires once the bucket would
-/// be full again, so idle clients leave nothing behind.
-const TAKE_TOKEN: &str = r"local t = redis.call('TIME')
+/// Takes up to `ARGV[3]` tokens from a bucket refilled at `ARGV[1]` tokens per second
+/// up to `ARGV[2]` tokens, kept as integer milli-tokens with the time of the last refill
+/// (Redis' own clock, so nodes' clocks do not matter). Returns `{taken, wait}`: the
+/// tokens taken (0 when the bucket has less than one), and when none were, the
+/// milliseconds until one will be there. The key expires once the bucket would be full
+/// again, so idle clients leave nothing behind.
+const TAKE_TOKENS: &str = r"local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2]) * 1000
+local want = tonumber(ARGV[3])
 local v = redis.call('HMGET', KEYS[1], 'm', 'ts')
 local m = tonumber(v[1]) or cap
 local ts = tonumber(v[2]) or now
 if now > ts then m = math.min(cap, m + (now - ts) * rate) end
+local taken = math.min(want, math.floor(m / 1000))
 local wait = 0
-if m >= 1000 then
-  m = m - 1000
+if taken > 0 then
+  m = m - taken * 1000
 else
   wait = math.ceil((1000 - m) / rate)
 end
 redis.call('HSET', KEYS[1], 'm', m, 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((cap - m) / rate) + 1000)
-return wait";
+return {taken, wait}";
 
 /// Whose calls a token bucket counts.
 #[derive(Debug, Clone, Copy)]
@@ -52,23 +55,28 @@ pub enum Bucket<'a> {
 }
 
 impl Store {
-    /// Takes a token from `bucket`, refilled at `per_sec` up to `burst` tokens. Returns
-    /// 0 when taken, else the milliseconds to wait for one.
-    pub async fn take_token(
+    /// Takes up to `want` tokens from `bucket`, refilled at `per_sec` up to `burst`
+    /// tokens. Returns the tokens taken and, when none were, the milliseconds to wait
+    /// for one.
+    pub async fn take_tokens(
         &self,
         bucket: Bucket<'_>,
         per_sec: u32,
         burst: u32,
-    ) -> Result<u64, StoreError> {
+        want: u32,
+    ) -> Result<(u32, u64), StoreError> {
         let key = match bucket {
             Bucket::Ip(ip) => self.keys.rate_ip(ip),
             Bucket::User(name) => self.keys.rate_user(name),
         };
         let mut c = self.conn.clone();
-        Ok(redis::Script::new(TAKE_TOKEN)
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(TAKE_TOKENS));
+        Ok(SCRIPT
             .key(key)
             .arg(per_sec.max(1))
             .arg(burst.max(1))
+            .arg(want.max(1))
             .invoke_async(&mut c)
             .await?)
     }
