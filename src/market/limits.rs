@@ -117,7 +117,35 @@ impl LocalBuckets {
         }
     }
 
-    fn hold(&self, key: String, h: Held, now: Instant) {
+    /// Adds `n` tokens taken from Redis to what is held of `key` (calls that asked
+    /// Redis at the same time each add their share).
+    fn add_tokens(&self, key: String, n: u32, now: Instant) {
+        let mut held = self.lock_bounded(now);
+        let entry = held.entry(key).or_insert(Held::Empty(now));
+        *entry = match *entry {
+            Held::Tokens(m, until) if now < until => Held::Tokens(m.saturating_add(n), until),
+            _ => Held::Tokens(n, now + LOCAL_FOR),
+        };
+    }
+
+    /// Redis had no token for `key` until `until`: spends one held here if another call
+    /// just brought some, else remembers the refusal. True when a token was spent.
+    fn empty_until(&self, key: String, until: Instant, now: Instant) -> bool {
+        let mut held = self.lock_bounded(now);
+        match held.get_mut(&key) {
+            Some(Held::Tokens(n, fresh)) if *n > 0 && now < *fresh => {
+                *n -= 1;
+                true
+            }
+            _ => {
+                held.insert(key, Held::Empty(until));
+                false
+            }
+        }
+    }
+
+    /// The map, with room for one more entry.
+    fn lock_bounded(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if held.len() >= MAX_LOCAL {
             held.retain(|_, h| match h {
@@ -127,7 +155,7 @@ impl LocalBuckets {
                 held.clear();
             }
         }
-        held.insert(key, h);
+        held
     }
 }
 
@@ -177,15 +205,17 @@ impl Market {
         match self.store.take_tokens(bucket, per_sec, burst, batch).await {
             Ok((taken, _)) if taken > 0 => {
                 if taken > 1 {
-                    let held = Held::Tokens(taken - 1, now + LOCAL_FOR);
-                    self.buckets.hold(key, held, now);
+                    self.buckets.add_tokens(key, taken - 1, now);
                 }
                 Ok(())
             }
             Ok((_, wait_ms)) => {
                 let until = now + Duration::from_millis(wait_ms);
-                self.buckets.hold(key, Held::Empty(until), now);
-                Err(refused(wait_ms))
+                if self.buckets.empty_until(key, until, now) {
+                    Ok(())
+                } else {
+                    Err(refused(wait_ms))
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, ?bucket, "rate limit not checked");
@@ -227,36 +257,31 @@ mod tests {
     fn local_shares_spend_tokens_and_remember_refusals_until_they_lapse() {
         let b = LocalBuckets::default();
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         assert_eq!(b.take("ip:a", t0), Local::Ask);
-        b.hold("ip:a".into(), Held::Tokens(2, t0 + LOCAL_FOR), t0);
+        b.add_tokens("ip:a".into(), 1, t0);
+        // Two calls that asked Redis at once: their shares add up.
+        b.add_tokens("ip:a".into(), 1, t0);
         assert_eq!(b.take("ip:a", t0), Local::Allowed);
         assert_eq!(b.take("ip:a", t0), Local::Allowed);
         assert_eq!(b.take("ip:a", t0), Local::Ask);
-        b.hold("ip:a".into(), Held::Tokens(5, t0 + LOCAL_FOR), t0);
+        b.add_tokens("ip:a".into(), 5, t0);
         assert_eq!(
             b.take("ip:a", t0 + LOCAL_FOR),
             Local::Ask,
             "stale tokens are not spent"
         );
-        b.hold(
-            "user:u".into(),
-            Held::Empty(t0 + Duration::from_millis(300)),
-            t0,
-        );
+        // Redis found the bucket empty, but another call just brought tokens here.
+        b.add_tokens("user:u".into(), 1, t0);
+        assert!(b.empty_until("user:u".into(), t0 + ms(300), t0));
+        assert!(!b.empty_until("user:u".into(), t0 + ms(300), t0));
         assert_eq!(b.take("user:u", t0), Local::Refused(301));
-        assert_eq!(
-            b.take("user:u", t0 + Duration::from_millis(300)),
-            Local::Ask
-        );
+        assert_eq!(b.take("user:u", t0 + ms(300)), Local::Ask);
         // Bounded: past the cap, lapsed entries go first.
         for i in 0..MAX_LOCAL {
-            b.hold(format!("ip:{i}"), Held::Empty(t0), t0);
+            b.empty_until(format!("ip:{i}"), t0, t0);
         }
-        b.hold(
-            "ip:last".into(),
-            Held::Empty(t0 + LOCAL_FOR),
-            t0 + Duration::from_millis(1),
-        );
+        b.add_tokens("ip:last".into(), 1, t0 + ms(1));
         assert!(b.held.lock().unwrap().len() < 10);
     }
 
