@@ -187,7 +187,7 @@ struct ServeArgs {
         default_value_t = 20
     )]
     max_statements_per_day: u64,
-    /// Seconds of that window, from a proposal's first refused proof.
+    /// Seconds of the --max-refused-proofs window, from a proposal's first refused proof.
     #[arg(long, env = "PROOF_MARKET_REFUSED_PROOF_WINDOW", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     refused_proof_window: u64,
     /// Milliseconds a client has to send a request's head (line and headers); then 408
