@@ -10,15 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// (calls answered other than 429, calls answered 429, largest Retry-After seen).
 async fn flood(api: &Api, path: &str, body: &serde_json::Value, n: usize) -> (usize, usize, u64) {
     let mut tasks = Vec::new();

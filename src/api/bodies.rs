@@ -291,32 +291,41 @@ fn too_large(limit: usize) -> ApiError {
 /// hundreds of MB; this caps every body's tree at a few MB.
 pub const MAX_TREE_TEXT: usize = 64 << 10;
 
-/// Parses a body that must be a JSON object: its top-level values are read as raw text
-/// first; strings are then decoded as strings (any length the body limit allows), other
-/// values parsed into trees only while their text stays within [`MAX_TREE_TEXT`] in all.
+/// Parses a body that must be a JSON object: its values are read as raw text first;
+/// strings are then decoded as strings (any length the body limit allows), objects at
+/// the top two levels (a statement's `definition`) read the same way, and any other
+/// value parsed into a tree only while such values' text stays within [`MAX_TREE_TEXT`]
+/// in all.
 pub fn parse_object(bytes: &[u8]) -> R<Map<String, Value>> {
-    let malformed =
-        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         // Still say what is wrong with text that is not JSON at all.
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    let raw: Vec<(String, Box<serde_json::value::RawValue>)> = serde_json::from_slice::<
-        std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>,
-    >(bytes)
-    .map_err(malformed)?
-    .into_iter()
-    .collect();
     let mut budget = MAX_TREE_TEXT;
+    raw_object(bytes, 2, &mut budget)
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("malformed JSON body: {e}"))
+}
+
+/// The object in `text`, its members read as [`parse_object`] says; objects nested
+/// `depth` levels down or deeper count as trees.
+fn raw_object(text: &[u8], depth: u32, budget: &mut usize) -> R<Map<String, Value>> {
+    type Raw = Box<serde_json::value::RawValue>;
+    let members: std::collections::BTreeMap<String, Raw> =
+        serde_json::from_slice(text).map_err(malformed)?;
     let mut out = Map::new();
-    for (field, value) in raw {
+    for (field, value) in members {
         let text = value.get();
         let parsed = if text.starts_with('"') {
             Value::String(serde_json::from_str(text).map_err(malformed)?)
+        } else if text.starts_with('{') && depth > 1 {
+            Value::Object(raw_object(text.as_bytes(), depth - 1, budget)?)
         } else {
-            budget = budget.checked_sub(text.len()).ok_or_else(|| {
+            *budget = budget.checked_sub(text.len()).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "`{}`: the body's values other than strings are over {MAX_TREE_TEXT} bytes \
                      of JSON",
@@ -773,9 +782,15 @@ mod tests {
     fn bodies_never_grow_into_large_trees() {
         // Large strings are fine; numbers keep their exact text.
         let proof = "ab".repeat(1 << 20);
-        let body = format!(r#"{{"proof": "{proof}", "cost": 1.000001, "n": [1, {{"a": null}}]}}"#);
+        let body = format!(
+            r#"{{"proof": "{proof}", "cost": 1.000001, "n": [1, {{"a": null}}],
+                "definition": {{"proving_key": "{proof}", "deep": {{"k": [2]}}}}}}"#
+        );
         let m = parse_object(body.as_bytes()).unwrap();
         assert_eq!(m["proof"].as_str().map(str::len), Some(2 << 20));
+        let pk = m["definition"]["proving_key"].as_str().map(str::len);
+        assert_eq!(pk, Some(2 << 20));
+        assert_eq!(m["definition"]["deep"], json!({"k": [2]}));
         assert_eq!(m["cost"].to_string(), "1.000001");
         assert_eq!(m["n"], json!([1, {"a": null}]));
         // 100 KiB of `[1,1,...]` under any name is refused, in one field or spread out.
@@ -783,6 +798,8 @@ mod tests {
         let body = format!(r#"{{"proof": "00", "x": [{ones}]}}"#);
         let e = parse_object(body.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("`x`"), "{e}");
+        let body = format!(r#"{{"definition": {{"proving_key": "", "x": [{ones}]}}}}"#);
+        assert!(parse_object(body.as_bytes()).is_err());
         let spread: Vec<String> = (0..40)
             .map(|i| format!(r#""f{i}": [{}]"#, vec!["1"; 1000].join(",")))
             .collect();
