@@ -1,8 +1,9 @@
 //! The market: what each call does, independent of HTTP.
 //!
-//! - [`Market`] (this file and `users`, `statements`, `orders`, `proofs`) checks business
-//!   rules against the store, sends order changes to the statement's matcher and
-//!   returns typed records; the API parses before and renders after.
+//! - [`Market`] (this file and `users`, `statements`, `orders`, `proofs`, `limits`)
+//!   checks business rules, rate limits and quotas against the store, sends order
+//!   changes to the statement's matcher and returns typed records; the API parses
+//!   before and renders after.
 //! - [`router`] decides where a call about a statement runs ([`Route`]) and owns this
 //!   node's matchers; `upkeep` (impl blocks of the router) keeps ownership up to date.
 //! - [`matcher`] is the actor that writes one statement's decisions to the store;
@@ -75,7 +76,7 @@ impl Default for Limits {
 pub struct Market {
     store: Store,
     router: Arc<Router>,
-    /// Statement circuits, and through them the prover pool where all CPU-heavy work
+    /// Statement circuits, and through them the work pools where all CPU-heavy work
     /// (argon2 too) runs on a few threads: argon2 on tokio's blocking pool would leave a
     /// 19 MiB malloc arena behind on each of hundreds of threads.
     circuits: Arc<StatementCircuits>,

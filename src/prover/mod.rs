@@ -7,7 +7,8 @@
 //! - [`field`]: exact conversions between the program's field type and halo2's.
 //! - [`statements`]: each statement's compiled circuit and keys, cached; what the
 //!   market calls to check, prove and verify.
-//! - [`pool`]: the bounded threads all of this CPU work runs on.
+//! - [`pool`]: the bounded pools this CPU work runs on, one per kind of work (argon2,
+//!   compile and evaluate, keygen and verify), so none starves another.
 pub mod field;
 pub mod halo2;
 pub mod halo2_circuit;
