@@ -1,42 +1,54 @@
 #!/usr/bin/env bash
 # A Proof Market cluster on this machine's loopback: PM_MASTERS Redis masters joined into
 # one Redis Cluster (cluster mode enabled, AOF on, fsync every second) and PM_NODES
-# market nodes over it, all with one shared generated JWT secret and cluster secret.
+# market nodes over it, all with one shared generated JWT secret and cluster secret, and
+# one PostgreSQL they all archive history to (unless DATABASE_URL names one).
 #
 # Usage: deploy/cluster.sh start [SERVE_ARG...] | stop | status
 #   start   Starts the Redis masters (creating the Redis Cluster the first time) and waits
-#           for cluster_state:ok, then starts the nodes and waits until every node's
-#           /health answers 200. Prints the node URLs (stdout, one per line) at the end.
+#           for cluster_state:ok, then (with nodes, and without DATABASE_URL) a PostgreSQL
+#           (initdb the first time; database proof_market), then starts the nodes and
+#           waits until every node's /health answers 200. Prints the node URLs (stdout,
+#           one per line) at the end.
 #           Extra arguments go to every `proof-market serve`. If anything fails or times
 #           out, everything this run started is stopped again.
 #   stop    SIGTERM to the processes recorded in the state dir (nodes first, so they hand
-#           their statements over while Redis is still up; then Redis, which flushes its
-#           AOF), SIGKILL to any still there after 10 s. Only those PIDs, never by name.
-#   status  Each Redis master and its cluster_state, each node's URL and /health, and
-#           the cluster view (live nodes, statement owners) of the first node answering.
+#           their statements over while Redis and PostgreSQL are still up; then Redis,
+#           which flushes its AOF), SIGINT (fast shutdown) to PostgreSQL, SIGKILL to any
+#           still there after 10 s. Only those PIDs, never by name.
+#   status  Each Redis master and its cluster_state, the PostgreSQL, each node's URL and
+#           /health, and the cluster view (live nodes, statement owners) of the first node
+#           answering.
 #           Exit 0 when everything recorded is up and healthy, 1 otherwise.
 #
 # Environment:
 #   PM_CLUSTER_DIR    state dir (default data/cluster in the repository; a relative path
-#                     is taken from the current directory): Redis files and logs, node data
-#                     dirs and logs, PID and port files, the JWT and cluster secrets.
-#   PM_NODES          market nodes (default 3; 0 = the Redis Cluster only)
+#                     is taken from the current directory): Redis files and logs, the
+#                     PostgreSQL (postgres/), node data dirs and logs, PID and port files,
+#                     the JWT and cluster secrets.
+#   PM_NODES          market nodes (default 3; 0 = the Redis Cluster only, no PostgreSQL)
+#   DATABASE_URL      a PostgreSQL for the nodes (postgres://...); unset, the script runs
+#                     one in the state dir on a free loopback port (kept across restarts)
 #   PM_MASTERS        Redis masters (default 3; a Redis Cluster needs at least 3)
-#   PM_BIN            node binary (default target/release/proof-market, built with
-#                     `cargo build --release` when missing)
+#   PM_BIN            node binary (default target/release/proof-market, or under
+#                     CARGO_TARGET_DIR, built with `cargo build --release` when missing)
 #   PM_START_TIMEOUT  seconds to wait for the Redis Cluster, and for the nodes (default 60)
 # Other settings of the nodes pass through the environment (PROOF_MARKET_LEASE_MS,
-# PROOF_MARKET_KEY_PREFIX, RUST_LOG, ...); listen address, Redis URL, node id, data dir,
-# JWT secret and cluster secret file are set here (and the advertise URL is each node's
-# default, its listen address).
+# PROOF_MARKET_KEY_PREFIX, PROOF_MARKET_ARCHIVE_*, RUST_LOG, ...); listen address, Redis
+# URL, node id, data dir, JWT secret, cluster secret file and (without DATABASE_URL) the
+# database URL are set here (and the advertise URL is each node's default, its listen
+# address).
 #
 # `start` after `stop` reuses the state dir: same Redis ports, data and cluster
-# configuration (nodes.conf), same secrets, so the market and its tokens survive.
+# configuration (nodes.conf), same PostgreSQL port and data, same secrets, so the market,
+# its history and its tokens survive.
 # For a fresh cluster: `deploy/cluster.sh stop && rm -rf data/cluster`.
 set -euo pipefail
 caller_pwd=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=deploy/postgres.sh
+. deploy/postgres.sh
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 say() { echo "cluster.sh: $*" >&2; }
@@ -71,7 +83,11 @@ if [ -n "${PM_BIN:-}" ]; then
   bin=$(abspath "$PM_BIN")
   bin_is_default=0
 else
-  bin=$root/target/release/proof-market
+  case ${CARGO_TARGET_DIR:-} in
+    '') bin=$root/target/release/proof-market ;;
+    /*) bin=$CARGO_TARGET_DIR/release/proof-market ;;
+    *) bin=$root/$CARGO_TARGET_DIR/release/proof-market ;;   # cargo runs in $root
+  esac
   bin_is_default=1
 fi
 
@@ -106,13 +122,15 @@ pid_alive() {
 }
 
 # The glob a recorded process's command line must match, from its PID file's name.
-# Redis rewrites its title to "redis-server 127.0.0.1:PORT [cluster]".
+# Redis rewrites its title to "redis-server 127.0.0.1:PORT [cluster]"; the postmaster
+# keeps its command line (so does runuser starting it, recorded until the server is up).
 pattern_of() {
   local name
   name=$(basename "$1" .pid)
   case $name in
     node-*) printf '%s\n' "* serve *--node-id $name *" ;;
     redis-*) printf '%s\n' "*redis-server*" ;;
+    postgres) printf '%s\n' "*postgres -D $dir/postgres/data *" ;;
     *) printf '%s\n' "/nonexistent/" ;;
   esac
 }
@@ -128,9 +146,13 @@ numbers() {
   done | sort -n
 }
 
-# The PID files of one kind ("node" or "redis"), in numeric order.
+# The PID files of one kind ("node" or "redis", in numeric order; "postgres": one).
 pid_files() {
   local i
+  if [ "$1" = postgres ]; then
+    [ ! -e "$dir/postgres.pid" ] || printf '%s\n' "$dir/postgres.pid"
+    return 0
+  fi
   for i in $(numbers "$1" pid); do
     printf '%s\n' "$dir/$1-$i.pid"
   done
@@ -150,8 +172,10 @@ port_in_use() {
 
 # Ports are picked below Linux's default ephemeral range (32768-60999), so an outgoing
 # connection cannot grab one between the check and the bind: Redis masters 20000-22767
-# (their cluster bus ports, +10000, 30000-32767), nodes 23000-29999.
+# (their cluster bus ports, +10000, 30000-32767), PostgreSQL 22800-22999, nodes
+# 23000-29999.
 redis_range=(20000 22768)
+pg_range=(22800 23000)
 node_range=(23000 30000)
 
 # pick_port LOW HIGH [ALSO_OFFSET]: sets $picked to a random port in [LOW, HIGH) that
@@ -187,9 +211,10 @@ still_running() {
   echo "$n"
 }
 
-# stop_kind KIND: TERM every recorded live KIND process, wait up to 10 s, KILL the rest.
+# stop_kind KIND [SIGNAL]: SIGNAL (default TERM) to every recorded live KIND process,
+# wait up to 10 s, KILL the rest.
 stop_kind() {
-  local kind=$1 f pid pattern pids=() files=() patterns=() i left deadline
+  local kind=$1 sig=${2:-TERM} f pid pattern pids=() files=() patterns=() i left deadline
   while IFS= read -r f; do
     pid=$(cat "$f" 2>/dev/null || true)
     pattern=$(pattern_of "$f")
@@ -198,7 +223,7 @@ stop_kind() {
       files+=("$f")
       patterns+=("$pattern")
       say "stopping $(basename "$f" .pid) (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
+      kill -"$sig" "$pid" 2>/dev/null || true
     else
       rm -f "$f"   # stale: the process is gone (or the PID now belongs to another one)
     fi
@@ -233,6 +258,7 @@ do_stop() {
   [ -d "$dir" ] || { say "nothing to stop ($dir does not exist)"; return 0; }
   stop_kind node
   stop_kind redis
+  stop_kind postgres INT   # fast shutdown: sessions rolled back, a checkpoint, exit
 }
 
 # Anything recorded still running?
@@ -240,7 +266,7 @@ any_running() {
   local f
   while IFS= read -r f; do
     pid_alive "$(cat "$f" 2>/dev/null || true)" "$(pattern_of "$f")" && return 0
-  done < <(pid_files node; pid_files redis)
+  done < <(pid_files node; pid_files redis; pid_files postgres)
   return 1
 }
 
@@ -287,6 +313,39 @@ start_redis() {  # start_redis I PORT
 }
 
 # ---------------------------------------------------------------------------------------
+# PostgreSQL (deploy/postgres.sh): one server for every node, in $dir/postgres.
+
+# start_postgres: starts it (initdb the first time) on its recorded port, or a fresh one,
+# waits until it answers, creates the database, exports DATABASE_URL for the nodes.
+start_postgres() {
+  local port
+  port=$(cat "$dir/postgres.port" 2>/dev/null || true)
+  if is_uint "$port" && [ "$port" -gt 0 ]; then
+    if port_in_use "$port"; then
+      die "port $port of the cluster's PostgreSQL is taken by another process"
+    fi
+    taken="$taken$port "
+  else
+    pick_port "${pg_range[@]}"
+    port=$picked
+  fi
+  pg_prepare "$dir/postgres" || die "cannot prepare $dir/postgres for PostgreSQL"
+  pg_init "$dir/postgres" || die "initdb of $dir/postgres/data failed"
+  echo "$port" >"$dir/postgres.port"
+  pg_start "$dir/postgres" "$port"
+  # runuser's PID (it matches the same pattern) until the postmaster's is known.
+  echo "$pg_launcher_pid" >"$dir/postgres.pid"
+  disown "$pg_launcher_pid" 2>/dev/null || true
+  pg_wait_ready "$dir/postgres" "$port" "$timeout" || die "PostgreSQL (port $port) did not start within ${timeout}s"
+  pg_postmaster "$dir/postgres" >"$dir/postgres.pid" || die "PostgreSQL (port $port): no postmaster PID"
+  pg_create_db "$port" proof_market || die "could not create the database proof_market"
+  DATABASE_URL="postgres://postgres@127.0.0.1:$port/proof_market"
+  export DATABASE_URL
+  echo "$DATABASE_URL" >"$dir/database-url"
+  say "PostgreSQL ok: $DATABASE_URL (log $dir/postgres/postgres.log)"
+}
+
+# ---------------------------------------------------------------------------------------
 # start
 
 # Set while `start` runs; on failure, the EXIT trap stops what this run started.
@@ -318,6 +377,11 @@ do_start() {
     fi
   fi
   ensure_redis
+  own_pg=0
+  if [ "$nodes" -gt 0 ] && [ -z "${DATABASE_URL:-}" ]; then
+    own_pg=1
+    pg_ensure || die "PostgreSQL is needed (or set DATABASE_URL)"
+  fi
   mkdir -p "$dir"
   if any_running; then
     die "already running (state dir $dir); see 'deploy/cluster.sh status', or stop it first"
@@ -326,7 +390,7 @@ do_start() {
   trap on_exit EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  rm -f "$dir"/node-[0-9]*.pid "$dir"/redis-[0-9]*.pid
+  rm -f "$dir"/node-[0-9]*.pid "$dir"/redis-[0-9]*.pid "$dir/postgres.pid"
 
   # Redis masters: the recorded ports when the cluster exists (nodes.conf names its
   # peers by address), fresh ones otherwise.
@@ -402,6 +466,12 @@ do_start() {
   done
   echo "$seeds" >"$dir/redis-url"
   say "Redis Cluster ok: $seeds"
+  rm -f "$dir/database-url"
+  if [ "$own_pg" -eq 1 ]; then
+    start_postgres
+  elif [ "$nodes" -gt 0 ]; then
+    say "the nodes use DATABASE_URL from the environment"
+  fi
 
   if [ "$nodes" -gt 0 ]; then
     # One JWT secret for every node (a token from one node is checked by the others),
@@ -457,7 +527,11 @@ do_start() {
   fi
   starting=0
   trap - EXIT INT TERM
-  say "up: $masters Redis masters, $nodes nodes; state in $dir"
+  if [ "$own_pg" -eq 1 ]; then
+    say "up: $masters Redis masters, PostgreSQL, $nodes nodes; state in $dir"
+  else
+    say "up: $masters Redis masters, $nodes nodes; state in $dir"
+  fi
   for i in $(seq 1 "$nodes"); do
     echo "http://127.0.0.1:$(cat "$dir/node-$i.port")"
   done
@@ -515,6 +589,20 @@ do_status() {
       bad=1
     fi
   done
+  if [ -s "$dir/database-url" ] && [ -s "$dir/postgres.port" ]; then
+    pg_find || true   # pg_isready beside the server, else on PATH
+    port=$(cat "$dir/postgres.port")
+    pid=$(cat "$dir/postgres.pid" 2>/dev/null || true)
+    if ! pid_alive "$pid" "$(pattern_of "$dir/postgres.pid")"; then
+      echo "postgres 127.0.0.1:$port not running"
+      bad=1
+    elif pg_ready "$port"; then
+      echo "postgres 127.0.0.1:$port pid $pid accepting connections"
+    else
+      echo "postgres 127.0.0.1:$port pid $pid NOT accepting connections"
+      bad=1
+    fi
+  fi
   for i in $(indexes node); do
     port=$(cat "$dir/node-$i.port")
     url=http://127.0.0.1:$port

@@ -4,17 +4,30 @@
 # Unless REDIS_URL points at a Redis, this installs redis-server when it is missing
 # (apt-get) and runs a private one with its files under ./data/redis (AOF on,
 # fsync every second), stopped again when the market stops.
+# Likewise, unless DATABASE_URL points at a PostgreSQL (where the node archives history),
+# it installs PostgreSQL when missing and runs a private server on 127.0.0.1 with its
+# files under ./data/postgres (created once, reused after; database `proof_market`),
+# stopped again (fast shutdown) when the market stops.
+# If something already answers on the port of either (PROOF_MARKET_REDIS_PORT, 6390;
+# PROOF_MARKET_POSTGRES_PORT, 6391), that is used instead.
 # Extra arguments go to `proof-market serve` (e.g. --listen 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=deploy/postgres.sh
+. deploy/postgres.sh
 data_dir=${PROOF_MARKET_DATA_DIR:-$PWD/data}
 mkdir -p "$data_dir"
+data_dir=$(cd "$data_dir" && pwd)
 
 redis_pid=""
+pg_pid=""
 cleanup() {
   if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
     kill -TERM "$redis_pid" 2>/dev/null || true   # SIGTERM: Redis flushes its AOF and exits
     wait "$redis_pid" 2>/dev/null || true
+  fi
+  if [ -n "$pg_pid" ]; then
+    pg_stop "$data_dir/postgres" "$pg_pid"      # SIGINT to the postmaster: fast shutdown
   fi
 }
 trap cleanup EXIT
@@ -43,9 +56,27 @@ if [ -z "${REDIS_URL:-}" ]; then
   export REDIS_URL="redis://127.0.0.1:$port"
 fi
 
+if [ -z "${DATABASE_URL:-}" ]; then
+  pg_ensure
+  pg_port=${PROOF_MARKET_POSTGRES_PORT:-6391}
+  if pg_ready "$pg_port"; then
+    echo "using the PostgreSQL already answering on 127.0.0.1:$pg_port" >&2
+  else
+    pg_prepare "$data_dir/postgres"
+    pg_init "$data_dir/postgres"
+    pg_start "$data_dir/postgres" "$pg_port"
+    pg_pid=$pg_launcher_pid
+    pg_wait_ready "$data_dir/postgres" "$pg_port" 60
+    echo "private PostgreSQL on 127.0.0.1:$pg_port (pid $(pg_postmaster "$data_dir/postgres")," \
+      "files in $data_dir/postgres)" >&2
+  fi
+  pg_create_db "$pg_port" proof_market
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/proof_market"
+fi
+
 # Every binary of the package: README's walkthrough also runs target/release/proof-generator.
 cargo build --release -p proof-market --bins
-target/release/proof-market serve --data-dir "$data_dir" "$@" &
+"${CARGO_TARGET_DIR:-target}/release/proof-market" serve --data-dir "$data_dir" "$@" &
 market_pid=$!
 trap 'kill -TERM $market_pid 2>/dev/null || true' INT TERM
 wait "$market_pid" || true

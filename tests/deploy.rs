@@ -1,6 +1,7 @@
 //! The deployment files: the Kubernetes manifests validate offline against the pinned
 //! Kubernetes schemas, the scripts parse, and `deploy/cluster.sh` really starts 3 Redis
-//! masters and 3 market nodes on loopback and stops every one of them by PID.
+//! masters, one PostgreSQL and 3 market nodes on loopback and stops every one of them by
+//! PID.
 
 mod common;
 
@@ -43,6 +44,7 @@ fn deploy_scripts_parse() {
         "test.sh",
         "run-market.sh",
         "check-manifests.sh",
+        "postgres.sh",
     ] {
         let (ok, out) = run(Command::new("bash")
             .arg("-n")
@@ -81,6 +83,8 @@ fn cluster_script_starts_three_masters_and_three_nodes_and_stops_them_by_pid() {
             .arg(cmd)
             .env("PM_CLUSTER_DIR", dir.path())
             .env("PM_BIN", common::bin())
+            // The script's own PostgreSQL, not one the caller's environment names.
+            .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
             .current_dir(root()))
     };
@@ -96,10 +100,11 @@ fn cluster_script_starts_three_masters_and_three_nodes_and_stops_them_by_pid() {
     assert!(stopped, "cluster.sh stop:\n{stop_out}");
     assert_eq!(
         started.len(),
-        6,
-        "expected 3 Redis + 3 node PIDs: {started:?}\n{out}"
+        7,
+        "expected 3 Redis + 1 PostgreSQL + 3 node PIDs: {started:?}\n{out}"
     );
     assert_eq!(status.matches("cluster_state:ok").count(), 3, "{status}");
+    assert!(status.contains("accepting connections"), "{status}");
     assert!(status.contains("\"live_nodes\":3"), "{status}");
     for p in started {
         assert!(!alive(p), "pid {p} still running after stop");

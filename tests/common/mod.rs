@@ -3,6 +3,8 @@
 //! statement, and the invariant check over what Redis holds.
 //!
 //! - [`backend`]: private Redis servers and clusters, and [`Backend`] (URL + key prefix).
+//! - [`pg`]: private PostgreSQL servers ([`OwnPostgres`]), a database per test
+//!   ([`TestDb`]) and one-off queries.
 //! - [`server`]: the market node as a child process ([`Server`]).
 //! - [`api`]: the HTTP client ([`Api`]) and listing a statement's orders.
 //! - [`fixtures`]: the example statement and real proofs of its circuit.
@@ -22,13 +24,15 @@ pub mod fixtures;
 #[allow(dead_code)] // idem
 pub mod invariants;
 #[allow(dead_code)] // idem
+pub mod pg;
+#[allow(dead_code)] // idem
 pub mod server;
 #[allow(dead_code)] // idem
 pub mod tls;
 
 // The tests `use common::*`; a binary may take nothing from one of these.
 #[allow(unused_imports)]
-pub use {api::*, backend::*, fixtures::*, invariants::*, server::*};
+pub use {api::*, backend::*, fixtures::*, invariants::*, pg::*, server::*};
 
 /// A port free on loopback now (for a server started right after).
 pub fn free_port() -> u16 {
