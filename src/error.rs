@@ -90,6 +90,20 @@ impl From<StoreError> for MarketError {
     }
 }
 
+impl From<crate::archive::ArchiveError> for MarketError {
+    fn from(e: crate::archive::ArchiveError) -> Self {
+        use crate::archive::ArchiveError as A;
+        match e {
+            A::Store(e) => e.into(),
+            A::Corrupt(m) => MarketError::Internal(m),
+            other => {
+                tracing::warn!(error = %other, "history database unavailable");
+                MarketError::unavailable("the history database is unavailable, retry shortly")
+            }
+        }
+    }
+}
+
 impl MarketError {
     /// The answer to an order placement without an Idempotency-Key whose write may or
     /// may not have happened.

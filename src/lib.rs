@@ -1,5 +1,6 @@
 //! Proof Market: a market for zero-knowledge proofs.
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod circuit;
 pub mod cli;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use proof_market::api::bodies::{BodyBudget, BodyLimits};
+use proof_market::archive::ArchiveConfig;
 use proof_market::cli::args::parse_cost;
 use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::signing::ClusterSecret;
@@ -47,6 +48,25 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// PostgreSQL for the history (postgres://user:pass@host:port/db, `?sslmode=require`
+    /// for TLS). Without it archiving is off and Redis keeps every order and proof.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Connections to PostgreSQL this node keeps.
+    #[arg(long, env = "PROOF_MARKET_DATABASE_POOL", default_value_t = ArchiveConfig::POOL as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    database_pool: u64,
+    /// CA certificates (PEM) to verify PostgreSQL's TLS certificate with (implies TLS).
+    #[arg(long, env = "PROOF_MARKET_DATABASE_CA_FILE")]
+    database_ca_file: Option<std::path::PathBuf>,
+    /// Seconds a closed order or proof stays in Redis after it closed (once archived).
+    #[arg(long, env = "PROOF_MARKET_ARCHIVE_RETENTION_SECS", default_value_t = ArchiveConfig::RETENTION_SECS, value_parser = clap::value_parser!(u64).range(0..=30 * 86_400))]
+    archive_retention_secs: u64,
+    /// Milliseconds between archiver rounds.
+    #[arg(long, env = "PROOF_MARKET_ARCHIVE_INTERVAL_MS", default_value_t = ArchiveConfig::INTERVAL_MS, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    archive_interval_ms: u64,
+    /// Most entries each statement's event log keeps in Redis (0: no cap).
+    #[arg(long, env = "PROOF_MARKET_EVENT_LOG_MAX", default_value_t = proof_market::store::EVENT_LOG_MAX)]
+    event_log_max: u64,
     /// Address to listen on.
     #[arg(long, env = "PROOF_MARKET_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -416,6 +436,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 ..BodyLimits::for_market(&Limits::default())
             },
         },
+        archive: args
+            .database_url
+            .filter(|u| !u.trim().is_empty())
+            .map(|url| ArchiveConfig {
+                url,
+                pool: args.database_pool as usize,
+                ca_file: args.database_ca_file,
+                retention: Duration::from_secs(args.archive_retention_secs),
+                interval: Duration::from_millis(args.archive_interval_ms),
+            }),
+        event_log_max: args.event_log_max,
     };
     actix_web::rt::System::new().block_on(server::run(listener, cfg))
 }

@@ -17,10 +17,11 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::api::bodies::BodyLimits;
 use crate::api::forward::Forwarder;
 use crate::api::node_auth::{check_node_calls, NodeAuth};
+use crate::archive::{Archive, ArchiveConfig};
 use crate::auth::{self, Tokens};
 use crate::cluster::signing::ClusterSecret;
 use crate::cluster::NodeConfig;
-use crate::market::{Limits, Market, Router};
+use crate::market::{Archiver, Limits, Market, Router};
 use crate::prover::pool::{PoolSizes, Pools};
 use crate::prover::statements::CircuitPolicy;
 use crate::prover::statements::StatementCircuits;
@@ -58,6 +59,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// What one client connection may hold: see [`HttpLimits`].
     pub http: HttpLimits,
+    /// The history database (`None`: archiving off, Redis keeps everything).
+    pub archive: Option<ArchiveConfig>,
+    /// Most entries each statement's event log keeps (0: no cap).
+    pub event_log_max: u64,
 }
 
 /// Bounds on what slow or greedy clients can hold of a node.
@@ -102,7 +107,25 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let redis = cfg.redis.redacted();
     let store = Store::open(&cfg.redis, &cfg.key_prefix)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?
+        .with_event_log_max(cfg.event_log_max);
+    let archive = match &cfg.archive {
+        Some(a) => {
+            let db = crate::store::redact_url(&a.url);
+            let archive = Archive::open(a.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("history database at {db}: {e}"))?;
+            tracing::info!(database = %db, retention_secs = a.retention.as_secs(), "archiving history to PostgreSQL");
+            Some(Arc::new(archive))
+        }
+        None => {
+            tracing::warn!(
+                "no --database-url (DATABASE_URL): archiving is off and Redis keeps every \
+                 order and proof; give a PostgreSQL URL to bound Redis"
+            );
+            None
+        }
+    };
     store
         .ping()
         .await
@@ -125,15 +148,19 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         cfg.matcher_threads
     };
     let router = Arc::new(Router::start(store.clone(), threads, cfg.node.clone()).await?);
+    let store_for_archiver = store.clone();
     let pools = Pools::start(cfg.pools);
     let circuits = Arc::new(StatementCircuits::new(store.clone(), pools, cfg.circuits));
-    let market = web::Data::new(Market::new(
-        store,
-        router.clone(),
-        circuits,
-        Tokens::new(&secret, cfg.token_ttl_secs).with_policy(cfg.auth.clone()),
-        cfg.limits.clone(),
-    ));
+    let market = web::Data::new(
+        Market::new(
+            store,
+            router.clone(),
+            circuits,
+            Tokens::new(&secret, cfg.token_ttl_secs).with_policy(cfg.auth.clone()),
+            cfg.limits.clone(),
+        )
+        .with_archive(archive.clone()),
+    );
     let router_data = web::Data::from(router.clone());
     let node_auth = web::Data::new(NodeAuth::new(
         cfg.node.id.clone(),
@@ -175,6 +202,9 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     // Heartbeats and leases run on a thread and a Redis connection of their own, so a
     // busy node still renews its leases in time.
     router.spawn_upkeep();
+    if let Some(a) = archive {
+        Archiver::spawn(&store_for_archiver, a, router.clone()).await?;
+    }
     actix::spawn(async move {
         wait_for_signal().await;
         // Leave first, so calls arriving while statements move are forwarded to their

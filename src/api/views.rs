@@ -57,6 +57,14 @@ pub fn health(h: &Health) -> Value {
         "statements_owned": h.owned.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "live_nodes": h.live_nodes,
         "fenced_writes": h.fenced_writes,
+        "archive": h.archive.map(|a| json!({
+            "lag_ms": a.lag_ms,
+            "pending_events": a.pending_events,
+            "archived_events": a.archived_events,
+            "removed_records": a.removed_records,
+            "errors": a.errors,
+            "postgres": if a.reachable { "reachable" } else { "unreachable" },
+        })),
     })
 }
 

@@ -13,6 +13,7 @@
 //! so they run only on the statement's owner; reads go straight to the store, so any
 //! node serves them.
 
+mod archiving;
 pub mod book;
 mod limits;
 pub mod matcher;
@@ -26,6 +27,7 @@ mod users;
 
 use std::sync::Arc;
 
+use crate::archive::{Archive, ArchiveHealth};
 use crate::auth::Tokens;
 use crate::cluster::NodeEntry;
 use crate::domain::{Key, Millis};
@@ -33,6 +35,7 @@ use crate::error::MarketError;
 use crate::prover::statements::StatementCircuits;
 use crate::store::{KeyAllocator, Store};
 
+pub use archiving::Archiver;
 pub use limits::RateLimits;
 pub use matcher::{LocalError, LocalResult, MatcherHandle};
 pub use orders::{NewOrder, OrderFilter};
@@ -86,6 +89,8 @@ pub struct Market {
     keys: KeyAllocator,
     /// This node's share of the rate-limit buckets.
     buckets: limits::LocalBuckets,
+    /// The history database, when archiving is on: reads fall through to it.
+    archive: Option<Arc<Archive>>,
 }
 
 /// What `/health` reports about this node.
@@ -105,6 +110,8 @@ pub struct Health {
     pub live_nodes: usize,
     /// Writes refused because another node had taken over.
     pub fenced_writes: u64,
+    /// The archiver's state (`None`: archiving is off).
+    pub archive: Option<ArchiveHealth>,
 }
 
 /// One statement's ownership as `/cluster` shows it, read from Redis.
@@ -150,7 +157,14 @@ impl Market {
             limits,
             keys: KeyAllocator::new(1000),
             buckets: limits::LocalBuckets::default(),
+            archive: None,
         }
+    }
+
+    /// Reads of records Redis no longer holds fall through to `archive`.
+    pub fn with_archive(mut self, archive: Option<Arc<Archive>>) -> Market {
+        self.archive = archive;
+        self
     }
 
     /// The token issuer/verifier.
@@ -181,6 +195,10 @@ impl Market {
             owned: self.router.owned(),
             live_nodes: self.router.live_nodes().len(),
             fenced_writes: self.router.fenced_writes(),
+            archive: match &self.archive {
+                Some(a) => Some(a.health().await),
+                None => None,
+            },
         }
     }
 

@@ -130,23 +130,74 @@ impl Market {
 
     /// The statement an order or proof belongs to (`what` names it in the 404).
     pub async fn statement_of(&self, what: &str, key: Key) -> Result<Key, MarketError> {
-        self.store
-            .locate(key)
-            .await?
-            .ok_or_else(|| MarketError::NotFound(format!("no {what} {key}")))
+        if let Some(stmt) = self.store.locate(key).await? {
+            return Ok(stmt);
+        }
+        // Archived and removed from Redis: the archive knows its statement.
+        if let Some(a) = &self.archive {
+            if let Some(o) = a.get_order(key).await? {
+                return Ok(o.statement);
+            }
+            if let Some(p) = a.get_proof(key).await? {
+                return Ok(p.statement);
+            }
+        }
+        Err(MarketError::NotFound(format!("no {what} {key}")))
     }
 
-    /// One order of the given side.
+    /// One order of the given side: from Redis, or from the archive once Redis no
+    /// longer holds it.
     pub async fn get_order(&self, side: Side, key: Key) -> Result<OrderRecord, MarketError> {
-        let stmt = self.statement_of(side.as_str(), key).await?;
-        match self.store.get_order(stmt, key).await? {
+        let found = match self.store.locate(key).await? {
+            Some(stmt) => self.store.get_order(stmt, key).await?,
+            None => None,
+        };
+        let found = match (found, &self.archive) {
+            (Some(o), _) => Some(o),
+            (None, Some(a)) => a.get_order(key).await?,
+            (None, None) => None,
+        };
+        match found {
             Some(o) if o.side == side => Ok(o),
             _ => Err(MarketError::NotFound(format!("no {} {key}", side.as_str()))),
         }
     }
 
-    /// Orders of one side matching `f`, ascending by key.
+    /// Orders of one side matching `f`, ascending by key: those Redis holds, and with
+    /// archiving on, closed ones only the archive still holds (open orders never leave
+    /// Redis; a closed order is final, so either copy is the same).
     pub async fn list_orders(
+        &self,
+        side: Side,
+        f: &OrderFilter,
+    ) -> Result<Vec<OrderRecord>, MarketError> {
+        let hot = self.list_hot_orders(side, f).await?;
+        let Some(a) = &self.archive else {
+            return Ok(hot);
+        };
+        let want = f.skipped.saturating_add(f.limit);
+        // Both sides of the merge with no page skipped: the page is cut from the union.
+        let all = OrderFilter {
+            skipped: 0,
+            limit: want,
+            ..f.clone()
+        };
+        let hot = if f.skipped == 0 {
+            hot
+        } else {
+            self.list_hot_orders(side, &all).await?
+        };
+        let cold = a
+            .closed_orders(side, f.status, f.sender.as_deref(), f.statement, want)
+            .await?;
+        let mut merged: std::collections::BTreeMap<Key, OrderRecord> =
+            cold.into_iter().map(|o| (o.key, o)).collect();
+        merged.extend(hot.into_iter().map(|o| (o.key, o)));
+        Ok(merged.into_values().skip(f.skipped).take(f.limit).collect())
+    }
+
+    /// [`Market::list_orders`] over what Redis holds.
+    async fn list_hot_orders(
         &self,
         side: Side,
         f: &OrderFilter,

@@ -168,12 +168,17 @@ impl Market {
         Ok(record)
     }
 
-    /// One proof.
+    /// One proof: from Redis, or from the archive once Redis no longer holds it.
     pub async fn get_proof(&self, key: Key) -> Result<ProofRecord, MarketError> {
-        let stmt = self.statement_of("proof", key).await?;
-        self.store
-            .get_proof(stmt, key)
-            .await?
-            .ok_or_else(|| MarketError::NotFound(format!("no proof {key}")))
+        let found = match self.store.locate(key).await? {
+            Some(stmt) => self.store.get_proof(stmt, key).await?,
+            None => None,
+        };
+        let found = match (found, &self.archive) {
+            (Some(p), _) => Some(p),
+            (None, Some(a)) => a.get_proof(key).await?,
+            (None, None) => None,
+        };
+        found.ok_or_else(|| MarketError::NotFound(format!("no proof {key}")))
     }
 }

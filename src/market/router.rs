@@ -149,6 +149,15 @@ impl Router {
         self.running.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The statements whose matcher runs here, with the fencing token it writes under.
+    pub fn owned_tokens(&self) -> Vec<(Key, u64)> {
+        self.table()
+            .iter()
+            .filter(|(_, r)| r.handle.is_running())
+            .map(|(k, r)| (*k, r.token))
+            .collect()
+    }
+
     pub(super) fn running(&self) -> Vec<(Key, Running)> {
         self.table().iter().map(|(k, r)| (*k, r.clone())).collect()
     }

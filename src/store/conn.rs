@@ -82,7 +82,12 @@ pub struct Store {
     pub(super) conn: Conn,
     pub(super) keys: Keys,
     target: Arc<RedisTarget>,
+    /// Most entries a statement's event log keeps (0: no cap); see `with_event_log_max`.
+    pub(super) event_log_max: u64,
 }
+
+/// Default of [`Store::with_event_log_max`].
+pub const EVENT_LOG_MAX: u64 = 100_000;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,6 +125,7 @@ impl Store {
             conn,
             keys: Keys::new(prefix),
             target: Arc::new(target.clone()),
+            event_log_max: EVENT_LOG_MAX,
         })
     }
 
@@ -137,7 +143,18 @@ impl Store {
     /// the thread that opens it, so each matcher thread opens its own: one shared
     /// connection would funnel every write through a single thread.
     pub async fn reconnect(&self) -> Result<Store, StoreError> {
-        Store::open(&self.target, self.prefix()).await
+        Ok(Store::open(&self.target, self.prefix())
+            .await?
+            .with_event_log_max(self.event_log_max))
+    }
+
+    /// Caps each statement's event log at about `max` entries (0: no cap). The archiver
+    /// trims what PostgreSQL holds long before that; the cap bounds the log when no
+    /// archiver runs (no database) or one falls far behind, in which case it copies the
+    /// statement's records from Redis again instead of replaying lost events.
+    pub fn with_event_log_max(mut self, max: u64) -> Store {
+        self.event_log_max = max;
+        self
     }
 
     /// Checks that Redis answers.

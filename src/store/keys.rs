@@ -17,6 +17,10 @@
 //! | `P:{stmt:K}:fence`                 | string | the fencing token, one more per acquisition  |
 //! | `P:{stmt:K}:fenced`                | string | count of stale batches the script refused    |
 //! | `P:{stmt:K}:refused:O`             | string | refused proofs for proposal `O` (TTL)        |
+//! | `P:{stmt:K}:events`                | stream | the event log (see `transitions.lua`)        |
+//! | `P:{stmt:K}:evseq`                 | string | the number of the last event appended        |
+//! | `P:{stmt:K}:closed`                | zset   | archived closed records (`o:O`, `p:F`) by close time (ms), to remove after the retention |
+//! | `P:{stmt:K}:archived`              | string | the number of the last event archived and trimmed |
 //! | `P:statements`                     | zset   | every statement key                          |
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
 //! | `P:loc:O`                          | string | the statement an order or proof key is of    |
@@ -53,6 +57,10 @@ const LEASE: &str = ":lease";
 const FENCE: &str = ":fence";
 const FENCED: &str = ":fenced";
 const REFUSED: &str = ":refused:";
+const EVENTS: &str = ":events";
+const EVSEQ: &str = ":evseq";
+const CLOSED: &str = ":closed";
+const ARCHIVED: &str = ":archived";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +230,26 @@ impl StmtKeys {
         self.under(FENCED)
     }
 
+    /// The event log (a stream).
+    pub fn events(&self) -> String {
+        self.under(EVENTS)
+    }
+
+    /// The number of the last event appended.
+    pub fn event_seq(&self) -> String {
+        self.under(EVSEQ)
+    }
+
+    /// Archived closed records awaiting removal, scored by close time.
+    pub fn closed(&self) -> String {
+        self.under(CLOSED)
+    }
+
+    /// The number of the last event archived and trimmed from the log.
+    pub fn archived(&self) -> String {
+        self.under(ARCHIVED)
+    }
+
     /// The count of refused proofs for a proposal.
     pub fn refused(&self, proposal: Key) -> String {
         format!("{}{REFUSED}{proposal}", self.base)
@@ -251,6 +279,10 @@ mod tests {
         assert_eq!(s.fence(), "pm:{stmt:12}:fence");
         assert_eq!(s.fenced(), "pm:{stmt:12}:fenced");
         assert_eq!(s.refused(Key(7)), "pm:{stmt:12}:refused:7");
+        assert_eq!(s.events(), "pm:{stmt:12}:events");
+        assert_eq!(s.event_seq(), "pm:{stmt:12}:evseq");
+        assert_eq!(s.closed(), "pm:{stmt:12}:closed");
+        assert_eq!(s.archived(), "pm:{stmt:12}:archived");
         assert_eq!(k.statements(), "pm:statements");
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");
@@ -271,7 +303,17 @@ mod tests {
     #[test]
     fn the_transition_script_builds_the_same_keys() {
         let script = include_str!("transitions.lua");
-        let used = [ORDER, INDEX, PROOF, PROVEN, IDEMPOTENCY, FENCE, FENCED];
+        let used = [
+            ORDER,
+            INDEX,
+            PROOF,
+            PROVEN,
+            IDEMPOTENCY,
+            FENCE,
+            FENCED,
+            EVENTS,
+            EVSEQ,
+        ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");
             assert_eq!(script.matches(&built).count(), 1, "{built}");

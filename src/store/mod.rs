@@ -15,6 +15,8 @@
 //! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
 //! - `limits`: counters in time windows (failed logins, refused proofs, statements per
 //!   day) and token buckets (calls per second per IP and per user).
+//! - `events` (with `archived.lua`, `sweep.lua`): the per-statement event log, and
+//!   trimming it and removing closed records once PostgreSQL holds them.
 //! - `nodes`: cluster membership and statement leases.
 //! - `batch`: one script for each of many statements, pipelined (renewals, takeovers).
 //! - `records`: the typed records and their stored encoding.
@@ -29,6 +31,7 @@ mod allocator;
 mod batch;
 mod conn;
 mod directory;
+mod events;
 pub mod keys;
 mod limits;
 mod nodes;
@@ -38,14 +41,15 @@ mod target;
 mod transitions;
 
 pub use allocator::KeyAllocator;
-pub use conn::Store;
+pub use conn::{Store, EVENT_LOG_MAX};
+pub use events::{Event, EventKind, LogState};
 pub use limits::Bucket;
 pub use nodes::Lease;
 pub use reads::Remembered;
 pub use records::{
     Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,
 };
-pub use target::{redact_url, RedisTarget, RedisTls};
+pub use target::{install_crypto_provider, redact_url, RedisTarget, RedisTls};
 pub use transitions::{Op, Refusal};
 
 /// A store failure.

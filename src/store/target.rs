@@ -213,7 +213,7 @@ fn read_key(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
 
 /// rustls needs a process-wide crypto provider; the redis crate builds rustls without
 /// one. Installing it twice is harmless (the second call is refused and ignored).
-pub(crate) fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -4,7 +4,8 @@
 --          starts with it, so the whole batch lives in one Redis Cluster slot.
 -- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
 --          writes nothing but a count of refusals in FENCED_KEY.
--- ARGV[2..]: ops, each as <name> <argc> <args...>.
+-- ARGV[2]: most entries the statement's event log keeps (approximately; "0" = no cap).
+-- ARGV[3..]: ops, each as <name> <argc> <args...>.
 -- Returns one reply per op: "OK" or "E:<name>:<message>". An op checks everything
 -- before it writes anything, so a refused op changes nothing. The names, read by
 -- `Refusal::parse_reply` in Rust (an unknown name there is a corrupt reply):
@@ -14,6 +15,15 @@
 --   wrong_status  an order's status does not allow the transition
 --   not_matched   a proof's request and proposal are not matched to each other
 --   bad_op        an op name this script does not know (a bug; the batch stops there)
+--
+-- Every op that changes an order appends an event to the statement's event log (a
+-- stream in the same slot, so the append is part of this atomic step), numbered by
+-- EVSEQ_KEY without gaps: fields `n`, `ev`, `at` (Unix ms), then per event
+--   placed     kind key status <the order's stored fields>
+--   matched    request proposal price
+--   withdrawn  kind key
+--   proved     proof request proposal      (the proof's bytes stay in its hash)
+-- The archiver (src/archive) applies these to PostgreSQL in order.
 local B = KEYS[1]
 
 -- Every key this script touches, built from B here only. The layout is documented in
@@ -22,6 +32,8 @@ local FENCE_KEY = B .. ':fence'
 local FENCED_KEY = B .. ':fenced'
 local PROVEN_KEY = B .. ':proven'
 local IDEM_KEY = B .. ':idem'
+local EVENTS_KEY = B .. ':events'
+local EVSEQ_KEY = B .. ':evseq'
 local function order_key(k) return B .. ':o:' .. k end
 local function proof_key(k) return B .. ':proof:' .. k end
 local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
@@ -33,6 +45,23 @@ if fence ~= "" then
     redis.call('INCR', FENCED_KEY)
     return {'FENCED'}
   end
+end
+
+local cap = ARGV[2]
+
+-- Appends event `ev` at time `at` with the field/value pairs of `fields`.
+local function emit(ev, at, fields)
+  local n = redis.call('INCR', EVSEQ_KEY)
+  local cmd = {'XADD', EVENTS_KEY}
+  if cap ~= '0' then
+    cmd[#cmd + 1] = 'MAXLEN'; cmd[#cmd + 1] = '~'; cmd[#cmd + 1] = cap
+  end
+  cmd[#cmd + 1] = '*'
+  cmd[#cmd + 1] = 'n'; cmd[#cmd + 1] = n
+  cmd[#cmd + 1] = 'ev'; cmd[#cmd + 1] = ev
+  cmd[#cmd + 1] = 'at'; cmd[#cmd + 1] = at
+  for j = 1, #fields do cmd[#cmd + 1] = fields[j] end
+  redis.call(unpack(cmd))
 end
 
 local function move(kind, key, from, to)
@@ -48,9 +77,16 @@ ops['new'] = function(a)
   local ok = order_key(key)
   if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
   local fields = {}
-  for j = 4, #a do fields[#fields + 1] = a[j] end
+  local created = ''
+  for j = 4, #a do
+    fields[#fields + 1] = a[j]
+    if a[j] == 'createdOn' and j % 2 == 0 then created = a[j + 1] end
+  end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
   redis.call('ZADD', index_key(kind, status), key, key)
+  local ev = {'kind', kind, 'key', key, 'status', status}
+  for j = 1, #fields do ev[#ev + 1] = fields[j] end
+  emit('placed', created, ev)
   return 'OK'
 end
 
@@ -67,6 +103,7 @@ ops['match'] = function(a)
     'matched_time', now, 'price', price, 'updatedOn', now)
   move('request', rk, 'created', 'processing')
   move('proposal', pk, 'created', 'processing')
+  emit('matched', now, {'request', rk, 'proposal', pk, 'price', price})
   return 'OK'
 end
 
@@ -81,6 +118,7 @@ ops['withdraw'] = function(a)
   end
   redis.call('HSET', order_key(key), 'status', 'withdrawn', 'updatedOn', now)
   move(kind, key, 'created', 'withdrawn')
+  emit('withdrawn', now, {'kind', kind, 'key', key})
   return 'OK'
 end
 
@@ -108,6 +146,7 @@ ops['proof'] = function(a)
   move('request', rk, 'processing', 'completed')
   move('proposal', pk, 'processing', 'completed')
   redis.call('HSETNX', PROVEN_KEY, canon, fk)
+  emit('proved', now, {'proof', fk, 'request', rk, 'proposal', pk})
   return 'OK'
 end
 
@@ -124,7 +163,7 @@ ops['forget'] = function(a)
 end
 
 local res = {}
-local i = 2
+local i = 3
 while i <= #ARGV do
   local name = ARGV[i]
   local n = tonumber(ARGV[i + 1])

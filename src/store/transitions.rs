@@ -222,6 +222,7 @@ impl Store {
         }
         let mut args: Vec<String> = Vec::with_capacity(ops.len() * 20 + 1);
         args.push(fence.map(|f| f.to_string()).unwrap_or_default());
+        args.push(self.event_log_max.to_string());
         for op in ops {
             op.encode(&mut args);
         }
