@@ -470,7 +470,18 @@ pub fn memory_plot(
             );
         }
         for (k, x) in series.iter().enumerate() {
-            // A sample without the value (no archive, /health unanswered) breaks the line.
+            // A sample without the value (no archive, /health unanswered) breaks the line;
+            // a lone sample between two gaps is a dot.
+            let color = COLORS[k % COLORS.len()];
+            let flush = |s: &mut String, run: &[(f64, f64)]| match run {
+                [(x, y)] => {
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{color}"/>"#
+                    );
+                }
+                _ => polyline(s, run, color),
+            };
             let mut run: Vec<(f64, f64)> = Vec::new();
             for pt in &x.points {
                 match pick(pt) {
@@ -478,10 +489,10 @@ pub fn memory_plot(
                         p.x0 + (pt.0 / t_max).clamp(0.0, 1.0) * p.w,
                         p.y0 + p.h - (v / top).clamp(0.0, 1.0) * p.h,
                     )),
-                    None => polyline(&mut s, &std::mem::take(&mut run), COLORS[k % COLORS.len()]),
+                    None => flush(&mut s, &std::mem::take(&mut run)),
                 }
             }
-            polyline(&mut s, &run, COLORS[k % COLORS.len()]);
+            flush(&mut s, &run);
         }
         p.legend(&mut s, &names);
         time_axis(&mut s, &p, t_max);
@@ -528,7 +539,8 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("soak &lt;memory&gt;"));
         assert!(svg.contains("Archive lag") && svg.contains("bound 10 s"));
-        // Two memory lines, two lag fragments (the gap splits the second soak's).
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        // Two memory lines; the second soak's lag is two lone samples (dots).
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 2);
     }
 }

@@ -408,8 +408,14 @@ impl Sampler {
                     _ = &mut stopped => break,
                 }
             }
-            let at = Instant::now();
-            out.push((at, src.take(&mut redis, &http).await));
+            // The end of the window, unless a tick just sampled it.
+            if out
+                .last()
+                .is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(1))
+            {
+                let at = Instant::now();
+                out.push((at, src.take(&mut redis, &http).await));
+            }
             out
         });
         Sampler { stop, task }
@@ -443,14 +449,21 @@ fn write_csv(path: &Path, samples: &[Sample]) -> Result<()> {
 
 /// Writes `memory.svg` with every soak of the invocation.
 pub fn write_memory_plot(dir: &Path, runs: &[&SoakResult]) -> Result<()> {
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{}, {:.0} orders/s",
+                if r.archive { "on" } else { "off" },
+                r.run.orders_per_s
+            )
+        })
+        .collect();
     let series: Vec<crate::svg::MemorySeries<'_>> = runs
         .iter()
-        .map(|r| crate::svg::MemorySeries {
-            label: if r.archive {
-                "archive on"
-            } else {
-                "archive off"
-            },
+        .zip(&labels)
+        .map(|(r, label)| crate::svg::MemorySeries {
+            label,
             points: r
                 .samples
                 .iter()
@@ -469,16 +482,12 @@ pub fn write_memory_plot(dir: &Path, runs: &[&SoakResult]) -> Result<()> {
         .map(|r| r.run.markers.clone())
         .unwrap_or_default();
     let title = format!(
-        "soak: Redis memory and archive lag ({})",
+        "soak at {:.0} calls/s: Redis memory and archive lag (archive {})",
+        runs.first().map_or(0.0, |r| r.rate),
         runs.iter()
-            .map(|r| format!(
-                "{} at {:.0} calls/s: {:.0} orders/s",
-                if r.archive { "on" } else { "off" },
-                r.rate,
-                r.run.orders_per_s
-            ))
+            .map(|r| if r.archive { "on" } else { "off" })
             .collect::<Vec<_>>()
-            .join("; ")
+            .join(" / ")
     );
     let svg = crate::svg::memory_plot(&title, &series, &events, LAG_BOUND_S);
     std::fs::write(dir.join("memory.svg"), svg).context("writing memory.svg")
