@@ -32,7 +32,7 @@ mod embedded {
 }
 
 /// Advisory lock id held while migrating ("pm-hist" in ASCII).
-const MIGRATION_LOCK: i64 = 0x706d_2d68_6973_74;
+const MIGRATION_LOCK: i64 = 0x0070_6d2d_6869_7374;
 
 /// Where the archive is and how the archiver runs.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl ArchiveConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// PostgreSQL answered with an error or could not be reached.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("postgres pool: {0}")]
@@ -79,6 +79,14 @@ pub enum ArchiveError {
     /// A stored row does not parse.
     #[error("corrupt archive row: {0}")]
     Corrupt(String),
+}
+
+/// A PostgreSQL error with the server's message (tokio-postgres shows only "db error").
+fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// What the archiver has done on this node, for `/health`.
@@ -183,10 +191,16 @@ impl Archive {
 
     /// The archive's state now, for `/health`.
     pub async fn health(&self) -> ArchiveHealth {
-        let reachable = match self.pool.get().await {
-            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
+        // Bounded: a load balancer's health check must not hang on a dead database.
+        let ping = async {
+            match self.pool.get().await {
+                Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+                Err(_) => false,
+            }
         };
+        let reachable = tokio::time::timeout(Duration::from_secs(1), ping)
+            .await
+            .unwrap_or(false);
         let s = &self.stats;
         let oldest = s.oldest_pending.load(Ordering::Relaxed);
         ArchiveHealth {

@@ -221,13 +221,16 @@ pub(super) async fn apply(
     })
 }
 
-/// Inserts orders, or refreshes those already there that are not closed.
+/// Inserts orders, or refreshes those already there that are not closed. An order
+/// given twice (a copy read while it moved between indexes) is written as given last.
 async fn upsert_orders<'o>(
     tx: &Transaction<'_>,
     orders: impl Iterator<Item = &'o OrderRecord>,
 ) -> Result<(), ArchiveError> {
+    let latest: std::collections::BTreeMap<Key, &OrderRecord> =
+        orders.map(|o| (o.key, o)).collect();
     let mut cols = OrderColumns::default();
-    for o in orders {
+    for o in latest.into_values() {
         cols.push(o);
     }
     if cols.key.is_empty() {

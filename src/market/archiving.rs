@@ -47,6 +47,8 @@ pub struct Archiver {
     router: Arc<Router>,
     /// Statements whose cursor row exists in PostgreSQL (seen by this process).
     known: Mutex<HashSet<Key>>,
+    /// Statements whose last round failed (their next failures are logged at debug).
+    failing: Mutex<HashSet<Key>>,
 }
 
 /// How far behind a statement's archive is after a round.
@@ -69,6 +71,7 @@ impl Archiver {
             archive,
             router,
             known: Mutex::default(),
+            failing: Mutex::default(),
         });
         tokio::spawn(me.run());
         Ok(())
@@ -91,11 +94,22 @@ impl Archiver {
         let owned = self.router.owned_tokens();
         let behind: Vec<Behind> = stream::iter(owned)
             .map(|(stmt, token)| async move {
-                match self.statement(stmt, token).await {
-                    Ok(b) => b,
+                let outcome = self.statement(stmt, token).await;
+                let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+                match outcome {
+                    Ok(b) => {
+                        if failing.remove(&stmt) {
+                            tracing::info!(statement = %stmt, "archiving works again");
+                        }
+                        b
+                    }
                     Err((e, b)) => {
                         self.archive.stats().errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(statement = %stmt, error = %e, "archiving failed; retrying next round");
+                        if failing.insert(stmt) {
+                            tracing::warn!(statement = %stmt, error = %e, "archiving failed; retrying every round (Redis keeps the history meanwhile)");
+                        } else {
+                            tracing::debug!(statement = %stmt, error = %e, "archiving failed again");
+                        }
                         b
                     }
                 }

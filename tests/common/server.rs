@@ -64,7 +64,12 @@ impl Server {
 
     /// A node that keeps one port across restarts (for clients that cannot follow).
     pub async fn start_fixed_port(b: &Backend) -> Server {
-        Self::launched(b, &[], &[], format!("127.0.0.1:{}", free_port())).await
+        Self::start_fixed_port_with(b, &[]).await
+    }
+
+    /// [`Server::start_fixed_port`] with `extra` arguments.
+    pub async fn start_fixed_port_with(b: &Backend, extra: &[&str]) -> Server {
+        Self::launched(b, extra, &[], format!("127.0.0.1:{}", free_port())).await
     }
 
     async fn launched(
@@ -120,6 +125,8 @@ impl Server {
         .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
         .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
         .env("RUST_LOG", "warn")
+        // The history database only when a test gives one (`--database-url`).
+        .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
         for (k, v) in &self.env {
