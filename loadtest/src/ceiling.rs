@@ -160,6 +160,7 @@ pub async fn http_ceiling(
         baseline: true,
         seed,
         idempotency_keys: false,
+        acked_orders: None,
     };
     let out = driver::run(
         target,

@@ -59,6 +59,10 @@ pub struct MarketOpts {
     /// Redis of an external market (loopback only), for memory figures and the invariant check.
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// PostgreSQL of an external market's archive (loopback only, no TLS), so that the
+    /// soak's check also reads the orders that left Redis.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Key prefix of the market's Redis keys.
     #[arg(long, default_value = "pm")]
     pub key_prefix: String,
@@ -227,6 +231,28 @@ pub struct SoakOpts {
     /// Do not kill the node.
     #[arg(long)]
     pub no_kill: bool,
+    /// History archived to a private PostgreSQL (issue 11) by the node the harness starts:
+    /// `on`, `off`, or `both` (two soaks in one invocation, archiving off then on, at the
+    /// same rate, with the intake ratio on/off). Default `on`; with `--url` the market
+    /// is as it is (`--database-url` lets the check read its archive).
+    #[arg(long, value_enum)]
+    pub archive: Option<ArchiveMode>,
+    /// Seconds a closed order stays in Redis once archived
+    /// (`PROOF_MARKET_ARCHIVE_RETENTION_SECS` of the node the harness starts; the node's
+    /// own default is 300 s, 60 s here so that removal happens within a run).
+    #[arg(long, default_value_t = 60)]
+    pub retention: u64,
+}
+
+/// `--archive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveMode {
+    /// Archiving to a private PostgreSQL.
+    On,
+    /// No PostgreSQL: Redis keeps everything.
+    Off,
+    /// Off, then on, at the same rate.
+    Both,
 }
 
 /// `check`.
@@ -241,6 +267,10 @@ pub struct CheckArgs {
     /// Do not flag open orders that could still match (a market under load).
     #[arg(long)]
     pub unsettled: bool,
+    /// The market's PostgreSQL (loopback only, no TLS): orders that left Redis are read
+    /// from its archive, and both stores are compared.
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 /// `ceilings`.
@@ -375,9 +405,20 @@ mod tests {
             Command::Soak(a) => {
                 assert_eq!(a.load.duration, Some(Duration::from_secs(60)));
                 assert!(a.soak.no_kill);
+                assert_eq!((a.soak.archive, a.soak.retention), (None, 60));
             }
             other => panic!("{other:?}"),
         }
+        let c = Cli::try_parse_from(["loadtest", "soak", "--archive", "both", "--retention", "5"])
+            .unwrap();
+        match c.command {
+            Command::Soak(a) => {
+                assert_eq!(a.soak.archive, Some(ArchiveMode::Both));
+                assert_eq!(a.soak.retention, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["loadtest", "soak", "--archive", "maybe"]).is_err());
         let c = Cli::try_parse_from([
             "loadtest",
             "all",

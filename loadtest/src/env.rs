@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::MarketOpts;
 use crate::loopback;
 use crate::market::Target;
-use crate::procs::{workspace_root, OwnRedis, OwnServer, Secrets, ServerSpec};
+use crate::procs::{workspace_root, OwnPostgres, OwnRedis, OwnServer, Secrets, ServerSpec};
 use crate::redis_view::parse_info_u64;
 use crate::report::Span;
 
@@ -62,8 +62,21 @@ pub struct MarketEnv {
     pub redis_url: Option<String>,
     /// Key prefix.
     pub prefix: String,
+    /// PostgreSQL of the archive, when the node archives (or `--database-url` says
+    /// where an external market's is).
+    pub database_url: Option<String>,
+    // Dropped after the nodes: PostgreSQL, then Redis.
+    pg: Option<OwnPostgres>,
     // Dropped last: the node must stop before its Redis.
     redis: Option<OwnRedis>,
+}
+
+/// The archive of a node the harness starts: a private PostgreSQL (`--database-url`)
+/// and the node's archive settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveConf {
+    /// `PROOF_MARKET_ARCHIVE_RETENTION_SECS`.
+    pub retention_secs: u64,
 }
 
 /// Starts the harness's own Redis as the options say.
@@ -112,6 +125,8 @@ fn server_spec(
         prefix: m.key_prefix.clone(),
         secrets,
         extra,
+        database_url: None,
+        env: Vec::new(),
         log: log.to_path_buf(),
     }
 }
@@ -127,9 +142,25 @@ pub fn default_out() -> PathBuf {
 }
 
 impl MarketEnv {
-    /// Starts (or attaches to) a market; the node's stderr goes to `log`.
+    /// Starts (or attaches to) a market; the node's stderr goes to `log`. A node the
+    /// harness starts archives nothing.
     pub async fn open(m: &MarketOpts, log: &Path) -> Result<MarketEnv> {
+        Self::open_archived(m, log, None).await
+    }
+
+    /// [`Self::open`]; with `archive`, a node the harness starts archives to a private
+    /// PostgreSQL started for it.
+    pub async fn open_archived(
+        m: &MarketOpts,
+        log: &Path,
+        archive: Option<ArchiveConf>,
+    ) -> Result<MarketEnv> {
         if let Some(url) = &m.url {
+            let database_url = m
+                .database_url
+                .as_deref()
+                .map(loopback::check_postgres_url)
+                .transpose()?;
             let url = loopback::check_http_url(url)?;
             let redis_url = m
                 .redis_url
@@ -147,17 +178,36 @@ impl MarketEnv {
                 node_ids: Vec::new(),
                 redis_url,
                 prefix: m.key_prefix.clone(),
+                database_url,
+                pg: None,
                 redis: None,
             });
         }
-        if m.redis_url.is_some() {
-            bail!("--redis-url goes with --url; without --url the harness starts its own Redis");
+        if m.redis_url.is_some() || m.database_url.is_some() {
+            bail!("--redis-url and --database-url go with --url; without --url the harness starts its own Redis (and PostgreSQL)");
         }
         let redis = start_redis(m)?;
         if let Some(d) = log.parent() {
             std::fs::create_dir_all(d)?;
         }
-        let spec = server_spec(m, &redis, new_secrets(), Vec::new(), log);
+        let mut spec = server_spec(m, &redis, new_secrets(), Vec::new(), log);
+        let pg = match archive {
+            None => None,
+            Some(a) => {
+                // The sync PostgreSQL client runs a runtime of its own: off the workers.
+                let pg = tokio::task::spawn_blocking(|| OwnPostgres::start(&[]))
+                    .await?
+                    .context("starting the archive's PostgreSQL")?;
+                spec.database_url = Some(pg.url());
+                spec.env.push((
+                    "PROOF_MARKET_ARCHIVE_RETENTION_SECS".into(),
+                    a.retention_secs.to_string(),
+                ));
+                Some(pg)
+            }
+        };
+        let database_url = spec.database_url.clone();
+        // On error `pg` and `redis` drop here and stop.
         let server = OwnServer::start(spec).await?;
         let target = Arc::new(Target::new(server.url())?);
         Ok(MarketEnv {
@@ -168,6 +218,8 @@ impl MarketEnv {
             server: Some(server),
             others: Vec::new(),
             node_ids: Vec::new(),
+            database_url,
+            pg,
             redis: Some(redis),
         })
     }
@@ -183,8 +235,8 @@ impl MarketEnv {
         extra: &[String],
         log_dir: &Path,
     ) -> Result<MarketEnv> {
-        if m.url.is_some() || m.redis_url.is_some() {
-            bail!("several nodes are started by the harness: --url and --redis-url do not apply");
+        if m.url.is_some() || m.redis_url.is_some() || m.database_url.is_some() {
+            bail!("several nodes are started by the harness: --url, --redis-url and --database-url do not apply");
         }
         if n == 0 {
             bail!("need at least one node");
@@ -200,6 +252,8 @@ impl MarketEnv {
             node_ids: Vec::new(),
             redis_url: Some(redis.url()),
             prefix: m.key_prefix.clone(),
+            database_url: None,
+            pg: None,
             redis: Some(redis),
         };
         for i in 0..n {
@@ -244,6 +298,10 @@ impl MarketEnv {
         }
         if let Some(r) = &self.redis {
             v.push(("redis-server".to_owned(), r.pid()));
+        }
+        // With its backends (see `CpuSample::take`).
+        if let Some(p) = self.pg.as_ref().and_then(OwnPostgres::pid) {
+            v.push(("postgres".to_owned(), p));
         }
         v
     }
@@ -348,9 +406,10 @@ impl MarketEnv {
 
 impl Drop for MarketEnv {
     fn drop(&mut self) {
-        // The nodes first, then Redis.
+        // The nodes first, then PostgreSQL and Redis.
         self.others.clear();
         self.server.take();
+        self.pg.take();
         self.redis.take();
     }
 }

@@ -41,6 +41,26 @@ pub fn check_redis_url(url: &str) -> Result<String> {
     Ok(url.to_owned())
 }
 
+/// Checks a `postgres://` (or `postgresql://`) URL: a loopback host, no TLS asked for
+/// (the checker's client speaks plain TCP).
+pub fn check_postgres_url(url: &str) -> Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad PostgreSQL URL {url:?}"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        bail!("only postgres:// URLs are supported, got {url:?}");
+    }
+    let host = parsed.host_str().unwrap_or("");
+    if !is_loopback_host(host) {
+        bail!("refusing {url:?}: the load test only reads a loopback PostgreSQL");
+    }
+    if parsed
+        .query_pairs()
+        .any(|(k, v)| k == "sslmode" && v != "disable" && v != "prefer")
+    {
+        bail!("{url:?} asks for TLS: the checker reads a loopback PostgreSQL without it");
+    }
+    Ok(url.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +77,11 @@ mod tests {
         assert!(check_http_url("https://127.0.0.1").is_err());
         assert!(check_redis_url("redis://127.0.0.1:6379").is_ok());
         assert!(check_redis_url("redis://172.17.0.1:6379").is_err());
+        assert!(check_postgres_url("postgres://postgres@127.0.0.1:5432/proof_market").is_ok());
+        assert!(check_postgres_url("postgresql://u:p@localhost/db?sslmode=disable").is_ok());
+        assert!(check_postgres_url("postgres://u@10.1.1.1/db").is_err());
+        assert!(check_postgres_url("postgres://u@127.0.0.1/db?sslmode=require").is_err());
+        assert!(check_postgres_url("redis://127.0.0.1/").is_err());
         assert_eq!(
             check_http_url("http://127.0.0.1:9/").unwrap(),
             "http://127.0.0.1:9"

@@ -57,6 +57,41 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
         .and_then(|t| parse_cpu_seconds(&t))
 }
 
+/// Parent PID and `(utime + stime, cutime + cstime)` CPU seconds of a `/proc/<pid>/stat`
+/// text (the second: children already waited for).
+fn parse_stat_family(stat: &str) -> Option<(u32, f64, f64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+    let ppid = u32::try_from(n(1)?).ok()?;
+    Some((
+        ppid,
+        (n(11)? + n(12)?) as f64 / TICKS_PER_SEC,
+        (n(13)? + n(14)?) as f64 / TICKS_PER_SEC,
+    ))
+}
+
+/// CPU seconds of `pid`, its children already gone, and its living children (one
+/// level: PostgreSQL's postmaster and its backends), or `None` when it is gone.
+pub fn family_cpu_seconds(pid: u32) -> Option<f64> {
+    let (_, own, reaped) =
+        parse_stat_family(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let children: f64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|t| parse_stat_family(&t))
+        .filter(|(ppid, _, _)| *ppid == pid)
+        .map(|(_, own, _)| own)
+        .sum();
+    Some(own + reaped + children)
+}
+
 /// CPU seconds of several processes, sampled together.
 #[derive(Debug, Clone)]
 pub struct CpuSample {
@@ -69,12 +104,20 @@ pub struct CpuSample {
 }
 
 impl CpuSample {
-    /// Samples the given processes now.
+    /// Samples the given processes now; a process labelled `postgres` counts with its
+    /// children (the backends do PostgreSQL's work).
     pub fn take(procs: &[(String, u32)]) -> CpuSample {
         CpuSample {
             procs: procs
                 .iter()
-                .map(|(l, p)| (l.clone(), *p, cpu_seconds(*p)))
+                .map(|(l, p)| {
+                    let cpu = if l == "postgres" {
+                        family_cpu_seconds(*p)
+                    } else {
+                        cpu_seconds(*p)
+                    };
+                    (l.clone(), *p, cpu)
+                })
                 .collect(),
             machine: std::fs::read_to_string("/proc/stat")
                 .ok()
@@ -119,6 +162,7 @@ mod tests {
         let stat = "4242 (odd (name) x) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0";
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
         assert_eq!(parse_cpu_seconds("garbage"), None);
+        assert_eq!(parse_stat_family(stat), Some((1, 3.0, 0.0)));
         let machine = "cpu  100 0 50 1000 10 0 50 0 0 0\ncpu0 1 2 3 4\n";
         assert_eq!(parse_machine_busy_seconds(machine), Some(2.0));
     }
@@ -128,5 +172,6 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).unwrap() > 0);
         assert!(cpu_seconds(me).is_some());
+        assert!(family_cpu_seconds(me).is_some_and(|f| f >= cpu_seconds(me).unwrap_or(0.0)));
     }
 }

@@ -1,7 +1,8 @@
 //! Child processes the harness starts and stops itself: a private `redis-server` (AOF,
-//! `appendfsync everysec`, in a temporary directory, on a free loopback port), the
-//! market server binary, and the baseline HTTP server. Each is stopped by its PID (the
-//! `Child` handle) when dropped, so a failing run leaves nothing behind.
+//! `appendfsync everysec`, in a temporary directory, on a free loopback port), a private
+//! PostgreSQL (for the archive of issue 11), the market server binary, and the baseline
+//! HTTP server. Each is stopped by its PID (the `Child` handle) when dropped, so a
+//! failing run leaves nothing behind.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -110,6 +111,236 @@ impl Drop for OwnRedis {
     }
 }
 
+/// The database the harness creates in its own PostgreSQL for the market.
+pub const PG_DATABASE: &str = "proof_market";
+
+/// A private PostgreSQL: `initdb` in a temp dir (trust authentication, user `postgres`),
+/// `postgres` on a free loopback port with its socket in that dir, and the database
+/// [`PG_DATABASE`]. Stopped on drop by PID: SIGINT (fast shutdown), then a bounded wait.
+///
+/// Binaries: `initdb` on PATH (symlinks followed to its real directory), else the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout). initdb and postgres refuse to
+/// run as root: as root they run as the `postgres` user (the uid and gid are set on the
+/// child itself, so the child *is* the postmaster and its PID is the one stopped; a
+/// `runuser` in between would fork and turn the SIGINT into a SIGTERM, PostgreSQL's
+/// slow "smart" shutdown), with the temp dir chowned to it.
+pub struct OwnPostgres {
+    child: Option<Child>,
+    port: u16,
+    /// Kept so the directory lives as long as the server (removed on drop, after it).
+    _dir: tempfile::TempDir,
+}
+
+/// Where `initdb` and `postgres` are.
+pub fn pg_bin_dir() -> Result<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("initdb"))
+            .find(|f| f.is_file())
+    });
+    if let Some(dir) = on_path
+        .and_then(|f| std::fs::canonicalize(f).ok())
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| d.join("postgres").is_file())
+    {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: Option<Vec<u32>> = e
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(|n| n.parse().ok())
+                .collect();
+            let bin = e.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("postgres").is_file()).then_some((v?, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, d)| d).context(
+        "no PostgreSQL binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin: apt-get install -y postgresql",
+    )
+}
+
+/// True when this process runs as root (effective uid 0, from `/proc/self/status`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `(uid, gid)` of `user`, from `/etc/passwd`.
+fn user_ids(user: &str) -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&user))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .with_context(|| {
+            format!("no user {user:?} to run PostgreSQL as (the postgresql package creates it)")
+        })
+}
+
+/// The last `n` lines of a log, for an error message.
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl OwnPostgres {
+    /// Initialises and starts it, and creates [`PG_DATABASE`]; `extra` are more
+    /// `postgres` arguments (e.g. `-c`, `fsync=off`). Blocking, and it uses the sync
+    /// `postgres` client, which runs a runtime of its own: call it off the async workers
+    /// (`spawn_blocking`).
+    pub fn start(extra: &[String]) -> Result<OwnPostgres> {
+        use std::os::unix::process::CommandExt;
+
+        let bin = pg_bin_dir()?;
+        let dir = tempfile::Builder::new().prefix("loadtest-pg").tempdir()?;
+        let ids = if running_as_root() {
+            let (uid, gid) = user_ids("postgres")?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .with_context(|| format!("chown {} to postgres", dir.path().display()))?;
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let as_pg = |cmd: &mut Command| {
+            if let Some((uid, gid)) = ids {
+                cmd.uid(uid).gid(gid);
+            }
+            // The postgres user may not be able to enter the harness's working directory.
+            cmd.current_dir(dir.path());
+        };
+        let data = dir.path().join("data");
+        let initdb_log = dir.path().join("initdb.log");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+            .arg("--no-sync")
+            .stdout(Stdio::from(File::create(&initdb_log)?))
+            .stderr(Stdio::from(File::create(dir.path().join("initdb.err"))?));
+        as_pg(&mut initdb);
+        let status = initdb
+            .status()
+            .with_context(|| format!("running {}", bin.join("initdb").display()))?;
+        if !status.success() {
+            bail!(
+                "initdb failed ({status}): {}",
+                log_tail(&dir.path().join("initdb.err"), 10)
+            );
+        }
+        let port = free_port()?;
+        let log_path = dir.path().join("postgres.log");
+        let log = File::create(&log_path)?;
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .args(extra)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        as_pg(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.join("postgres").display()))?;
+        let mut pg = OwnPostgres {
+            child: Some(child),
+            port,
+            _dir: dir,
+        };
+        pg.wait_ready()
+            .with_context(|| format!("PostgreSQL log: {}", log_tail(&log_path, 10)))?;
+        Ok(pg)
+    }
+
+    /// Waits until it accepts connections, then creates the database.
+    fn wait_ready(&mut self) -> Result<()> {
+        let admin = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+            self.port
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    self.child = None;
+                    bail!("postgres exited at start ({status})");
+                }
+            }
+            match postgres::Client::connect(&admin, postgres::NoTls) {
+                Ok(mut c) => {
+                    c.batch_execute(&format!("CREATE DATABASE {PG_DATABASE}"))
+                        .context("creating the database")?;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    bail!("postgres on port {} not ready within 30 s: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/proof_market`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{PG_DATABASE}", self.port)
+    }
+
+    /// The postmaster's PID, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its data and log directory.
+    #[cfg(test)]
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+            // SAFETY: kill(2) with our own child's PID (not yet reaped, so not reused)
+            // and a valid signal number touches no memory of this process.
+            unsafe {
+                libc::kill(pid, libc::SIGINT);
+            }
+        }
+        // Fast shutdown: active backends are ended, the cluster checkpoints and exits.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match c.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) => break,
+            }
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Spawns `cmd`, reads the first stdout line, which must be `<banner> http://ADDR`, and
 /// keeps draining stdout in the background. Returns the child and the URL.
 fn spawn_announcing(mut cmd: Command, banner: &str) -> Result<(Child, String)> {
@@ -182,6 +413,11 @@ pub struct ServerSpec {
     pub secrets: Secrets,
     /// Extra `serve` arguments (e.g. `--http-workers 2`).
     pub extra: Vec<String>,
+    /// PostgreSQL for the archive (`--database-url`); `None`: archiving off.
+    pub database_url: Option<String>,
+    /// More environment for the node (e.g. `PROOF_MARKET_ARCHIVE_RETENTION_SECS`), set
+    /// after the harness's defaults so it can override them.
+    pub env: Vec<(String, String)>,
     /// Where its stderr goes.
     pub log: PathBuf,
 }
@@ -235,6 +471,9 @@ impl OwnServer {
         if !self.spec.extra.iter().any(|a| a == "--node-id") {
             cmd.args(["--node-id", &format!("loadtest-{}", std::process::id())]);
         }
+        if let Some(db) = &self.spec.database_url {
+            cmd.args(["--database-url", db]);
+        }
         cmd.args(&self.spec.extra)
             .env("PROOF_MARKET_JWT_SECRET", &self.spec.secrets.jwt)
             .env("PROOF_MARKET_CLUSTER_SECRET", &self.spec.secrets.cluster)
@@ -246,9 +485,21 @@ impl OwnServer {
             .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
             .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
             .env("RUST_LOG", "warn")
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::from(log));
+        let archive = self.spec.database_url.is_some();
         let (child, url) =
-            tokio::task::block_in_place(|| spawn_announcing(cmd, "proof-market listening on"))?;
+            tokio::task::block_in_place(|| spawn_announcing(cmd, "proof-market listening on"))
+                .with_context(|| {
+                    if archive {
+                        format!(
+                            "starting the node with --database-url (a node without the archive of issue 11 refuses it: --archive off); see {}",
+                            self.spec.log.display()
+                        )
+                    } else {
+                        format!("starting the node; see {}", self.spec.log.display())
+                    }
+                })?;
         self.child = Some(child);
         self.url = url;
         self.starts += 1;
@@ -324,6 +575,27 @@ impl Drop for BaselineChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `/health`'s `archive` object (issue 11): `None` when the node archives nothing
+/// (`"archive": null`, or an older node without the field).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ArchiveHealth {
+    /// Age (ms) of the oldest event not yet in PostgreSQL.
+    pub lag_ms: Option<u64>,
+    /// Events not yet in PostgreSQL.
+    pub pending_events: Option<u64>,
+}
+
+impl ArchiveHealth {
+    /// From a `/health` body; `None` unless it has an `archive` object.
+    pub fn parse(body: &serde_json::Value) -> Option<ArchiveHealth> {
+        let a = body.get("archive")?.as_object()?;
+        Some(ArchiveHealth {
+            lag_ms: a.get("lag_ms").and_then(serde_json::Value::as_u64),
+            pending_events: a.get("pending_events").and_then(serde_json::Value::as_u64),
+        })
     }
 }
 
@@ -457,4 +729,95 @@ fn cli(port: u16, cmd: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_archive_of_health() {
+        let on: serde_json::Value = serde_json::json!({"status": "ok", "archive": {
+            "lag_ms": 1200, "pending_events": 35, "archived_events": 9, "removed_records": 1,
+            "errors": 0, "postgres": "reachable"}});
+        assert_eq!(
+            ArchiveHealth::parse(&on),
+            Some(ArchiveHealth {
+                lag_ms: Some(1200),
+                pending_events: Some(35)
+            })
+        );
+        assert_eq!(
+            ArchiveHealth::parse(&serde_json::json!({"archive": null})),
+            None
+        );
+        assert_eq!(
+            ArchiveHealth::parse(&serde_json::json!({"status": "ok"})),
+            None
+        );
+        assert_eq!(
+            ArchiveHealth::parse(&serde_json::json!({"archive": {"lag_ms": null}})),
+            Some(ArchiveHealth::default())
+        );
+    }
+
+    /// A private PostgreSQL starts, takes the history schema, and the invariant checker's
+    /// reader sees what is written there; dropping it stops the server and removes its
+    /// directory.
+    #[test]
+    fn own_postgres_holds_the_archive_schema() {
+        use market_invariants::pg_rows;
+
+        let pg = OwnPostgres::start(&[]).expect("starting a private PostgreSQL");
+        let (dir, pid) = (pg.dir().to_path_buf(), pg.pid().expect("running"));
+        let mut c = pg_rows::connect(&pg.url()).expect("connecting");
+        let schema = std::fs::read_to_string(
+            workspace_root().join("src/archive/migrations/V1__history.sql"),
+        )
+        .expect("the schema");
+        c.batch_execute(&schema).expect("applying the schema");
+        c.batch_execute(
+            "INSERT INTO orders (key, side, statement_key, status, cost, eval_time, sender,
+                 created_on, updated_on, seq, counterpart, matched_time, price)
+             VALUES (7, 'request', 3, 'withdrawn', 5000000, 30, 'alice', 1, 2, 4, NULL, NULL, NULL),
+                    (9, 'proposal', 3, 'completed', 2000000, NULL, 'bob', 1, 2, 6, 8, 2, 2000000);
+             INSERT INTO archive_cursor VALUES (3, 12, 1);",
+        )
+        .expect("inserting");
+        let rows = pg_rows::read_orders(&mut c).expect("reading orders");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].key, rows[0].kind.as_str(), rows[0].status.as_str()),
+            (7, "request", "withdrawn")
+        );
+        assert_eq!(
+            (
+                rows[0].statement,
+                rows[0].cost,
+                rows[0].eval_time,
+                rows[0].seq
+            ),
+            (3, Some(5_000_000), Some(30), Some(4))
+        );
+        assert!(rows.iter().all(|r| r.archived));
+        assert_eq!(
+            (rows[1].counterpart, rows[1].price, rows[1].eval_time),
+            (Some(8), Some(2_000_000), None)
+        );
+        let cursors = pg_rows::read_cursors(&mut c).expect("reading cursors");
+        assert_eq!(
+            cursors,
+            vec![market_invariants::Cursor {
+                statement: 3,
+                event_seq: 12
+            }]
+        );
+        drop(c);
+        drop(pg);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "postgres {pid} still running"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! A hand-written SVG plot of one run, meant for a person to look at: order latency
+//! Hand-written SVG plots, meant for a person to look at: one run's order latency
 //! percentiles per second (log scale), throughput per second, and the latency
-//! percentiles of every call type. No plotting dependency; plain SVG 1.1.
+//! percentiles of every call type; and the soak's memory plot (Redis memory and the
+//! archive's lag over time). No plotting dependency; plain SVG 1.1.
 
 use std::fmt::Write as _;
 
@@ -389,6 +390,118 @@ pub fn run_plot(r: &RunReport) -> String {
     s
 }
 
+/// One soak's samples for [`memory_plot`].
+pub struct MemorySeries<'a> {
+    /// Legend (e.g. `archive on`).
+    pub label: &'a str,
+    /// `(seconds, Redis used_memory in MB, archive lag in seconds)` per sample.
+    pub points: Vec<(f64, Option<f64>, Option<f64>)>,
+}
+
+/// The soak's memory plot: Redis `used_memory` (MB) over time in the upper panel and
+/// the archive's lag (s) in the lower one, one line per soak (archive off / on), and
+/// the soak's events (kill -9) as dashed lines. `bound_lag_s` is drawn as a line.
+pub fn memory_plot(
+    title: &str,
+    series: &[MemorySeries<'_>],
+    events: &[crate::report::Marker],
+    bound_lag_s: f64,
+) -> String {
+    let mut s = String::new();
+    let h = TOP + 2.0 * (PANEL_H + GAP) + 10.0;
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="24" font-size="17" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    let t_max = series
+        .iter()
+        .flat_map(|x| x.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let names: Vec<&str> = series.iter().map(|x| x.label).collect();
+    let draw_events = |s: &mut String, p: &Panel| {
+        for (i, m) in events.iter().enumerate() {
+            let x = p.x0 + (m.t_s / t_max).clamp(0.0, 1.0) * p.w;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" font-size="11" fill="#c00">{}</text>"##,
+                p.y0,
+                p.y0 + p.h,
+                x + 4.0,
+                p.y0 + 12.0 + (i % 3) as f64 * 12.0,
+                esc(&m.label)
+            );
+        }
+    };
+    type Pick = fn(&(f64, Option<f64>, Option<f64>)) -> Option<f64>;
+    let panels: [(&str, &str, Pick); 2] = [
+        ("Redis used_memory (MB)", "MB", |p| p.1),
+        (
+            "Archive lag (s): age of the oldest event not yet in PostgreSQL",
+            "seconds",
+            |p| p.2,
+        ),
+    ];
+    for (i, (name, unit, pick)) in panels.into_iter().enumerate() {
+        let p = Panel::at(i);
+        p.frame(&mut s, name);
+        let mut max = series
+            .iter()
+            .flat_map(|x| x.points.iter().filter_map(pick))
+            .fold(0.0, f64::max);
+        if i == 1 {
+            max = max.max(bound_lag_s * 1.1);
+        }
+        let top = linear_axis(&mut s, &p, max.max(1e-3), unit);
+        if i == 1 && bound_lag_s > 0.0 {
+            let y = p.y0 + p.h - bound_lag_s / top * p.h;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#888" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" font-size="10" fill="#666" text-anchor="end">bound {bound_lag_s} s</text>"##,
+                p.x0,
+                p.x0 + p.w,
+                p.x0 + p.w - 4.0,
+                y - 3.0
+            );
+        }
+        for (k, x) in series.iter().enumerate() {
+            // A sample without the value (no archive, /health unanswered) breaks the line;
+            // a lone sample between two gaps is a dot.
+            let color = COLORS[k % COLORS.len()];
+            let flush = |s: &mut String, run: &[(f64, f64)]| match run {
+                [(x, y)] => {
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{color}"/>"#
+                    );
+                }
+                _ => polyline(s, run, color),
+            };
+            let mut run: Vec<(f64, f64)> = Vec::new();
+            for pt in &x.points {
+                match pick(pt) {
+                    Some(v) => run.push((
+                        p.x0 + (pt.0 / t_max).clamp(0.0, 1.0) * p.w,
+                        p.y0 + p.h - (v / top).clamp(0.0, 1.0) * p.h,
+                    )),
+                    None => flush(&mut s, &std::mem::take(&mut run)),
+                }
+            }
+            flush(&mut s, &run);
+        }
+        p.legend(&mut s, &names);
+        time_axis(&mut s, &p, t_max);
+        draw_events(&mut s, &p);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +515,32 @@ mod tests {
         assert_eq!(esc("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
         assert_eq!(fmt_num(73_000.0), "73k");
         assert_eq!(fmt_num(1500.0), "1.5k");
+    }
+
+    #[test]
+    fn memory_plot_draws_both_panels() {
+        let off = MemorySeries {
+            label: "archive off",
+            points: vec![(0.0, Some(10.0), None), (5.0, Some(20.0), None)],
+        };
+        let on = MemorySeries {
+            label: "archive on",
+            points: vec![
+                (0.0, Some(10.0), Some(0.2)),
+                (5.0, Some(12.0), None),
+                (10.0, Some(12.5), Some(0.4)),
+            ],
+        };
+        let kill = crate::report::Marker {
+            t_s: 5.0,
+            label: "kill -9".into(),
+        };
+        let svg = memory_plot("soak <memory>", &[off, on], &[kill], 10.0);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("soak &lt;memory&gt;"));
+        assert!(svg.contains("Archive lag") && svg.contains("bound 10 s"));
+        // Two memory lines; the second soak's lag is two lone samples (dots).
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 2);
     }
 }

@@ -3,7 +3,8 @@
 //! [`AckedOrder`]s and [`Observation`]s.
 //!
 //! Rules checked (each violation names the keys involved):
-//! - `lost`: an acknowledged order is missing, or lost its locator.
+//! - `lost`: an acknowledged order is missing, or lost its locator (an order read from
+//!   the archive, [`OrderRow::archived`], may have no locator and no index entry).
 //! - `changed`: an acknowledged order's side, statement or cost differs in the store.
 //! - `bad-status`: a status outside created/processing/completed/withdrawn.
 //! - `index`: the order is not in exactly the index set of its kind and status.
@@ -20,6 +21,8 @@
 //!   violation too, since the rule cannot be checked.
 //! - `crossed-book`: (only when the market is settled) an open request and an open
 //!   proposal of one statement that could still match.
+//!
+//! The archive's own rules (Redis against PostgreSQL) are in [`crate::archive`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,8 +44,14 @@ pub struct Violation {
 /// Result of a check.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Checked {
-    /// Orders in the store.
+    /// Orders in the store (Redis, plus the archived ones Redis no longer holds).
     pub orders: usize,
+    /// Of those, orders only in the archive (PostgreSQL), removed from Redis.
+    pub archived: usize,
+    /// Orders in both Redis and the archive, compared.
+    pub in_both: usize,
+    /// Statements whose archive cursor was compared with Redis' event counter.
+    pub cursors: usize,
     /// Acknowledged orders checked.
     pub acked: usize,
     /// Observations checked.
@@ -80,6 +89,7 @@ pub fn check(
     let by_key: HashMap<u64, &OrderRow> = rows.iter().map(|r| (r.key, r)).collect();
     let mut out = Checked {
         orders: rows.len(),
+        archived: rows.iter().filter(|r| r.archived).count(),
         acked: acked.len(),
         observed: observed.len(),
         ..Checked::default()
@@ -104,7 +114,10 @@ pub fn check(
             );
             continue;
         };
-        if r.located_in != Some(a.statement) {
+        // An archived order left Redis with its index entries; its locator may be gone
+        // too, but must not point elsewhere.
+        let located = r.located_in == Some(a.statement) || (r.archived && r.located_in.is_none());
+        if !located {
             bad(
                 "lost",
                 vec![a.key],
@@ -173,7 +186,7 @@ pub fn check(
             continue;
         };
         let want = format!("{}:{}", r.kind, r.status);
-        if r.indexed_as.len() != 1 || r.indexed_as[0] != want {
+        if !r.archived && (r.indexed_as.len() != 1 || r.indexed_as[0] != want) {
             bad(
                 "index",
                 vec![r.key],

@@ -14,14 +14,23 @@
 //!   tested on hand-made rows.
 //! - [`redis_rows`]: reads the rows from the market's Redis (one server, or a Redis
 //!   Cluster with the `cluster` feature) by its key layout.
+//! - [`archive`]: with the history archived to PostgreSQL (issue 11), closed orders
+//!   leave Redis after the retention; the check then takes them from the archive, and
+//!   compares what both hold (pure, like the checker).
+//! - `pg_rows` (feature `pg`): reads the archive from PostgreSQL.
 //!
-//! The crate speaks Redis only and does not depend on the `proof-market` crate, so the
+//! The crate speaks Redis (and, with `pg`, PostgreSQL) only and does not depend on the `proof-market` crate, so the
 //! load test keeps checking the market from the outside, as a client would.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod check;
 pub mod order;
+#[cfg(feature = "pg")]
+pub mod pg_rows;
 pub mod redis_rows;
+
+pub use archive::{check_with_archive, Archive, Cursor};
 
 pub use check::{check, may_follow, Checked, Violation};
 pub use order::{AckedOrder, Kind, Observation, OrderRow};

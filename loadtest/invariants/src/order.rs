@@ -71,6 +71,9 @@ pub struct OrderRow {
     pub indexed_as: Vec<String>,
     /// The statement its `loc:` key points to.
     pub located_in: Option<u64>,
+    /// Read from the archive (PostgreSQL's `orders`) because Redis no longer holds it:
+    /// it has no index entry or locator to check (see [`crate::archive`]).
+    pub archived: bool,
 }
 
 impl OrderRow {

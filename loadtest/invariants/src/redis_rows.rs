@@ -148,6 +148,7 @@ pub fn row_from_hash(key: u64, statement: u64, h: &HashMap<String, String>) -> O
         proof_key: opt_u64(h, "proof_key"),
         indexed_as: Vec::new(),
         located_in: None,
+        archived: false,
     }
 }
 
@@ -261,6 +262,30 @@ pub fn read_orders(
     }
     rows.sort_by_key(|r| r.key);
     Ok(rows)
+}
+
+/// Each statement's event counter `<prefix>:{stmt:S}:evseq` (the number of events
+/// written to its log; `None` when the key does not exist), for the archive check.
+pub fn read_evseq(
+    con: &mut impl Source,
+    prefix: &str,
+    statements: &[u64],
+) -> RedisResult<HashMap<u64, Option<u64>>> {
+    let mut out = HashMap::with_capacity(statements.len());
+    for chunk in statements.chunks(CHUNK) {
+        let cmds = chunk
+            .iter()
+            .map(|s| {
+                let mut c = redis::cmd("GET");
+                c.arg(format!("{prefix}:{{stmt:{s}}}:evseq"));
+                c
+            })
+            .collect();
+        for (s, v) in chunk.iter().zip(con.batch(cmds)?) {
+            out.insert(*s, redis::from_redis_value::<Option<u64>>(v)?);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -228,6 +228,9 @@ impl Shared {
             return;
         };
         let counterpart = a.counterpart().filter(|_| a.status == "processing");
+        if let Some(n) = &self.spec.acked_orders {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         {
             let mut st = lock(&user.state);
             st.placed(Placed { key, kind });

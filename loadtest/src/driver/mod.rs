@@ -6,7 +6,7 @@
 
 mod calls;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,9 @@ pub struct RunSpec {
     pub seed: u64,
     /// Send every order under an Idempotency-Key of its own.
     pub idempotency_keys: bool,
+    /// Counts acknowledged orders as they come (warm-up included), for whoever samples
+    /// the market during the run (the soak's `samples.csv`).
+    pub acked_orders: Option<Arc<AtomicU64>>,
 }
 
 /// What the harness was told, for the invariant check.

@@ -9,16 +9,16 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::ceiling::{self, StoreCeiling};
-use crate::cli::{AllArgs, SoakOpts};
+use crate::cli::{AllArgs, ArchiveMode, SoakOpts};
 use crate::driver::{self, Load};
-use crate::env::MarketEnv;
+use crate::env::{ArchiveConf, MarketEnv};
 use crate::mix::Mix;
 use crate::report::{self, ratio, RunReport};
 use crate::stats::ms;
 
 use super::memory::MemoryResult;
 use super::peak::PeakResult;
-use super::soak::SoakResult;
+use super::soak::{SoakResult, SoakRun};
 use super::{populate, spec, Ctx};
 
 /// Everything `all` measured.
@@ -103,9 +103,14 @@ pub async fn main(a: AllArgs) -> Result<i32> {
         suite.memory = Some(super::memory::memory(&env, &a.memory, &load, &mut ctx).await?);
     }
 
-    // 6. Soak at half the peak, on a fresh market.
+    // 6. Soak at half the peak, on a fresh market archiving to a private PostgreSQL
+    // (as the soak mode's default); an external market (`--url`) as it is.
     if a.soak_duration > Duration::ZERO && !driver::stopped() {
-        let mut env = MarketEnv::open(&a.market, &ctx.server_log()).await?;
+        let retention = 60;
+        let archive = (a.market.url.is_none()).then_some(ArchiveConf {
+            retention_secs: retention,
+        });
+        let mut env = MarketEnv::open_archived(&a.market, &ctx.server_log(), archive).await?;
         let pop = populate(&env, &a.load, a.load.statements, ctx.seed, "k").await?;
         let mix = Mix::parse(a.load.mix.as_deref().unwrap_or(Mix::DEFAULT))?;
         let peak = suite.peak.as_ref().map_or(1000.0, |p| p.peak_orders_per_s);
@@ -115,10 +120,28 @@ pub async fn main(a: AllArgs) -> Result<i32> {
             soak_fraction: 0.5,
             kill_at: 0.5,
             no_kill: false,
+            archive: Some(ArchiveMode::On),
+            retention,
         };
-        suite.soak = Some(
-            super::soak::soak(&mut env, pop, &a.load, &so, a.soak_duration, rate, &mut ctx).await?,
-        );
+        let run = SoakRun {
+            name: "soak".into(),
+            archive: env.database_url.is_some(),
+            retention_s: archive.map(|a| a.retention_secs),
+        };
+        let r = super::soak::soak(
+            &mut env,
+            pop,
+            &a.load,
+            &so,
+            &run,
+            "samples.csv",
+            a.soak_duration,
+            rate,
+            &mut ctx,
+        )
+        .await?;
+        super::soak::write_memory_plot(&ctx.dir, &[&r])?;
+        suite.soak = Some(r);
     }
 
     suite.verdicts = verdicts(&suite);
@@ -191,15 +214,26 @@ fn verdicts(s: &Suite) -> Vec<String> {
     }
     if let Some(k) = &s.soak {
         v.push(format!(
-            "soak: {:.0} s at {:.0} calls/s, kill -9 at {}: {} acknowledged orders, {} matches, {} violation(s): {}",
+            "soak: {:.0} s at {:.0} calls/s, archive {}, kill -9 at {}: {} acknowledged orders ({} only in PostgreSQL), {} matches, {} violation(s): {}",
             k.run.window_s,
             k.rate,
+            if k.archive { "on" } else { "off" },
             k.killed_at_s.map_or("-".into(), |t| format!("{t:.1} s (back in {:.2} s)", k.restart_s.unwrap_or(0.0))),
             k.check.acked,
+            k.check.archived,
             k.check.matches,
             k.check.violations.len(),
             if k.passed { "PASSED" } else { "FAILED" }
         ));
+        let m = &k.memory;
+        v.push(format!(
+            "soak memory: Redis used_memory {} MB at the half, {} MB at the end ({}); archive lag max {}",
+            m.used_memory_mb[1].map_or("n/a".into(), |x| format!("{x:.1}")),
+            m.used_memory_mb[3].map_or("n/a".into(), |x| format!("{x:.1}")),
+            m.growth_second_half_pct.map_or("n/a".into(), |x| format!("{x:+.1} %")),
+            m.lag_max_ms.map_or("n/a".into(), |x| format!("{:.2} s", x as f64 / 1000.0)),
+        ));
+        v.extend(k.bounds_missed.iter().cloned());
     }
     v
 }

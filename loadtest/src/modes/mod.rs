@@ -111,6 +111,7 @@ pub fn spec(
         baseline: false,
         seed,
         idempotency_keys: opts.idempotency_keys,
+        acked_orders: None,
     }
 }
 
