@@ -161,6 +161,7 @@ pub async fn http_ceiling(
         seed,
         idempotency_keys: false,
         acked_orders: None,
+        closing: None,
     };
     let out = driver::run(
         target,

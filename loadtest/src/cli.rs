@@ -242,6 +242,43 @@ pub struct SoakOpts {
     /// own default is 300 s, 60 s here so that removal happens within a run).
     #[arg(long, default_value_t = 60)]
     pub retention: u64,
+    /// The orders' flow: `closing` (every order closes: requests carry an input proved
+    /// before the run and complete on arrival, proposals carry `wait_period` 1 and are
+    /// withdrawn by the market a minute later if nothing took them; so the live set is
+    /// stationary) or `matching` (the mix's crossing orders; matched ones stay
+    /// `processing`). Default `closing` when a soak archives (with `both`, for both
+    /// soaks), `matching` otherwise.
+    #[arg(long, value_enum)]
+    pub flow: Option<Flow>,
+}
+
+/// `--flow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    /// Every order closes.
+    Closing,
+    /// Crossing orders; matched ones stay open.
+    Matching,
+}
+
+impl Flow {
+    /// `--flow`, or its default: `closing` when any soak of the invocation archives.
+    pub fn or_default(flow: Option<Flow>, archiving: bool) -> Flow {
+        flow.unwrap_or(if archiving {
+            Flow::Closing
+        } else {
+            Flow::Matching
+        })
+    }
+
+    /// Its name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Closing => "closing",
+            Flow::Matching => "matching",
+        }
+    }
 }
 
 /// `--archive`.
@@ -415,10 +452,18 @@ mod tests {
             Command::Soak(a) => {
                 assert_eq!(a.soak.archive, Some(ArchiveMode::Both));
                 assert_eq!(a.soak.retention, 5);
+                assert_eq!(a.soak.flow, None);
+                assert_eq!(Flow::or_default(a.soak.flow, true), Flow::Closing);
+                assert_eq!(Flow::or_default(a.soak.flow, false), Flow::Matching);
             }
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["loadtest", "soak", "--archive", "maybe"]).is_err());
+        let c = Cli::try_parse_from(["loadtest", "soak", "--flow", "matching"]).unwrap();
+        match c.command {
+            Command::Soak(a) => assert_eq!(a.soak.flow, Some(Flow::Matching)),
+            other => panic!("{other:?}"),
+        }
         let c = Cli::try_parse_from([
             "loadtest",
             "all",

@@ -393,6 +393,18 @@ impl MarketEnv {
         Ok((out, r))
     }
 
+    /// Stops the node the harness started (SIGKILL, as the soak's kill), so that it no
+    /// longer changes Redis; `false` when the harness did not start it.
+    pub fn stop_node(&mut self) -> bool {
+        match self.server.as_mut() {
+            Some(s) => {
+                s.kill9();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Kills the node with SIGKILL, starts it again and points the target at it.
     pub async fn kill9_and_restart(&mut self) -> Result<()> {
         let Some(s) = self.server.as_mut() else {

@@ -586,6 +586,8 @@ pub struct ArchiveHealth {
     pub lag_ms: Option<u64>,
     /// Events not yet in PostgreSQL.
     pub pending_events: Option<u64>,
+    /// Events written to PostgreSQL by this node process since it started.
+    pub archived_events: Option<u64>,
 }
 
 impl ArchiveHealth {
@@ -595,6 +597,7 @@ impl ArchiveHealth {
         Some(ArchiveHealth {
             lag_ms: a.get("lag_ms").and_then(serde_json::Value::as_u64),
             pending_events: a.get("pending_events").and_then(serde_json::Value::as_u64),
+            archived_events: a.get("archived_events").and_then(serde_json::Value::as_u64),
         })
     }
 }
@@ -744,7 +747,8 @@ mod tests {
             ArchiveHealth::parse(&on),
             Some(ArchiveHealth {
                 lag_ms: Some(1200),
-                pending_events: Some(35)
+                pending_events: Some(35),
+                archived_events: Some(9),
             })
         );
         assert_eq!(

@@ -199,9 +199,12 @@ impl Shared {
         let user = &users[ui];
         let stmt = self.pop.statements[rng.below(self.pop.statements.len() as u64) as usize];
         let (cost, eval) = self.spec.pricing.terms(kind, rng);
-        let body = match kind {
-            Kind::Request => market::request_body(stmt, self.next_input(), cost, eval),
-            Kind::Proposal => market::proposal_body(stmt, cost, eval),
+        let body = match (kind, self.spec.closing) {
+            (Kind::Request, Some(c)) => market::request_body(stmt, c.input, cost, eval),
+            (Kind::Request, None) => market::request_body(stmt, self.next_input(), cost, eval),
+            (Kind::Proposal, c) => {
+                market::proposal_body(stmt, cost, eval, c.map(|c| c.wait_period))
+            }
         };
         let path = format!("{ROOT}/{}/", kind.as_str());
         let key = self.spec.idempotency_keys.then(|| {
@@ -372,7 +375,7 @@ impl Shared {
         let (cost, eval) = self.spec.pricing.terms(kind, rng);
         let body = match kind {
             Kind::Request => market::request_body(1, self.next_input(), cost, eval),
-            Kind::Proposal => market::proposal_body(1, cost, eval),
+            Kind::Proposal => market::proposal_body(1, cost, eval, None),
         };
         let path = format!("{ROOT}/{}/", kind.as_str());
         let (outcome, _, done) = self.send(user, "POST", &path, Some(body)).await;

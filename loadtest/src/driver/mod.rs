@@ -115,6 +115,20 @@ pub struct RunSpec {
     /// Counts acknowledged orders as they come (warm-up included), for whoever samples
     /// the market during the run (the soak's `samples.csv`).
     pub acked_orders: Option<Arc<AtomicU64>>,
+    /// Orders that all close (the soak's `--flow closing`): every request carries an
+    /// input already proved, every proposal a `wait_period`.
+    pub closing: Option<Closing>,
+}
+
+/// The terms of orders that all close: a request for an input already proved completes
+/// on arrival; a proposal nothing takes is withdrawn by the market after its
+/// `wait_period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    /// The input every request carries (proved before the run).
+    pub input: (u64, u64),
+    /// The `wait_period` (minutes) every proposal carries.
+    pub wait_period: u32,
 }
 
 /// What the harness was told, for the invariant check.

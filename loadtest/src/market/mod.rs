@@ -6,7 +6,7 @@
 mod setup;
 mod wire;
 
-pub use setup::{get_json, populate, populate_spread};
+pub use setup::{example_proof, get_json, populate, populate_spread, prove_input};
 pub use wire::{proof_body, proposal_body, request_body, OrderAnswer};
 
 use std::collections::{HashMap, VecDeque};

@@ -184,6 +184,101 @@ pub async fn push_statement(base: &str, user: &SimUser) -> Result<u64> {
         .context("statement answer without a decimal _key")
 }
 
+/// A real proof, by the market's own prover, of the example statement the harness
+/// publishes, on `input`: `0x…` hex. Slow (CPU-bound): call it off the async threads.
+pub fn example_proof(input: (u64, u64)) -> Result<String> {
+    use proof_market::prover::statements::StatementCircuit;
+    let st: serde_json::Value = serde_json::from_str(STATEMENT_JSON)?;
+    let pk = st["definition"]["proving_key"]
+        .as_str()
+        .context("the example statement has no definition.proving_key")?;
+    let c = StatementCircuit::compile(pk).map_err(anyhow::Error::msg)?;
+    let values = [input.0.into(), input.1.into()];
+    let (_, proof) = c.prove(&values).map_err(anyhow::Error::msg)?;
+    let mut hex = String::with_capacity(2 + 2 * proof.len());
+    hex.push_str("0x");
+    for b in proof {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    Ok(hex)
+}
+
+/// Proves `input` on every statement of `pop` through the API (setup, not measured): a
+/// proposal and a request at the same cost that match, then the real `proof` (see
+/// [`example_proof`]) pushed for the proposal; both orders must read `completed`. From
+/// then on a request for `input` completes on arrival. A statement where `input` is
+/// already proved (the request completes at once) has its proposal withdrawn instead.
+pub async fn prove_input(
+    base: &str,
+    pop: &Population,
+    input: (u64, u64),
+    proof: &str,
+) -> Result<()> {
+    let (Some(req), Some(prod)) = (pop.requesters.first(), pop.producers.first()) else {
+        bail!("proving an input needs a requester and a producer");
+    };
+    let key = |v: &serde_json::Value, what: &str| -> Result<String> {
+        v["_key"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{what} answer without _key: {v}"))
+    };
+    const COST: u64 = 5_000_000;
+    for &stmt in &pop.statements {
+        let p = post_json(
+            &prod.http,
+            &format!("{base}{ROOT}/proposal/"),
+            Some(&prod.auth),
+            super::proposal_body(stmt, COST, None, None),
+        )
+        .await?;
+        let pk = key(&p, "proposal")?;
+        let r = post_json(
+            &req.http,
+            &format!("{base}{ROOT}/request/"),
+            Some(&req.auth),
+            super::request_body(stmt, input, COST, None),
+        )
+        .await?;
+        let rk = key(&r, "request")?;
+        match (r["status"].as_str(), r["proposal_key"].as_str()) {
+            (Some("completed"), _) => {
+                // Proved already: the proposal is not needed.
+                let url = format!("{base}{ROOT}/proposal/{pk}");
+                let d = prod
+                    .http
+                    .delete(&url)
+                    .header("authorization", prod.auth.clone())
+                    .send()
+                    .await
+                    .with_context(|| format!("DELETE {url}"))?;
+                if !d.status().is_success() {
+                    bail!("DELETE {url}: {}", d.status());
+                }
+                continue;
+            }
+            (Some("processing"), Some(k)) if k == pk => {}
+            _ => bail!("statement {stmt}: request {rk} did not match proposal {pk}: {r}"),
+        }
+        let body = serde_json::json!({"proof": proof, "proposal_key": pk}).to_string();
+        post_json(
+            &prod.http,
+            &format!("{base}{ROOT}/proof"),
+            Some(&prod.auth),
+            body,
+        )
+        .await
+        .with_context(|| format!("statement {stmt}: pushing the proof of {input:?}"))?;
+        for (who, kind, k) in [(req, "request", &rk), (prod, "proposal", &pk)] {
+            let v = get_json(who, &format!("{base}{ROOT}/{kind}/{k}")).await?;
+            if v["status"].as_str() != Some("completed") {
+                bail!("statement {stmt}: {kind} {k} is not completed after the proof: {v}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Signs up `requesters` + `producers` users named after `run` and publishes
 /// `statements` statements.
 pub async fn populate(

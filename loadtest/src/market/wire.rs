@@ -29,13 +29,16 @@ pub fn request_body(statement: u64, input: (u64, u64), cost: u64, eval: Option<u
     )
 }
 
-/// The body of `POST …/proposal/`.
-pub fn proposal_body(statement: u64, cost: u64, eval: Option<u32>) -> String {
+/// The body of `POST …/proposal/` (`wait`: its `wait_period`, minutes).
+pub fn proposal_body(statement: u64, cost: u64, eval: Option<u32>, wait: Option<u32>) -> String {
     let eval = eval
         .map(|e| format!(",\"eval_time\":{e}"))
         .unwrap_or_default();
+    let wait = wait
+        .map(|w| format!(",\"wait_period\":{w}"))
+        .unwrap_or_default();
     format!(
-        "{{\"statement_key\":\"{statement}\",\"cost\":{}{eval}}}",
+        "{{\"statement_key\":\"{statement}\",\"cost\":{}{eval}{wait}}}",
         cost_text(cost)
     )
 }
@@ -115,8 +118,15 @@ mod tests {
         assert_eq!(r["cost"].as_f64(), Some(3.25));
         assert_eq!(r["eval_time"], 30);
         let p: serde_json::Value =
-            serde_json::from_str(&proposal_body(7, 1_000_000, None)).unwrap();
+            serde_json::from_str(&proposal_body(7, 1_000_000, None, None)).unwrap();
         assert!(p.get("eval_time").is_none());
+        assert!(p.get("wait_period").is_none());
+        let w: serde_json::Value =
+            serde_json::from_str(&proposal_body(7, 1_000_000, Some(10), Some(1))).unwrap();
+        assert_eq!(
+            (w["eval_time"].as_u64(), w["wait_period"].as_u64()),
+            (Some(10), Some(1))
+        );
         let f: serde_json::Value = serde_json::from_str(&proof_body(9, 1, 16)).unwrap();
         assert_eq!(f["proof"].as_str().unwrap().len(), 34);
         assert_eq!(f["proposal_key"], "9");

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::ceiling::{self, StoreCeiling};
-use crate::cli::{AllArgs, ArchiveMode, SoakOpts};
+use crate::cli::{AllArgs, ArchiveMode, Flow, SoakOpts};
 use crate::driver::{self, Load};
 use crate::env::{ArchiveConf, MarketEnv};
 use crate::mix::Mix;
@@ -122,11 +122,13 @@ pub async fn main(a: AllArgs) -> Result<i32> {
             no_kill: false,
             archive: Some(ArchiveMode::On),
             retention,
+            flow: None,
         };
         let run = SoakRun {
             name: "soak".into(),
             archive: env.database_url.is_some(),
             retention_s: archive.map(|a| a.retention_secs),
+            flow: Flow::or_default(None, env.database_url.is_some()),
         };
         let r = super::soak::soak(
             &mut env,

@@ -112,6 +112,7 @@ pub fn spec(
         seed,
         idempotency_keys: opts.idempotency_keys,
         acked_orders: None,
+        closing: None,
     }
 }
 

@@ -12,6 +12,14 @@
 //! memory levels off and the archive keeps up (`BOUND MISSED` lines otherwise; they do
 //! not change the exit code). `--archive both` runs the soak twice, archiving off then
 //! on, at the same rate, and reports the intake ratio.
+//!
+//! `--flow closing` (the default when a soak archives) makes every order close, so that
+//! the live set is stationary: before the window, one input ([`CLOSING_INPUT`]) is
+//! proved for real on every statement; then every request carries it (and completes on
+//! arrival) and every proposal carries `wait_period` [`CLOSING_WAIT_MINUTES`] (the
+//! market withdraws it once that passed, if nothing took it: `StatementState::expire`,
+//! run by each statement's matcher every second). `--flow matching` keeps the crossing
+//! orders, whose matches stay `processing` (the harness pushes no proofs then).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,10 +31,10 @@ use anyhow::{Context, Result};
 use market_invariants::{self as invariants, pg_rows, redis_rows, Checked};
 use serde::Serialize;
 
-use crate::cli::{ArchiveMode, LoadOpts, PeakOpts, SoakArgs, SoakOpts};
-use crate::driver::{self, Load};
+use crate::cli::{ArchiveMode, Flow, LoadOpts, PeakOpts, SoakArgs, SoakOpts};
+use crate::driver::{self, Closing, Load};
 use crate::env::{ArchiveConf, MarketEnv};
-use crate::market::{Population, Target};
+use crate::market::{self, Population, Target};
 use crate::mix::Mix;
 use crate::procs::ArchiveHealth;
 use crate::redis_view::parse_info_u64;
@@ -42,6 +50,10 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 pub const MEMORY_GROWTH_BOUND: f64 = 0.25;
 /// Bound on the archive's lag (seconds).
 pub const LAG_BOUND_S: f64 = 10.0;
+/// The input proved before a `--flow closing` soak, that every request then carries.
+pub const CLOSING_INPUT: (u64, u64) = (1, 11);
+/// The `wait_period` (minutes) of every proposal of a `--flow closing` soak.
+pub const CLOSING_WAIT_MINUTES: u32 = 1;
 
 /// One soak of a run of the mode (the mode runs one, or two with `--archive both`).
 #[derive(Debug, Clone)]
@@ -52,6 +64,8 @@ pub struct SoakRun {
     pub archive: bool,
     /// Retention the node was given, when the harness started it archiving.
     pub retention_s: Option<u64>,
+    /// The orders' flow.
+    pub flow: Flow,
 }
 
 /// One sample of the market during a soak.
@@ -75,17 +89,19 @@ pub struct Sample {
     pub open_orders: Option<u64>,
     /// Closed orders (completed, withdrawn) still in Redis' indexes.
     pub closed_orders: Option<u64>,
+    /// `/health` `archive.archived_events` (since the node process started).
+    pub archived_events: Option<u64>,
 }
 
 /// The CSV header of `samples.csv`.
-pub const CSV_HEADER: &str = "t_s,used_memory_bytes,rss,dbsize,lag_ms,pending_events,orders_acked_so_far,open_orders,closed_orders";
+pub const CSV_HEADER: &str = "t_s,used_memory_bytes,rss,dbsize,lag_ms,pending_events,orders_acked_so_far,open_orders,closed_orders,archived_events";
 
 impl Sample {
     /// One CSV line (an absent value is an empty field).
     pub fn csv(&self) -> String {
         let o = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
         format!(
-            "{:.1},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{},{},{},{},{},{},{}",
             self.t_s,
             o(self.used_memory_bytes),
             o(self.rss_bytes),
@@ -94,7 +110,8 @@ impl Sample {
             o(self.pending_events),
             self.orders_acked,
             o(self.open_orders),
-            o(self.closed_orders)
+            o(self.closed_orders),
+            o(self.archived_events)
         )
     }
 }
@@ -122,6 +139,26 @@ pub struct MemoryFigures {
     pub open_orders_half_end: [Option<u64>; 2],
     /// Closed orders still in Redis at the half and at the end.
     pub closed_orders_half_end: [Option<u64>; 2],
+    /// Events the node archived between the first and the last sample that had the
+    /// figure (a node restarted counts from 0 again: a drop counts as a restart).
+    pub archived_events: Option<u64>,
+    /// The same per second.
+    pub archived_events_per_s: Option<f64>,
+}
+
+/// Events archived over the samples, across restarts of the node (its counter starts
+/// at 0 again), and the seconds between the first and last sample with the figure.
+fn archived_over(samples: &[Sample]) -> Option<(u64, f64)> {
+    let mut pts = samples
+        .iter()
+        .filter_map(|s| s.archived_events.map(|v| (s.t_s, v)));
+    let (t0, mut prev) = pts.next()?;
+    let (mut total, mut t1) = (0u64, t0);
+    for (t, v) in pts {
+        total += if v >= prev { v - prev } else { v };
+        (prev, t1) = (v, t);
+    }
+    Some((total, t1 - t0))
 }
 
 /// Linear interpolation of `f` over the samples at `t` (between the samples around it
@@ -183,13 +220,17 @@ impl MemoryFigures {
                 .map(|q| nearest(samples, q * window_s, |s| s.open_orders)),
             closed_orders_half_end: [0.5, 1.0]
                 .map(|q| nearest(samples, q * window_s, |s| s.closed_orders)),
+            archived_events: archived_over(samples).map(|a| a.0),
+            archived_events_per_s: archived_over(samples)
+                .and_then(|(n, dt)| (dt > 0.0).then(|| n as f64 / dt)),
         }
     }
 
-    /// The `BOUND MISSED` lines: memory growth (when the node archives) and lag.
-    pub fn bounds_missed(&self, archive: bool) -> Vec<String> {
+    /// The `BOUND MISSED` lines: memory growth (`memory_bound`: when the node archives
+    /// and every order closes) and lag.
+    pub fn bounds_missed(&self, memory_bound: bool) -> Vec<String> {
         let mut v = Vec::new();
-        if archive {
+        if memory_bound {
             if let (Some(pct), Some(mb), Some(half)) = (
                 self.growth_second_half_pct,
                 self.growth_second_half_mb,
@@ -222,6 +263,8 @@ pub struct SoakResult {
     pub archive: bool,
     /// Retention given to the node (s), when the harness started it archiving.
     pub retention_s: Option<u64>,
+    /// The orders' flow.
+    pub flow: Flow,
     /// Seconds into the measured window when the node was killed.
     pub killed_at_s: Option<f64>,
     /// Seconds the node took to come back (kill → /health 200).
@@ -269,6 +312,13 @@ impl SoakResult {
                 m.lag_samples,
                 m.pending_events_max.map_or("n/a".into(), |x| x.to_string()),
             );
+            let _ = writeln!(
+                s,
+                "{}: archiver throughput: {} events archived over the window, {} (/health archive.archived_events, end minus start, across the restart)",
+                self.run.name,
+                m.archived_events.map_or("n/a".into(), |x| x.to_string()),
+                m.archived_events_per_s.map_or("n/a".into(), |x| format!("{x:.0} events/s")),
+            );
             if m.lag_samples == 0 {
                 let _ = writeln!(
                     s,
@@ -280,23 +330,38 @@ impl SoakResult {
         let o = |v: Option<u64>| v.map_or("n/a".into(), |x| x.to_string());
         let _ = writeln!(
             s,
-            "{}: intake {:.0} acked orders/s; orders in Redis: {} open + {} closed at the half, {} open + {} closed at the end (matched orders stay processing: the harness pushes no proofs, so only withdrawn orders close)",
+            "{}: flow {}: intake {:.0} acked orders/s; orders in Redis: {} open + {} closed at the half, {} open + {} closed at the end ({})",
             self.run.name,
+            self.flow.as_str(),
             self.run.orders_per_s,
             o(m.open_orders_half_end[0]),
             o(m.closed_orders_half_end[0]),
             o(m.open_orders_half_end[1]),
             o(m.closed_orders_half_end[1]),
+            match self.flow {
+                Flow::Closing => "every order closes: requests complete on arrival, proposals are withdrawn by the market after their wait_period",
+                Flow::Matching => "matched orders stay processing: the harness pushes no proofs, so only withdrawn orders close, and Redis grows with the open orders",
+            },
         );
-        if let Some(r) = self
-            .retention_s
-            .filter(|&r| self.archive && 2.0 * r as f64 > self.run.window_s)
-        {
-            let _ = writeln!(
-                s,
-                "{}: note: a closed order leaves Redis {r} s after it closed, so a {:.0} s window shows the start of removal, not its steady state",
-                self.run.name, self.run.window_s
-            );
+        if let Some(r) = self.retention_s.filter(|_| self.archive) {
+            // The live set settles once the oldest orders closed and left Redis.
+            let wait = match self.flow {
+                Flow::Closing => 60 * u64::from(CLOSING_WAIT_MINUTES),
+                Flow::Matching => 0,
+            };
+            if 2.0 * (r + wait) as f64 > self.run.window_s {
+                let _ = writeln!(
+                    s,
+                    "{}: note: a closed order leaves Redis {r} s after it closed{}, so a {:.0} s window shows the start of removal, not its steady state",
+                    self.run.name,
+                    if wait > 0 {
+                        format!(" and an untaken proposal closes {wait} s after it was placed")
+                    } else {
+                        String::new()
+                    },
+                    self.run.window_s
+                );
+            }
         }
         for b in &self.bounds_missed {
             let _ = writeln!(s, "{}: {b}", self.run.name);
@@ -376,6 +441,7 @@ impl SampleSource {
         if let Some(a) = health.await.as_ref().and_then(ArchiveHealth::parse) {
             s.lag_ms = a.lag_ms;
             s.pending_events = a.pending_events;
+            s.archived_events = a.archived_events;
         }
         s.orders_acked = self.acked.load(Ordering::Relaxed);
         s
@@ -508,6 +574,27 @@ pub async fn soak(
     ctx: &mut Ctx,
 ) -> Result<SoakResult> {
     let mix = mix_or(load, Mix::DEFAULT)?;
+    let closing = match run.flow {
+        Flow::Matching => None,
+        Flow::Closing => {
+            let t = Instant::now();
+            let proof =
+                tokio::task::spawn_blocking(|| market::example_proof(CLOSING_INPUT)).await??;
+            market::prove_input(&env.target.base(), &pop, CLOSING_INPUT, &proof)
+                .await
+                .context("proving the closing flow's input")?;
+            ctx.say(&format!(
+                "{}: flow closing: input {CLOSING_INPUT:?} proved on {} statement(s) in {:.1} s (request + proposal matched, real proof pushed, both completed); requests carry it, proposals wait_period {CLOSING_WAIT_MINUTES} min",
+                run.name,
+                pop.statements.len(),
+                t.elapsed().as_secs_f64()
+            ));
+            Some(Closing {
+                input: CLOSING_INPUT,
+                wait_period: CLOSING_WAIT_MINUTES,
+            })
+        }
+    };
     let mut sp = spec(
         &run.name,
         Load::Open {
@@ -520,6 +607,7 @@ pub async fn soak(
         ctx.seed ^ 0x50a6,
     );
     sp.record_acks = true;
+    sp.closing = closing;
     let acked = Arc::new(AtomicU64::new(0));
     sp.acked_orders = Some(acked.clone());
     let kill = !s.no_kill && env.server.is_some();
@@ -527,7 +615,7 @@ pub async fn soak(
         ctx.say("soak: the node was not started by the harness, so it is not killed");
     }
     ctx.say(&format!(
-        "{}: {rate:.0} calls/s for {:.0} s{}; archive {}",
+        "{}: {rate:.0} calls/s for {:.0} s{}; flow {}; archive {}",
         run.name,
         span.as_secs_f64(),
         if kill {
@@ -535,6 +623,7 @@ pub async fn soak(
         } else {
             String::new()
         },
+        run.flow.as_str(),
         match (run.archive, run.retention_s) {
             (true, Some(r)) => format!("on (private PostgreSQL, retention {r} s)"),
             (true, None) => "on".into(),
@@ -597,8 +686,20 @@ pub async fn soak(
     report::write_run(&ctx.dir, &r)?;
     write_csv(&ctx.dir.join(samples_file), &samples)?;
     let memory = MemoryFigures::of(&samples, r.window_s);
-    let bounds_missed = memory.bounds_missed(run.archive);
+    let bounds_missed = memory.bounds_missed(run.archive && run.flow == Flow::Closing);
 
+    // With every order closing, the node changes Redis on its own after the load
+    // stopped (proposals past their wait_period are withdrawn every second), and the
+    // check, reading the indexes and the hashes apart, would see an order withdrawn
+    // between its two reads as mis-indexed: stop the node first when the harness owns
+    // it (the archive is as consistent after a kill -9 as after the mid-run one).
+    if run.flow == Flow::Closing {
+        if env.stop_node() {
+            ctx.say("soak: node stopped (SIGKILL) before the check: its wait_period expiry would change orders under the check's reads");
+        } else {
+            ctx.say("soak: note: the node keeps withdrawing proposals past their wait_period while the check reads; an order withdrawn between its reads shows as an `index` violation");
+        }
+    }
     let check = match env.redis()? {
         None => {
             ctx.say(
@@ -663,6 +764,7 @@ pub async fn soak(
         rate,
         archive: run.archive,
         retention_s: run.retention_s,
+        flow: run.flow,
         killed_at_s: killed_at,
         restart_s,
         run: r,
@@ -734,6 +836,7 @@ pub async fn main(a: SoakArgs) -> Result<i32> {
         // An external market, as it is.
         let mut env = MarketEnv::open(&a.market, &ctx.server_log()).await?;
         let pop = populate(&env, &a.load, a.load.statements, ctx.seed, "s").await?;
+        let flow = Flow::or_default(a.soak.flow, env.database_url.is_some());
         let rate = match a.soak.rate {
             Some(r) => r,
             None => {
@@ -745,6 +848,7 @@ pub async fn main(a: SoakArgs) -> Result<i32> {
             name: "soak".into(),
             archive: env.database_url.is_some(),
             retention_s: None,
+            flow,
         };
         let r = soak(
             &mut env,
@@ -774,6 +878,8 @@ pub async fn main(a: SoakArgs) -> Result<i32> {
                 / mix.order_share()
         }
     };
+    // One flow for every soak of the invocation, so that `both` compares like with like.
+    let flow = Flow::or_default(a.soak.flow, plan.contains(&true));
     let mut results = Vec::new();
     for (i, &on) in plan.iter().enumerate() {
         if driver::stopped() {
@@ -790,6 +896,7 @@ pub async fn main(a: SoakArgs) -> Result<i32> {
             },
             archive: on,
             retention_s: on.then_some(a.soak.retention),
+            flow,
         };
         let file = if both && !on {
             "samples-off.csv"
@@ -810,7 +917,8 @@ pub async fn main(a: SoakArgs) -> Result<i32> {
             let ratio =
                 (off.run.orders_per_s > 0.0).then(|| on.run.orders_per_s / off.run.orders_per_s);
             ctx.say(&format!(
-                "soak: intake at {rate:.0} calls/s offered: archive off {:.0} orders/s, on {:.0} orders/s: ratio on/off {}",
+                "soak: flow {}: intake at {rate:.0} calls/s offered: archive off {:.0} orders/s, on {:.0} orders/s: ratio on/off {}",
+                flow.as_str(),
                 off.run.orders_per_s,
                 on.run.orders_per_s,
                 ratio.map_or("n/a".into(), |x| format!("{x:.3}"))
@@ -914,10 +1022,31 @@ mod tests {
         assert_eq!(level_at(&[], 1.0, |x| x.used_memory_bytes), None);
         assert_eq!(
             s[1].csv(),
-            "5.0,,,,,,0,,",
+            "5.0,,,,,,0,,,",
             "an absent value is an empty field"
         );
         assert_eq!(CSV_HEADER.split(',').count(), s[0].csv().split(',').count());
+    }
+
+    #[test]
+    fn archived_events_count_across_a_restart() {
+        let at = |t: f64, n: Option<u64>| Sample {
+            t_s: t,
+            archived_events: n,
+            ..Sample::default()
+        };
+        // 100 → 400, restart (counter from 0), 0 → 250: 300 + 250 over 20 s.
+        let s = [
+            at(0.0, Some(100)),
+            at(5.0, Some(400)),
+            at(10.0, None),
+            at(15.0, Some(50)),
+            at(20.0, Some(250)),
+        ];
+        assert_eq!(archived_over(&s), Some((550, 20.0)));
+        let m = MemoryFigures::of(&s, 20.0);
+        assert_eq!(m.archived_events_per_s, Some(27.5));
+        assert_eq!(archived_over(&[at(0.0, None)]), None);
     }
 
     #[test]
