@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 
-use super::{OrderRecord, Store, StoreError};
+use super::{OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, Side, Status};
 
 static ARCHIVED: LazyLock<redis::Script> =
@@ -62,50 +62,159 @@ pub enum EventKind {
     },
 }
 
+/// An event as the log holds it (JSON, one per `e` field of a stream entry).
+#[derive(serde::Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+enum Wire {
+    Placed {
+        at: u64,
+        key: u64,
+        f: HashMap<String, String>,
+    },
+    Matched {
+        at: u64,
+        request: u64,
+        proposal: u64,
+        price: u64,
+    },
+    Withdrawn {
+        at: u64,
+        kind: String,
+        key: u64,
+    },
+    Proved {
+        at: u64,
+        proof: u64,
+        request: u64,
+        proposal: u64,
+    },
+}
+
+/// Appends `s` to `out` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    // Serializing a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// The `placed` event of a new order: its stored fields (see `transitions.lua`).
+pub(super) fn placed(o: &OrderRecord) -> String {
+    let mut e = String::with_capacity(256);
+    e.push_str(&format!(
+        "{{\"ev\":\"placed\",\"at\":{},\"key\":{},\"f\":{{\"kind\":\"{}\",\"status\":\"{}\"",
+        o.created.0,
+        o.key,
+        o.side.as_str(),
+        o.status.as_str()
+    ));
+    for (f, v) in o.fields() {
+        e.push_str(",\"");
+        e.push_str(f);
+        e.push_str("\":");
+        json_str(&mut e, &v);
+    }
+    e.push_str("}}");
+    e
+}
+
+/// The `matched` event.
+pub(super) fn matched(request: Key, proposal: Key, price: u64, at: Millis) -> String {
+    format!(
+        "{{\"ev\":\"matched\",\"at\":{},\"request\":{request},\"proposal\":{proposal},\"price\":{price}}}",
+        at.0
+    )
+}
+
+/// The `withdrawn` event.
+pub(super) fn withdrawn(side: Side, key: Key, at: Millis) -> String {
+    format!(
+        "{{\"ev\":\"withdrawn\",\"at\":{},\"kind\":\"{}\",\"key\":{key}}}",
+        at.0,
+        side.as_str()
+    )
+}
+
+/// The `proved` event (the proof's bytes stay in its record).
+pub(super) fn proved(p: &ProofRecord) -> String {
+    format!(
+        "{{\"ev\":\"proved\",\"at\":{},\"proof\":{},\"request\":{},\"proposal\":{}}}",
+        p.created.0, p.key, p.request, p.proposal
+    )
+}
+
 impl Event {
-    /// Parses one stream entry.
-    fn parse(id: String, fields: Vec<String>) -> Result<Event, StoreError> {
-        let bad = |what: &str| StoreError::Corrupt(format!("event {id}: bad or missing `{what}`"));
-        let mut h: HashMap<String, String> = HashMap::with_capacity(fields.len() / 2);
+    /// Parses one stream entry: `n <first>`, then `e <event>` per event.
+    fn parse_entry(id: String, fields: Vec<String>) -> Result<Vec<Event>, StoreError> {
+        let bad = |what: &str| StoreError::Corrupt(format!("event entry {id}: {what}"));
         let mut it = fields.into_iter();
+        let first = match (it.next().as_deref(), it.next()) {
+            (Some("n"), Some(n)) => n.parse::<u64>().map_err(|_| bad("bad `n`"))?,
+            _ => return Err(bad("no `n` first")),
+        };
+        let mut out = Vec::new();
         while let (Some(f), Some(v)) = (it.next(), it.next()) {
-            h.insert(f, v);
+            if f != "e" {
+                return Err(bad(&format!("unknown field {f:?}")));
+            }
+            let wire: Wire =
+                serde_json::from_str(&v).map_err(|e| bad(&format!("event {v:?}: {e}")))?;
+            let n = first + out.len() as u64;
+            let (at, what) = match wire {
+                Wire::Placed { at, key, f } => (
+                    at,
+                    EventKind::Placed(Box::new(OrderRecord::from_hash(Key(key), &f)?)),
+                ),
+                Wire::Matched {
+                    at,
+                    request,
+                    proposal,
+                    price,
+                } => (
+                    at,
+                    EventKind::Matched {
+                        request: Key(request),
+                        proposal: Key(proposal),
+                        price,
+                    },
+                ),
+                Wire::Withdrawn { at, kind, key } => {
+                    let side = match kind.as_str() {
+                        "request" => Side::Request,
+                        "proposal" => Side::Proposal,
+                        _ => return Err(bad(&format!("event {n}: bad kind {kind:?}"))),
+                    };
+                    (
+                        at,
+                        EventKind::Withdrawn {
+                            side,
+                            key: Key(key),
+                        },
+                    )
+                }
+                Wire::Proved {
+                    at,
+                    proof,
+                    request,
+                    proposal,
+                } => (
+                    at,
+                    EventKind::Proved {
+                        proof: Key(proof),
+                        request: Key(request),
+                        proposal: Key(proposal),
+                    },
+                ),
+            };
+            out.push(Event {
+                id: id.clone(),
+                n,
+                at: Millis(at),
+                what,
+            });
         }
-        let num = |f: &str| -> Result<u64, StoreError> {
-            h.get(f)
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| bad(f))
-        };
-        let key = |f: &str| num(f).map(Key);
-        let side = |f: &str| match h.get(f).map(String::as_str) {
-            Some("request") => Ok(Side::Request),
-            Some("proposal") => Ok(Side::Proposal),
-            _ => Err(bad(f)),
-        };
-        let what = match h.get("ev").map(String::as_str) {
-            Some("placed") => EventKind::Placed(Box::new(OrderRecord::from_hash(key("key")?, &h)?)),
-            Some("matched") => EventKind::Matched {
-                request: key("request")?,
-                proposal: key("proposal")?,
-                price: num("price")?,
-            },
-            Some("withdrawn") => EventKind::Withdrawn {
-                side: side("kind")?,
-                key: key("key")?,
-            },
-            Some("proved") => EventKind::Proved {
-                proof: key("proof")?,
-                request: key("request")?,
-                proposal: key("proposal")?,
-            },
-            _ => return Err(bad("ev")),
-        };
-        Ok(Event {
-            n: num("n")?,
-            at: Millis(num("at")?),
-            what,
-            id,
-        })
+        if out.is_empty() {
+            return Err(bad("no event"));
+        }
+        Ok(out)
     }
 
     /// The records this event closed, as members of the `closed` set
@@ -154,7 +263,8 @@ fn fenced_or_ok(reply: &redis::Value) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// The oldest events of a statement's log, at most `max`.
+    /// The events of the oldest entries of a statement's log, at most `max` entries
+    /// (an entry holds the events of one batch, up to 1000).
     pub async fn read_events(&self, stmt: Key, max: usize) -> Result<Vec<Event>, StoreError> {
         let mut c = self.conn.clone();
         let rows: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
@@ -165,9 +275,11 @@ impl Store {
             .arg(max)
             .query_async(&mut c)
             .await?;
-        rows.into_iter()
-            .map(|(id, fields)| Event::parse(id, fields))
-            .collect()
+        let mut out = Vec::new();
+        for (id, fields) in rows {
+            out.extend(Event::parse_entry(id, fields)?);
+        }
+        Ok(out)
     }
 
     /// The log's length, oldest entry's time and last event number.
@@ -293,125 +405,118 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Cost, Minutes};
 
-    fn fields(pairs: &[(&str, &str)]) -> Vec<String> {
-        pairs
-            .iter()
-            .flat_map(|(f, v)| [f.to_string(), v.to_string()])
-            .collect()
+    fn order() -> OrderRecord {
+        OrderRecord {
+            key: Key(7),
+            side: Side::Request,
+            statement: Key(3),
+            cost: Cost::from_micros(5_000_000).unwrap(),
+            eval_time: Some(Minutes(2)),
+            wait_period: None,
+            sender: "al\"x".into(),
+            created: Millis(1000),
+            updated: Millis(1000),
+            status: Status::Completed,
+            seq: 4,
+            input: Some("[{\"field\": 1}]".into()),
+            canon: Some("1".into()),
+            counterpart: None,
+            matched_time: None,
+            price: None,
+            proof_key: Some(Key(9)),
+        }
     }
 
     #[test]
-    fn events_parse_and_name_what_they_close() {
-        let placed = Event::parse(
-            "1-0".into(),
-            fields(&[
-                ("n", "1"),
-                ("ev", "placed"),
-                ("at", "1000"),
-                ("kind", "request"),
-                ("key", "7"),
-                ("status", "completed"),
-                ("statement_key", "3"),
-                ("cost", "5000000"),
-                ("eval_time", ""),
-                ("wait_period", ""),
-                ("sender", "al"),
-                ("createdOn", "1000"),
-                ("updatedOn", "1000"),
-                ("seq", "4"),
-                ("input", "[]"),
-                ("proof_key", "9"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(placed.n, 1);
-        let EventKind::Placed(o) = &placed.what else {
-            panic!("{placed:?}")
+    fn an_entry_of_events_round_trips_with_numbers_and_closings() {
+        let proof = ProofRecord {
+            key: Key(9),
+            statement: Key(3),
+            request: Key(7),
+            proposal: Key(8),
+            sender: "p".into(),
+            input: "[]".into(),
+            generation_ms: 5,
+            created: Millis(2000),
+            output: None,
+            proof_system: "x".into(),
+            proof_hex: "00".into(),
         };
+        let fields: Vec<String> = ["n".to_string(), "41".into()]
+            .into_iter()
+            .chain(
+                [
+                    placed(&order()),
+                    matched(Key(7), Key(8), 10, Millis(1500)),
+                    proved(&proof),
+                    withdrawn(Side::Proposal, Key(8), Millis(3000)),
+                ]
+                .into_iter()
+                .flat_map(|e| ["e".to_string(), e]),
+            )
+            .collect();
+        let ev = Event::parse_entry("5-0".into(), fields).unwrap();
         assert_eq!(
-            (o.key, o.statement, o.proof_key),
-            (Key(7), Key(3), Some(Key(9)))
+            ev.iter().map(|e| e.n).collect::<Vec<_>>(),
+            vec![41, 42, 43, 44]
         );
-        assert_eq!(placed.closed(), vec!["o:7".to_string()]);
-
-        let proved = Event::parse(
-            "2-0".into(),
-            fields(&[
-                ("n", "2"),
-                ("ev", "proved"),
-                ("at", "2000"),
-                ("proof", "9"),
-                ("request", "7"),
-                ("proposal", "8"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(proved.closed(), vec!["o:7", "o:8", "p:9"]);
-        let matched = Event::parse(
-            "3-0".into(),
-            fields(&[
-                ("n", "3"),
-                ("ev", "matched"),
-                ("at", "5"),
-                ("request", "7"),
-                ("proposal", "8"),
-                ("price", "10"),
-            ]),
-        )
-        .unwrap();
-        assert!(matched.closed().is_empty());
-        let w = Event::parse(
-            "4-0".into(),
-            fields(&[
-                ("n", "4"),
-                ("ev", "withdrawn"),
-                ("at", "5"),
-                ("kind", "proposal"),
-                ("key", "8"),
-            ]),
-        )
-        .unwrap();
+        assert!(ev.iter().all(|e| e.id == "5-0"));
+        assert_eq!(ev[0].what, EventKind::Placed(Box::new(order())));
+        assert_eq!(ev[0].at, Millis(1000));
+        assert_eq!(ev[0].closed(), vec!["o:7".to_string()]);
         assert_eq!(
-            w.what,
+            ev[1].what,
+            EventKind::Matched {
+                request: Key(7),
+                proposal: Key(8),
+                price: 10
+            }
+        );
+        assert!(ev[1].closed().is_empty());
+        assert_eq!(ev[2].closed(), vec!["o:7", "o:8", "p:9"]);
+        assert_eq!(
+            ev[3].what,
             EventKind::Withdrawn {
                 side: Side::Proposal,
                 key: Key(8)
             }
         );
+        assert_eq!(ev[3].at, Millis(3000));
     }
 
     #[test]
-    fn malformed_events_are_corrupt() {
+    fn malformed_entries_are_corrupt() {
+        let e = |v: &str| vec!["n".to_string(), "1".into(), "e".into(), v.to_string()];
         for bad in [
-            fields(&[("n", "1"), ("ev", "nope"), ("at", "1")]),
-            fields(&[
-                ("ev", "matched"),
-                ("at", "1"),
-                ("request", "1"),
-                ("proposal", "2"),
-                ("price", "3"),
-            ]),
-            fields(&[
-                ("n", "1"),
-                ("ev", "matched"),
-                ("at", "x"),
-                ("request", "1"),
-                ("proposal", "2"),
-                ("price", "3"),
-            ]),
-            fields(&[
-                ("n", "1"),
-                ("ev", "withdrawn"),
-                ("at", "1"),
-                ("kind", "bid"),
-                ("key", "2"),
-            ]),
+            vec![],
+            vec!["n".to_string(), "1".into()],
+            vec![
+                "x".to_string(),
+                "1".into(),
+                "e".into(),
+                matched(Key(1), Key(2), 3, Millis(4)),
+            ],
+            vec![
+                "n".to_string(),
+                "1".into(),
+                "f".into(),
+                matched(Key(1), Key(2), 3, Millis(4)),
+            ],
+            e(r#"{"ev":"nope","at":1}"#),
+            e(r#"{"ev":"matched","at":"x","request":1,"proposal":2,"price":3}"#),
+            e(r#"{"ev":"withdrawn","at":1,"kind":"bid","key":2}"#),
+            e(r#"{"ev":"placed","at":1,"key":2,"f":{"kind":"request"}}"#),
+            e("not json"),
         ] {
-            assert!(matches!(
-                Event::parse("1-0".into(), bad),
-                Err(StoreError::Corrupt(_))
-            ));
+            assert!(
+                matches!(
+                    Event::parse_entry("1-0".into(), bad.clone()),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -17,13 +17,12 @@
 --   bad_op        an op name this script does not know (a bug; the batch stops there)
 --
 -- Every op that changes an order appends an event to the statement's event log (a
--- stream in the same slot, so the append is part of this atomic step), numbered by
--- EVSEQ_KEY without gaps: fields `n`, `ev`, `at` (Unix ms), then per event
---   placed     kind key status <the order's stored fields>
---   matched    request proposal price
---   withdrawn  kind key
---   proved     proof request proposal      (the proof's bytes stay in its hash)
--- The archiver (src/archive) applies these to PostgreSQL in order.
+-- stream in the same slot, so the append is part of this atomic step). The caller
+-- encodes each op's event (JSON, see `store::events`) as an argument of the op (named
+-- <event> below); the script emits it only if the op applied. A batch's events go out as one entry per
+-- EVENTS_PER_ENTRY events: `n` (the number of the entry's first event; EVSEQ_KEY counts
+-- every event, without gaps), then `e <event>` per event. The archiver (src/archive)
+-- applies them to PostgreSQL in order.
 local B = KEYS[1]
 
 -- Every key this script touches, built from B here only. The layout is documented in
@@ -49,19 +48,29 @@ end
 
 local cap = ARGV[2]
 
--- Appends event `ev` at time `at` with the field/value pairs of `fields`.
-local function emit(ev, at, fields)
-  local n = redis.call('INCR', EVSEQ_KEY)
+-- Events of the ops applied so far, written by flush(): {'e', event, 'e', event, ...}.
+local evbuf = {}
+local EVENTS_PER_ENTRY = 1000
+
+local function flush()
+  local count = #evbuf / 2
+  if count == 0 then return end
+  local last = redis.call('INCRBY', EVSEQ_KEY, count)
   local cmd = {'XADD', EVENTS_KEY}
   if cap ~= '0' then
     cmd[#cmd + 1] = 'MAXLEN'; cmd[#cmd + 1] = '~'; cmd[#cmd + 1] = cap
   end
   cmd[#cmd + 1] = '*'
-  cmd[#cmd + 1] = 'n'; cmd[#cmd + 1] = n
-  cmd[#cmd + 1] = 'ev'; cmd[#cmd + 1] = ev
-  cmd[#cmd + 1] = 'at'; cmd[#cmd + 1] = at
-  for j = 1, #fields do cmd[#cmd + 1] = fields[j] end
+  cmd[#cmd + 1] = 'n'; cmd[#cmd + 1] = last - count + 1
+  for j = 1, #evbuf do cmd[#cmd + 1] = evbuf[j] end
   redis.call(unpack(cmd))
+  evbuf = {}
+end
+
+local function emit(event)
+  evbuf[#evbuf + 1] = 'e'
+  evbuf[#evbuf + 1] = event
+  if #evbuf >= 2 * EVENTS_PER_ENTRY then flush() end
 end
 
 local function move(kind, key, from, to)
@@ -71,26 +80,20 @@ end
 
 local ops = {}
 
--- new <kind> <key> <status> <field> <value> ...
+-- new <kind> <key> <status> <event> <field> <value> ...
 ops['new'] = function(a)
   local kind, key, status = a[1], a[2], a[3]
   local ok = order_key(key)
   if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
   local fields = {}
-  local created = ''
-  for j = 4, #a do
-    fields[#fields + 1] = a[j]
-    if a[j] == 'createdOn' and j % 2 == 0 then created = a[j + 1] end
-  end
+  for j = 5, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
   redis.call('ZADD', index_key(kind, status), key, key)
-  local ev = {'kind', kind, 'key', key, 'status', status}
-  for j = 1, #fields do ev[#ev + 1] = fields[j] end
-  emit('placed', created, ev)
+  emit(a[4])
   return 'OK'
 end
 
--- match <request key> <proposal key> <price> <now>
+-- match <request key> <proposal key> <price> <now> <event>
 ops['match'] = function(a)
   local rk, pk, price, now = a[1], a[2], a[3], a[4]
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status')
@@ -103,11 +106,11 @@ ops['match'] = function(a)
     'matched_time', now, 'price', price, 'updatedOn', now)
   move('request', rk, 'created', 'processing')
   move('proposal', pk, 'created', 'processing')
-  emit('matched', now, {'request', rk, 'proposal', pk, 'price', price})
+  emit(a[5])
   return 'OK'
 end
 
--- withdraw <kind> <key> <sender> <now>
+-- withdraw <kind> <key> <sender> <now> <event>
 ops['withdraw'] = function(a)
   local kind, key, sender, now = a[1], a[2], a[3], a[4]
   local o = redis.call('HMGET', order_key(key), 'kind', 'status', 'sender')
@@ -118,11 +121,11 @@ ops['withdraw'] = function(a)
   end
   redis.call('HSET', order_key(key), 'status', 'withdrawn', 'updatedOn', now)
   move(kind, key, 'created', 'withdrawn')
-  emit('withdrawn', now, {'kind', kind, 'key', key})
+  emit(a[5])
   return 'OK'
 end
 
--- proof <proof key> <proposal key> <request key> <sender> <canonical input> <now> <field> <value> ...
+-- proof <proof key> <proposal key> <request key> <sender> <canonical input> <now> <event> <field> <value> ...
 ops['proof'] = function(a)
   local fk, pk, rk, sender, canon, now = a[1], a[2], a[3], a[4], a[5], a[6]
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'sender', 'request_key')
@@ -139,14 +142,14 @@ ops['proof'] = function(a)
   local pf = proof_key(fk)
   if redis.call('EXISTS', pf) == 1 then return 'E:exists:proof ' .. fk .. ' exists' end
   local fields = {}
-  for j = 7, #a do fields[#fields + 1] = a[j] end
+  for j = 8, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', pf, unpack(fields))
   redis.call('HSET', order_key(rk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   redis.call('HSET', order_key(pk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   move('request', rk, 'processing', 'completed')
   move('proposal', pk, 'processing', 'completed')
   redis.call('HSETNX', PROVEN_KEY, canon, fk)
-  emit('proved', now, {'proof', fk, 'request', rk, 'proposal', pk})
+  emit(a[7])
   return 'OK'
 end
 
@@ -177,4 +180,5 @@ while i <= #ARGV do
   res[#res + 1] = f(a)
   i = i + 2 + n
 end
+flush()
 return res

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 
-use super::{OrderRecord, ProofRecord, Store, StoreError};
+use super::{events, OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side};
 
 static TRANSITIONS: LazyLock<redis::Script> =
@@ -133,6 +133,7 @@ impl Op {
                 a.push(o.side.as_str().into());
                 a.push(o.key.to_string());
                 a.push(o.status.as_str().into());
+                a.push(events::placed(o));
                 for (f, v) in o.fields() {
                     a.push(f.into());
                     a.push(v);
@@ -150,6 +151,7 @@ impl Op {
                     proposal.to_string(),
                     price.to_string(),
                     at.0.to_string(),
+                    events::matched(*request, *proposal, *price, *at),
                 ]);
                 "match"
             }
@@ -164,6 +166,7 @@ impl Op {
                     key.to_string(),
                     sender.clone(),
                     at.0.to_string(),
+                    events::withdrawn(*side, *key, *at),
                 ]);
                 "withdraw"
             }
@@ -175,6 +178,7 @@ impl Op {
                     record.sender.clone(),
                     canon.clone(),
                     record.created.0.to_string(),
+                    events::proved(record),
                 ]);
                 for (f, v) in record.fields() {
                     a.push(f.into());
