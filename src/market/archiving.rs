@@ -4,7 +4,7 @@
 //!
 //! Each round (every `--archive-interval-ms`), per statement, under the matcher's
 //! fencing token:
-//! 1. read the oldest events of the log (1000 at a time);
+//! 1. read the oldest entries of the log (16 at a time: one matcher batch each);
 //! 2. write them to PostgreSQL in one transaction that also moves the statement's
 //!    cursor there and refuses a newer owner's statement ([`Archive::apply`]); events at
 //!    or below the cursor are skipped, so a replay after a crash or a takeover writes
@@ -30,10 +30,11 @@ use crate::archive::{Applied, Archive, ArchiveError, Batch};
 use crate::domain::{Key, Millis, Status};
 use crate::store::{Event, EventKind, ProofRecord, Store, StoreError};
 
-/// Events read and written at a time.
-const BATCH: usize = 1000;
+/// Log entries read and written at a time (an entry holds one matcher batch's events,
+/// at most 1000), so one transaction writes at most 16,000 events.
+const BATCH: usize = 16;
 /// Batches per statement per round (a busy statement yields to the others).
-const BATCHES_PER_ROUND: usize = 8;
+const BATCHES_PER_ROUND: usize = 16;
 /// Closed records removed per script call, and calls per statement per round.
 const SWEEP: usize = 1000;
 const SWEEPS_PER_ROUND: usize = 8;
@@ -131,7 +132,7 @@ impl Archiver {
     async fn statement(&self, stmt: Key, token: u64) -> Result<Behind, (ArchiveError, Behind)> {
         let mut behind = Behind::default();
         for _ in 0..BATCHES_PER_ROUND {
-            let events = self
+            let (entries, events) = self
                 .store
                 .read_events(stmt, BATCH)
                 .await
@@ -143,7 +144,7 @@ impl Archiver {
                 pending: events.len() as u64,
                 oldest: events.first().map(|e| e.at),
             };
-            let full = events.len() == BATCH;
+            let full = entries == BATCH;
             match self.batch(stmt, token, &events).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(Behind::default()),

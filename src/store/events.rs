@@ -264,8 +264,13 @@ fn fenced_or_ok(reply: &redis::Value) -> Result<(), StoreError> {
 
 impl Store {
     /// The events of the oldest entries of a statement's log, at most `max` entries
-    /// (an entry holds the events of one batch, up to 1000).
-    pub async fn read_events(&self, stmt: Key, max: usize) -> Result<Vec<Event>, StoreError> {
+    /// (an entry holds the events of one batch, up to 1000), and how many entries
+    /// were read.
+    pub async fn read_events(
+        &self,
+        stmt: Key,
+        max: usize,
+    ) -> Result<(usize, Vec<Event>), StoreError> {
         let mut c = self.conn.clone();
         let rows: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
             .arg(self.keys.statement(stmt).events())
@@ -275,11 +280,12 @@ impl Store {
             .arg(max)
             .query_async(&mut c)
             .await?;
+        let entries = rows.len();
         let mut out = Vec::new();
         for (id, fields) in rows {
             out.extend(Event::parse_entry(id, fields)?);
         }
-        Ok(out)
+        Ok((entries, out))
     }
 
     /// The log's length, oldest entry's time and last event number.
@@ -291,7 +297,7 @@ impl Store {
         let oldest = if pending == 0 {
             None
         } else {
-            self.read_events(stmt, 1).await?.first().map(|e| e.at)
+            self.read_events(stmt, 1).await?.1.first().map(|e| e.at)
         };
         Ok(LogState {
             pending,
