@@ -204,6 +204,23 @@ impl Cost {
     }
 }
 
+/// An amount of micro-units as a JSON number of units, exact (as [`Cost::to_json`],
+/// for amounts beyond one cost: balances).
+pub fn amount_json(micros: u128) -> serde_json::Value {
+    serde_json::from_str(&amount_text(micros)).unwrap_or(serde_json::Value::Null)
+}
+
+/// An amount of micro-units as decimal units: `1.5`, `2`, `0.000001`.
+pub fn amount_text(micros: u128) -> String {
+    let unit = u128::from(MICROS_PER_UNIT);
+    if micros.is_multiple_of(unit) {
+        (micros / unit).to_string()
+    } else {
+        let text = format!("{}.{:06}", micros / unit, micros % unit);
+        text.trim_end_matches('0').to_owned()
+    }
+}
+
 impl fmt::Display for Cost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.to_json())

@@ -51,6 +51,20 @@ pub enum MarketError {
 }
 
 impl MarketError {
+    /// True for a 4xx: the call was refused for what it asked, so nothing of it was
+    /// written (a 5xx may mean the write's outcome is unknown).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            MarketError::BadRequest(_)
+                | MarketError::Unauthorized(_)
+                | MarketError::Forbidden(_)
+                | MarketError::NotFound(_)
+                | MarketError::Conflict(_)
+                | MarketError::TooManyRequests { .. }
+        )
+    }
+
     /// The same error for another waiter of a failed batch: a 503 stays that 503,
     /// anything else becomes an internal error with its text (logged, not sent).
     pub fn duplicate(&self) -> MarketError {
@@ -123,6 +137,7 @@ impl From<Refusal> for MarketError {
             Refusal::Exists(m) | Refusal::WrongStatus(m) | Refusal::NotMatched(m) => {
                 MarketError::Conflict(m)
             }
+            Refusal::Late(m) => MarketError::unavailable(format!("{m}; place the order again")),
         }
     }
 }

@@ -11,7 +11,9 @@ use proof_market::cli::{ClientCommand, ClientOpts};
 use proof_market::cluster::signing::ClusterSecret;
 use proof_market::cluster::NodeConfig;
 use proof_market::domain::Cost;
+use proof_market::market::money::Economics;
 use proof_market::market::state::Quotas;
+use proof_market::store::WalletConfig;
 use proof_market::market::{Limits, RateLimits};
 use proof_market::prover::pool::{PoolSize, PoolSizes};
 use proof_market::prover::statements::CircuitPolicy;
@@ -67,6 +69,36 @@ struct ServeArgs {
     /// Most entries each statement's event log keeps in Redis (0: no cap).
     #[arg(long, env = "PROOF_MARKET_EVENT_LOG_MAX", default_value_t = proof_market::store::EVENT_LOG_MAX)]
     event_log_max: u64,
+    /// Balance each new wallet opens with, in units (a demo or test market: clients of
+    /// the original market, which knows nothing of money, can then trade).
+    #[arg(long, env = "PROOF_MARKET_SIGNUP_CREDIT", default_value = "0", value_parser = parse_amount)]
+    signup_credit: u64,
+    /// Producer deposit each new wallet opens with, in units.
+    #[arg(long, env = "PROOF_MARKET_SIGNUP_DEPOSIT", default_value = "0", value_parser = parse_amount)]
+    signup_deposit: u64,
+    /// Collateral per unit of matched price: a deposit of X backs X / this of matched
+    /// work at once, and a missed deadline costs this × the price (0: no collateral).
+    #[arg(long, env = "PROOF_MARKET_COLLATERAL_FACTOR", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    collateral_factor: u32,
+    /// The market's commission on each completed trade, in millionths of the price
+    /// (5000 = 0.5 %).
+    #[arg(long, env = "PROOF_MARKET_COMMISSION_PPM", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    commission_ppm: u64,
+    /// The least commission of a trade, in micro-units (never more than the price).
+    #[arg(long, env = "PROOF_MARKET_COMMISSION_MIN", default_value_t = 1)]
+    commission_min: u64,
+    /// Minutes a producer has for a proof when its proposal gave no eval_time.
+    #[arg(long, env = "PROOF_MARKET_DEFAULT_EVAL_TIME", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    default_eval_time: u32,
+    /// How long a minute of eval_time and wait_period lasts, in milliseconds: 60000 on
+    /// a real market; tests and demos shorten it.
+    #[arg(long, env = "PROOF_MARKET_MINUTE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    minute_ms: u64,
+    /// Milliseconds an order's money may take from its wallet to its statement; an
+    /// order later than that is refused, and money of an order that never arrived is
+    /// given back after twice that.
+    #[arg(long, env = "PROOF_MARKET_FUNDING_WINDOW_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(500..=3_600_000))]
+    funding_window_ms: u64,
     /// Address to listen on.
     #[arg(long, env = "PROOF_MARKET_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -380,6 +412,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 max_open_orders: args.max_open_orders,
                 max_idempotency_keys: args.max_idempotency_keys,
             },
+            economics: Economics {
+                collateral_factor: args.collateral_factor,
+                commission_ppm: args.commission_ppm,
+                commission_min: args.commission_min,
+                default_eval_minutes: args.default_eval_time,
+                minute: Duration::from_millis(args.minute_ms),
+            },
         },
         key_prefix: args.key_prefix,
         data_dir: args.data_dir,
@@ -447,8 +486,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 interval: Duration::from_millis(args.archive_interval_ms),
             }),
         event_log_max: args.event_log_max,
+        wallets: WalletConfig {
+            signup_credit: args.signup_credit,
+            signup_deposit: args.signup_deposit,
+            funding_window_ms: args.funding_window_ms,
+        },
+        admin_token: std::env::var("PROOF_MARKET_ADMIN_TOKEN").ok(),
     };
     actix_web::rt::System::new().block_on(server::run(listener, cfg))
+}
+
+/// An amount in units (`0`, `12.5`), in micro-units.
+fn parse_amount(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    s.trim()
+        .parse::<proof_market::domain::Cost>()
+        .map(|c| c.micros())
+        .map_err(|e| e.to_string())
 }
 
 /// The machine's host name (a pod's name in Kubernetes), for default node ids.

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub archive: Option<ArchiveConfig>,
     /// Most entries each statement's event log keeps (0: no cap).
     pub event_log_max: u64,
+    /// How wallets open and how long money may travel.
+    pub wallets: crate::store::WalletConfig,
+    /// The operator's token for `/admin` calls (`None`: those calls are refused).
+    pub admin_token: Option<String>,
 }
 
 /// Bounds on what slow or greedy clients can hold of a node.
@@ -108,7 +112,8 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     let store = Store::open(&cfg.redis, &cfg.key_prefix)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?
-        .with_event_log_max(cfg.event_log_max);
+        .with_event_log_max(cfg.event_log_max)
+        .with_wallets(cfg.wallets);
     let archive = match &cfg.archive {
         Some(a) => {
             let db = crate::store::redact_url(&a.url);
@@ -159,8 +164,10 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             Tokens::new(&secret, cfg.token_ttl_secs).with_policy(cfg.auth.clone()),
             cfg.limits.clone(),
         )
-        .with_archive(archive.clone()),
+        .with_archive(archive.clone())
+        .with_money(cfg.node.economics, cfg.admin_token.clone()),
     );
+    market.clone().into_inner().spawn_resolver();
     let router_data = web::Data::from(router.clone());
     let node_auth = web::Data::new(NodeAuth::new(
         cfg.node.id.clone(),

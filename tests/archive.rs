@@ -580,6 +580,9 @@ async fn stale_owners_cannot_write_and_replays_write_nothing_twice() {
         matched_time: None,
         price: None,
         proof_key: None,
+        held: 0,
+        funded_at: None,
+        failed: None,
     };
     let events: Vec<Event> = (1..=3)
         .map(|n| Event {

@@ -101,7 +101,19 @@ async fn requester_producer_flow_with_the_cli() {
         "created"
     );
 
-    let prop = cli.json(&["proposal", "push", "--cost", "2", "--key", &key]);
+    // The producer is another user: a user's request never matches its own proposal.
+    let prod = Cli {
+        url: server.url.clone(),
+        auth: dir.path().join("producer-auth.json"),
+    };
+    for args in [
+        ["user", "signup", "--user", "dave", "--passwd", "secret2"].as_slice(),
+        ["user", "login", "--user", "dave", "--passwd", "secret2"].as_slice(),
+    ] {
+        let (ok, out, err) = prod.run(args);
+        assert!(ok, "{out} {err}");
+    }
+    let prop = prod.json(&["proposal", "push", "--cost", "2", "--key", &key]);
     let pk = prop["_key"].as_str().unwrap().to_owned();
     let req = cli.json(&["request", "get", "--key", &rk]);
     let prop = cli.json(&["proposal", "get", "--key", &pk]);
@@ -132,7 +144,7 @@ async fn requester_producer_flow_with_the_cli() {
     );
     assert!(String::from_utf8_lossy(&gen.stdout).contains("Inner verification passed"));
     let proof_text = std::fs::read_to_string(&proof_file).unwrap();
-    let (ok, out, err) = cli.run(&[
+    let (ok, out, err) = prod.run(&[
         "proof",
         "push",
         "--proposal_key",
@@ -192,7 +204,7 @@ async fn requester_producer_flow_with_the_cli() {
     assert_eq!(again["proof_key"], proof_key.as_str());
 
     // A second proof for the same order is refused with one clear line and exit 1.
-    let (ok, _, err) = cli.run(&[
+    let (ok, _, err) = prod.run(&[
         "proof",
         "push",
         "--proposal_key",

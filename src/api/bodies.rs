@@ -423,6 +423,26 @@ fn cost(m: &Map<String, Value>) -> R<Cost> {
     }
 }
 
+/// An amount of money (`amount`): a JSON number of units, as a cost is (> 0, at most 6
+/// decimals, at most 10^12), in micro-units.
+pub fn amount(m: &Map<String, Value>) -> R<u128> {
+    match m.get("amount") {
+        Some(Value::Number(n)) => Cost::parse_json_number(&n.to_string())
+            .map(|c| u128::from(c.micros()))
+            .map_err(|e| ApiError::bad_request(format!("`amount`: {e}"))),
+        None | Some(Value::Null) => Err(ApiError::bad_request("missing field `amount`")),
+        Some(_) => Err(ApiError::bad_request("`amount` must be a JSON number")),
+    }
+}
+
+/// An operator credit: `{user, amount}`.
+pub fn credit(m: &Map<String, Value>) -> R<(UserName, u128)> {
+    let user = string(m, "user")?;
+    let user = UserName::parse(&user)
+        .ok_or_else(|| ApiError::bad_request("`user`: not a user name"))?;
+    Ok((user, amount(m)?))
+}
+
 /// A new request or proposal, with the `Idempotency-Key` header it came with.
 pub fn new_order(
     side: Side,

@@ -79,7 +79,23 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 ))
                 .route("/proof/{key}", web::get().to(r::get_proof))
                 .route("/book/{key}", web::get().to(r::book))
-                .route("/cluster", web::get().to(r::cluster)),
+                .route("/cluster", web::get().to(r::cluster))
+                .route("/user/{user}/balance", web::get().to(r::balance))
+                .service(post(
+                    "/admin/credit",
+                    BodyClass::Account,
+                    web::post().to(r::admin_credit),
+                ))
+                .service(post(
+                    "/producer/deposit",
+                    BodyClass::Account,
+                    web::post().to(r::deposit),
+                ))
+                .service(post(
+                    "/producer/deposit/release",
+                    BodyClass::Account,
+                    web::post().to(r::release_deposit),
+                )),
         )
         .default_service(web::to(r::not_found));
 }

@@ -235,6 +235,41 @@ pub async fn book(
     Ok(answer.respond(|(r, p)| views::book(&r, &p)))
 }
 
+/// `GET /user/{user}/balance`: the caller's own wallet.
+pub async fn balance(m: web::Data<Market>, c: Caller, user: web::Path<String>) -> Res {
+    let w = m.balance(c.0.as_str(), &user).await?;
+    ok(views::wallet(c.0.as_str(), &w))
+}
+
+/// `POST /admin/credit` `{user, amount}`, with the operator's token.
+pub async fn admin_credit(m: web::Data<Market>, req: HttpRequest, body: JsonBody) -> Res {
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    m.check_admin(token)?;
+    let (user, amount) = bodies::credit(&body.object)?;
+    let w = m.admin_credit(user.as_str(), amount).await?;
+    ok(views::wallet(user.as_str(), &w))
+}
+
+/// `POST /producer/deposit` `{amount}`: balance into the producer deposit.
+pub async fn deposit(m: web::Data<Market>, c: Caller, body: JsonBody) -> Res {
+    let amount = bodies::amount(&body.object)?;
+    let w = m.move_deposit(c.0.as_str(), amount, true).await?;
+    ok(views::wallet(c.0.as_str(), &w))
+}
+
+/// `POST /producer/deposit/release` `{amount}`: deposit no work holds back to the
+/// balance.
+pub async fn release_deposit(m: web::Data<Market>, c: Caller, body: JsonBody) -> Res {
+    let amount = bodies::amount(&body.object)?;
+    let w = m.move_deposit(c.0.as_str(), amount, false).await?;
+    ok(views::wallet(c.0.as_str(), &w))
+}
+
 /// `GET /health`: 200 once the node has joined the cluster and Redis answers; 503
 /// while starting, while handing statements over before it stops, or without Redis.
 pub async fn health(m: web::Data<Market>) -> HttpResponse {

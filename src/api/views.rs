@@ -126,7 +126,24 @@ pub fn order(o: &OrderRecord) -> Value {
     if let Some(p) = o.proof_key {
         m.insert("proof_key".into(), json!(p.to_string()));
     }
+    if let Some(t) = o.failed {
+        // The producer missed the match's deadline (its proposal was withdrawn for it).
+        m.insert("failed".into(), json!(t.0));
+    }
     Value::Object(m)
+}
+
+/// A wallet: `balance` available, `blocked` in requests' escrow, `deposit` producer
+/// collateral not backing work, `locked` collateral held by the user's proposals.
+pub fn wallet(user: &str, w: &crate::store::Wallet) -> Value {
+    use crate::domain::amount_json;
+    json!({
+        "user": user,
+        "balance": amount_json(w.balance),
+        "blocked": amount_json(w.blocked),
+        "deposit": amount_json(w.deposit),
+        "locked": amount_json(w.locked),
+    })
 }
 
 /// A proof record; `full` adds the proof itself (hex with `0x`).

@@ -331,7 +331,7 @@ fn tls_for(
 
 /// The `orders` columns in [`order_from_row`]'s order.
 const ORDER_COLUMNS: &str = "key, side, statement_key, status, cost, eval_time, wait_period, \
-     sender, created_on, updated_on, seq, input, canon, counterpart, matched_time, price, proof_key";
+     sender, created_on, updated_on, seq, input, canon, counterpart, matched_time, price, proof_key, failed";
 
 fn u(v: i64, what: &str) -> Result<u64, ArchiveError> {
     u64::try_from(v).map_err(|_| ArchiveError::Corrupt(format!("negative {what}")))
@@ -380,6 +380,12 @@ fn order_from_row(r: &Row) -> Result<OrderRecord, ArchiveError> {
             .map(|v| cost(v, "price"))
             .transpose()?,
         proof_key: opt_key("proof_key")?,
+        held: 0,
+        funded_at: None,
+        failed: r
+            .try_get::<_, Option<i64>>("failed")?
+            .map(|v| u(v, "failed").map(Millis))
+            .transpose()?,
     })
 }
 

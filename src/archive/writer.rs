@@ -104,6 +104,57 @@ pub(super) async fn apply(
         }
     }
     let new: Vec<&Event> = b.events.iter().filter(|e| e.n as i64 > cursor).collect();
+    // Kinds are applied set-based within segments in lifecycle order; a rollback takes a
+    // request back to `created`, so it ends a segment and is applied on its own.
+    for segment in new.split_inclusive(|e| matches!(e.what, EventKind::RolledBack { .. })) {
+        apply_segment(&tx, b, segment).await?;
+        if let Some(e) = segment.last() {
+            if let EventKind::RolledBack {
+                request,
+                proposal,
+                cost,
+            } = e.what
+            {
+                let at = e.at.0 as i64;
+                tx.execute(
+                    &format!(
+                        "UPDATE orders SET status = 'created', counterpart = NULL, price = NULL, \
+                         matched_time = NULL, updated_on = $2, cost = $3 \
+                         WHERE key = $1 AND {NOT_CLOSED}"
+                    ),
+                    &[&(request.0 as i64), &at, &(cost as i64)],
+                )
+                .await?;
+                tx.execute(
+                    &format!(
+                        "UPDATE orders SET status = 'withdrawn', updated_on = $2, failed = $2 \
+                         WHERE key = $1 AND {NOT_CLOSED}"
+                    ),
+                    &[&(proposal.0 as i64), &at],
+                )
+                .await?;
+            }
+        }
+    }
+    let last = b.events.last().map_or(cursor, |e| cursor.max(e.n as i64));
+    tx.execute(
+        "UPDATE archive_cursor SET event_seq = $2, fence = $3 WHERE statement_key = $1",
+        &[&stmt, &last, &fence],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Applied::Committed {
+        cursor: last as u64,
+        applied: new.len() as u64,
+    })
+}
+
+/// Applies events of one segment (no rollback but maybe its last), set-based per kind.
+async fn apply_segment(
+    tx: &Transaction<'_>,
+    b: &Batch<'_>,
+    new: &[&Event],
+) -> Result<(), ArchiveError> {
     // Set-based, one statement per kind, in lifecycle order: an order's events within a
     // batch are placed, then matched, then proved or withdrawn, so applying kinds in
     // that order ends where applying the events one by one ends.
@@ -111,7 +162,7 @@ pub(super) async fn apply(
         EventKind::Placed(o) => Some(o.as_ref()),
         _ => None,
     });
-    upsert_orders(&tx, placed).await?;
+    upsert_orders(tx, placed).await?;
     let matched: Vec<(Key, Key, u64, u64)> = new
         .iter()
         .filter_map(|e| match e.what {
@@ -148,7 +199,7 @@ pub(super) async fn apply(
         )
         .await?;
         insert_trades(
-            &tx,
+            tx,
             matched
                 .iter()
                 .map(|&(r, p, price, at)| (r, p, b.statement, price, at)),
@@ -158,7 +209,7 @@ pub(super) async fn apply(
     let mut proved = Vec::new();
     let (mut done_keys, mut done_proofs, mut done_ats) = (Vec::new(), Vec::new(), Vec::new());
     let (mut gone_keys, mut gone_ats) = (Vec::new(), Vec::new());
-    for e in &new {
+    for e in new {
         match e.what {
             EventKind::Proved {
                 proof,
@@ -185,7 +236,7 @@ pub(super) async fn apply(
             _ => {}
         }
     }
-    insert_proofs(&tx, proved.into_iter()).await?;
+    insert_proofs(tx, proved.into_iter()).await?;
     if !done_keys.is_empty() {
         tx.execute(
             &format!(
@@ -208,17 +259,7 @@ pub(super) async fn apply(
         )
         .await?;
     }
-    let last = b.events.last().map_or(cursor, |e| cursor.max(e.n as i64));
-    tx.execute(
-        "UPDATE archive_cursor SET event_seq = $2, fence = $3 WHERE statement_key = $1",
-        &[&stmt, &last, &fence],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Applied::Committed {
-        cursor: last as u64,
-        applied: new.len() as u64,
-    })
+    Ok(())
 }
 
 /// Inserts orders, or refreshes those already there that are not closed. An order
@@ -241,15 +282,15 @@ async fn upsert_orders<'o>(
         &format!(
             "INSERT INTO orders (key, side, statement_key, status, cost, eval_time, wait_period, \
                sender, created_on, updated_on, seq, input, canon, counterpart, matched_time, \
-               price, proof_key) \
+               price, proof_key, failed) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
                $5::bigint[], $6::int[], $7::int[], $8::text[], $9::bigint[], $10::bigint[], \
                $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], \
-               $16::bigint[], $17::bigint[]) \
+               $16::bigint[], $17::bigint[], $18::bigint[]) \
              ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status, \
                updated_on = EXCLUDED.updated_on, counterpart = EXCLUDED.counterpart, \
                matched_time = EXCLUDED.matched_time, price = EXCLUDED.price, \
-               proof_key = EXCLUDED.proof_key \
+               proof_key = EXCLUDED.proof_key, cost = EXCLUDED.cost, failed = EXCLUDED.failed \
              WHERE {NOT_CLOSED}"
         ),
         &[
@@ -270,6 +311,7 @@ async fn upsert_orders<'o>(
             &c.matched_time,
             &c.price,
             &c.proof_key,
+            &c.failed,
         ],
     )
     .await?;
@@ -296,6 +338,7 @@ struct OrderColumns {
     matched_time: Vec<Option<i64>>,
     price: Vec<Option<i64>>,
     proof_key: Vec<Option<i64>>,
+    failed: Vec<Option<i64>>,
 }
 
 impl OrderColumns {
@@ -323,6 +366,7 @@ impl OrderColumns {
         self.matched_time.push(o.matched_time.map(|m| m.0 as i64));
         self.price.push(o.price.map(|p| p.micros() as i64));
         self.proof_key.push(o.proof_key.map(|k| k.0 as i64));
+        self.failed.push(o.failed.map(|m| m.0 as i64));
     }
 }
 

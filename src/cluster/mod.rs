@@ -43,4 +43,6 @@ pub struct NodeConfig {
     pub idempotency_retention: Duration,
     /// What one user may hold on one statement (the same on every node).
     pub quotas: crate::market::state::Quotas,
+    /// Collateral, commission and deadlines (the same on every node).
+    pub economics: crate::market::money::Economics,
 }

@@ -174,12 +174,28 @@ impl Book {
 
     /// Matches `order` against the other side, or rests it.
     pub fn place(&mut self, order: BookOrder) -> Result<Placement, BookError> {
+        self.place_where(order, |_, _| true)
+    }
+
+    /// [`Book::place`], where a resting order may be taken only if `eligible(key,
+    /// price)` says so (the caller's rules beyond price and time: no trading with
+    /// oneself, enough money behind both sides). Ineligible orders are passed over and
+    /// keep resting; among the eligible ones the rules of the module decide.
+    pub fn place_where(
+        &mut self,
+        order: BookOrder,
+        mut eligible: impl FnMut(Key, u64) -> bool,
+    ) -> Result<Placement, BookError> {
         if self.index.contains_key(&order.key) {
             return Err(BookError::DuplicateKey(order.key));
         }
         let found = match order.side {
-            Side::Request => self.best_ask_for(order.cost.micros(), order.eval_time),
-            Side::Proposal => self.best_bid_for(order.cost.micros(), order.eval_time),
+            Side::Request => {
+                self.best_ask_for(order.cost.micros(), order.eval_time, &mut eligible)
+            }
+            Side::Proposal => {
+                self.best_bid_for(order.cost.micros(), order.eval_time, &mut eligible)
+            }
         };
         match found {
             Some(resting) => {
@@ -306,37 +322,62 @@ impl Book {
         Some(loc)
     }
 
-    fn head(&self, f: &Fifo) -> (u64, Key) {
-        let n = &self.slab[f.head as usize];
-        (n.seq, n.key)
+    /// The earliest order of `f` that `eligible` takes at `price`: its head unless the
+    /// caller passes over some.
+    fn first_eligible(
+        &self,
+        f: &Fifo,
+        price: u64,
+        eligible: &mut impl FnMut(Key, u64) -> bool,
+    ) -> Option<(u64, Key)> {
+        let mut at = f.head;
+        while at != NIL {
+            let n = &self.slab[at as usize];
+            if eligible(n.key, price) {
+                return Some((n.seq, n.key));
+            }
+            at = n.next;
+        }
+        None
     }
 
-    /// The best proposal an incoming request of `cost`/`limit` may take.
-    fn best_ask_for(&self, cost: u64, limit: Option<Minutes>) -> Option<Key> {
-        let limit = match limit {
-            // No limit: the very best ask, if cheap enough.
-            None => {
-                let (&(c, _), f) = self.asks.iter().next()?;
-                return (c <= cost).then(|| self.head(f).1);
-            }
-            Some(m) => eval_key(Some(m)),
-        };
+    /// The best proposal an incoming request of `cost`/`limit` may take: asks in
+    /// (cost, time) order, each level's earliest eligible order.
+    fn best_ask_for(
+        &self,
+        cost: u64,
+        limit: Option<Minutes>,
+        eligible: &mut impl FnMut(Key, u64) -> bool,
+    ) -> Option<Key> {
+        let limit = eval_key(limit);
         let mut from = (0u64, 0u32);
         loop {
             let (&(c, e), f) = self.asks.range(from..).next()?;
             if c > cost {
                 return None;
             }
-            if e <= limit {
-                return Some(self.head(f).1);
+            if e > limit {
+                // The first level of a price has its lowest time: skip the price.
+                from = (c.checked_add(1)?, 0);
+                continue;
             }
-            // The first level of a price has its lowest time: skip the price.
-            from = (c.checked_add(1)?, 0);
+            if let Some((_, key)) = self.first_eligible(f, c, eligible) {
+                return Some(key);
+            }
+            from = match e.checked_add(1) {
+                Some(next) => (c, next),
+                None => (c.checked_add(1)?, 0),
+            };
         }
     }
 
     /// The best request an incoming proposal of `cost`/`time` may serve.
-    fn best_bid_for(&self, cost: u64, time: Option<Minutes>) -> Option<Key> {
+    fn best_bid_for(
+        &self,
+        cost: u64,
+        time: Option<Minutes>,
+        eligible: &mut impl FnMut(Key, u64) -> bool,
+    ) -> Option<Key> {
         let need = eval_key(time);
         let mut level_from = (Reverse(u64::MAX), 0);
         loop {
@@ -344,12 +385,12 @@ impl Book {
             if level < cost {
                 return None;
             }
-            // The head of each eligible level of this price is its earliest; the
-            // earliest of those heads wins.
+            // The earliest eligible order of each eligible level of this price is that
+            // level's candidate; the earliest candidate wins.
             let best = self
                 .bids
                 .range((Reverse(level), need)..=(Reverse(level), NO_TIME))
-                .map(|(_, f)| self.head(f))
+                .filter_map(|(_, f)| self.first_eligible(f, level, eligible))
                 .min_by_key(|&(seq, _)| seq);
             if let Some((_, key)) = best {
                 return Some(key);
@@ -446,6 +487,55 @@ mod tests {
             Placement::Matched(m) => m,
             Placement::Rested => panic!("expected a match"),
         }
+    }
+
+    #[test]
+    fn passed_over_orders_keep_resting_and_the_next_best_is_taken() {
+        let mut b = Book::new();
+        // Asks: 1@2 (seq 1, passed over), 2@2 (seq 2), 3@3.
+        for o in [prop(1, 2, None, 1), prop(2, 2, None, 2), prop(3, 3, Some(5), 3)] {
+            b.rest(o).unwrap();
+        }
+        let m = matched(b.place_where(req(10, 5, None, 4), |k, _| k != Key(1)).unwrap());
+        assert_eq!((m.proposal, m.price), (Key(2), cost(2)));
+        assert!(b.contains(Key(1)));
+        // Every order at a price passed over: the next price, with its own price.
+        let m = matched(b.place_where(req(11, 5, None, 5), |k, _| k != Key(1)).unwrap());
+        assert_eq!((m.proposal, m.price), (Key(3), cost(3)));
+        // Nothing eligible: the request rests, the ask too.
+        assert_eq!(
+            b.place_where(req(12, 5, None, 6), |_, _| false),
+            Ok(Placement::Rested)
+        );
+        assert!(b.contains(Key(1)) && b.contains(Key(12)));
+    }
+
+    #[test]
+    fn an_incoming_proposal_passes_over_requests_by_key_and_price() {
+        let mut b = Book::new();
+        // Bids: 1@9 (seq 1), 2@7 (seq 2, limit 10 min), 3@7 (seq 3).
+        for o in [req(1, 9, None, 1), req(2, 7, Some(10), 2), req(3, 7, None, 3)] {
+            b.rest(o).unwrap();
+        }
+        // Prices above 8 units are not covered: the 7s, earliest eligible first.
+        let covered = |_: Key, price: u64| price <= cost(8).micros();
+        let m = matched(b.place_where(prop(10, 1, Some(5), 4), covered).unwrap());
+        assert_eq!((m.request, m.price), (Key(2), cost(7)));
+        let m = matched(
+            b.place_where(prop(11, 1, None, 5), |k, p| k != Key(1) && covered(k, p))
+                .unwrap(),
+        );
+        assert_eq!(m.request, Key(3));
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn untimed_asks_passed_over_fall_through_to_higher_prices() {
+        let mut b = Book::new();
+        b.rest(prop(1, 2, None, 1)).unwrap();
+        b.rest(prop(2, 3, None, 2)).unwrap();
+        let m = matched(b.place_where(req(3, 5, None, 3), |k, _| k != Key(1)).unwrap());
+        assert_eq!(m.proposal, Key(2));
     }
 
     #[test]

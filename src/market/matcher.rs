@@ -105,6 +105,12 @@ pub struct Retire;
 #[rtype(result = "LocalResult<(Vec<Level>, Vec<Level>)>")]
 pub struct Depth(pub usize);
 
+/// The best bid's price (micro-units), if any: what an incoming proposal could trade
+/// at right now.
+#[derive(Message)]
+#[rtype(result = "LocalResult<Option<u64>>")]
+pub struct BestBid;
+
 /// A running matcher, as routes hand it to the service.
 #[derive(Clone)]
 pub struct MatcherHandle {
@@ -186,6 +192,11 @@ pub struct Matcher {
     stale: bool,
     /// Set once the statement is moving away; fired when the last write is done.
     retiring: Option<Vec<oneshot::Sender<()>>>,
+    /// Payouts written and maybe not delivered to their wallets yet: bumped by each
+    /// batch that wrote some (and at start), compared when a delivery ends.
+    payouts_written: u64,
+    payouts_delivered: u64,
+    delivering: bool,
 }
 
 /// Loads a statement's snapshot from the store.
@@ -219,6 +230,10 @@ impl Matcher {
                 flushing: false,
                 stale: false,
                 retiring: None,
+                // Deliver whatever an earlier owner left undelivered.
+                payouts_written: 1,
+                payouts_delivered: 0,
+                delivering: false,
             }
         });
         MatcherHandle { addr }
@@ -288,13 +303,18 @@ impl Matcher {
         let token = self.writer.token;
         let fut = async move {
             let res = store.apply(stmt, Some(token), &ops).await;
-            (res, ops.len())
+            (res, ops)
         };
-        ctx.spawn(fut.into_actor(self).map(move |(res, n), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(res, written), act, ctx| {
+            let n = written.len();
             act.flushing = false;
             tracing::debug!(statement = %stmt, ops = n, micros = started.elapsed().as_micros() as u64, "batch written");
             match res {
                 Ok(outcomes) => {
+                    let paid = ops_pay(&written);
+                    if paid {
+                        act.payouts_written += 1;
+                    }
                     for w in waiters {
                         let answer = match outcomes[w.ops.clone()].iter().find_map(|r| r.as_ref().err()) {
                             None => Ok(()),
@@ -339,6 +359,7 @@ impl Matcher {
                     act.stale = true;
                 }
             }
+            act.deliver(ctx);
             if act.stale {
                 // Ops queued meanwhile were decided by a state that may be wrong.
                 for w in std::mem::take(&mut act.waiters) {
@@ -389,7 +410,43 @@ impl Matcher {
         );
     }
 
+    /// Delivers the statement's payouts to their wallets, unless a delivery is running
+    /// or nothing was written since the last one finished.
+    fn deliver(&mut self, ctx: &mut Context<Self>) {
+        if self.delivering || self.payouts_delivered >= self.payouts_written {
+            return;
+        }
+        self.delivering = true;
+        let upto = self.payouts_written;
+        let store = self.writer.store.clone();
+        let stmt = self.statement;
+        ctx.spawn(
+            async move {
+                loop {
+                    match store.deliver_payouts(stmt).await {
+                        Ok(n) if n < 1000 => return Ok(()),
+                        Ok(_) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |r, act, ctx| {
+                act.delivering = false;
+                match r {
+                    Ok(()) => act.payouts_delivered = act.payouts_delivered.max(upto),
+                    Err(e) => {
+                        tracing::warn!(statement = %stmt, error = %e, "delivering payouts failed; retrying");
+                        return;
+                    }
+                }
+                act.deliver(ctx);
+            }),
+        );
+    }
+
     fn expire(&mut self, ctx: &mut Context<Self>) {
+        self.deliver(ctx);
         if self.stale || self.retiring.is_some() {
             return;
         }
@@ -404,6 +461,12 @@ impl Matcher {
             );
         }
     }
+}
+
+/// True when some op of a written batch queued payouts.
+fn ops_pay(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Money(m) if !m.payouts.is_empty()))
 }
 
 async fn outcome(rx: oneshot::Receiver<LocalResult<()>>) -> LocalResult<()> {
@@ -493,6 +556,15 @@ impl Handler<Retire> for Matcher {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<BestBid> for Matcher {
+    type Result = LocalResult<Option<u64>>;
+
+    fn handle(&mut self, _: BestBid, _: &mut Context<Self>) -> Self::Result {
+        self.check_usable()?;
+        Ok(self.state.best_bid())
     }
 }
 

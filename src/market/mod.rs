@@ -17,6 +17,7 @@ mod archiving;
 pub mod book;
 mod limits;
 pub mod matcher;
+pub mod money;
 mod orders;
 mod proofs;
 pub mod router;
@@ -24,6 +25,7 @@ pub mod state;
 mod statements;
 mod upkeep;
 mod users;
+mod wallets;
 
 use std::sync::Arc;
 
@@ -91,6 +93,10 @@ pub struct Market {
     buckets: limits::LocalBuckets,
     /// The history database, when archiving is on: reads fall through to it.
     archive: Option<Arc<Archive>>,
+    /// Collateral, commission, deadlines.
+    economics: money::Economics,
+    /// The operator's token for `/admin` calls.
+    admin_token: Option<String>,
 }
 
 /// What `/health` reports about this node.
@@ -158,6 +164,8 @@ impl Market {
             keys: KeyAllocator::new(1000),
             buckets: limits::LocalBuckets::default(),
             archive: None,
+            economics: money::Economics::default(),
+            admin_token: None,
         }
     }
 

@@ -78,8 +78,12 @@ impl Market {
             .as_ref()
             .map(|k| k.scoped(o.side, sender.as_str()));
         let now = Millis::now();
+        let key = self.next_key().await?;
+        let funding = self
+            .fund_order(m, sender.as_str(), o.side, key, o.statement, o.cost.micros())
+            .await?;
         let order = OrderRecord {
-            key: self.next_key().await?,
+            key,
             side: o.side,
             statement: o.statement,
             cost: o.cost,
@@ -96,8 +100,27 @@ impl Market {
             matched_time: None,
             price: None,
             proof_key: None,
+            held: funding.as_ref().map_or(0, |f| f.amount),
+            funded_at: funding.as_ref().map(|f| f.at),
+            failed: None,
         };
-        match m.ask(Place { order, idempotency }).await? {
+        let placed = m.ask(Place { order, idempotency }).await;
+        if let Some(f) = &funding {
+            match &placed {
+                Ok(Placed::New(_)) => self.settle_funding(f, key, true).await,
+                // Nothing of this call was written: an idempotent resend (the first
+                // call's order holds its own money), a refusal, or a moved statement.
+                Ok(Placed::Existing(_)) | Err(LocalError::Moved) => {
+                    self.settle_funding(f, key, false).await
+                }
+                Err(LocalError::Market(e)) if e.is_client_error() => {
+                    self.settle_funding(f, key, false).await
+                }
+                // The write may have happened: the resolver settles it.
+                Err(LocalError::Market(_)) => {}
+            }
+        }
+        match placed? {
             Placed::New(order) => Ok(order),
             // A resend: answer the order the key placed, as it is now. If the first
             // call's write is still in flight it is not readable yet.

@@ -318,6 +318,7 @@ impl Router {
             Rules {
                 retention: self.node.idempotency_retention,
                 quotas: self.node.quotas,
+                economics: self.node.economics,
             },
         );
         self.table_mut().insert(

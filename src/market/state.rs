@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::book::{Book, BookOrder, Level, Placement};
-use crate::domain::{Key, Millis, ScopedKey, Side, Status};
+use super::book::{Book, BookOrder, Level, Match, Placement};
+use super::money::{self, Economics};
+use crate::domain::{Cost, Key, Millis, Minutes, ScopedKey, Side, Status};
 use crate::error::MarketError;
-use crate::store::{Op, OrderRecord, ProofRecord, Remembered};
+use crate::store::{Money, Op, OrderRecord, ProofRecord, Remembered};
 
 /// How long an idempotency key is remembered after the order it placed, by default.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -75,6 +76,8 @@ pub struct Rules {
     pub retention: Duration,
     /// What one user may hold.
     pub quotas: Quotas,
+    /// Collateral, commission, deadlines.
+    pub economics: Economics,
 }
 
 impl Default for Rules {
@@ -82,8 +85,46 @@ impl Default for Rules {
         Rules {
             retention: IDEMPOTENCY_RETENTION,
             quotas: Quotas::default(),
+            economics: Economics::default(),
         }
     }
+}
+
+/// An open order (resting or matched) as the state tracks it.
+#[derive(Debug, Clone)]
+struct Open {
+    side: Side,
+    sender: String,
+    /// Escrow (request) or collateral (proposal) it holds.
+    held: u128,
+    cost: u64,
+    eval_time: Option<Minutes>,
+    seq: u64,
+    created: Millis,
+    wait_period: Option<Minutes>,
+}
+
+impl Open {
+    fn of(o: &OrderRecord) -> Open {
+        Open {
+            side: o.side,
+            sender: o.sender.clone(),
+            held: o.held,
+            cost: o.cost.micros(),
+            eval_time: o.eval_time,
+            seq: o.seq,
+            created: o.created,
+            wait_period: o.wait_period,
+        }
+    }
+}
+
+/// A match waiting for its proof, by proposal.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    request: Key,
+    price: u64,
+    deadline: Millis,
 }
 
 /// Per-user counts of one statement: open orders (and whose each is) and remembered
@@ -190,6 +231,13 @@ pub struct StatementState {
     /// Orders with a wait_period: (deadline, key, side). Entries of orders that left
     /// the book are skipped when they come due.
     deadlines: BinaryHeap<Reverse<(Millis, Key, SideOrd)>>,
+    /// Every open order (resting or matched).
+    open: FxHashMap<Key, Open>,
+    /// Matches waiting for their proofs, by proposal.
+    pending: FxHashMap<Key, Pending>,
+    /// (deadline, proposal) of the pending matches; entries of matches that ended are
+    /// skipped when they come due.
+    due: BinaryHeap<Reverse<(Millis, Key)>>,
 }
 
 impl StatementState {
@@ -216,6 +264,9 @@ impl StatementState {
             per_user,
             next_seq: 1,
             deadlines: BinaryHeap::new(),
+            open: FxHashMap::default(),
+            pending: FxHashMap::default(),
+            due: BinaryHeap::new(),
         };
         let mut open = snapshot.open;
         open.sort_by_key(|o| (o.seq, o.key));
@@ -227,6 +278,22 @@ impl StatementState {
                 Status::Created => {}
                 Status::Processing => {
                     s.per_user.opened(o.key, &o.sender);
+                    s.open.insert(o.key, Open::of(o));
+                    s.next_seq = s.next_seq.max(o.seq + 1);
+                    if let (Side::Proposal, Some(request), Some(price), Some(at)) =
+                        (o.side, o.counterpart, o.price, o.matched_time)
+                    {
+                        let deadline = rules.economics.deadline(at, o.eval_time);
+                        s.pending.insert(
+                            o.key,
+                            Pending {
+                                request,
+                                price: price.micros(),
+                                deadline,
+                            },
+                        );
+                        s.due.push(Reverse((deadline, o.key)));
+                    }
                     continue;
                 }
                 _ => continue,
@@ -236,7 +303,8 @@ impl StatementState {
                 continue;
             }
             s.per_user.opened(o.key, &o.sender);
-            s.track_deadline(o);
+            s.open.insert(o.key, Open::of(o));
+            s.track_deadline(o.key, o.side, o.created, o.wait_period);
             s.next_seq = s.next_seq.max(o.seq + 1);
         }
         s
@@ -287,12 +355,117 @@ impl StatementState {
         self.book.depth(levels)
     }
 
-    fn track_deadline(&mut self, o: &OrderRecord) {
-        if let Some(w) = o.wait_period {
-            let deadline = Millis(o.created.0.saturating_add(u64::from(w.0) * 60_000));
-            self.deadlines
-                .push(Reverse((deadline, o.key, o.side.into())));
+    fn track_deadline(
+        &mut self,
+        key: Key,
+        side: Side,
+        created: Millis,
+        wait_period: Option<Minutes>,
+    ) {
+        if let Some(w) = wait_period {
+            let deadline = self.rules.economics.after(created, w);
+            self.deadlines.push(Reverse((deadline, key, side.into())));
         }
+    }
+
+    /// Puts an open order in the book: it takes the best resting order it may trade
+    /// with (never its own sender's, and only with money enough behind both), or rests.
+    /// Returns the match's ops (the order itself is already stored or being stored).
+    fn enter(&mut self, key: Key, now: Millis) -> Result<Option<(Match, Vec<Op>)>, MarketError> {
+        let Some(o) = self.open.get(&key) else {
+            return Ok(None);
+        };
+        let order = BookOrder {
+            key,
+            side: o.side,
+            cost: Cost::from_micros(o.cost).map_err(|e| MarketError::Conflict(e.to_string()))?,
+            eval_time: o.eval_time,
+            seq: o.seq,
+        };
+        let (sender, held, side) = (o.sender.clone(), o.held, o.side);
+        let e = self.rules.economics;
+        let open = &self.open;
+        let eligible = |k: Key, price: u64| {
+            let Some(r) = open.get(&k) else { return false };
+            if r.sender == sender {
+                return false;
+            }
+            match side {
+                // The resting proposal's collateral must cover the price.
+                Side::Request => r.held >= e.collateral(price) && held >= u128::from(price),
+                // This proposal's collateral must cover the price; the request's escrow too.
+                Side::Proposal => held >= e.collateral(price) && r.held >= u128::from(price),
+            }
+        };
+        let placed = self
+            .book
+            .place_where(order, eligible)
+            .map_err(|e| MarketError::Conflict(e.to_string()))?;
+        let m = match placed {
+            Placement::Rested => return Ok(None),
+            Placement::Matched(m) => m,
+        };
+        let price = m.price.micros();
+        let mut money = Money::default();
+        let collateral = e.collateral(price);
+        let (mut requester, mut producer, mut deadline) = (String::new(), String::new(), now);
+        if let Some(r) = self.open.get_mut(&m.request) {
+            money
+                .payouts
+                .extend(money::release(&r.sender, m.request, r.held - u128::from(price).min(r.held)));
+            r.held = u128::from(price).min(r.held);
+            money.held.push((m.request, r.held));
+            requester = r.sender.clone();
+        }
+        if let Some(p) = self.open.get_mut(&m.proposal) {
+            money
+                .payouts
+                .extend(money::unlock(&p.sender, m.proposal, p.held - collateral.min(p.held)));
+            p.held = collateral.min(p.held);
+            money.held.push((m.proposal, p.held));
+            producer = p.sender.clone();
+            deadline = e.deadline(now, p.eval_time);
+        }
+        tracing::debug!(statement = %self.statement, %requester, %producer, price, "matched");
+        self.pending.insert(
+            m.proposal,
+            Pending {
+                request: m.request,
+                price,
+                deadline,
+            },
+        );
+        self.due.push(Reverse((deadline, m.proposal)));
+        let ops = vec![
+            Op::Match {
+                request: m.request,
+                proposal: m.proposal,
+                price,
+                at: now,
+            },
+            Op::Money(Box::new(money)),
+        ];
+        Ok(Some((m, ops)))
+    }
+
+    /// The money an order leaving the book while open releases, and forgets it.
+    fn close_open(&mut self, key: Key) -> Money {
+        let mut money = Money::default();
+        if let Some(o) = self.open.remove(&key) {
+            money.held.push((key, 0));
+            let back = match o.side {
+                Side::Request => money::release(&o.sender, key, o.held),
+                Side::Proposal => money::unlock(&o.sender, key, o.held),
+            };
+            money.payouts.extend(back);
+        }
+        self.per_user.closed(key);
+        money
+    }
+
+    /// The best bid's price, if any: the most an incoming proposal could trade at now.
+    pub fn best_bid(&self) -> Option<u64> {
+        self.book.depth(1).0.first().map(|l| l.cost.micros())
     }
 
     /// Places a new order (status `created`; its `created` time is now), unless the
@@ -312,35 +485,50 @@ impl StatementState {
         self.check_quotas(&order.sender, idempotency.is_some())?;
         let now = order.created;
         order.seq = self.next_seq;
-        let mut ops = Vec::with_capacity(3);
+        let mut ops = Vec::with_capacity(4);
         if let Some(proof) = order.canon.as_ref().and_then(|c| self.proven.get(c)) {
+            // Proved already: completed at once, its escrow released in full.
             order.status = Status::Completed;
             order.proof_key = Some(*proof);
+            let funded = std::mem::take(&mut order.held);
             ops.push(Op::New(Box::new(order.clone())));
+            let money = Money {
+                held: Vec::new(),
+                payouts: money::release(&order.sender, order.key, funded)
+                    .into_iter()
+                    .collect(),
+            };
+            if !money.is_empty() {
+                ops.push(Op::Money(Box::new(money)));
+            }
         } else {
-            match self
-                .book
-                .place(book_order(&order))
-                .map_err(|e| MarketError::Conflict(e.to_string()))?
-            {
-                Placement::Rested => {
-                    self.track_deadline(&order);
-                    self.per_user.opened(order.key, &order.sender);
-                    ops.push(Op::New(Box::new(order.clone())));
+            if self.book.contains(order.key) || self.open.contains_key(&order.key) {
+                return Err(MarketError::Conflict(format!(
+                    "order {} is already in the book",
+                    order.key
+                )));
+            }
+            self.open.insert(order.key, Open::of(&order));
+            self.per_user.opened(order.key, &order.sender);
+            ops.push(Op::New(Box::new(order.clone())));
+            match self.enter(order.key, now) {
+                Err(e) => {
+                    self.open.remove(&order.key);
+                    self.per_user.closed(order.key);
+                    return Err(e);
                 }
-                Placement::Matched(m) => {
-                    self.per_user.opened(order.key, &order.sender);
-                    ops.push(Op::New(Box::new(order.clone())));
-                    ops.push(Op::Match {
-                        request: m.request,
-                        proposal: m.proposal,
-                        price: m.price.micros(),
-                        at: now,
-                    });
+                Ok(None) => {
+                    self.track_deadline(order.key, order.side, order.created, order.wait_period);
+                }
+                Ok(Some((m, more))) => {
+                    ops.extend(more);
                     order.status = Status::Processing;
                     order.counterpart = Some(m.resting(order.side));
                     order.matched_time = Some(now);
                     order.price = Some(m.price);
+                    if let Some(o) = self.open.get(&order.key) {
+                        order.held = o.held;
+                    }
                 }
             }
         }
@@ -379,24 +567,111 @@ impl StatementState {
                 side.as_str()
             )));
         }
-        self.per_user.closed(key);
-        Ok(vec![Op::Withdraw {
-            side,
-            key,
-            sender,
-            at: now,
-        }])
+        let money = self.close_open(key);
+        Ok(vec![
+            Op::Withdraw {
+                side,
+                key,
+                sender,
+                at: now,
+            },
+            Op::Money(Box::new(money)),
+        ])
     }
 
     /// The op storing a verified proof and completing its two orders. Call
     /// [`StatementState::proved`] once it is written.
     pub fn complete(&mut self, record: ProofRecord, canon: String) -> Vec<Op> {
-        self.per_user.closed(record.request);
-        self.per_user.closed(record.proposal);
-        vec![Op::Proof {
+        let (request, proposal) = (record.request, record.proposal);
+        let mut money = Money::default();
+        match self.pending.get(&proposal) {
+            Some(p) if p.request == request => {
+                let price = p.price;
+                self.pending.remove(&proposal);
+                let r = self.open.remove(&request);
+                let q = self.open.remove(&proposal);
+                if let (Some(r), Some(q)) = (r, q) {
+                    money.held = vec![(request, 0), (proposal, 0)];
+                    money.payouts = money::settle(
+                        &self.rules.economics,
+                        &r.sender,
+                        request,
+                        &q.sender,
+                        proposal,
+                        price,
+                        q.held,
+                    );
+                    // What the escrow holds beyond the price (none, unless the request
+                    // was placed before escrow existed) goes back too.
+                    money
+                        .payouts
+                        .extend(money::release(&r.sender, request, r.held.saturating_sub(u128::from(price))));
+                }
+            }
+            _ => {
+                tracing::warn!(statement = %self.statement, %request, %proposal, "proof for a match the state does not hold");
+            }
+        }
+        self.per_user.closed(request);
+        self.per_user.closed(proposal);
+        let mut ops = vec![Op::Proof {
             record: Box::new(record),
             canon,
-        }]
+        }];
+        if !money.is_empty() {
+            ops.push(Op::Money(Box::new(money)));
+        }
+        ops
+    }
+
+    /// Rolls back the matches past their deadlines as of `now`: each producer is fined,
+    /// its proposal withdrawn, its request back in the book with its arrival number
+    /// (and matched again at once if it can be).
+    pub fn roll_back_late(&mut self, now: Millis) -> Vec<Op> {
+        let mut ops = Vec::new();
+        while let Some(Reverse((deadline, proposal))) = self.due.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.due.pop();
+            let Some(p) = self.pending.get(&proposal).copied() else {
+                continue;
+            };
+            if p.deadline != deadline {
+                continue;
+            }
+            self.pending.remove(&proposal);
+            let Some(q) = self.open.remove(&proposal) else {
+                continue;
+            };
+            self.per_user.closed(proposal);
+            let Some(r) = self.open.get_mut(&p.request) else {
+                continue;
+            };
+            let back = money::fine(&r.sender, p.request, r.cost, r.held, &q.sender, proposal, q.held);
+            r.held = back.held;
+            r.cost = back.cost;
+            let (created, wait_period) = (r.created, r.wait_period);
+            tracing::warn!(statement = %self.statement, request = %p.request, %proposal, producer = %q.sender, "deadline missed: match rolled back, producer fined");
+            ops.push(Op::Rollback {
+                request: p.request,
+                proposal,
+                at: now,
+                cost: back.cost,
+            });
+            ops.push(Op::Money(Box::new(Money {
+                held: vec![(p.request, back.held), (proposal, 0)],
+                payouts: back.payouts,
+            })));
+            match self.enter(p.request, now) {
+                Ok(Some((_, more))) => ops.extend(more),
+                Ok(None) => self.track_deadline(p.request, Side::Request, created, wait_period),
+                Err(e) => {
+                    tracing::error!(statement = %self.statement, error = %e, "re-entering a rolled back request");
+                }
+            }
+        }
+        ops
     }
 
     /// Remembers that `canon` is proved by `proof`, so later requests for the same
@@ -405,23 +680,24 @@ impl StatementState {
         self.proven.entry(canon).or_insert(proof);
     }
 
-    /// Withdraws the orders past their `wait_period` and forgets idempotency keys
-    /// past the retention, as of `now`.
+    /// Rolls back matches past their deadlines, withdraws the orders past their
+    /// `wait_period` and forgets idempotency keys past the retention, as of `now`.
     pub fn expire(&mut self, now: Millis) -> Vec<Op> {
-        let mut ops = Vec::new();
+        let mut ops = self.roll_back_late(now);
         while let Some(Reverse((deadline, key, side))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop();
             if self.book.cancel(key).is_some() {
-                self.per_user.closed(key);
+                let money = self.close_open(key);
                 ops.push(Op::Withdraw {
                     side: side.side(),
                     key,
                     sender: String::new(),
                     at: now,
                 });
+                ops.push(Op::Money(Box::new(money)));
             }
         }
         if !ops.is_empty() {
@@ -477,7 +753,10 @@ mod tests {
             cost: Cost::from_micros(cost * 1_000_000).unwrap(),
             eval_time: None,
             wait_period: None,
-            sender: "alice".into(),
+            sender: match side {
+                Side::Request => "alice".into(),
+                Side::Proposal => "bob".into(),
+            },
             created: Millis(at),
             updated: Millis(at),
             status: Status::Created,
@@ -488,6 +767,13 @@ mod tests {
             matched_time: None,
             price: None,
             proof_key: None,
+            // A request holds its cost; proposals need no collateral under `rules()`.
+            held: match side {
+                Side::Request => u128::from(cost) * 1_000_000,
+                Side::Proposal => 0,
+            },
+            funded_at: None,
+            failed: None,
         }
     }
 
@@ -495,6 +781,10 @@ mod tests {
         Rules {
             retention: HOUR,
             quotas: Quotas::default(),
+            economics: Economics {
+                collateral_factor: 0,
+                ..Economics::default()
+            },
         }
     }
 
@@ -518,7 +808,10 @@ mod tests {
                 Op::Proof { .. } => "proof",
                 Op::Remember { .. } => "remember",
                 Op::Forget(_) => "forget",
+                Op::Rollback { .. } => "rollback",
+                Op::Money(_) => "money",
             })
+            .filter(|n| *n != "money")
             .collect()
     }
 

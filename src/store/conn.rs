@@ -84,6 +84,30 @@ pub struct Store {
     target: Arc<RedisTarget>,
     /// Most entries a statement's event log keeps (0: no cap); see `with_event_log_max`.
     pub(super) event_log_max: u64,
+    /// How wallets open and how long money may travel; see `with_wallets`.
+    pub(super) wallets: WalletConfig,
+}
+
+/// How wallets open and how long money sent to a statement may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletConfig {
+    /// Balance a wallet opens with, micro-units (demo and test markets).
+    pub signup_credit: u64,
+    /// Producer deposit a wallet opens with, micro-units.
+    pub signup_deposit: u64,
+    /// An order whose money left its wallet longer ago than this is refused by its
+    /// statement; past twice this, an order that never arrived is refunded.
+    pub funding_window_ms: u64,
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        WalletConfig {
+            signup_credit: 0,
+            signup_deposit: 0,
+            funding_window_ms: 60_000,
+        }
+    }
 }
 
 /// Default of [`Store::with_event_log_max`].
@@ -126,6 +150,7 @@ impl Store {
             keys: Keys::new(prefix),
             target: Arc::new(target.clone()),
             event_log_max: EVENT_LOG_MAX,
+            wallets: WalletConfig::default(),
         })
     }
 
@@ -145,7 +170,19 @@ impl Store {
     pub async fn reconnect(&self) -> Result<Store, StoreError> {
         Ok(Store::open(&self.target, self.prefix())
             .await?
-            .with_event_log_max(self.event_log_max))
+            .with_event_log_max(self.event_log_max)
+            .with_wallets(self.wallets))
+    }
+
+    /// Sets how wallets open and how long money may travel.
+    pub fn with_wallets(mut self, w: WalletConfig) -> Store {
+        self.wallets = w;
+        self
+    }
+
+    /// How wallets open and how long money may travel.
+    pub fn wallet_config(&self) -> WalletConfig {
+        self.wallets
     }
 
     /// Caps each statement's event log at about `max` entries (0: no cap). The archiver

@@ -51,6 +51,16 @@ pub enum EventKind {
         /// The order.
         key: Key,
     },
+    /// A producer missed its deadline: the request is open again at `cost`, the
+    /// proposal withdrawn (failed).
+    RolledBack {
+        /// The request.
+        request: Key,
+        /// The proposal.
+        proposal: Key,
+        /// The request's cost from now on.
+        cost: u64,
+    },
     /// A proof stored; its request and proposal completed.
     Proved {
         /// The proof (its bytes are in its record).
@@ -87,6 +97,12 @@ enum Wire {
         proof: u64,
         request: u64,
         proposal: u64,
+    },
+    RolledBack {
+        at: u64,
+        request: u64,
+        proposal: u64,
+        cost: u64,
     },
 }
 
@@ -130,6 +146,14 @@ pub(super) fn withdrawn(side: Side, key: Key, at: Millis) -> String {
         "{{\"ev\":\"withdrawn\",\"at\":{},\"kind\":\"{}\",\"key\":{key}}}",
         at.0,
         side.as_str()
+    )
+}
+
+/// The `rolled_back` event.
+pub(super) fn rolled_back(request: Key, proposal: Key, cost: u64, at: Millis) -> String {
+    format!(
+        "{{\"ev\":\"rolled_back\",\"at\":{},\"request\":{request},\"proposal\":{proposal},\"cost\":{cost}}}",
+        at.0
     )
 }
 
@@ -203,6 +227,19 @@ impl Event {
                         proposal: Key(proposal),
                     },
                 ),
+                Wire::RolledBack {
+                    at,
+                    request,
+                    proposal,
+                    cost,
+                } => (
+                    at,
+                    EventKind::RolledBack {
+                        request: Key(request),
+                        proposal: Key(proposal),
+                        cost,
+                    },
+                ),
             };
             out.push(Event {
                 id: id.clone(),
@@ -226,6 +263,7 @@ impl Event {
             }
             EventKind::Placed(_) | EventKind::Matched { .. } => Vec::new(),
             EventKind::Withdrawn { key, .. } => vec![format!("o:{key}")],
+            EventKind::RolledBack { proposal, .. } => vec![format!("o:{proposal}")],
             EventKind::Proved {
                 proof,
                 request,
@@ -432,6 +470,9 @@ mod tests {
             matched_time: None,
             price: None,
             proof_key: Some(Key(9)),
+            held: 0,
+            funded_at: None,
+            failed: None,
         }
     }
 

@@ -33,6 +33,11 @@
 //! | `P:rate:user:<name>`               | hash   | a user's token bucket (TTL)                  |
 //! | `P:statements-pushed:<name>`       | string | statements a user pushed today (TTL)         |
 //! | `P:producer:<name>`                | string | a producer's profile (JSON)                  |
+//! | `P:{stmt:K}:pay`                   | stream | payouts to wallets not yet delivered (`transitions.lua`) |
+//! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
+//! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
+//! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
+//! | `P:wallets:sending`                | zset   | wallets with money in flight, by last send (ms) |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
 //!
@@ -61,6 +66,7 @@ const EVENTS: &str = ":events";
 const EVSEQ: &str = ":evseq";
 const CLOSED: &str = ":closed";
 const ARCHIVED: &str = ":archived";
+const PAY: &str = ":pay";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +111,16 @@ impl Keys {
     /// The locator of an order or proof: the key of its statement.
     pub fn locator(&self, key: Key) -> String {
         self.global(&format!("loc:{key}"))
+    }
+
+    /// The key base of a user's wallet, `P:{u:<lowercased name>}` (see `wallet.lua`).
+    pub fn wallet(&self, name: &str) -> String {
+        format!("{}:{{u:{}}}", self.prefix, name.to_lowercase())
+    }
+
+    /// Wallets that sent money to statements, scored by their last send (ms).
+    pub fn wallets_sending(&self) -> String {
+        self.global("wallets:sending")
     }
 
     /// A user's record.
@@ -174,6 +190,11 @@ impl StmtKeys {
     /// `<prefix>:{stmt:K}`, the base `transitions.lua` builds its keys from.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The statement's payouts not yet delivered to wallets.
+    pub fn payouts(&self) -> String {
+        self.under(PAY)
     }
 
     fn under(&self, suffix: &str) -> String {
@@ -283,6 +304,9 @@ mod tests {
         assert_eq!(s.event_seq(), "pm:{stmt:12}:evseq");
         assert_eq!(s.closed(), "pm:{stmt:12}:closed");
         assert_eq!(s.archived(), "pm:{stmt:12}:archived");
+        assert_eq!(s.payouts(), "pm:{stmt:12}:pay");
+        assert_eq!(k.wallet("Al"), "pm:{u:al}");
+        assert_eq!(k.wallets_sending(), "pm:wallets:sending");
         assert_eq!(k.statements(), "pm:statements");
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");
@@ -313,6 +337,7 @@ mod tests {
             FENCED,
             EVENTS,
             EVSEQ,
+            PAY,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

@@ -39,9 +39,10 @@ mod reads;
 mod records;
 mod target;
 mod transitions;
+mod wallets;
 
 pub use allocator::KeyAllocator;
-pub use conn::{Store, EVENT_LOG_MAX};
+pub use conn::{Store, WalletConfig, EVENT_LOG_MAX};
 pub use events::{Event, EventKind, LogState};
 pub use limits::Bucket;
 pub use nodes::Lease;
@@ -50,7 +51,8 @@ pub use records::{
     Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,
 };
 pub use target::{install_crypto_provider, redact_url, RedisTarget, RedisTls};
-pub use transitions::{Op, Refusal};
+pub use transitions::{Money, Op, Payout, Refusal};
+pub use wallets::{Funded, Outgoing, Wallet, MARKET_ACCOUNT};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

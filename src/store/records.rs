@@ -47,6 +47,13 @@ pub struct OrderRecord {
     pub price: Option<Cost>,
     /// The proof that completed it.
     pub proof_key: Option<Key>,
+    /// What it holds in its statement, micro-units: a request's escrow, a proposal's
+    /// collateral (0 once closed).
+    pub held: u128,
+    /// When its wallet sent the money it holds (placing only; not stored).
+    pub funded_at: Option<Millis>,
+    /// When its producer missed the deadline of its match (proposals only).
+    pub failed: Option<Millis>,
 }
 
 /// A stored proof.
@@ -116,6 +123,7 @@ impl OrderRecord {
         if let Some(p) = self.proof_key {
             f.push(("proof_key", p.to_string()));
         }
+        f.push(("held", self.held.to_string()));
         f
     }
 
@@ -164,6 +172,12 @@ impl OrderRecord {
                 .map(|p| Cost::from_micros(p).map_err(|_| bad("price")))
                 .transpose()?,
             proof_key: opt_num("proof_key")?.map(Key),
+            held: match get("held") {
+                "" => 0,
+                v => v.parse::<u128>().map_err(|_| bad("held"))?,
+            },
+            funded_at: None,
+            failed: opt_num("failed")?.map(Millis),
         })
     }
 }
@@ -306,6 +320,9 @@ mod tests {
             matched_time: None,
             price: None,
             proof_key: None,
+            held: 0,
+            funded_at: None,
+            failed: None,
         };
         let mut h: HashMap<String, String> = o
             .fields()

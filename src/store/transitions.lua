@@ -14,6 +14,7 @@
 --   not_yours     the order belongs to another user than the sender
 --   wrong_status  an order's status does not allow the transition
 --   not_matched   a proof's request and proposal are not matched to each other
+--   late          an order's money was sent too long ago (its wallet may have taken it back)
 --   bad_op        an op name this script does not know (a bug; the batch stops there)
 --
 -- Every op that changes an order appends an event to the statement's event log (a
@@ -33,6 +34,7 @@ local PROVEN_KEY = B .. ':proven'
 local IDEM_KEY = B .. ':idem'
 local EVENTS_KEY = B .. ':events'
 local EVSEQ_KEY = B .. ':evseq'
+local PAY_KEY = B .. ':pay'
 local function order_key(k) return B .. ':o:' .. k end
 local function proof_key(k) return B .. ':proof:' .. k end
 local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
@@ -80,13 +82,19 @@ end
 
 local ops = {}
 
--- new <kind> <key> <status> <event> <field> <value> ...
+-- new <kind> <key> <status> <event> <funded at> <window> <field> <value> ...
+-- <funded at>: when the order's wallet sent its money ("" = no money); the order is
+-- refused once <window> ms have passed since, as its wallet may then take the money back
+-- (src/store/wallets.rs).
 ops['new'] = function(a)
   local kind, key, status = a[1], a[2], a[3]
   local ok = order_key(key)
   if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
+  if a[5] ~= '' and dcmp(now_ms(), dadd(a[5], a[6])) > 0 then
+    return 'E:late:the money of order ' .. key .. ' was sent too long ago'
+  end
   local fields = {}
-  for j = 5, #a do fields[#fields + 1] = a[j] end
+  for j = 7, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
   redis.call('ZADD', index_key(kind, status), key, key)
   emit(a[4])
@@ -153,6 +161,47 @@ ops['proof'] = function(a)
   return 'OK'
 end
 
+-- rollback <request key> <proposal key> <now> <event> <request cost>: the proposal
+-- missed its deadline: the request is open again (its arrival number kept), the
+-- proposal withdrawn with `failed` set.
+ops['rollback'] = function(a)
+  local rk, pk, now = a[1], a[2], a[3]
+  local r = redis.call('HMGET', order_key(rk), 'kind', 'status', 'proposal_key')
+  local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'request_key')
+  if r[1] ~= 'request' or r[2] ~= 'processing' or r[3] ~= pk then
+    return 'E:wrong_status:request ' .. rk .. ' is not processing with proposal ' .. pk
+  end
+  if p[1] ~= 'proposal' or p[2] ~= 'processing' or p[3] ~= rk then
+    return 'E:wrong_status:proposal ' .. pk .. ' is not processing with request ' .. rk
+  end
+  redis.call('HDEL', order_key(rk), 'proposal_key', 'matched_time', 'price')
+  redis.call('HSET', order_key(rk), 'status', 'created', 'updatedOn', now, 'cost', a[5])
+  redis.call('HSET', order_key(pk), 'status', 'withdrawn', 'updatedOn', now, 'failed', now)
+  move('request', rk, 'processing', 'created')
+  move('proposal', pk, 'processing', 'withdrawn')
+  emit(a[4])
+  return 'OK'
+end
+
+-- money <n> (<order> <held>)*n (<user> <balance> <blocked> <deposit> <locked> <kind> <ref>)*:
+-- the money of the op before it, applied only if that op was: sets what orders hold and
+-- queues payouts to wallets (the statement's payout stream, delivered by its owner).
+local prev_ok = false
+ops['money'] = function(a)
+  if not prev_ok then return 'OK' end
+  local n = tonumber(a[1])
+  for j = 0, n - 1 do
+    redis.call('HSET', order_key(a[2 + 2 * j]), 'held', a[3 + 2 * j])
+  end
+  local j = 2 + 2 * n
+  while j + 6 <= #a do
+    redis.call('XADD', PAY_KEY, '*', 'u', a[j], 'b', a[j + 1], 'k', a[j + 2], 'd', a[j + 3],
+      'l', a[j + 4], 't', a[j + 5], 'r', a[j + 6])
+    j = j + 7
+  end
+  return 'OK'
+end
+
 -- remember <scoped idempotency key> <order key> <now> <sender>
 ops['remember'] = function(a)
   redis.call('HSET', IDEM_KEY, a[1], a[2] .. ':' .. a[3] .. ':' .. a[4])
@@ -177,7 +226,9 @@ while i <= #ARGV do
   end
   local a = {}
   for j = 1, n do a[j] = ARGV[i + 1 + j] end
-  res[#res + 1] = f(a)
+  local r = f(a)
+  res[#res + 1] = r
+  if name ~= 'money' then prev_ok = (r == 'OK') end
   i = i + 2 + n
 end
 flush()

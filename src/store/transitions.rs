@@ -14,8 +14,12 @@ use redis::AsyncCommands;
 use super::{events, OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side};
 
-static TRANSITIONS: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("transitions.lua")));
+static TRANSITIONS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(concat!(
+        include_str!("dec.lua"),
+        include_str!("transitions.lua")
+    ))
+});
 
 /// Why the transition script refused one op of a batch; nothing of that op was written.
 ///
@@ -40,6 +44,10 @@ pub enum Refusal {
     /// (`not_matched`).
     #[error("{0}")]
     NotMatched(String),
+    /// The order's money was sent by its wallet longer ago than the funding window
+    /// allows (`late`): the wallet may take it back, so the order is not placed.
+    #[error("{0}")]
+    Late(String),
 }
 
 impl Refusal {
@@ -62,6 +70,7 @@ impl Refusal {
             "not_yours" => Refusal::NotYours(message),
             "wrong_status" => Refusal::WrongStatus(message),
             "not_matched" => Refusal::NotMatched(message),
+            "late" => Refusal::Late(message),
             _ => return Err(corrupt()),
         }))
     }
@@ -114,6 +123,56 @@ pub enum Op {
     },
     /// Forget idempotency keys past their retention.
     Forget(Vec<ScopedKey>),
+    /// A producer missed its deadline: the request is open again (at `cost`), the
+    /// proposal withdrawn and marked failed.
+    Rollback {
+        /// The request.
+        request: Key,
+        /// The proposal.
+        proposal: Key,
+        /// When.
+        at: Millis,
+        /// The request's cost from now on (its own, unless its escrow no longer covers it).
+        cost: u64,
+    },
+    /// The money of the op before it, written only if that op was.
+    Money(Box<Money>),
+}
+
+/// What one transition does to money: what orders hold from now on, and payouts to
+/// wallets (see `transitions.lua` and `wallets.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Money {
+    /// Order → what it holds now (a request's escrow, a proposal's collateral).
+    pub held: Vec<(Key, u128)>,
+    /// Payouts, in order.
+    pub payouts: Vec<Payout>,
+}
+
+/// Money a statement sends to a user's wallet, with the changes of the wallet's views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    /// Whose wallet.
+    pub user: String,
+    /// Added to the balance.
+    pub balance: u128,
+    /// Change of `blocked` (the view of what the user's requests hold).
+    pub blocked: i128,
+    /// Added to the deposit.
+    pub deposit: u128,
+    /// Change of `locked` (the view of what the user's proposals hold).
+    pub locked: i128,
+    /// Ledger kind: release, earn, commission, settle, collateral, fine, compensation.
+    pub kind: &'static str,
+    /// The order it is about.
+    pub order: Key,
+}
+
+impl Money {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.payouts.is_empty()
+    }
 }
 
 impl Op {
@@ -126,7 +185,7 @@ impl Op {
         }
     }
 
-    fn encode(&self, args: &mut Vec<String>) {
+    fn encode(&self, args: &mut Vec<String>, funding_window_ms: u64) {
         let mut a: Vec<String> = Vec::new();
         let name = match self {
             Op::New(o) => {
@@ -134,6 +193,8 @@ impl Op {
                 a.push(o.key.to_string());
                 a.push(o.status.as_str().into());
                 a.push(events::placed(o));
+                a.push(o.funded_at.map(|t| t.0.to_string()).unwrap_or_default());
+                a.push(funding_window_ms.to_string());
                 for (f, v) in o.fields() {
                     a.push(f.into());
                     a.push(v);
@@ -204,6 +265,40 @@ impl Op {
                 a.extend(scoped.iter().map(|s| s.to_hex()));
                 "forget"
             }
+            Op::Rollback {
+                request,
+                proposal,
+                at,
+                cost,
+            } => {
+                a.extend([
+                    request.to_string(),
+                    proposal.to_string(),
+                    at.0.to_string(),
+                    events::rolled_back(*request, *proposal, *cost, *at),
+                    cost.to_string(),
+                ]);
+                "rollback"
+            }
+            Op::Money(m) => {
+                a.push(m.held.len().to_string());
+                for (k, v) in &m.held {
+                    a.push(k.to_string());
+                    a.push(v.to_string());
+                }
+                for p in &m.payouts {
+                    a.extend([
+                        p.user.clone(),
+                        p.balance.to_string(),
+                        p.blocked.to_string(),
+                        p.deposit.to_string(),
+                        p.locked.to_string(),
+                        p.kind.to_string(),
+                        p.order.to_string(),
+                    ]);
+                }
+                "money"
+            }
         };
         args.push(name.into());
         args.push(a.len().to_string());
@@ -228,7 +323,7 @@ impl Store {
         args.push(fence.map(|f| f.to_string()).unwrap_or_default());
         args.push(self.event_log_max.to_string());
         for op in ops {
-            op.encode(&mut args);
+            op.encode(&mut args, self.wallets.funding_window_ms);
         }
         let mut inv = TRANSITIONS.key(self.keys.statement(stmt).base());
         inv.arg(&args);

@@ -24,6 +24,10 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_proof-market"))
 }
 
+/// The operator token every test server accepts for `/admin` calls.
+#[allow(dead_code)]
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
 static NODE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A running market node, killed when dropped.
@@ -124,6 +128,11 @@ impl Server {
         .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
         .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
         .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
+        // A demo market's money: every wallet opens funded, so tests written before
+        // money existed trade as before; money tests set their own.
+        .env("PROOF_MARKET_SIGNUP_CREDIT", "1000000000000")
+        .env("PROOF_MARKET_SIGNUP_DEPOSIT", "1000000000000")
+        .env("PROOF_MARKET_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         // The history database only when a test gives one (`--database-url`).
         .env_remove("DATABASE_URL")

@@ -1,0 +1,248 @@
+//! Money as users see it: balances, operator credits, producer deposits, funding an
+//! order when it is placed, and giving back money whose order never arrived.
+//!
+//! How money crosses between a wallet and a statement, atomically on each side, is in
+//! `store::wallets`; what each transition pays is in [`super::money`].
+
+use std::time::Duration;
+
+use crate::domain::{amount_text, Key, Millis, Side};
+use crate::error::MarketError;
+use crate::store::{Funded, Wallet};
+
+use super::matcher::{BestBid, LocalError, MatcherHandle};
+use super::money::Economics;
+use super::Market;
+
+/// Most wallets the resolver looks at per round.
+const RESOLVE_WALLETS: usize = 1000;
+
+/// The money an order is placed with.
+pub(super) struct Funding {
+    /// Whose wallet paid.
+    pub user: String,
+    /// What left it.
+    pub amount: u128,
+    /// When (Redis's clock).
+    pub at: Millis,
+}
+
+fn compare_tokens(a: &[u8], b: &[u8]) -> bool {
+    // Constant time in the length of the given token: no early exit on a mismatch.
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+impl Market {
+    /// Sets the economics and the operator's token (`None`: `/admin` calls refused).
+    pub fn with_money(mut self, economics: Economics, admin_token: Option<String>) -> Market {
+        self.economics = economics;
+        self.admin_token = admin_token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// `user`'s wallet; only `caller` may read its own.
+    pub async fn balance(&self, caller: &str, user: &str) -> Result<Wallet, MarketError> {
+        if !caller.eq_ignore_ascii_case(user) {
+            return Err(MarketError::Forbidden(format!(
+                "{caller} may read only its own balance, not {user}'s"
+            )));
+        }
+        Ok(self.store.wallet(user).await?)
+    }
+
+    /// Checks the operator's token of an `/admin` call.
+    pub fn check_admin(&self, token: Option<&str>) -> Result<(), MarketError> {
+        let Some(want) = &self.admin_token else {
+            return Err(MarketError::Forbidden(
+                "operator calls are off on this market (PROOF_MARKET_ADMIN_TOKEN is not set)"
+                    .into(),
+            ));
+        };
+        match token {
+            Some(t) if compare_tokens(t.as_bytes(), want.as_bytes()) => Ok(()),
+            Some(_) => Err(MarketError::Unauthorized(
+                "not the operator's token".into(),
+            )),
+            None => Err(MarketError::Unauthorized(
+                "operator calls need `Authorization: Bearer <operator token>`".into(),
+            )),
+        }
+    }
+
+    /// Credits `amount` to an existing user's balance (operator only; the caller
+    /// checked the token).
+    pub async fn admin_credit(&self, user: &str, amount: u128) -> Result<Wallet, MarketError> {
+        if self.store.get_user(user).await?.is_none() {
+            return Err(MarketError::NotFound(format!("no user {user}")));
+        }
+        Ok(self.store.credit(user, amount, "credit", "operator").await?)
+    }
+
+    /// Moves `amount` from `user`'s balance into its producer deposit, or back
+    /// (`to_deposit` false: only what no proposal holds).
+    pub async fn move_deposit(
+        &self,
+        user: &str,
+        amount: u128,
+        to_deposit: bool,
+    ) -> Result<Wallet, MarketError> {
+        match self.store.move_deposit(user, amount, to_deposit).await? {
+            Ok(w) => Ok(w),
+            Err(have) => Err(MarketError::BadRequest(if to_deposit {
+                format!(
+                    "balance {} is short by {} of the deposit {}",
+                    amount_text(have),
+                    amount_text(amount - have),
+                    amount_text(amount)
+                )
+            } else {
+                format!(
+                    "the deposit not backing any work is {}, short by {} of {}",
+                    amount_text(have),
+                    amount_text(amount - have),
+                    amount_text(amount)
+                )
+            })),
+        }
+    }
+
+    /// Takes the money of a new order from its sender's wallet: a request's cost from
+    /// the balance; a proposal's collateral from the deposit (see [`super::money`]).
+    /// `None` when the order needs none.
+    pub(super) async fn fund_order(
+        &self,
+        m: &MatcherHandle,
+        user: &str,
+        side: Side,
+        order: Key,
+        stmt: Key,
+        cost: u64,
+    ) -> Result<Option<Funding>, LocalError> {
+        let e = &self.economics;
+        let (least, most, from_deposit, kind) = match side {
+            Side::Request => (u128::from(cost), u128::from(cost), false, "escrow"),
+            Side::Proposal => {
+                let best = m.ask(BestBid).await?.unwrap_or(0).max(cost);
+                (e.collateral(cost), e.collateral(best), true, "collateral")
+            }
+        };
+        if least == 0 {
+            return Ok(None);
+        }
+        match self
+            .store
+            .fund(user, order, stmt, least, most, from_deposit, kind)
+            .await?
+        {
+            Funded::Sent { amount, at } => Ok(Some(Funding {
+                user: user.to_owned(),
+                amount,
+                at,
+            })),
+            Funded::Short { have } => Err(MarketError::BadRequest(match side {
+                Side::Request => format!(
+                    "balance {} is short by {} of the request's cost {}",
+                    amount_text(have),
+                    amount_text(least - have),
+                    amount_text(least)
+                ),
+                Side::Proposal => format!(
+                    "deposit {} is short by {} of the collateral {} a proposal at this cost needs \
+                     ({} × its cost); deposit more with POST /producer/deposit",
+                    amount_text(have),
+                    amount_text(least - have),
+                    amount_text(least),
+                    e.collateral_factor
+                ),
+            })
+            .into()),
+        }
+    }
+
+    /// After placing: the order holds its money (`placed`), so the transfer is done;
+    /// or it certainly never will (`refund`), so the money goes back now. Otherwise
+    /// the resolver settles it once the funding window has passed.
+    pub(super) async fn settle_funding(&self, f: &Funding, order: Key, placed: bool) {
+        let r = if placed {
+            self.store.arrived(&f.user, &[order]).await
+        } else {
+            self.store.refund(&f.user, order).await.map(|_| ())
+        };
+        if let Err(e) = r {
+            tracing::warn!(%order, user = %f.user, error = %e, "settling an order's funding; the resolver will");
+        }
+    }
+
+    /// One round of the resolver: money sent to orders more than twice the funding
+    /// window ago either arrived (the order exists: forget the transfer) or never will
+    /// (refund it). Returns how many transfers it settled.
+    pub async fn resolve_transfers(&self) -> Result<usize, MarketError> {
+        let window = self.store.wallet_config().funding_window_ms;
+        let cutoff = Millis(Millis::now().0.saturating_sub(window.saturating_mul(2)));
+        let mut settled = 0;
+        for (user, seen) in self
+            .store
+            .wallets_sending_before(cutoff, RESOLVE_WALLETS)
+            .await?
+        {
+            let mut left = false;
+            for t in self.store.outgoing(&user).await? {
+                if t.at > cutoff {
+                    left = true;
+                    continue;
+                }
+                let exists = match self.store.get_order(t.statement, t.order).await? {
+                    Some(_) => true,
+                    None => match &self.archive {
+                        Some(a) => a.get_order(t.order).await?.is_some(),
+                        None => false,
+                    },
+                };
+                if exists {
+                    self.store.arrived(&user, &[t.order]).await?;
+                } else {
+                    tracing::warn!(order = %t.order, %user, amount = %amount_text(t.amount), "order never placed: its money goes back");
+                    self.store.refund(&user, t.order).await?;
+                }
+                settled += 1;
+            }
+            if !left {
+                self.store.forget_sending(&user, seen).await?;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Runs the resolver every half funding window, forever.
+    pub fn spawn_resolver(self: std::sync::Arc<Self>) {
+        let every = Duration::from_millis((self.store.wallet_config().funding_window_ms / 2).max(100));
+        actix::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match self.resolve_transfers().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(settled = n, "transfers resolved"),
+                    Err(e) => tracing::warn!(error = %e, "resolving transfers failed"),
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_tokens_compare_whole() {
+        assert!(compare_tokens(b"secret-token", b"secret-token"));
+        assert!(!compare_tokens(b"secret-tokex", b"secret-token"));
+        assert!(!compare_tokens(b"secret", b"secret-token"));
+        assert!(!compare_tokens(b"secret-token-and-more", b"secret-token"));
+        assert!(!compare_tokens(b"", b"secret-token"));
+    }
+}

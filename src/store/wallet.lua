@@ -1,0 +1,131 @@
+-- One user's wallet: every change of its money, atomically with its ledger entry.
+-- (src/store/dec.lua is prepended: dadd, dsub, dapply, dcmp, dmin, now_ms.)
+--
+-- KEYS[1]: the wallet's key base "<prefix>:{u:<name>}"; every key here starts with it,
+--          so the script runs in one Redis Cluster slot.
+-- ARGV[1]: the op; ARGV[2], ARGV[3]: the signup credit and signup deposit a wallet
+--          opened now starts with; ARGV[4..]: the op's arguments.
+--
+-- Fields of <base>:w: balance, deposit (money); blocked, locked (what this user's
+-- requests hold in escrow and its proposals hold as collateral in statements: a view,
+-- kept by the same steps that move the money); opened (ms); hw:<statement> (the id of the
+-- last payout of that statement applied here).
+-- <base>:led: the ledger, one entry per movement of money: k (kind), b (change of
+-- balance), d (change of deposit), r (what it pays for). balance and deposit are always
+-- the sums of their ledger changes.
+-- <base>:out: money sent to a statement and not yet known to have arrived: order key ->
+-- "<statement>|<amount>|<balance or deposit>|<ms sent>" (see src/store/wallets.rs).
+local B = KEYS[1]
+local W, LED, OUT = B .. ':w', B .. ':led', B .. ':out'
+local op = ARGV[1]
+
+local function get(f) return redis.call('HGET', W, f) or '0' end
+
+local function ledger(kind, db, dd, ref)
+  redis.call('XADD', LED, '*', 'k', kind, 'b', db, 'd', dd, 'r', ref)
+end
+
+-- A wallet opens on first use, with the market's signup amounts.
+if redis.call('HSETNX', W, 'opened', now_ms()) == 1 then
+  redis.call('HSET', W, 'balance', ARGV[2], 'deposit', ARGV[3], 'blocked', '0', 'locked', '0')
+  if ARGV[2] ~= '0' or ARGV[3] ~= '0' then ledger('signup', ARGV[2], ARGV[3], '') end
+end
+
+local function state()
+  return {get('balance'), get('blocked'), get('deposit'), get('locked')}
+end
+
+local mirror = {balance = 'blocked', deposit = 'locked'}
+
+if op == 'get' then
+  return state()
+
+elseif op == 'credit' then
+  -- credit <amount> <kind> <ref>
+  local amount = ARGV[4]
+  redis.call('HSET', W, 'balance', dadd(get('balance'), amount))
+  ledger(ARGV[5], amount, '0', ARGV[6])
+  return state()
+
+elseif op == 'deposit' or op == 'release' then
+  -- deposit|release <amount>: balance -> deposit, or back
+  local amount = ARGV[4]
+  local from, to = 'balance', 'deposit'
+  if op == 'release' then from, to = 'deposit', 'balance' end
+  local left = dsub(get(from), amount)
+  if left == nil then return {'SHORT', get(from)} end
+  redis.call('HSET', W, from, left, to, dadd(get(to), amount))
+  if op == 'deposit' then ledger('deposit', '-' .. amount, amount, '')
+  else ledger('release', amount, '-' .. amount, '') end
+  return state()
+
+elseif op == 'fund' then
+  -- fund <order> <statement> <least> <most> <balance|deposit> <kind>: sends between
+  -- least and most (as much as there is) of the field to the order.
+  local order, stmt, least, most, field, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  if redis.call('HEXISTS', OUT, order) == 1 then return {'DUP'} end
+  local have = get(field)
+  if dcmp(have, least) < 0 then return {'SHORT', have} end
+  local amount = dmin(have, most)
+  local now = now_ms()
+  redis.call('HSET', W, field, dsub(have, amount), mirror[field], dadd(get(mirror[field]), amount))
+  redis.call('HSET', OUT, order, stmt .. '|' .. amount .. '|' .. field .. '|' .. now)
+  if field == 'balance' then ledger(kind, '-' .. amount, '0', order)
+  else ledger(kind, '0', '-' .. amount, order) end
+  return {'OK', amount, now}
+
+elseif op == 'arrived' then
+  -- arrived <order>...: the statements hold these orders; forget the transfers.
+  local n = 0
+  for i = 4, #ARGV do n = n + redis.call('HDEL', OUT, ARGV[i]) end
+  return n
+
+elseif op == 'refund' then
+  -- refund <order>: the order will never exist; the money comes back (once).
+  local v = redis.call('HGET', OUT, ARGV[4])
+  if not v then return 0 end
+  local stmt, amount, field = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|')
+  redis.call('HSET', W, field, dadd(get(field), amount),
+    mirror[field], dsub(get(mirror[field]), amount) or '0')
+  if field == 'balance' then ledger('refund', amount, '0', ARGV[4])
+  else ledger('refund', '0', amount, ARGV[4]) end
+  redis.call('HDEL', OUT, ARGV[4])
+  return 1
+
+elseif op == 'payouts' then
+  -- payouts <statement> then per payout: <id> <balance> <blocked> <deposit> <locked> <kind> <ref>,
+  -- in id order. Applies those after the statement's high-water mark, once each.
+  local stmt = ARGV[4]
+  local hwf = 'hw:' .. stmt
+  local hw = redis.call('HGET', W, hwf) or '0-0'
+  local function after(id, mark)
+    local a1, a2 = string.match(id, '^(%d+)-(%d+)$')
+    local b1, b2 = string.match(mark, '^(%d+)-(%d+)$')
+    a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)
+    return a1 > b1 or (a1 == b1 and a2 > b2)
+  end
+  local v = {balance = get('balance'), blocked = get('blocked'), deposit = get('deposit'), locked = get('locked')}
+  local applied = 0
+  local i = 5
+  while i + 6 <= #ARGV do
+    local id = ARGV[i]
+    if after(id, hw) then
+      local db, dk, dd, dl, kind, ref = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+      -- Payouts only add money; views never go below zero.
+      v.balance = dapply(v.balance, db) or '0'
+      v.blocked = dapply(v.blocked, dk) or '0'
+      v.deposit = dapply(v.deposit, dd) or '0'
+      v.locked = dapply(v.locked, dl) or '0'
+      if db ~= '0' or dd ~= '0' then ledger(kind, db, dd, stmt .. ':' .. ref) end
+      hw = id
+      applied = applied + 1
+    end
+    i = i + 7
+  end
+  if applied > 0 then
+    redis.call('HSET', W, 'balance', v.balance, 'blocked', v.blocked, 'deposit', v.deposit,
+      'locked', v.locked, hwf, hw)
+  end
+  return applied
+end
+return redis.error_reply('unknown wallet op ' .. tostring(op))

@@ -1,0 +1,353 @@
+//! Wallets and the money between them and statements.
+//!
+//! A user's money lives in its wallet (`wallet.lua`, one hash in the user's own slot
+//! `{u:<name>}`): `balance` and `deposit`, each the sum of the wallet's ledger. Money a
+//! statement holds (a request's escrow, a proposal's collateral) lives on the order, in
+//! the statement's slot. Nothing atomic can span two slots of a Redis Cluster, so money
+//! crosses between them in two steps, each atomic in its own slot, and is at every
+//! moment in exactly one place of the books:
+//!
+//! - **wallet → statement** (placing an order): `fund` takes the money from the wallet
+//!   and records it in the wallet's outbox under the new order's key, with the time.
+//!   The order's placement (`transitions.lua`, `new`) is the receipt: it stores what the
+//!   order holds, and refuses an order whose money left longer than the funding window
+//!   ago. So once the window has passed twice over, an order that is not in its
+//!   statement never will be, and its money goes back (`refund`); one that is, clears
+//!   its outbox entry (`arrived`). Money in the outbox is counted as the wallet's until
+//!   the order holds it.
+//! - **statement → wallet** (releases, payments, fines): the transition that frees the
+//!   money appends a payout to the statement's payout stream in the same script; the
+//!   statement's owner delivers them (`deliver_payouts`) in stream order, and the wallet
+//!   applies each once, keeping the id of the last one it applied from each statement.
+//!   A payout is the statement's until its wallet has applied it.
+//!
+//! All amounts are exact integers of micro-units; scripts add and subtract them as
+//! decimal strings (`dec.lua`), never as floating point.
+
+use std::sync::LazyLock;
+
+use redis::AsyncCommands;
+
+use super::{Store, StoreError};
+use crate::domain::{Key, Millis};
+
+static FORGET_SENDING: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+         if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end \
+         return 0",
+    )
+});
+
+static WALLET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(concat!(include_str!("dec.lua"), include_str!("wallet.lua")))
+});
+
+/// The account of the market's commissions: a wallet no user can sign up as.
+pub const MARKET_ACCOUNT: &str = "#market";
+
+/// Most payouts of a statement delivered in one round.
+const PAYOUTS_PER_ROUND: usize = 1000;
+
+/// A wallet as its user sees it, micro-units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wallet {
+    /// Available.
+    pub balance: u128,
+    /// What the user's open and matched requests hold in escrow.
+    pub blocked: u128,
+    /// Producer collateral not backing any work.
+    pub deposit: u128,
+    /// Collateral the user's proposals hold in statements.
+    pub locked: u128,
+}
+
+/// What `fund` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Funded {
+    /// This much left the wallet for the order, at this time (Redis's clock).
+    Sent {
+        /// Amount sent.
+        amount: u128,
+        /// When.
+        at: Millis,
+    },
+    /// The wallet holds only this much.
+    Short {
+        /// What the wallet had.
+        have: u128,
+    },
+}
+
+/// Money sent to a statement and not yet known to have arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The order it funds.
+    pub order: Key,
+    /// Its statement.
+    pub statement: Key,
+    /// Amount.
+    pub amount: u128,
+    /// When it left.
+    pub at: Millis,
+}
+
+fn amount(v: &str) -> Result<u128, StoreError> {
+    v.parse::<u128>()
+        .map_err(|_| StoreError::Corrupt(format!("wallet amount {v:?}")))
+}
+
+fn parse_wallet(v: Vec<String>) -> Result<Wallet, StoreError> {
+    match v.as_slice() {
+        [b, k, d, l] => Ok(Wallet {
+            balance: amount(b)?,
+            blocked: amount(k)?,
+            deposit: amount(d)?,
+            locked: amount(l)?,
+        }),
+        _ => Err(StoreError::Corrupt(format!("wallet answered {v:?}"))),
+    }
+}
+
+impl Store {
+    async fn wallet_script<T: redis::FromRedisValue>(
+        &self,
+        user: &str,
+        op: &str,
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let w = self.wallets;
+        let mut inv = WALLET.key(self.keys.wallet(user));
+        inv.arg(op)
+            .arg(w.signup_credit.to_string())
+            .arg(w.signup_deposit.to_string())
+            .arg(args);
+        let mut c = self.conn.clone();
+        Ok(inv.invoke_async(&mut c).await?)
+    }
+
+    /// `user`'s wallet (opened now, with the signup amounts, if it never was).
+    pub async fn wallet(&self, user: &str) -> Result<Wallet, StoreError> {
+        parse_wallet(self.wallet_script(user, "get", &[]).await?)
+    }
+
+    /// Adds `amount` to `user`'s balance, as a ledger entry of `kind`.
+    pub async fn credit(
+        &self,
+        user: &str,
+        amount: u128,
+        kind: &str,
+        reference: &str,
+    ) -> Result<Wallet, StoreError> {
+        let args = [amount.to_string(), kind.to_owned(), reference.to_owned()];
+        parse_wallet(self.wallet_script(user, "credit", &args).await?)
+    }
+
+    /// Moves `amount` from the balance to the deposit (`to_deposit`) or back. `Err`
+    /// holds what the source had when it is short.
+    pub async fn move_deposit(
+        &self,
+        user: &str,
+        amount: u128,
+        to_deposit: bool,
+    ) -> Result<Result<Wallet, u128>, StoreError> {
+        let op = if to_deposit { "deposit" } else { "release" };
+        let v: Vec<String> = self
+            .wallet_script(user, op, &[amount.to_string()])
+            .await?;
+        match v.as_slice() {
+            [short, have] if short == "SHORT" => Ok(Err(self::amount(have)?)),
+            _ => Ok(Ok(parse_wallet(v)?)),
+        }
+    }
+
+    /// Sends between `least` and `most` of `user`'s balance (or deposit) to `order`
+    /// of `stmt`: as much as the wallet has, unless that is less than `least`. The
+    /// order must then be placed within the funding window, or it never will be.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fund(
+        &self,
+        user: &str,
+        order: Key,
+        stmt: Key,
+        least: u128,
+        most: u128,
+        from_deposit: bool,
+        kind: &str,
+    ) -> Result<Funded, StoreError> {
+        // Recorded first, so the resolver finds this wallet even if the node dies
+        // right after the money leaves it.
+        let mut c = self.conn.clone();
+        c.zadd::<_, _, _, ()>(
+            self.keys.wallets_sending(),
+            user.to_lowercase(),
+            Millis::now().0,
+        )
+        .await?;
+        let field = if from_deposit { "deposit" } else { "balance" };
+        let args = [
+            order.to_string(),
+            stmt.to_string(),
+            least.to_string(),
+            most.max(least).to_string(),
+            field.to_owned(),
+            kind.to_owned(),
+        ];
+        let v: Vec<String> = self.wallet_script(user, "fund", &args).await?;
+        match v.as_slice() {
+            [ok, amt, at] if ok == "OK" => Ok(Funded::Sent {
+                amount: amount(amt)?,
+                at: Millis(
+                    at.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("fund time {at:?}")))?,
+                ),
+            }),
+            [short, have] if short == "SHORT" => Ok(Funded::Short {
+                have: amount(have)?,
+            }),
+            _ => Err(StoreError::Corrupt(format!("fund answered {v:?}"))),
+        }
+    }
+
+    /// The orders' statements hold their money: forget the transfers.
+    pub async fn arrived(&self, user: &str, orders: &[Key]) -> Result<(), StoreError> {
+        let args: Vec<String> = orders.iter().map(Key::to_string).collect();
+        let _: i64 = self.wallet_script(user, "arrived", &args).await?;
+        Ok(())
+    }
+
+    /// `order` will never be placed: its money goes back to `user` (once; false when
+    /// there was nothing to give back).
+    pub async fn refund(&self, user: &str, order: Key) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .wallet_script(user, "refund", &[order.to_string()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Wallets that sent money at or before `cutoff` (ms), with that time.
+    pub async fn wallets_sending_before(
+        &self,
+        cutoff: Millis,
+        max: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.wallets_sending())
+            .arg("-inf")
+            .arg(cutoff.0)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .arg("WITHSCORES")
+            .query_async(&mut c)
+            .await?;
+        Ok(v)
+    }
+
+    /// Forgets that `user` sent money, unless it sent more since `seen` (ms).
+    pub async fn forget_sending(&self, user: &str, seen: u64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = FORGET_SENDING
+            .key(self.keys.wallets_sending())
+            .arg(user)
+            .arg(seen)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Money `user` sent that is not yet known to have arrived.
+    pub async fn outgoing(&self, user: &str) -> Result<Vec<Outgoing>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: Vec<(String, String)> = c
+            .hgetall(format!("{}:out", self.keys.wallet(user)))
+            .await?;
+        let bad = |v: &str| StoreError::Corrupt(format!("wallet outbox entry {v:?}"));
+        h.into_iter()
+            .map(|(k, v)| {
+                let mut it = v.split('|');
+                let (Some(s), Some(a), Some(_), Some(t)) = (it.next(), it.next(), it.next(), it.next())
+                else {
+                    return Err(bad(&v));
+                };
+                Ok(Outgoing {
+                    order: Key::parse(&k).ok_or_else(|| bad(&k))?,
+                    statement: Key::parse(s).ok_or_else(|| bad(&v))?,
+                    amount: amount(a)?,
+                    at: Millis(t.parse().map_err(|_| bad(&v))?),
+                })
+            })
+            .collect()
+    }
+
+    /// Delivers up to a round of `stmt`'s payouts to their wallets, oldest first, and
+    /// removes them from the stream. Returns how many were delivered; fewer than a
+    /// round means the stream is empty now (unless new ones came meanwhile).
+    pub async fn deliver_payouts(&self, stmt: Key) -> Result<usize, StoreError> {
+        let key = self.keys.statement(stmt).payouts();
+        let mut c = self.conn.clone();
+        let entries: redis::streams::StreamRangeReply = c
+            .xrange_count(&key, "-", "+", PAYOUTS_PER_ROUND)
+            .await?;
+        if entries.ids.is_empty() {
+            return Ok(0);
+        }
+        // Per wallet, in stream order: the wallet applies what is past its mark.
+        let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut ids = Vec::with_capacity(entries.ids.len());
+        for e in &entries.ids {
+            let get = |f: &str| -> Result<String, StoreError> {
+                e.get::<String>(f)
+                    .ok_or_else(|| StoreError::Corrupt(format!("payout {} lacks {f}", e.id)))
+            };
+            let user = get("u")?;
+            let args = by_user.entry(user).or_default();
+            args.push(e.id.clone());
+            for f in ["b", "k", "d", "l", "t", "r"] {
+                args.push(get(f)?);
+            }
+            ids.push(e.id.clone());
+        }
+        let stmt_text = stmt.to_string();
+        let deliveries = by_user.into_iter().map(|(user, rest)| {
+            let mut args = vec![stmt_text.clone()];
+            args.extend(rest);
+            async move {
+                let _: i64 = self.wallet_script(&user, "payouts", &args).await?;
+                Ok::<(), StoreError>(())
+            }
+        });
+        for r in futures_util::future::join_all(deliveries).await {
+            r?;
+        }
+        let _: i64 = c.xdel(&key, &ids).await?;
+        Ok(ids.len())
+    }
+
+    /// The ledger of `user`'s wallet: (kind, balance change, deposit change, reference),
+    /// oldest first, at most `max` entries.
+    pub async fn ledger(
+        &self,
+        user: &str,
+        max: usize,
+    ) -> Result<Vec<(String, i128, i128, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let r: redis::streams::StreamRangeReply = c
+            .xrange_count(format!("{}:led", self.keys.wallet(user)), "-", "+", max)
+            .await?;
+        r.ids
+            .iter()
+            .map(|e| {
+                let get = |f: &str| e.get::<String>(f).unwrap_or_default();
+                let num = |f: &str| {
+                    get(f)
+                        .parse::<i128>()
+                        .map_err(|_| StoreError::Corrupt(format!("ledger entry {}", e.id)))
+                };
+                Ok((get("k"), num("b")?, num("d")?, get("r")))
+            })
+            .collect()
+    }
+}
