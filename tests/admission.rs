@@ -224,13 +224,14 @@ async fn logins_are_served_while_verification_and_evaluation_are_flooded() {
     .await;
     let api = server.api();
     let attacker = api.user("mallory").await;
-    let _ = api.user("lin").await;
+    let lin = api.user("lin").await;
     // The largest circuit accepted (k = 12): the costliest verification and input
     // evaluation a user can ask for.
     let (s, v) = push(&attacker, &loop_statement(4000)).await;
     assert_eq!(s, 200, "{v}");
     let stmt = v["_key"].as_str().unwrap().to_owned();
-    let pk = matched(&attacker, &attacker, &stmt, json!([{"field": 3}])).await;
+    // lin asks, mallory produces (a user's request never takes its own proposal).
+    let pk = matched(&lin, &attacker, &stmt, json!([{"field": 3}])).await;
     // A well-formed proof of another input: refused only at the end of a full
     // verification, the costliest refusal there is.
     let circuit =

@@ -46,7 +46,9 @@ async fn bad_orders_are_refused_and_change_nothing() {
             &json!({"statement_key": stmt, "cost": 9, "input": [{"field": 3}, {"field": 4}]}),
         )
         .await;
-    let (_, p2) = api
+    // Another user produces (a user's request never takes its own proposal).
+    let producer = server.api().user("frank-producer").await;
+    let (_, p2) = producer
         .post(
             &format!("{ROOT}/proposal/"),
             &json!({"statement_key": stmt, "cost": 9}),
@@ -221,7 +223,7 @@ async fn bad_orders_are_refused_and_change_nothing() {
             "created",
         ),
     ] {
-        let (s, v) = api.post(&format!("{ROOT}/proof"), &body).await;
+        let (s, v) = producer.post(&format!("{ROOT}/proof"), &body).await;
         assert_error(s, &v, want, needle);
     }
 
@@ -236,7 +238,7 @@ async fn bad_orders_are_refused_and_change_nothing() {
         String::from_utf8(tampered).unwrap(),
         format!("{good}00"),
     ] {
-        let (s, v) = api
+        let (s, v) = producer
             .post(
                 &format!("{ROOT}/proof"),
                 &json!({"proof": proof, "proposal_key": pk}),
@@ -265,7 +267,7 @@ async fn bad_orders_are_refused_and_change_nothing() {
     );
 
     // The real proof is taken, a second one is refused.
-    let (s, v) = api
+    let (s, v) = producer
         .post(
             &format!("{ROOT}/proof"),
             &json!({"proof": good, "proposal_key": pk}),
@@ -273,14 +275,14 @@ async fn bad_orders_are_refused_and_change_nothing() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["proof_system"], "halo2-ipa-pasta-v1");
-    let (s, v) = api
+    let (s, v) = producer
         .post(
             &format!("{ROOT}/proof"),
             &json!({"proof": good, "proposal_key": pk}),
         )
         .await;
     assert_error(s, &v, 409, "completed");
-    let (s, v) = api
+    let (s, v) = producer
         .post(
             &format!("{ROOT}/proof"),
             &json!({"proof": good, "request_key": r2["_key"]}),

@@ -297,6 +297,8 @@ async fn nodes_sharing_a_secret_forward_calls_to_the_owner() {
         stmt_b,
         _backend,
     } = two_nodes(&[], &[]).await;
+    // Requests come from another user: a user's request never takes its own proposal.
+    let asker = a.api().user("otto").await;
     // Each node is called about the other's statement: place, read the book, withdraw,
     // and match, all served by the owner through the node that was called.
     for (node, stmt, owner) in [(&b, &stmt_a, &a), (&a, &stmt_b, &b)] {
@@ -313,7 +315,8 @@ async fn nodes_sharing_a_secret_forward_calls_to_the_owner() {
         assert_eq!((s, w["status"].as_str()), (200, Some("withdrawn")), "{w}");
         let (s, p) = propose(&user, node, stmt, 2).await;
         assert_eq!(s, 200, "{p}");
-        let (s, r) = api
+        let (s, r) = asker
+            .at(&node.url)
             .post(
                 &format!("{ROOT}/request"),
                 &json!({"statement_key": stmt, "cost": 4, "input": [{"field": 1}, {"field": 11}]}),

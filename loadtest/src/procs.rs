@@ -484,6 +484,10 @@ impl OwnServer {
             .env("PROOF_MARKET_MAX_STATEMENTS_PER_DAY", "0")
             .env("PROOF_MARKET_MAX_OPEN_ORDERS", "0")
             .env("PROOF_MARKET_MAX_IDEMPOTENCY_KEYS", "0")
+            // A demo market's money: every simulated user's wallet opens funded (the
+            // load is orders, not credits); an older server ignores these.
+            .env("PROOF_MARKET_SIGNUP_CREDIT", "1000000000000")
+            .env("PROOF_MARKET_SIGNUP_DEPOSIT", "1000000000000")
             .env("RUST_LOG", "warn")
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::from(log));

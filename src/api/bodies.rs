@@ -438,8 +438,8 @@ pub fn amount(m: &Map<String, Value>) -> R<u128> {
 /// An operator credit: `{user, amount}`.
 pub fn credit(m: &Map<String, Value>) -> R<(UserName, u128)> {
     let user = string(m, "user")?;
-    let user = UserName::parse(&user)
-        .ok_or_else(|| ApiError::bad_request("`user`: not a user name"))?;
+    let user =
+        UserName::parse(&user).ok_or_else(|| ApiError::bad_request("`user`: not a user name"))?;
     Ok((user, amount(m)?))
 }
 

@@ -190,9 +190,7 @@ impl Book {
             return Err(BookError::DuplicateKey(order.key));
         }
         let found = match order.side {
-            Side::Request => {
-                self.best_ask_for(order.cost.micros(), order.eval_time, &mut eligible)
-            }
+            Side::Request => self.best_ask_for(order.cost.micros(), order.eval_time, &mut eligible),
             Side::Proposal => {
                 self.best_bid_for(order.cost.micros(), order.eval_time, &mut eligible)
             }
@@ -493,14 +491,24 @@ mod tests {
     fn passed_over_orders_keep_resting_and_the_next_best_is_taken() {
         let mut b = Book::new();
         // Asks: 1@2 (seq 1, passed over), 2@2 (seq 2), 3@3.
-        for o in [prop(1, 2, None, 1), prop(2, 2, None, 2), prop(3, 3, Some(5), 3)] {
+        for o in [
+            prop(1, 2, None, 1),
+            prop(2, 2, None, 2),
+            prop(3, 3, Some(5), 3),
+        ] {
             b.rest(o).unwrap();
         }
-        let m = matched(b.place_where(req(10, 5, None, 4), |k, _| k != Key(1)).unwrap());
+        let m = matched(
+            b.place_where(req(10, 5, None, 4), |k, _| k != Key(1))
+                .unwrap(),
+        );
         assert_eq!((m.proposal, m.price), (Key(2), cost(2)));
         assert!(b.contains(Key(1)));
         // Every order at a price passed over: the next price, with its own price.
-        let m = matched(b.place_where(req(11, 5, None, 5), |k, _| k != Key(1)).unwrap());
+        let m = matched(
+            b.place_where(req(11, 5, None, 5), |k, _| k != Key(1))
+                .unwrap(),
+        );
         assert_eq!((m.proposal, m.price), (Key(3), cost(3)));
         // Nothing eligible: the request rests, the ask too.
         assert_eq!(
@@ -514,7 +522,11 @@ mod tests {
     fn an_incoming_proposal_passes_over_requests_by_key_and_price() {
         let mut b = Book::new();
         // Bids: 1@9 (seq 1), 2@7 (seq 2, limit 10 min), 3@7 (seq 3).
-        for o in [req(1, 9, None, 1), req(2, 7, Some(10), 2), req(3, 7, None, 3)] {
+        for o in [
+            req(1, 9, None, 1),
+            req(2, 7, Some(10), 2),
+            req(3, 7, None, 3),
+        ] {
             b.rest(o).unwrap();
         }
         // Prices above 8 units are not covered: the 7s, earliest eligible first.
@@ -534,7 +546,10 @@ mod tests {
         let mut b = Book::new();
         b.rest(prop(1, 2, None, 1)).unwrap();
         b.rest(prop(2, 3, None, 2)).unwrap();
-        let m = matched(b.place_where(req(3, 5, None, 3), |k, _| k != Key(1)).unwrap());
+        let m = matched(
+            b.place_where(req(3, 5, None, 3), |k, _| k != Key(1))
+                .unwrap(),
+        );
         assert_eq!(m.proposal, Key(2));
     }
 

@@ -219,7 +219,7 @@ impl Matcher {
     ) -> MatcherHandle {
         let addr = Matcher::start_in_arbiter(arbiter, move |_| {
             let state = StatementState::rebuild(statement, snapshot, rules);
-            tracing::info!(statement = %statement, resting = state.resting(), "book loaded");
+            tracing::info!(statement = %statement, resting = state.resting(), matched = state.matched(), "book loaded");
             Matcher {
                 statement,
                 state,

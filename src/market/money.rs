@@ -65,7 +65,10 @@ impl Economics {
 
     /// `minutes` from `from`.
     pub fn after(&self, from: Millis, minutes: Minutes) -> Millis {
-        let ms = self.minute.as_millis().saturating_mul(u128::from(minutes.0));
+        let ms = self
+            .minute
+            .as_millis()
+            .saturating_mul(u128::from(minutes.0));
         Millis(from.0.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
     }
 
@@ -227,7 +230,9 @@ mod tests {
         assert_eq!(p.iter().map(|x| x.blocked).sum::<i128>(), -1_000_000);
         assert_eq!(p.iter().map(|x| x.deposit).sum::<u128>(), 10_000_000);
         assert_eq!(p.iter().map(|x| x.locked).sum::<i128>(), -10_000_000);
-        assert!(p.iter().any(|x| x.user == MARKET_ACCOUNT && x.balance == 5000));
+        assert!(p
+            .iter()
+            .any(|x| x.user == MARKET_ACCOUNT && x.balance == 5000));
     }
 
     #[test]

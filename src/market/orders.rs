@@ -80,7 +80,14 @@ impl Market {
         let now = Millis::now();
         let key = self.next_key().await?;
         let funding = self
-            .fund_order(m, sender.as_str(), o.side, key, o.statement, o.cost.micros())
+            .fund_order(
+                m,
+                sender.as_str(),
+                o.side,
+                key,
+                o.statement,
+                o.cost.micros(),
+            )
             .await?;
         let order = OrderRecord {
             key,
@@ -121,7 +128,7 @@ impl Market {
             }
         }
         match placed? {
-            Placed::New(order) => Ok(order),
+            Placed::New(order) => Ok(*order),
             // A resend: answer the order the key placed, as it is now. If the first
             // call's write is still in flight it is not readable yet.
             Placed::Existing(key) => match self.get_order(o.side, key).await {

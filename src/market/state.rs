@@ -179,7 +179,7 @@ fn decrement(counts: &mut FxHashMap<String, u32>, user: &str) {
 #[derive(Debug)]
 pub enum Placed {
     /// Placed this order (as it will be stored).
-    New(OrderRecord),
+    New(Box<OrderRecord>),
     /// The idempotency key had already placed this order: nothing was placed now.
     Existing(Key),
 }
@@ -345,6 +345,11 @@ impl StatementState {
         Ok(())
     }
 
+    /// Matches waiting for their proofs.
+    pub fn matched(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Orders resting in the book.
     pub fn resting(&self) -> usize {
         self.book.len()
@@ -410,17 +415,21 @@ impl StatementState {
         let collateral = e.collateral(price);
         let (mut requester, mut producer, mut deadline) = (String::new(), String::new(), now);
         if let Some(r) = self.open.get_mut(&m.request) {
-            money
-                .payouts
-                .extend(money::release(&r.sender, m.request, r.held - u128::from(price).min(r.held)));
+            money.payouts.extend(money::release(
+                &r.sender,
+                m.request,
+                r.held - u128::from(price).min(r.held),
+            ));
             r.held = u128::from(price).min(r.held);
             money.held.push((m.request, r.held));
             requester = r.sender.clone();
         }
         if let Some(p) = self.open.get_mut(&m.proposal) {
-            money
-                .payouts
-                .extend(money::unlock(&p.sender, m.proposal, p.held - collateral.min(p.held)));
+            money.payouts.extend(money::unlock(
+                &p.sender,
+                m.proposal,
+                p.held - collateral.min(p.held),
+            ));
             p.held = collateral.min(p.held);
             money.held.push((m.proposal, p.held));
             producer = p.sender.clone();
@@ -547,7 +556,7 @@ impl StatementState {
         }
         Ok(Decision {
             ops,
-            answer: Placed::New(order),
+            answer: Placed::New(Box::new(order)),
         })
     }
 
@@ -603,9 +612,11 @@ impl StatementState {
                     );
                     // What the escrow holds beyond the price (none, unless the request
                     // was placed before escrow existed) goes back too.
-                    money
-                        .payouts
-                        .extend(money::release(&r.sender, request, r.held.saturating_sub(u128::from(price))));
+                    money.payouts.extend(money::release(
+                        &r.sender,
+                        request,
+                        r.held.saturating_sub(u128::from(price)),
+                    ));
                 }
             }
             _ => {
@@ -634,6 +645,7 @@ impl StatementState {
                 break;
             }
             self.due.pop();
+            tracing::debug!(statement = %self.statement, %proposal, deadline = deadline.0, "match deadline due");
             let Some(p) = self.pending.get(&proposal).copied() else {
                 continue;
             };
@@ -648,7 +660,9 @@ impl StatementState {
             let Some(r) = self.open.get_mut(&p.request) else {
                 continue;
             };
-            let back = money::fine(&r.sender, p.request, r.cost, r.held, &q.sender, proposal, q.held);
+            let back = money::fine(
+                &r.sender, p.request, r.cost, r.held, &q.sender, proposal, q.held,
+            );
             r.held = back.held;
             r.cost = back.cost;
             let (created, wait_period) = (r.created, r.wait_period);
@@ -794,7 +808,7 @@ mod tests {
 
     fn placed(d: Decision<Placed>) -> (Vec<Op>, OrderRecord) {
         match d.answer {
-            Placed::New(o) => (d.ops, o),
+            Placed::New(o) => (d.ops, *o),
             Placed::Existing(k) => panic!("expected a new order, got existing {k}"),
         }
     }
@@ -1051,5 +1065,183 @@ mod tests {
             s.place(by(6, Side::Request, 5, "eve"), Some(key("c")))
                 .unwrap(),
         );
+    }
+
+    fn money_of(ops: &[Op]) -> Vec<&Money> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Op::Money(m) => Some(m.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Rules with collateral (factor 10) and 0.5 % commission; a minute of 1 s.
+    fn paid() -> Rules {
+        Rules {
+            economics: Economics {
+                minute: Duration::from_secs(1),
+                ..Economics::default()
+            },
+            ..rules()
+        }
+    }
+
+    fn funded(key: u64, side: Side, cost: u64, user: &str, held: u128) -> OrderRecord {
+        OrderRecord {
+            held,
+            ..by(key, side, cost, user)
+        }
+    }
+
+    #[test]
+    fn a_user_never_trades_with_itself() {
+        let mut s = fresh();
+        placed(s.place(by(1, Side::Proposal, 2, "eve"), None).unwrap());
+        placed(s.place(by(2, Side::Proposal, 3, "pat"), None).unwrap());
+        // eve's request passes over her own cheaper proposal and takes pat's.
+        let (_, r) = placed(s.place(by(3, Side::Request, 5, "eve"), None).unwrap());
+        assert_eq!(r.counterpart, Some(Key(2)));
+        // Only her own left: her next request rests.
+        let (_, r) = placed(s.place(by(4, Side::Request, 5, "eve"), None).unwrap());
+        assert_eq!(r.status, Status::Created);
+        assert_eq!(s.resting(), 2);
+    }
+
+    #[test]
+    fn a_match_reprices_escrow_and_collateral_and_releases_the_rest() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        placed(
+            s.place(funded(1, Side::Proposal, 2, "pat", 20 * m), None)
+                .unwrap(),
+        );
+        let (ops, r) = placed(
+            s.place(funded(2, Side::Request, 5, "eve", 5 * m), None)
+                .unwrap(),
+        );
+        assert_eq!(r.price.map(|p| p.micros()), Some(2_000_000));
+        let money = money_of(&ops);
+        assert_eq!(money.len(), 1);
+        assert_eq!(money[0].held, vec![(Key(2), 2 * m), (Key(1), 20 * m)]);
+        // eve gets 3 back; pat's collateral is exactly 10 × 2, nothing to return.
+        assert_eq!(money[0].payouts.len(), 1);
+        let back = &money[0].payouts[0];
+        assert_eq!(
+            (back.user.as_str(), back.balance, back.blocked),
+            ("eve", 3 * m, -3 * (m as i128))
+        );
+    }
+
+    #[test]
+    fn proposals_pass_over_what_their_collateral_does_not_cover() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        placed(
+            s.place(funded(1, Side::Request, 9, "eve", 9 * m), None)
+                .unwrap(),
+        );
+        placed(
+            s.place(funded(2, Side::Request, 4, "ann", 4 * m), None)
+                .unwrap(),
+        );
+        // Collateral 50 covers a price of 5 at most: the 9 is passed over, the 4 taken.
+        let (ops, p) = placed(
+            s.place(funded(3, Side::Proposal, 1, "pat", 50 * m), None)
+                .unwrap(),
+        );
+        assert_eq!(p.counterpart, Some(Key(2)));
+        let money = money_of(&ops);
+        assert_eq!(money[0].held, vec![(Key(2), 4 * m), (Key(3), 40 * m)]);
+        assert_eq!(
+            money[0].payouts[0].deposit,
+            10 * m,
+            "the excess collateral back"
+        );
+        // A resting proposal without enough collateral is passed over too.
+        placed(
+            s.place(funded(4, Side::Proposal, 2, "bob", 10 * m), None)
+                .unwrap(),
+        );
+        let (_, r) = placed(
+            s.place(funded(5, Side::Request, 3, "cy", 3 * m), None)
+                .unwrap(),
+        );
+        assert_eq!(r.status, Status::Created);
+    }
+
+    #[test]
+    fn a_missed_deadline_fines_the_producer_and_rematches_with_the_original_priority() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        let mut r1 = funded(1, Side::Request, 5, "eve", 5 * m);
+        r1.created = Millis(100);
+        placed(s.place(r1, None).unwrap());
+        let mut p = funded(2, Side::Proposal, 5, "pat", 50 * m);
+        p.eval_time = Some(Minutes(2));
+        p.created = Millis(200);
+        let (_, p) = placed(s.place(p, None).unwrap());
+        assert_eq!(p.status, Status::Processing);
+        // ann bids the same later; then bob offers.
+        let mut r2 = funded(3, Side::Request, 5, "ann", 5 * m);
+        r2.created = Millis(300);
+        placed(s.place(r2, None).unwrap());
+        // Not yet due (2 minutes of 1 s from 200).
+        assert!(s.expire(Millis(2199)).is_empty());
+        let ops = s.expire(Millis(2200));
+        assert_eq!(names(&ops), ["rollback"]);
+        let fine = &money_of(&ops)[0];
+        assert_eq!(fine.held, vec![(Key(1), 5 * m), (Key(2), 0)]);
+        let to_eve = fine.payouts.iter().find(|p| p.user == "eve").unwrap();
+        assert_eq!(to_eve.balance, 50 * m);
+        // Once only.
+        assert!(s.expire(Millis(10_000)).is_empty());
+        // bob's proposal takes eve's request, which arrived before ann's.
+        let (_, b) = placed(
+            s.place(funded(4, Side::Proposal, 4, "bob", 50 * m), None)
+                .unwrap(),
+        );
+        assert_eq!(b.counterpart, Some(Key(1)));
+    }
+
+    #[test]
+    fn a_completion_pays_the_producer_less_commission_and_unlocks_collateral() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        placed(
+            s.place(funded(1, Side::Request, 4, "eve", 4 * m), None)
+                .unwrap(),
+        );
+        placed(
+            s.place(funded(2, Side::Proposal, 4, "pat", 40 * m), None)
+                .unwrap(),
+        );
+        let proof = ProofRecord {
+            key: Key(9),
+            statement: STMT,
+            request: Key(1),
+            proposal: Key(2),
+            sender: "pat".into(),
+            input: "[]".into(),
+            generation_ms: 5,
+            created: Millis(300),
+            output: None,
+            proof_system: "test".into(),
+            proof_hex: "00".into(),
+        };
+        let ops = s.complete(proof, "c".into());
+        let money = money_of(&ops);
+        let paid: u128 = money[0].payouts.iter().map(|p| p.balance).sum();
+        assert_eq!(paid, 4 * m, "the price, split between producer and market");
+        assert!(money[0]
+            .payouts
+            .iter()
+            .any(|p| p.user == crate::store::MARKET_ACCOUNT && p.balance == 20_000));
+        assert_eq!(
+            money[0].payouts.iter().map(|p| p.deposit).sum::<u128>(),
+            40 * m
+        );
+        // Nothing is due any more.
+        assert!(s.expire(Millis(10_000_000)).is_empty());
     }
 }

@@ -64,9 +64,7 @@ impl Market {
         };
         match token {
             Some(t) if compare_tokens(t.as_bytes(), want.as_bytes()) => Ok(()),
-            Some(_) => Err(MarketError::Unauthorized(
-                "not the operator's token".into(),
-            )),
+            Some(_) => Err(MarketError::Unauthorized("not the operator's token".into())),
             None => Err(MarketError::Unauthorized(
                 "operator calls need `Authorization: Bearer <operator token>`".into(),
             )),
@@ -79,7 +77,10 @@ impl Market {
         if self.store.get_user(user).await?.is_none() {
             return Err(MarketError::NotFound(format!("no user {user}")));
         }
-        Ok(self.store.credit(user, amount, "credit", "operator").await?)
+        Ok(self
+            .store
+            .credit(user, amount, "credit", "operator")
+            .await?)
     }
 
     /// Moves `amount` from `user`'s balance into its producer deposit, or back
@@ -219,7 +220,8 @@ impl Market {
 
     /// Runs the resolver every half funding window, forever.
     pub fn spawn_resolver(self: std::sync::Arc<Self>) {
-        let every = Duration::from_millis((self.store.wallet_config().funding_window_ms / 2).max(100));
+        let every =
+            Duration::from_millis((self.store.wallet_config().funding_window_ms / 2).max(100));
         actix::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;

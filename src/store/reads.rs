@@ -13,7 +13,12 @@ use super::{OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 
 /// The fields of an order a statement's rebuild reads.
-const REBUILD_FIELDS: [&str; 10] = [
+const REBUILD_FIELDS: [&str; 15] = [
+    "held",
+    "proposal_key",
+    "request_key",
+    "matched_time",
+    "price",
     "kind",
     "status",
     "statement_key",

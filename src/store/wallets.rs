@@ -152,9 +152,7 @@ impl Store {
         to_deposit: bool,
     ) -> Result<Result<Wallet, u128>, StoreError> {
         let op = if to_deposit { "deposit" } else { "release" };
-        let v: Vec<String> = self
-            .wallet_script(user, op, &[amount.to_string()])
-            .await?;
+        let v: Vec<String> = self.wallet_script(user, op, &[amount.to_string()]).await?;
         match v.as_slice() {
             [short, have] if short == "SHORT" => Ok(Err(self::amount(have)?)),
             _ => Ok(Ok(parse_wallet(v)?)),
@@ -261,14 +259,13 @@ impl Store {
     /// Money `user` sent that is not yet known to have arrived.
     pub async fn outgoing(&self, user: &str) -> Result<Vec<Outgoing>, StoreError> {
         let mut c = self.conn.clone();
-        let h: Vec<(String, String)> = c
-            .hgetall(format!("{}:out", self.keys.wallet(user)))
-            .await?;
+        let h: Vec<(String, String)> = c.hgetall(format!("{}:out", self.keys.wallet(user))).await?;
         let bad = |v: &str| StoreError::Corrupt(format!("wallet outbox entry {v:?}"));
         h.into_iter()
             .map(|(k, v)| {
                 let mut it = v.split('|');
-                let (Some(s), Some(a), Some(_), Some(t)) = (it.next(), it.next(), it.next(), it.next())
+                let (Some(s), Some(a), Some(_), Some(t)) =
+                    (it.next(), it.next(), it.next(), it.next())
                 else {
                     return Err(bad(&v));
                 };
@@ -288,9 +285,8 @@ impl Store {
     pub async fn deliver_payouts(&self, stmt: Key) -> Result<usize, StoreError> {
         let key = self.keys.statement(stmt).payouts();
         let mut c = self.conn.clone();
-        let entries: redis::streams::StreamRangeReply = c
-            .xrange_count(&key, "-", "+", PAYOUTS_PER_ROUND)
-            .await?;
+        let entries: redis::streams::StreamRangeReply =
+            c.xrange_count(&key, "-", "+", PAYOUTS_PER_ROUND).await?;
         if entries.ids.is_empty() {
             return Ok(0);
         }

@@ -133,7 +133,10 @@ impl Server {
         .env("PROOF_MARKET_SIGNUP_CREDIT", "1000000000000")
         .env("PROOF_MARKET_SIGNUP_DEPOSIT", "1000000000000")
         .env("PROOF_MARKET_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("PM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         // The history database only when a test gives one (`--database-url`).
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())

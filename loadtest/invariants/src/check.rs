@@ -20,7 +20,10 @@
 //!   arrival number in the statement's matcher); a pair without two distinct `seq`s is a
 //!   violation too, since the rule cannot be checked.
 //! - `crossed-book`: (only when the market is settled) an open request and an open
-//!   proposal of one statement that could still match.
+//!   proposal of one statement that could still match: of different senders (a user's
+//!   request never takes its own proposal) and, when the rows hold money, with the
+//!   request's escrow covering the price and the proposal's collateral covering
+//!   `PROOF_MARKET_COLLATERAL_FACTOR` (10 unless set) times it.
 //!
 //! The archive's own rules (Redis against PostgreSQL) are in [`crate::archive`].
 
@@ -325,6 +328,10 @@ fn resting<'a>(a: &'a OrderRow, b: &'a OrderRow) -> Result<&'a OrderRow, String>
 
 /// Finds open requests that some open proposal of the same statement could serve.
 fn crossed_book(rows: &[OrderRow], bad: &mut impl FnMut(&'static str, Vec<u64>, String)) {
+    let factor: u128 = std::env::var("PROOF_MARKET_COLLATERAL_FACTOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let mut by_stmt: BTreeMap<u64, (Vec<&OrderRow>, Vec<&OrderRow>)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.status == "created") {
         let e = by_stmt.entry(r.statement).or_default();
@@ -336,32 +343,36 @@ fn crossed_book(rows: &[OrderRow], bad: &mut impl FnMut(&'static str, Vec<u64>, 
     }
     let mut reported = 0;
     for (stmt, (reqs, mut props)) in by_stmt {
-        // Proposals by eval_time (untimed last); prefix minimum of cost.
-        props.sort_by_key(|p| p.eval_time.unwrap_or(u32::MAX));
-        let mut prefix: Vec<(u32, u64, u64)> = Vec::with_capacity(props.len());
-        let mut best = (u64::MAX, 0u64);
-        for p in &props {
-            let c = p.cost.unwrap_or(u64::MAX);
-            if c < best.0 {
-                best = (c, p.key);
-            }
-            prefix.push((p.eval_time.unwrap_or(u32::MAX), best.0, best.1));
-        }
+        props.sort_by_key(|p| (p.cost.unwrap_or(u64::MAX), p.eval_time.unwrap_or(u32::MAX)));
         for r in reqs {
             let rc = r.cost.unwrap_or(0);
-            let eligible = match r.eval_time {
-                None => prefix.last(),
-                Some(l) => {
-                    let n = prefix.partition_point(|&(t, _, _)| t <= l);
-                    n.checked_sub(1).map(|i| &prefix[i])
-                }
-            };
-            if let Some(&(_, c, pk)) = eligible {
-                if c <= rc && reported < 1000 {
+            // The cheapest eligible proposal this request could trade with.
+            let found = props
+                .iter()
+                .take_while(|p| p.cost.unwrap_or(u64::MAX) <= rc)
+                .find(|p| {
+                    let time_ok = match r.eval_time {
+                        None => true,
+                        Some(l) => p.eval_time.is_some_and(|t| t <= l),
+                    };
+                    let other = match (&r.sender, &p.sender) {
+                        (Some(a), Some(b)) => a != b,
+                        _ => true,
+                    };
+                    // The resting order (the earlier one) sets the price.
+                    let price = if p.seq < r.seq { p.cost } else { r.cost }.unwrap_or(0) as u128;
+                    let funded = match (r.held, p.held) {
+                        (Some(rh), Some(ph)) => rh >= price && ph >= factor * price,
+                        _ => true,
+                    };
+                    time_ok && other && funded
+                });
+            if let Some(p) = found {
+                if reported < 1000 {
                     reported += 1;
-                    bad("crossed-book", vec![r.key, pk], format!(
-                        "statement {stmt}: open request {} (cost {rc}, eval {:?}) and open proposal {pk} (cost {c}) could match",
-                        r.key, r.eval_time));
+                    bad("crossed-book", vec![r.key, p.key], format!(
+                        "statement {stmt}: open request {} (cost {rc}, eval {:?}) and open proposal {} (cost {:?}) could match",
+                        r.key, r.eval_time, p.key, p.cost));
                 }
             }
         }

@@ -74,6 +74,10 @@ pub struct OrderRow {
     /// Read from the archive (PostgreSQL's `orders`) because Redis no longer holds it:
     /// it has no index entry or locator to check (see [`crate::archive`]).
     pub archived: bool,
+    /// `sender` (a user's request never matches its own proposal).
+    pub sender: Option<String>,
+    /// `held`: a request's escrow or a proposal's collateral (micro-units), when stored.
+    pub held: Option<u128>,
 }
 
 impl OrderRow {

@@ -100,6 +100,8 @@ pub fn read_orders(pg: &mut Client) -> Result<Vec<OrderRow>, ReadError> {
             indexed_as: Vec::new(),
             located_in: None,
             archived: true,
+            sender: None,
+            held: None,
         });
     }
     out.sort_by_key(|r| r.key);

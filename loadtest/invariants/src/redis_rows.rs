@@ -149,6 +149,8 @@ pub fn row_from_hash(key: u64, statement: u64, h: &HashMap<String, String>) -> O
         indexed_as: Vec::new(),
         located_in: None,
         archived: false,
+        sender: h.get("sender").cloned(),
+        held: h.get("held").and_then(|v| v.parse().ok()),
     }
 }
 

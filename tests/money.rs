@@ -1,0 +1,610 @@
+//! Money end to end, against the real server and Redis (one, or a Redis Cluster when
+//! the suite runs on one): escrow, collateral, settlement and commission, refusals that
+//! change nothing, self-trade prevention, deadlines that roll a match back (also while
+//! the statement's owner is down), and the money invariant under a concurrent random
+//! workload with a kill -9 in the middle.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Micro-units of a JSON amount (`12.5` → 12_500_000).
+fn micros(v: &Value) -> u128 {
+    let t = v.to_string();
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    let frac = format!("{frac:0<6}");
+    whole
+        .parse::<u128>()
+        .unwrap_or_else(|_| panic!("amount {t}"))
+        * 1_000_000
+        + frac.parse::<u128>().unwrap()
+}
+
+const U: u128 = 1_000_000;
+
+/// (balance, blocked, deposit, locked) of the caller's wallet.
+async fn wallet(api: &Api, user: &str) -> (u128, u128, u128, u128) {
+    let (s, v) = api.get(&format!("{ROOT}/user/{user}/balance")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["user"], user);
+    (
+        micros(&v["balance"]),
+        micros(&v["blocked"]),
+        micros(&v["deposit"]),
+        micros(&v["locked"]),
+    )
+}
+
+/// Waits until `user`'s wallet reads `want` (payouts arrive just after the batch
+/// that made them).
+async fn wallet_becomes(api: &Api, user: &str, want: (u128, u128, u128, u128)) {
+    let start = Instant::now();
+    loop {
+        let got = wallet(api, user).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{user}'s wallet is {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn credit(anon: &Api, user: &str, amount: u64) {
+    let op = anon.with_token(ADMIN_TOKEN);
+    let (s, v) = op
+        .post(
+            &format!("{ROOT}/admin/credit"),
+            &json!({"user": user, "amount": amount}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+async fn order(api: &Api, side: &str, body: Value) -> Value {
+    let (s, v) = api.post(&format!("{ROOT}/{side}/"), &body).await;
+    assert_eq!(s, 200, "{side} {body}: {v}");
+    v
+}
+
+async fn status_of(api: &Api, side: &str, key: &str) -> Value {
+    let (s, v) = api.get(&format!("{ROOT}/{side}/{key}")).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+fn redis_hget(b: &Backend, key: &str, field: &str) -> Option<String> {
+    redis_query(&b.url, redis::cmd("HGET").arg(key).arg(field))
+}
+
+/// Every wallet balance and deposit equals the sum of its ledger entries.
+fn ledger_sums_match(b: &Backend, users: &[&str]) {
+    for u in users {
+        let base = format!("{}:{{u:{}}}", b.prefix, u.to_lowercase());
+        let entries: Vec<(String, BTreeMap<String, String>)> = redis_query(
+            &b.url,
+            redis::cmd("XRANGE")
+                .arg(format!("{base}:led"))
+                .arg("-")
+                .arg("+"),
+        );
+        let (mut bal, mut dep) = (0i128, 0i128);
+        for (_, f) in &entries {
+            bal += f["b"].parse::<i128>().unwrap();
+            dep += f["d"].parse::<i128>().unwrap();
+        }
+        let get = |f: &str| -> i128 {
+            redis_hget(b, &format!("{base}:w"), f)
+                .unwrap_or_else(|| "0".into())
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(get("balance"), bal, "{u}: balance vs its ledger");
+        assert_eq!(get("deposit"), dep, "{u}: deposit vs its ledger");
+    }
+}
+
+fn market_account(b: &Backend) -> u128 {
+    redis_hget(b, &format!("{}:{{u:#market}}:w", b.prefix), "balance")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0)
+}
+
+async fn no_money(b: &Backend) -> Server {
+    Server::start_with(b, &["--signup-credit", "0", "--signup-deposit", "0"]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escrow_match_settlement_and_commission_move_exact_money() {
+    let backend = Backend::new();
+    let server = no_money(&backend).await;
+    let anon = server.api();
+    let alice = anon.user("alice").await;
+    let bob = anon.user("bob").await;
+    let stmt = push_statement(&alice).await;
+
+    // Operator credits: only with the operator's token, only to existing users.
+    let (s, _) = alice
+        .post(
+            &format!("{ROOT}/admin/credit"),
+            &json!({"user": "alice", "amount": 5}),
+        )
+        .await;
+    assert_eq!(s, 401, "a user's token is not the operator's");
+    let (s, _) = anon
+        .with_token(ADMIN_TOKEN)
+        .post(
+            &format!("{ROOT}/admin/credit"),
+            &json!({"user": "nobody", "amount": 5}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    for bad in [
+        json!({"user": "alice", "amount": 0}),
+        json!({"user": "alice", "amount": -1}),
+        json!({"user": "alice", "amount": 1e13}),
+        json!({"user": "alice", "amount": "5"}),
+        json!({"user": "alice", "amount": 0.0000001}),
+    ] {
+        let (s, v) = anon
+            .with_token(ADMIN_TOKEN)
+            .post(&format!("{ROOT}/admin/credit"), &bad)
+            .await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    credit(&anon, "alice", 100).await;
+    credit(&anon, "bob", 100).await;
+    assert_eq!(wallet(&alice, "alice").await, (100 * U, 0, 0, 0));
+    // Your own balance only.
+    let (s, _) = alice.get(&format!("{ROOT}/user/bob/balance")).await;
+    assert_eq!(s, 403);
+
+    // A request blocks its cost; one beyond the balance is refused, naming the shortfall.
+    let (s, v) = alice
+        .post(
+            &format!("{ROOT}/request/"),
+            &json!({"statement_key": stmt, "cost": 200, "input": [{"field": 1}, {"field": 11}]}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["errorMessage"].as_str().unwrap().contains("short by 100"),
+        "{v}"
+    );
+    let r = order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": [{"field": 1}, {"field": 11}]}),
+    )
+    .await;
+    let rk = r["_key"].as_str().unwrap().to_owned();
+    assert_eq!(wallet(&alice, "alice").await, (95 * U, 5 * U, 0, 0));
+
+    // A proposal needs collateral: 10 × the price it may trade at (the best bid, 5).
+    let (s, v) = bob
+        .post(
+            &format!("{ROOT}/proposal/"),
+            &json!({"statement_key": stmt, "cost": 2}),
+        )
+        .await;
+    assert_eq!(s, 400, "no deposit yet: {v}");
+    assert!(
+        v["errorMessage"].as_str().unwrap().contains("deposit"),
+        "{v}"
+    );
+    let (s, v) = bob
+        .post(
+            &format!("{ROOT}/producer/deposit"),
+            &json!({"amount": 1000}),
+        )
+        .await;
+    assert_eq!(s, 400, "more than the balance: {v}");
+    let (s, v) = bob
+        .post(&format!("{ROOT}/producer/deposit"), &json!({"amount": 60}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(wallet(&bob, "bob").await, (40 * U, 0, 60 * U, 0));
+
+    // Matched at the resting request's cost: escrow stays 5, collateral 50 locked.
+    let p = order(&bob, "proposal", json!({"statement_key": stmt, "cost": 2})).await;
+    let pk = p["_key"].as_str().unwrap().to_owned();
+    assert_eq!(p["status"], "processing");
+    assert_eq!(p["price"], 5);
+    wallet_becomes(&bob, "bob", (40 * U, 0, 10 * U, 50 * U)).await;
+    assert_eq!(wallet(&alice, "alice").await, (95 * U, 5 * U, 0, 0));
+    // What no work needs can be released; more cannot.
+    let (s, _) = bob
+        .post(
+            &format!("{ROOT}/producer/deposit/release"),
+            &json!({"amount": 11}),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // The proof: bob earns 5 less 0.5 % commission, his collateral comes back.
+    let proof = example_proof(&[1, 11]);
+    let (s, v) = bob
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": proof, "proposal_key": pk}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    wallet_becomes(&bob, "bob", (40 * U + 5 * U - 25_000, 0, 60 * U, 0)).await;
+    wallet_becomes(&alice, "alice", (95 * U, 0, 0, 0)).await;
+    assert_eq!(market_account(&backend), 25_000);
+    assert_eq!(
+        status_of(&alice, "request", &rk).await["status"],
+        "completed"
+    );
+
+    // Self-trade: alice's own proposal never takes her own request.
+    let (s, _) = alice
+        .post(&format!("{ROOT}/producer/deposit"), &json!({"amount": 50}))
+        .await;
+    assert_eq!(s, 200);
+    let mine = order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 4, "input": [{"field": 2}, {"field": 3}]}),
+    )
+    .await;
+    let own = order(
+        &alice,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 1}),
+    )
+    .await;
+    assert_eq!(own["status"], "created", "{own}");
+    assert_eq!(
+        status_of(&alice, "request", mine["_key"].as_str().unwrap()).await["status"],
+        "created"
+    );
+    // Withdrawing releases both: escrow to the balance, collateral to the deposit.
+    for (side, o) in [("request", &mine), ("proposal", &own)] {
+        let (s, v) = alice
+            .delete(&format!("{ROOT}/{side}/{}", o["_key"].as_str().unwrap()))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    wallet_becomes(&alice, "alice", (45 * U, 0, 50 * U, 0)).await;
+    ledger_sums_match(&backend, &["alice", "bob", "#market"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_that_never_delivers_is_fined_and_the_request_rematched_first() {
+    let backend = Backend::new();
+    // A minute lasts 300 ms: eval_time 1 is a 300 ms deadline.
+    let mut server = Server::start_fixed_port_with(
+        &backend,
+        &[
+            "--signup-credit",
+            "100",
+            "--signup-deposit",
+            "100",
+            "--minute-ms",
+            "300",
+        ],
+    )
+    .await;
+    let anon = server.api();
+    let alice = anon.user("alice").await;
+    let bob = anon.user("bob").await;
+    let carol = anon.user("carol").await;
+    let dave = anon.user("dave").await;
+    let stmt = push_statement(&alice).await;
+    let input = json!([{"field": 1}, {"field": 11}]);
+
+    // alice's request matches bob's proposal (price 5, collateral 50, deadline 300 ms).
+    let r = order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": input}),
+    )
+    .await;
+    let rk = r["_key"].as_str().unwrap().to_owned();
+    let p = order(
+        &bob,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 5, "eval_time": 1}),
+    )
+    .await;
+    let pk = p["_key"].as_str().unwrap().to_owned();
+    assert_eq!(p["status"], "processing");
+    // dave bids the same price later: alice's request keeps its earlier arrival.
+    let d = order(
+        &dave,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": [{"field": 2}, {"field": 11}]}),
+    )
+    .await;
+    assert_eq!(d["status"], "created");
+    wallet_becomes(&bob, "bob", (100 * U, 0, 50 * U, 50 * U)).await;
+
+    // The deadline passes: rolled back, bob fined 50 (to alice), alice's request open.
+    let start = Instant::now();
+    loop {
+        let v = status_of(&alice, "request", &rk).await;
+        if v["status"] == "created" {
+            assert!(v.get("proposal_key").is_none(), "{v}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never rolled back: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = status_of(&bob, "proposal", &pk).await;
+    assert_eq!(failed["status"], "withdrawn");
+    assert!(failed["failed"].as_u64().is_some(), "{failed}");
+    wallet_becomes(&bob, "bob", (100 * U, 0, 50 * U, 0)).await;
+    wallet_becomes(&alice, "alice", (145 * U, 5 * U, 100 * U, 0)).await;
+    // bob's late proof is refused.
+    let (s, _) = bob
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": example_proof(&[1, 11]), "proposal_key": pk}),
+        )
+        .await;
+    assert_eq!(s, 409);
+
+    // carol's proposal takes alice's request (earlier than dave's at the same price).
+    let c = order(
+        &carol,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 3, "eval_time": 1}),
+    )
+    .await;
+    assert_eq!(c["request_key"], rk.as_str(), "{c}");
+    let ck = c["_key"].as_str().unwrap().to_owned();
+
+    // carol's deadline falls while the statement's only node is down: after restart it
+    // is rolled back exactly once.
+    server.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.restart().await;
+    let start = Instant::now();
+    loop {
+        let v = status_of(&alice, "request", &rk).await;
+        if v["status"] == "created" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never rolled back: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status_of(&carol, "proposal", &ck).await["status"],
+        "withdrawn"
+    );
+    // One fine of 10 × 5 for carol, once.
+    wallet_becomes(&alice, "alice", (195 * U, 5 * U, 100 * U, 0)).await;
+    wallet_becomes(&carol, "carol", (100 * U, 0, 50 * U, 0)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(wallet(&alice, "alice").await, (195 * U, 5 * U, 100 * U, 0));
+    ledger_sums_match(&backend, &["alice", "bob", "carol", "dave"]);
+}
+
+/// Money in the books: wallets (balance + deposit), what orders hold, money sent to
+/// orders that are not placed (yet), payouts not yet applied. Read once quiet.
+async fn total_money(b: &Backend, api: &Api, stmt: &str, users: &[String]) -> u128 {
+    let mut total = 0u128;
+    for u in users.iter().map(String::as_str).chain(["#market"]) {
+        let base = format!("{}:{{u:{}}}", b.prefix, u.to_lowercase());
+        for f in ["balance", "deposit"] {
+            total += redis_hget(b, &format!("{base}:w"), f)
+                .map(|v| v.parse::<u128>().unwrap())
+                .unwrap_or(0);
+        }
+        let out: i64 = redis_query(&b.url, redis::cmd("HLEN").arg(format!("{base}:out")));
+        assert_eq!(out, 0, "{u} still has money in flight");
+    }
+    for side in ["request", "proposal"] {
+        for o in all_orders(api, side, stmt).await {
+            let key = o["_key"].as_str().unwrap();
+            let held = redis_hget(b, &format!("{}:{{stmt:{stmt}}}:o:{key}", b.prefix), "held")
+                .map(|v| v.parse::<u128>().unwrap())
+                .unwrap_or(0);
+            if matches!(o["status"].as_str(), Some("completed" | "withdrawn")) {
+                assert_eq!(held, 0, "closed {side} {key} still holds money");
+            }
+            total += held;
+        }
+    }
+    let pay: i64 = redis_query(
+        &b.url,
+        redis::cmd("XLEN").arg(format!("{}:{{stmt:{stmt}}}:pay", b.prefix)),
+    );
+    assert_eq!(pay, 0, "payouts not delivered");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn money_is_conserved_under_a_random_workload_with_a_kill_in_the_middle() {
+    let backend = Backend::new();
+    let mut server = Server::start_fixed_port_with(
+        &backend,
+        &[
+            "--signup-credit",
+            "0",
+            "--signup-deposit",
+            "0",
+            "--minute-ms",
+            "200",
+            "--funding-window-ms",
+            "1000",
+        ],
+    )
+    .await;
+    let anon = server.api();
+    let owner = anon.user("owner").await;
+    let stmt = push_statement(&owner).await;
+    let users: Vec<String> = (0..6).map(|i| format!("trader{i}")).collect();
+    let mut clients = Vec::new();
+    for u in &users {
+        let c = anon.user(u).await;
+        credit(&anon, u, 1000).await;
+        let (s, v) = c
+            .post(&format!("{ROOT}/producer/deposit"), &json!({"amount": 400}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        clients.push(c);
+    }
+    let credited = 1000 * U * users.len() as u128;
+
+    // Four workers place, match and withdraw at random; matches with eval_time 1 roll
+    // back after 200 ms (fines); the node is killed and restarted mid-way.
+    let run = |round: u64| {
+        let clients = clients.clone();
+        let stmt = stmt.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for w in 0..4u64 {
+                let clients = clients.clone();
+                let stmt = stmt.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut x = round * 1000 + w * 7 + 1;
+                    let mut mine: Vec<(usize, &'static str, String)> = Vec::new();
+                    for _ in 0..60 {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let who = ((x >> 33) % clients.len() as u64) as usize;
+                        let c = &clients[who];
+                        let cost = 1 + (x >> 40) % 9;
+                        let path = |side: &str| format!("{ROOT}/{side}/");
+                        let r = match (x >> 20) % 5 {
+                            0 | 1 => {
+                                c.try_call(
+                                    reqwest::Method::POST,
+                                    &path("request"),
+                                    Some(&json!({
+                                "statement_key": stmt, "cost": cost,
+                                "input": [{"field": (x >> 24) % 50 + 2}, {"field": 11}]})),
+                                )
+                                .await
+                            }
+                            2 | 3 => {
+                                c.try_call(
+                                    reqwest::Method::POST,
+                                    &path("proposal"),
+                                    Some(&json!({
+                                "statement_key": stmt, "cost": cost, "eval_time": 1})),
+                                )
+                                .await
+                            }
+                            _ => match mine.pop() {
+                                Some((i, side, k)) => {
+                                    clients[i]
+                                        .try_call(
+                                            reqwest::Method::DELETE,
+                                            &format!("{ROOT}/{side}/{k}"),
+                                            None,
+                                        )
+                                        .await
+                                }
+                                None => continue,
+                            },
+                        };
+                        if let Ok((200, v)) = &r {
+                            if let (Some(k), Some(id)) = (v["_key"].as_str(), v["_id"].as_str()) {
+                                let side = if id.starts_with("request") {
+                                    "request"
+                                } else {
+                                    "proposal"
+                                };
+                                mine.push((who, side, k.to_owned()));
+                            }
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    run(1).await;
+    let second = tokio::spawn(run(2));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.kill9();
+    second.await.unwrap();
+    server.restart().await;
+    run(3).await;
+
+    // Quiet: wait until every match is rolled back or done, transfers resolved, payouts
+    // delivered; then the books balance to the credits exactly.
+    let start = Instant::now();
+    loop {
+        let processing = all_orders(
+            &anon.with_token(owner.token.as_deref().unwrap()),
+            "request",
+            &stmt,
+        )
+        .await
+        .into_iter()
+        .filter(|o| o["status"] == "processing")
+        .count();
+        let mut in_flight = 0i64;
+        for u in &users {
+            in_flight += redis_query::<i64>(
+                &backend.url,
+                redis::cmd("HLEN").arg(format!("{}:{{u:{u}}}:out", backend.prefix)),
+            );
+        }
+        in_flight += redis_query::<i64>(
+            &backend.url,
+            redis::cmd("XLEN").arg(format!("{}:{{stmt:{stmt}}}:pay", backend.prefix)),
+        );
+        if processing == 0 && in_flight == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not quiet: {processing} processing, {in_flight} in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total = total_money(&backend, &owner, &stmt, &users).await;
+    assert_eq!(total, credited, "money created or destroyed");
+    let mut names: Vec<&str> = users.iter().map(String::as_str).collect();
+    names.push("#market");
+    ledger_sums_match(&backend, &names);
+    // And wallets agree with what the orders hold: blocked = open requests' escrow.
+    for (u, c) in users.iter().zip(&clients) {
+        let (_, blocked, _, locked) = wallet(c, u).await;
+        let mut held = (0u128, 0u128);
+        for side in ["request", "proposal"] {
+            for o in all_orders(c, side, &stmt).await {
+                if o["sender"] == u.as_str()
+                    && matches!(o["status"].as_str(), Some("created" | "processing"))
+                {
+                    let key = o["_key"].as_str().unwrap();
+                    let h: u128 = redis_hget(
+                        &backend,
+                        &format!("{}:{{stmt:{stmt}}}:o:{key}", backend.prefix),
+                        "held",
+                    )
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                    if side == "request" {
+                        held.0 += h
+                    } else {
+                        held.1 += h
+                    }
+                }
+            }
+        }
+        assert_eq!((blocked, locked), held, "{u}: wallet views vs orders");
+    }
+}
