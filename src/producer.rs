@@ -212,14 +212,29 @@ impl Producer {
                 }
             }
         }
-        // 2. Keep max_open proposals resting.
+        // 2. Keep max_open proposals resting, as far as the deposit backs them: each
+        // holds collateral from it until its proof is in, so a producer never takes on
+        // more work than its deposit covers. When it is short, wait for proofs (which
+        // return collateral) or a bigger deposit.
         let open = keys_of(&self.mine(stmt, "created").await?).len();
         for _ in open..self.cfg.max_open {
-            let p = self
+            match self
                 .client
                 .push_proposal(stmt, self.cfg.cost, self.cfg.eval_time, None)
-                .await?;
-            tracing::info!(statement = %stmt, proposal = %p["_key"], status = %p["status"], "proposal placed");
+                .await
+            {
+                Ok(p) => {
+                    tracing::info!(statement = %stmt, proposal = %p["_key"], status = %p["status"], "proposal placed")
+                }
+                Err(ClientError::Http {
+                    status: 400,
+                    message,
+                }) if message.contains("deposit") => {
+                    tracing::info!(statement = %stmt, %message, "deposit backs no more proposals now; waiting");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -219,4 +219,42 @@ async fn requester_producer_flow_with_the_cli() {
     // Errors are one line and non-zero for the CLI's own checks too.
     let (ok, _, err) = cli.run(&["request", "get", "--key", "999999999"]);
     assert!(!ok && err.contains("404"), "{err}");
+
+    // Money through the CLI (this market opens wallets with 10^12 units of balance and
+    // of deposit): dave earned 2 less the 0.5 % commission; his collateral came back.
+    let bal = prod.json(&["balance"]);
+    assert_eq!(bal["user"], "dave");
+    assert_eq!(bal["balance"].to_string(), "1000000000001.99");
+    assert_eq!(bal["locked"], 0);
+    let after = prod.json(&["deposit", "--amount", "1.5"]);
+    assert_eq!(after["deposit"].to_string(), "1000000000001.5");
+    let after = prod.json(&["withdraw-deposit", "--amount", "0.5"]);
+    assert_eq!(after["deposit"].to_string(), "1000000000001");
+    // carol's escrow: nothing blocked once her request completed.
+    assert_eq!(cli.json(&["balance"])["blocked"], 0);
+    // Crediting is the operator's: without its token, one clear line and exit 1.
+    let (ok, _, err) = cli.run(&["credit", "--user", "dave", "--amount", "5"]);
+    assert!(!ok && err.contains("PROOF_MARKET_ADMIN_TOKEN"), "{err}");
+    let out = Command::new(bin())
+        .args([
+            "--url",
+            &server.url,
+            "credit",
+            "--user",
+            "dave",
+            "--amount",
+            "5",
+        ])
+        .env("PROOF_MARKET_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credited: Value =
+        serde_json::from_slice(&out.stdout[out.stdout.iter().position(|&b| b == b'{').unwrap()..])
+            .unwrap();
+    assert_eq!(credited["balance"].to_string(), "1000000000005.99");
 }

@@ -44,6 +44,34 @@ pub enum ClientCommand {
     Proof(ProofCommand),
     /// Show a statement's order book: open orders by price level.
     Book(BookArgs),
+    /// Your wallet: balance, blocked (requests' escrow), deposit, locked (proposals'
+    /// collateral).
+    Balance,
+    /// Move balance into your producer deposit (proposals need collateral from it).
+    Deposit(AmountArgs),
+    /// Move deposit that no proposal holds back to your balance.
+    WithdrawDeposit(AmountArgs),
+    /// Operator: credit a user's balance (the token is PROOF_MARKET_ADMIN_TOKEN).
+    Credit(CreditArgs),
+}
+
+/// `deposit` / `withdraw-deposit`
+#[derive(Args, Debug)]
+pub struct AmountArgs {
+    /// Amount in units (up to 6 decimals).
+    #[arg(long, value_parser = parse_cost)]
+    pub amount: Cost,
+}
+
+/// `credit`
+#[derive(Args, Debug)]
+pub struct CreditArgs {
+    /// Whose balance.
+    #[arg(long)]
+    pub user: String,
+    /// Amount in units (up to 6 decimals).
+    #[arg(long, value_parser = parse_cost)]
+    pub amount: Cost,
 }
 
 /// `user ...`

@@ -29,6 +29,27 @@ pub async fn execute(opts: &ClientOpts, cmd: ClientCommand) -> Result<String, Cl
         }
         ClientCommand::Proof(cmd) => proof(&logged_in(opts)?, cmd).await,
         ClientCommand::Book(args) => pretty(&logged_in(opts)?.book(&args.key).await?),
+        ClientCommand::Balance => {
+            let auth = AuthFile::load_for(&opts.auth, &opts.url)?;
+            let client = MarketClient::new(&opts.url, Some(auth.jwt));
+            pretty(&client.balance(&auth.user).await?)
+        }
+        ClientCommand::Deposit(a) => pretty(&logged_in(opts)?.move_deposit(a.amount, false).await?),
+        ClientCommand::WithdrawDeposit(a) => {
+            pretty(&logged_in(opts)?.move_deposit(a.amount, true).await?)
+        }
+        ClientCommand::Credit(a) => {
+            let token = std::env::var("PROOF_MARKET_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ClientError::Invalid(
+                        "credit is an operator call: set PROOF_MARKET_ADMIN_TOKEN to the market's operator token".into(),
+                    )
+                })?;
+            let client = MarketClient::new(&opts.url, Some(token));
+            pretty(&client.credit(&a.user, a.amount).await?)
+        }
     }
 }
 

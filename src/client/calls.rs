@@ -310,6 +310,33 @@ impl MarketClient {
         self.get_proof_by_key(&proof_key, full).await
     }
 
+    /// `GET /user/{user}/balance`: the caller's wallet (`balance`, `blocked`, `deposit`,
+    /// `locked`).
+    pub async fn balance(&self, user: &str) -> Result<Value, ClientError> {
+        let path = format!("/user/{}/balance", check_user(user)?);
+        self.market(Method::GET, &path, Auth::Bearer, None).await
+    }
+
+    /// `POST /admin/credit` `{user, amount}`: this client's token must be the market
+    /// operator's.
+    pub async fn credit(&self, user: &str, amount: Cost) -> Result<Value, ClientError> {
+        let body = json!({"user": check_user(user)?, "amount": amount.to_json()});
+        self.market(Method::POST, "/admin/credit", Auth::Bearer, Some(body))
+            .await
+    }
+
+    /// `POST /producer/deposit` (`release` false) or `/producer/deposit/release`.
+    pub async fn move_deposit(&self, amount: Cost, release: bool) -> Result<Value, ClientError> {
+        let path = if release {
+            "/producer/deposit/release"
+        } else {
+            "/producer/deposit"
+        };
+        let body = json!({"amount": amount.to_json()});
+        self.market(Method::POST, path, Auth::Bearer, Some(body))
+            .await
+    }
+
     /// `GET /book/{statement_key}`: open orders aggregated by price level.
     pub async fn book(&self, statement_key: &str) -> Result<Value, ClientError> {
         let path = format!("/book/{}", check_key("statement", statement_key)?);
@@ -427,6 +454,17 @@ fn order_body(
 }
 
 /// Keys go into URL paths, so only `[A-Za-z0-9_-]` is allowed (the market uses decimals).
+/// A user name as the market accepts it, checked before it goes into a path.
+fn check_user(user: &str) -> Result<&str, ClientError> {
+    if crate::domain::UserName::parse(user).is_some() {
+        Ok(user)
+    } else {
+        Err(ClientError::Invalid(format!(
+            "invalid user name '{user}': 1 to 64 of letters, digits, _ . @ -"
+        )))
+    }
+}
+
 pub fn check_key<'a>(kind: &str, key: &'a str) -> Result<&'a str, ClientError> {
     let ok = !key.is_empty()
         && key.len() <= 64
