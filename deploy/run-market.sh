@@ -10,6 +10,12 @@
 # stopped again (fast shutdown) when the market stops.
 # If something already answers on the port of either (PROOF_MARKET_REDIS_PORT, 6390;
 # PROOF_MARKET_POSTGRES_PORT, 6391), that is used instead.
+# It runs a demo market: every new wallet opens with 1000 units of balance and 1000 of
+# producer deposit (PROOF_MARKET_SIGNUP_CREDIT / PROOF_MARKET_SIGNUP_DEPOSIT; set both to
+# 0 for a market where only the operator credits money), so the original market's
+# clients, which know nothing of money, complete the walkthrough. The operator token for
+# `/admin/credit` is PROOF_MARKET_ADMIN_TOKEN, or one generated into
+# ./data/admin-token (mode 0600) on first start.
 # Extra arguments go to `proof-market serve` (e.g. --listen 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +79,20 @@ if [ -z "${DATABASE_URL:-}" ]; then
   pg_create_db "$pg_port" proof_market
   export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/proof_market"
 fi
+
+export PROOF_MARKET_SIGNUP_CREDIT=${PROOF_MARKET_SIGNUP_CREDIT:-1000}
+export PROOF_MARKET_SIGNUP_DEPOSIT=${PROOF_MARKET_SIGNUP_DEPOSIT:-1000}
+token_from="PROOF_MARKET_ADMIN_TOKEN"
+if [ -z "${PROOF_MARKET_ADMIN_TOKEN:-}" ]; then
+  token_from="$data_dir/admin-token"
+  if [ ! -s "$data_dir/admin-token" ]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$data_dir/admin-token")
+  fi
+  PROOF_MARKET_ADMIN_TOKEN=$(cat "$data_dir/admin-token")
+  export PROOF_MARKET_ADMIN_TOKEN
+fi
+echo "demo market: new wallets open with $PROOF_MARKET_SIGNUP_CREDIT balance and" \
+  "$PROOF_MARKET_SIGNUP_DEPOSIT deposit; operator token from $token_from" >&2
 
 # Every binary of the package: README's walkthrough also runs target/release/proof-generator.
 cargo build --release -p proof-market --bins

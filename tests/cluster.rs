@@ -305,7 +305,12 @@ async fn three_nodes_over_one_redis_survive_a_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_owner_is_fenced_when_it_resumes() {
     let backend = Backend::new();
-    let nodes = start_nodes(&backend, 2).await;
+    // A minute of wait_period lasts 300 ms here: orders placed before the pause are due
+    // when node A resumes, so its matcher's own timer also tries late writes.
+    let nodes = vec![
+        Server::start_with(&backend, &["--lease-ms", LEASE_MS, "--minute-ms", "300"]).await,
+        Server::start_with(&backend, &["--lease-ms", LEASE_MS, "--minute-ms", "300"]).await,
+    ];
     let user = nodes[0].api().user("fenced").await;
     let a_id = nodes[0].health().await["node"].as_str().unwrap().to_owned();
     // On SIGCONT node A's HTTP workers and its upkeep thread resume together. When the
@@ -327,6 +332,19 @@ async fn a_paused_owner_is_fenced_when_it_resumes() {
             }
         }
         let stmt = stmt.expect("rendezvous never chose node A in 16 statements");
+        // Due (300 ms) while A is paused: withdrawn by whichever node's timer runs first.
+        for i in 0..4u64 {
+            let (s, v) = user
+                .at(&nodes[0].url)
+                .post(
+                    &format!("{ROOT}/request"),
+                    &json!({"statement_key": stmt, "cost": 5, "wait_period": 1,
+                        "input": [{"field": 200 + i}, {"field": 1000}]}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            all_acked.push(common::acked(&v));
+        }
 
         nodes[0].pause();
         let paused = Instant::now();

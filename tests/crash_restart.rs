@@ -123,8 +123,10 @@ async fn sigkill_mid_burst_loses_nothing_and_matches_nothing_twice() {
         .map(|l| l["ordersAmount"].as_u64().unwrap())
         .sum();
     let mut more = Vec::new();
+    // Drained by another user: a user's request never takes its own proposal.
+    let drainer = server.api().user("dave-drainer").await;
     for i in 0..resting_requests {
-        let (s, v) = api
+        let (s, v) = drainer
             .post(
                 &format!("{ROOT}/proposal/"),
                 &json!({"statement_key": stmt, "cost": 1}),

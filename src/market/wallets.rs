@@ -168,13 +168,19 @@ impl Market {
     /// or it certainly never will (`refund`), so the money goes back now. Otherwise
     /// the resolver settles it once the funding window has passed.
     pub(super) async fn settle_funding(&self, f: &Funding, order: Key, placed: bool) {
-        let r = if placed {
-            self.store.arrived(&f.user, &[order]).await
-        } else {
-            self.store.refund(&f.user, order).await.map(|_| ())
-        };
-        if let Err(e) = r {
-            tracing::warn!(%order, user = %f.user, error = %e, "settling an order's funding; the resolver will");
+        if placed {
+            // Bookkeeping only (the money is where it belongs): off the caller's path.
+            let store = self.store.clone();
+            let user = f.user.clone();
+            actix::spawn(async move {
+                if let Err(e) = store.arrived(&user, &[order]).await {
+                    tracing::warn!(%order, %user, error = %e, "clearing a transfer; the resolver will");
+                }
+            });
+            return;
+        }
+        if let Err(e) = self.store.refund(&f.user, order).await {
+            tracing::warn!(%order, user = %f.user, error = %e, "refunding an order's funding; the resolver will");
         }
     }
 

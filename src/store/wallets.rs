@@ -173,15 +173,6 @@ impl Store {
         from_deposit: bool,
         kind: &str,
     ) -> Result<Funded, StoreError> {
-        // Recorded first, so the resolver finds this wallet even if the node dies
-        // right after the money leaves it.
-        let mut c = self.conn.clone();
-        c.zadd::<_, _, _, ()>(
-            self.keys.wallets_sending(),
-            user.to_lowercase(),
-            Millis::now().0,
-        )
-        .await?;
         let field = if from_deposit { "deposit" } else { "balance" };
         let args = [
             order.to_string(),
@@ -191,7 +182,43 @@ impl Store {
             field.to_owned(),
             kind.to_owned(),
         ];
-        let v: Vec<String> = self.wallet_script(user, "fund", &args).await?;
+        // The wallet is recorded as sending before the money leaves it, so the resolver
+        // finds it even if the node dies right after: on one Redis in the same round
+        // trip (a pipeline runs in order), on a cluster (another slot) just before.
+        let sending = self.keys.wallets_sending();
+        let me = user.to_lowercase();
+        let now = Millis::now().0;
+        let v: Vec<String> = if self.is_cluster() {
+            let mut c = self.conn.clone();
+            c.zadd::<_, _, _, ()>(&sending, &me, now).await?;
+            self.wallet_script(user, "fund", &args).await?
+        } else {
+            let w = self.wallets;
+            let mut inv = WALLET.key(self.keys.wallet(user));
+            inv.arg("fund")
+                .arg(w.signup_credit.to_string())
+                .arg(w.signup_deposit.to_string())
+                .arg(&args[..]);
+            let build = |inv: &redis::ScriptInvocation<'_>| {
+                let mut p = redis::pipe();
+                p.zadd(&sending, &me, now).ignore();
+                p.invoke_script(inv);
+                p
+            };
+            let mut c = self.conn.clone();
+            let r: Vec<Vec<String>> = match build(&inv).query_async(&mut c).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    // The script cache was flushed: load it and send both again (ZADD
+                    // is idempotent; the script never ran).
+                    WALLET.load_async(&mut c).await?;
+                    build(&inv).query_async(&mut c).await?
+                }
+                other => other?,
+            };
+            r.into_iter().next().unwrap_or_default()
+        };
         match v.as_slice() {
             [ok, amt, at] if ok == "OK" => Ok(Funded::Sent {
                 amount: amount(amt)?,
