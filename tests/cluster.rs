@@ -307,7 +307,7 @@ async fn a_paused_owner_is_fenced_when_it_resumes() {
     let backend = Backend::new();
     // A minute of wait_period lasts 300 ms here: orders placed before the pause are due
     // when node A resumes, so its matcher's own timer also tries late writes.
-    let nodes = vec![
+    let nodes = [
         Server::start_with(&backend, &["--lease-ms", LEASE_MS, "--minute-ms", "300"]).await,
         Server::start_with(&backend, &["--lease-ms", LEASE_MS, "--minute-ms", "300"]).await,
     ];
