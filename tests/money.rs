@@ -608,3 +608,103 @@ async fn money_is_conserved_under_a_random_workload_with_a_kill_in_the_middle() 
         assert_eq!((blocked, locked), held, "{u}: wallet views vs orders");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proof_is_accepted_once_and_its_bytes_are_read_by_who_paid() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let anon = server.api();
+    let owner = anon.user("owner").await;
+    let (alice, carol) = (anon.user("alice").await, anon.user("carol").await);
+    let (bob, mallory) = (anon.user("bob").await, anon.user("mallory").await);
+    let stmt = push_statement(&owner).await;
+    let input = json!([{"field": 1}, {"field": 11}]);
+    // Two requests for the same input, each matched to its own producer.
+    let r1 = order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": input}),
+    )
+    .await;
+    let p1 = order(&bob, "proposal", json!({"statement_key": stmt, "cost": 5})).await;
+    let r2 = order(
+        &carol,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": input}),
+    )
+    .await;
+    let p2 = order(
+        &mallory,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 5}),
+    )
+    .await;
+    assert_eq!(p1["request_key"], r1["_key"]);
+    assert_eq!(p2["request_key"], r2["_key"]);
+
+    let proof = example_proof(&[1, 11]);
+    let (s, rec) = bob
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": proof, "proposal_key": p1["_key"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{rec}");
+    let fk = rec["_key"].as_str().unwrap().to_owned();
+
+    // The record is public, the bytes are not: mallory and carol did not pay for it.
+    for (who, api, want) in [
+        ("mallory", &mallory, 403),
+        ("carol", &carol, 403),
+        ("alice", &alice, 200),
+        ("bob", &bob, 200),
+        ("owner", &owner, 200),
+    ] {
+        let (s, v) = api.get(&format!("{ROOT}/proof/{fk}?full=true")).await;
+        assert_eq!(s, want, "{who}: {v}");
+        if want == 200 {
+            assert_eq!(
+                v["proof"].as_str().unwrap().trim_start_matches("0x"),
+                proof.trim_start_matches("0x")
+            );
+        }
+        let (s, v) = api.get(&format!("{ROOT}/proof/{fk}")).await;
+        assert_eq!(s, 200, "{who}: {v}");
+        assert!(v.get("proof").is_none());
+    }
+    // mallory replays bob's bytes for her own match of the same input: refused, her
+    // match stays processing, she is paid nothing.
+    let before = wallet(&mallory, "mallory").await;
+    let (s, v) = mallory
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": proof, "proposal_key": p2["_key"]}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("already accepted"),
+        "{v}"
+    );
+    assert_eq!(
+        status_of(&mallory, "proposal", p2["_key"].as_str().unwrap()).await["status"],
+        "processing"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wallet(&mallory, "mallory").await, before);
+    // A request completed at once by the stored proof makes its sender a reader.
+    let dave = anon.user("dave").await;
+    let r3 = order(
+        &dave,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": {"input": "1\n11"}}),
+    )
+    .await;
+    assert_eq!(r3["status"], "completed");
+    assert_eq!(r3["proof_key"], fk.as_str());
+    let (s, _) = dave.get(&format!("{ROOT}/proof/{fk}?full=true")).await;
+    assert_eq!(s, 200);
+}

@@ -210,12 +210,20 @@ pub struct ProofQuery {
 /// `GET /proof/{key}`
 pub async fn get_proof(
     m: web::Data<Market>,
-    _c: Caller,
+    c: Caller,
     key: web::Path<String>,
     q: web::Query<ProofQuery>,
 ) -> Res {
     let p = m.get_proof(bodies::path_key("proof", &key)?).await?;
-    ok(views::proof(&p, q.full.unwrap_or(false)))
+    let full = q.full.unwrap_or(false);
+    if full && !m.may_read_proof(c.0.as_str(), &p).await? {
+        return Err(MarketError::Forbidden(format!(
+            "proof {}'s bytes are for those who paid for it, its producer and its statement's              owner; its record without `full=true` is public",
+            p.key
+        ))
+        .into());
+    }
+    ok(views::proof(&p, full))
 }
 
 /// `GET /book/{statement_key}`

@@ -168,6 +168,29 @@ impl Market {
         Ok(record)
     }
 
+    /// Whether `caller` may read proof `p`'s bytes: those who paid for it (the requester
+    /// of its match, requests completed at once by it), its producer and its
+    /// statement's owner. Its metadata is public.
+    pub async fn may_read_proof(&self, caller: &str, p: &ProofRecord) -> Result<bool, MarketError> {
+        let me = |u: &str| u.eq_ignore_ascii_case(caller);
+        if me(&p.sender) {
+            return Ok(true);
+        }
+        if self
+            .store
+            .is_proof_buyer(p.statement, p.key, caller)
+            .await?
+        {
+            return Ok(true);
+        }
+        match self.get_order(Side::Request, p.request).await {
+            Ok(r) if me(&r.sender) => return Ok(true),
+            Ok(_) | Err(MarketError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(me(&self.get_statement(p.statement).await?.sender))
+    }
+
     /// One proof: from Redis, or from the archive once Redis no longer holds it.
     pub async fn get_proof(&self, key: Key) -> Result<ProofRecord, MarketError> {
         let found = match self.store.locate(key).await? {

@@ -34,6 +34,8 @@
 //! | `P:statements-pushed:<name>`       | string | statements a user pushed today (TTL)         |
 //! | `P:producer:<name>`                | string | a producer's profile (JSON)                  |
 //! | `P:{stmt:K}:pay`                   | stream | payouts to wallets not yet delivered (`transitions.lua`) |
+//! | `P:{stmt:K}:seen`                  | set    | SHA-256 of every proof accepted (never again) |
+//! | `P:{stmt:K}:buyers:F`              | set    | users who paid for proof `F` (may read its bytes) |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
@@ -67,6 +69,8 @@ const EVSEQ: &str = ":evseq";
 const CLOSED: &str = ":closed";
 const ARCHIVED: &str = ":archived";
 const PAY: &str = ":pay";
+const SEEN: &str = ":seen";
+const BUYERS: &str = ":buyers:";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +196,16 @@ impl StmtKeys {
         &self.base
     }
 
+    /// SHA-256 of every proof of the statement accepted so far.
+    pub fn seen_proofs(&self) -> String {
+        self.under(SEEN)
+    }
+
+    /// Users who paid for proof `proof` (its requester, requests completed by it).
+    pub fn proof_buyers(&self, proof: Key) -> String {
+        self.under(&format!("{BUYERS}{proof}"))
+    }
+
     /// The statement's payouts not yet delivered to wallets.
     pub fn payouts(&self) -> String {
         self.under(PAY)
@@ -305,6 +319,8 @@ mod tests {
         assert_eq!(s.closed(), "pm:{stmt:12}:closed");
         assert_eq!(s.archived(), "pm:{stmt:12}:archived");
         assert_eq!(s.payouts(), "pm:{stmt:12}:pay");
+        assert_eq!(s.seen_proofs(), "pm:{stmt:12}:seen");
+        assert_eq!(s.proof_buyers(Key(9)), "pm:{stmt:12}:buyers:9");
         assert_eq!(k.wallet("Al"), "pm:{u:al}");
         assert_eq!(k.wallets_sending(), "pm:wallets:sending");
         assert_eq!(k.statements(), "pm:statements");
@@ -338,6 +354,8 @@ mod tests {
             EVENTS,
             EVSEQ,
             PAY,
+            SEEN,
+            BUYERS,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

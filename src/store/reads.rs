@@ -46,7 +46,21 @@ impl Store {
             .await
     }
 
-    /// Reads a proof.
+    /// Whether `user` paid for proof `proof` of `stmt` (see `keys`: `buyers`).
+    pub async fn is_proof_buyer(
+        &self,
+        stmt: Key,
+        proof: Key,
+        user: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(
+            c.sismember(self.keys.statement(stmt).proof_buyers(proof), user)
+                .await?,
+        )
+    }
+
+    /// One proof of a statement, if Redis holds it.
     pub async fn get_proof(&self, stmt: Key, key: Key) -> Result<Option<ProofRecord>, StoreError> {
         let name = self.keys.statement(stmt).proof(key);
         self.read_hash(name, |h| ProofRecord::from_hash(key, h))

@@ -35,8 +35,10 @@ local IDEM_KEY = B .. ':idem'
 local EVENTS_KEY = B .. ':events'
 local EVSEQ_KEY = B .. ':evseq'
 local PAY_KEY = B .. ':pay'
+local SEEN_KEY = B .. ':seen'
 local function order_key(k) return B .. ':o:' .. k end
 local function proof_key(k) return B .. ':proof:' .. k end
+local function buyers_key(k) return B .. ':buyers:' .. k end
 local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
 
 local fence = ARGV[1]
@@ -94,8 +96,16 @@ ops['new'] = function(a)
     return 'E:late:the money of order ' .. key .. ' was sent too long ago'
   end
   local fields = {}
-  for j = 7, #a do fields[#fields + 1] = a[j] end
+  local sender, proof = nil, nil
+  for j = 7, #a do
+    fields[#fields + 1] = a[j]
+    if (j - 7) % 2 == 0 then
+      if a[j] == 'sender' then sender = a[j + 1] elseif a[j] == 'proof_key' then proof = a[j + 1] end
+    end
+  end
   redis.call('HSET', ok, 'kind', kind, 'status', status, unpack(fields))
+  -- A request completed at once by a stored proof: its sender may read the proof.
+  if status == 'completed' and sender and proof then redis.call('SADD', buyers_key(proof), sender) end
   redis.call('ZADD', index_key(kind, status), key, key)
   emit(a[4])
   return 'OK'
@@ -133,7 +143,9 @@ ops['withdraw'] = function(a)
   return 'OK'
 end
 
--- proof <proof key> <proposal key> <request key> <sender> <canonical input> <now> <event> <field> <value> ...
+-- proof <proof key> <proposal key> <request key> <sender> <canonical input> <now> <event> <digest> <field> <value> ...
+-- <digest>: the proof bytes' identity; bytes accepted once (for any match of this
+-- statement) are refused ever after, so nobody is paid for another's proof.
 ops['proof'] = function(a)
   local fk, pk, rk, sender, canon, now = a[1], a[2], a[3], a[4], a[5], a[6]
   local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'sender', 'request_key')
@@ -149,14 +161,19 @@ ops['proof'] = function(a)
   if r[2] ~= 'processing' then return 'E:wrong_status:request ' .. rk .. ' is ' .. tostring(r[2]) end
   local pf = proof_key(fk)
   if redis.call('EXISTS', pf) == 1 then return 'E:exists:proof ' .. fk .. ' exists' end
+  if redis.call('SISMEMBER', SEEN_KEY, a[8]) == 1 then
+    return 'E:exists:this proof was already accepted for another match; push your own'
+  end
   local fields = {}
-  for j = 8, #a do fields[#fields + 1] = a[j] end
+  for j = 9, #a do fields[#fields + 1] = a[j] end
   redis.call('HSET', pf, unpack(fields))
   redis.call('HSET', order_key(rk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   redis.call('HSET', order_key(pk), 'status', 'completed', 'proof_key', fk, 'updatedOn', now)
   move('request', rk, 'processing', 'completed')
   move('proposal', pk, 'processing', 'completed')
   redis.call('HSETNX', PROVEN_KEY, canon, fk)
+  redis.call('SADD', SEEN_KEY, a[8])
+  redis.call('SADD', buyers_key(fk), redis.call('HGET', order_key(rk), 'sender'))
   emit(a[7])
   return 'OK'
 end

@@ -240,6 +240,7 @@ impl Op {
                     canon.clone(),
                     record.created.0.to_string(),
                     events::proved(record),
+                    proof_digest(&record.proof_hex),
                 ]);
                 for (f, v) in record.fields() {
                     a.push(f.into());
@@ -304,6 +305,15 @@ impl Op {
         args.push(a.len().to_string());
         args.extend(a);
     }
+}
+
+/// The identity of a proof's bytes: SHA-256 of its lowercase hex, hex. A proof accepted
+/// once is never accepted again, for any match (`transitions.lua`, `proof`).
+fn proof_digest(proof_hex: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        proof_hex.to_ascii_lowercase().as_bytes(),
+    ))
 }
 
 impl Store {
