@@ -70,6 +70,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 ))
                 .route("/statement", web::get().to(r::list_statements))
                 .route("/statement/{key}", web::get().to(r::get_statement))
+                .route("/statement/{key}/trades", web::get().to(r::trades))
                 .service(orders(Side::Request))
                 .service(orders(Side::Proposal))
                 .service(post(

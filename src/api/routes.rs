@@ -85,12 +85,46 @@ pub async fn list_statements(
     ))
 }
 
-/// `GET /statement/{key}`
-pub async fn get_statement(m: web::Data<Market>, _c: Caller, key: web::Path<String>) -> Res {
-    ok(views::statement(
-        &m.get_statement(bodies::path_key("statement", &key)?)
-            .await?,
-    ))
+/// `GET /statement/{key}`; `?info` instead answers its market data of today,
+/// `?statistics` its completed trades' averages.
+pub async fn get_statement(
+    m: web::Data<Market>,
+    req: HttpRequest,
+    _c: Caller,
+    key: web::Path<String>,
+) -> Res {
+    let key = bodies::path_key("statement", &key)?;
+    let flags: Vec<&str> = req
+        .query_string()
+        .split('&')
+        .map(|p| p.split('=').next().unwrap_or(""))
+        .collect();
+    if flags.contains(&"info") {
+        return ok(views::market_info(key, &m.market_data(key).await?));
+    }
+    if flags.contains(&"statistics") {
+        return ok(views::market_statistics(key, &m.market_data(key).await?));
+    }
+    ok(views::statement(&m.get_statement(key).await?))
+}
+
+/// `GET /statement/{key}/trades[?limit=N]`: its latest trades (at most 100), newest
+/// first.
+pub async fn trades(
+    m: web::Data<Market>,
+    _c: Caller,
+    key: web::Path<String>,
+    q: web::Query<TradesQuery>,
+) -> Res {
+    let key = bodies::path_key("statement", &key)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 100);
+    ok(views::trades(&m.recent_trades(key, limit).await?))
+}
+
+/// Query of `GET /statement/{key}/trades`.
+#[derive(serde::Deserialize)]
+pub struct TradesQuery {
+    limit: Option<usize>,
 }
 
 /// `POST /request` and `POST /proposal`

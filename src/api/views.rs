@@ -178,3 +178,68 @@ pub fn book(requests: &[Level], proposals: &[Level]) -> Value {
     };
     json!({"requests": levels(requests), "proposals": levels(proposals)})
 }
+
+fn opt_amount(v: Option<u64>) -> Value {
+    v.map_or(Value::Null, |m| crate::domain::amount_json(u128::from(m)))
+}
+
+/// `GET statement/{key}?info`: the last price and today's (UTC) trading.
+pub fn market_info(stmt: crate::domain::Key, d: &crate::store::MarketData) -> Value {
+    use crate::domain::amount_json;
+    let change = match (d.today.open, d.today.close) {
+        (Some(o), Some(c)) if c >= o => amount_json(u128::from(c - o)),
+        (Some(o), Some(c)) => {
+            let text = format!("-{}", crate::domain::amount_text(u128::from(o - c)));
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        }
+        _ => json!(0),
+    };
+    json!({
+        "_key": stmt.to_string(),
+        "current": opt_amount(d.last.map(|(p, _)| p)),
+        "open": opt_amount(d.today.open),
+        "close": opt_amount(d.today.close),
+        "daily_change": change,
+        "volume": amount_json(d.today.volume),
+        "trades": d.today.trades,
+        "min": opt_amount(d.today.min),
+        "max": opt_amount(d.today.max),
+    })
+}
+
+/// `GET statement/{key}?statistics`: completed trades, their mean price and mean
+/// generation time (minutes, match to proof).
+pub fn market_statistics(stmt: crate::domain::Key, d: &crate::store::MarketData) -> Value {
+    let n = u128::from(d.completed);
+    let (avg_cost, avg_eval) = if n == 0 {
+        (Value::Null, Value::Null)
+    } else {
+        let minutes = (d.gen_ms_sum / n) as f64 / 60_000.0;
+        (
+            crate::domain::amount_json(d.price_sum / n),
+            json!((minutes * 1000.0).round() / 1000.0),
+        )
+    };
+    json!({
+        "_key": stmt.to_string(),
+        "avg_cost": avg_cost,
+        "avg_eval_time": avg_eval,
+        "completed": d.completed,
+    })
+}
+
+/// `GET statement/{key}/trades`: the latest trades, newest first.
+pub fn trades(t: &[crate::store::Trade]) -> Value {
+    Value::Array(
+        t.iter()
+            .map(|t| {
+                json!({
+                    "request_key": t.request.to_string(),
+                    "proposal_key": t.proposal.to_string(),
+                    "price": crate::domain::amount_json(u128::from(t.price)),
+                    "matched_time": t.at.0,
+                })
+            })
+            .collect(),
+    )
+}

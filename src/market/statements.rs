@@ -98,3 +98,32 @@ impl Market {
         Ok(out)
     }
 }
+
+impl Market {
+    /// A statement's market data (404 for an unknown statement).
+    pub async fn market_data(&self, stmt: Key) -> Result<crate::store::MarketData, MarketError> {
+        self.statement_must_exist(stmt).await?;
+        Ok(self
+            .store
+            .market_data(stmt, crate::domain::Millis::now())
+            .await?)
+    }
+
+    async fn statement_must_exist(&self, stmt: Key) -> Result<(), MarketError> {
+        if self.store.statement_exists(stmt).await? {
+            Ok(())
+        } else {
+            Err(MarketError::NotFound(format!("no statement {stmt}")))
+        }
+    }
+
+    /// A statement's latest trades, newest first (404 for an unknown statement).
+    pub async fn recent_trades(
+        &self,
+        stmt: Key,
+        max: usize,
+    ) -> Result<Vec<crate::store::Trade>, MarketError> {
+        self.statement_must_exist(stmt).await?;
+        Ok(self.store.recent_trades(stmt, max).await?)
+    }
+}

@@ -36,6 +36,9 @@
 //! | `P:{stmt:K}:pay`                   | stream | payouts to wallets not yet delivered (`transitions.lua`) |
 //! | `P:{stmt:K}:seen`                  | set    | SHA-256 of every proof accepted (never again) |
 //! | `P:{stmt:K}:buyers:F`              | set    | users who paid for proof `F` (may read its bytes) |
+//! | `P:{stmt:K}:stats`                 | hash   | last trade; completed trades, their price and generation-time sums |
+//! | `P:{stmt:K}:day:D`                 | hash   | UTC day `D`'s open, close, min, max, volume, trades (8 days) |
+//! | `P:{stmt:K}:trades`                | list   | the latest 100 trades, newest first          |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
@@ -71,6 +74,9 @@ const ARCHIVED: &str = ":archived";
 const PAY: &str = ":pay";
 const SEEN: &str = ":seen";
 const BUYERS: &str = ":buyers:";
+const STATS: &str = ":stats";
+const TRADES: &str = ":trades";
+const DAY: &str = ":day:";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +212,21 @@ impl StmtKeys {
         self.under(&format!("{BUYERS}{proof}"))
     }
 
+    /// Last trade and completed-trade sums.
+    pub fn stats(&self) -> String {
+        self.under(STATS)
+    }
+
+    /// The latest trades, newest first.
+    pub fn trades(&self) -> String {
+        self.under(TRADES)
+    }
+
+    /// UTC day `day`'s (days since the epoch) trading summary.
+    pub fn day(&self, day: u64) -> String {
+        self.under(&format!("{DAY}{day}"))
+    }
+
     /// The statement's payouts not yet delivered to wallets.
     pub fn payouts(&self) -> String {
         self.under(PAY)
@@ -321,6 +342,9 @@ mod tests {
         assert_eq!(s.payouts(), "pm:{stmt:12}:pay");
         assert_eq!(s.seen_proofs(), "pm:{stmt:12}:seen");
         assert_eq!(s.proof_buyers(Key(9)), "pm:{stmt:12}:buyers:9");
+        assert_eq!(s.stats(), "pm:{stmt:12}:stats");
+        assert_eq!(s.trades(), "pm:{stmt:12}:trades");
+        assert_eq!(s.day(20_000), "pm:{stmt:12}:day:20000");
         assert_eq!(k.wallet("Al"), "pm:{u:al}");
         assert_eq!(k.wallets_sending(), "pm:wallets:sending");
         assert_eq!(k.statements(), "pm:statements");
@@ -356,6 +380,9 @@ mod tests {
             PAY,
             SEEN,
             BUYERS,
+            STATS,
+            TRADES,
+            DAY,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

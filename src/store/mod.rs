@@ -34,6 +34,7 @@ mod directory;
 mod events;
 pub mod keys;
 mod limits;
+mod market_data;
 mod nodes;
 mod reads;
 mod records;
@@ -45,6 +46,7 @@ pub use allocator::KeyAllocator;
 pub use conn::{Store, WalletConfig, EVENT_LOG_MAX};
 pub use events::{Event, EventKind, LogState};
 pub use limits::Bucket;
+pub use market_data::{Day, MarketData, Trade};
 pub use nodes::Lease;
 pub use reads::Remembered;
 pub use records::{

@@ -36,6 +36,11 @@ local EVENTS_KEY = B .. ':events'
 local EVSEQ_KEY = B .. ':evseq'
 local PAY_KEY = B .. ':pay'
 local SEEN_KEY = B .. ':seen'
+local STATS_KEY = B .. ':stats'
+local TRADES_KEY = B .. ':trades'
+local function day_key(day) return B .. ':day:' .. day end
+local TRADES_KEPT = 100
+local DAY_SECONDS = 86400
 local function order_key(k) return B .. ':o:' .. k end
 local function proof_key(k) return B .. ':proof:' .. k end
 local function buyers_key(k) return B .. ':buyers:' .. k end
@@ -124,6 +129,19 @@ ops['match'] = function(a)
     'matched_time', now, 'price', price, 'updatedOn', now)
   move('request', rk, 'created', 'processing')
   move('proposal', pk, 'created', 'processing')
+  -- Market data, kept as trades happen: the day's open/close/min/max/volume (UTC days,
+  -- kept 8 days), the last price, the latest trades.
+  local dk = day_key(math.floor(tonumber(now) / (DAY_SECONDS * 1000)))
+  local d = redis.call('HMGET', dk, 'min', 'max', 'volume')
+  redis.call('HSETNX', dk, 'open', price)
+  redis.call('HSET', dk, 'close', price, 'volume', dadd(d[3] or '0', price))
+  if not d[1] or dcmp(price, d[1]) < 0 then redis.call('HSET', dk, 'min', price) end
+  if not d[2] or dcmp(price, d[2]) > 0 then redis.call('HSET', dk, 'max', price) end
+  redis.call('HINCRBY', dk, 'trades', 1)
+  redis.call('EXPIRE', dk, 8 * DAY_SECONDS)
+  redis.call('HSET', STATS_KEY, 'last', price, 'last_at', now)
+  redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now)
+  redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)
   emit(a[5])
   return 'OK'
 end
@@ -173,6 +191,13 @@ ops['proof'] = function(a)
   move('proposal', pk, 'processing', 'completed')
   redis.call('HSETNX', PROVEN_KEY, canon, fk)
   redis.call('SADD', SEEN_KEY, a[8])
+  -- Statistics of completed trades: count, sum of prices, sum of generation times.
+  local m = redis.call('HMGET', order_key(rk), 'price', 'matched_time')
+  local st = redis.call('HMGET', STATS_KEY, 'price_sum', 'gen_ms_sum')
+  local gen = math.max(0, tonumber(now) - (tonumber(m[2]) or tonumber(now)))
+  redis.call('HINCRBY', STATS_KEY, 'completed', 1)
+  redis.call('HSET', STATS_KEY, 'price_sum', dadd(st[1] or '0', m[1] or '0'),
+    'gen_ms_sum', dadd(st[2] or '0', string.format('%.0f', gen)))
   redis.call('SADD', buyers_key(fk), redis.call('HGET', order_key(rk), 'sender'))
   emit(a[7])
   return 'OK'
