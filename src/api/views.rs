@@ -211,14 +211,15 @@ pub fn market_info(stmt: crate::domain::Key, d: &crate::store::MarketData) -> Va
 /// generation time (minutes, match to proof).
 pub fn market_statistics(stmt: crate::domain::Key, d: &crate::store::MarketData) -> Value {
     let n = u128::from(d.completed);
-    let (avg_cost, avg_eval) = if n == 0 {
-        (Value::Null, Value::Null)
-    } else {
-        let minutes = (d.gen_ms_sum / n) as f64 / 60_000.0;
-        (
-            crate::domain::amount_json(d.price_sum / n),
-            json!((minutes * 1000.0).round() / 1000.0),
-        )
+    let (avg_cost, avg_eval) = match (d.price_sum.checked_div(n), d.gen_ms_sum.checked_div(n)) {
+        (Some(price), Some(gen_ms)) => {
+            let minutes = gen_ms as f64 / 60_000.0;
+            (
+                crate::domain::amount_json(price),
+                json!((minutes * 1000.0).round() / 1000.0),
+            )
+        }
+        _ => (Value::Null, Value::Null),
     };
     json!({
         "_key": stmt.to_string(),
