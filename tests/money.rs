@@ -346,6 +346,18 @@ async fn a_producer_that_never_delivers_is_fined_and_the_request_rematched_first
     assert!(failed["failed"].as_u64().is_some(), "{failed}");
     wallet_becomes(&bob, "bob", (100 * U, 0, 50 * U, 0)).await;
     wallet_becomes(&alice, "alice", (145 * U, 5 * U, 100 * U, 0)).await;
+    // bob's record shows the failure and the fine.
+    let (s, rec) = alice.get(&format!("{ROOT}/producer/bob/stats")).await;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(
+        (
+            rec["delivered"].clone(),
+            rec["failures"].clone(),
+            rec["fines"].clone()
+        ),
+        (json!(0), json!(1), json!(50))
+    );
+    assert_eq!(rec["rating"], json!(0.333));
     // bob's late proof is refused.
     let (s, _) = bob
         .post(

@@ -82,6 +82,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 .route("/book/{key}", web::get().to(r::book))
                 .route("/cluster", web::get().to(r::cluster))
                 .route("/user/{user}/balance", web::get().to(r::balance))
+                .route("/producer/{user}/stats", web::get().to(r::producer_stats))
                 .service(post(
                     "/admin/credit",
                     BodyClass::Account,

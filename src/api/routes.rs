@@ -297,6 +297,12 @@ pub async fn admin_credit(m: web::Data<Market>, req: HttpRequest, body: JsonBody
     ok(views::wallet(user.as_str(), &w))
 }
 
+/// `GET /producer/{user}/stats`: a producer's public track record.
+pub async fn producer_stats(m: web::Data<Market>, _c: Caller, user: web::Path<String>) -> Res {
+    let r = m.track_record(&user).await?;
+    ok(views::track_record(&user, &r))
+}
+
 /// `POST /producer/deposit` `{amount}`: balance into the producer deposit.
 pub async fn deposit(m: web::Data<Market>, c: Caller, body: JsonBody) -> Res {
     let amount = bodies::amount(&body.object)?;

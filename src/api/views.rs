@@ -244,3 +244,16 @@ pub fn trades(t: &[crate::store::Trade]) -> Value {
             .collect(),
     )
 }
+
+/// `GET producer/{user}/stats`: a producer's public track record.
+pub fn track_record(user: &str, r: &crate::market::TrackRecord) -> Value {
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "producer": user,
+        "delivered": r.delivered,
+        "failures": r.failures,
+        "fines": crate::domain::amount_json(r.fines),
+        "mean_generation_time": r.mean_generation_minutes().map(round),
+        "rating": round(r.rating()),
+    })
+}

@@ -45,6 +45,7 @@ pub use proofs::ProofPush;
 pub use router::{Route, Router};
 pub use statements::NewStatement;
 pub use users::{NewUser, ProducerProfile};
+pub use wallets::TrackRecord;
 
 /// Limits on what clients may store and do.
 #[derive(Debug, Clone)]

@@ -90,6 +90,7 @@ fn payout(user: &str, kind: &'static str, order: Key) -> Payout {
         locked: 0,
         kind,
         order,
+        generation_ms: 0,
     }
 }
 
@@ -121,6 +122,7 @@ pub fn unlock(producer: &str, proposal: Key, amount: u128) -> Option<Payout> {
 
 /// The payouts of a completed trade: the producer earns the price less commission,
 /// the market the commission, the requester's escrow is spent, the collateral unlocked.
+#[allow(clippy::too_many_arguments)]
 pub fn settle(
     e: &Economics,
     requester: &str,
@@ -129,6 +131,7 @@ pub fn settle(
     proposal: Key,
     price: u64,
     collateral: u128,
+    generation_ms: u64,
 ) -> Vec<Payout> {
     let fee = e.commission(price);
     let earned = u128::from(price) - fee;
@@ -136,12 +139,13 @@ pub fn settle(
         blocked: neg(u128::from(price)),
         ..payout(requester, "spend", request)
     }];
-    if earned > 0 {
-        out.push(Payout {
-            balance: earned,
-            ..payout(producer, "earn", proposal)
-        });
-    }
+    // Always sent (even when the commission takes it all): it carries the delivery to
+    // the producer's track record.
+    out.push(Payout {
+        balance: earned,
+        generation_ms,
+        ..payout(producer, "earn", proposal)
+    });
     if fee > 0 {
         out.push(Payout {
             balance: fee,
@@ -224,7 +228,7 @@ mod tests {
     #[test]
     fn settling_moves_exactly_the_price_and_the_collateral() {
         let e = Economics::default();
-        let p = settle(&e, "r", Key(1), "p", Key(2), 1_000_000, 10_000_000);
+        let p = settle(&e, "r", Key(1), "p", Key(2), 1_000_000, 10_000_000, 5);
         let paid: u128 = p.iter().map(|x| x.balance).sum();
         assert_eq!(paid, 1_000_000);
         assert_eq!(p.iter().map(|x| x.blocked).sum::<i128>(), -1_000_000);

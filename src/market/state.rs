@@ -609,6 +609,7 @@ impl StatementState {
                         proposal,
                         price,
                         q.held,
+                        record.generation_ms,
                     );
                     // What the escrow holds beyond the price (none, unless the request
                     // was placed before escrow existed) goes back too.

@@ -27,6 +27,35 @@ pub(super) struct Funding {
     pub at: Millis,
 }
 
+/// A producer's record: what it delivered and failed, kept as payouts reach its wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackRecord {
+    /// Proofs delivered (matches completed).
+    pub delivered: u64,
+    /// Deadlines missed (matches rolled back).
+    pub failures: u64,
+    /// Fines paid, micro-units.
+    pub fines: u128,
+    /// Total generation time of the delivered proofs (match to push), ms.
+    pub gen_ms: u128,
+}
+
+impl TrackRecord {
+    /// Mean generation time in minutes, if it delivered anything.
+    pub fn mean_generation_minutes(&self) -> Option<f64> {
+        self.gen_ms
+            .checked_div(u128::from(self.delivered))
+            .map(|ms| ms as f64 / 60_000.0)
+    }
+
+    /// The rating: the share of its matches it delivered, smoothed so that a newcomer
+    /// starts at 0.5 and one failure among many deliveries costs little:
+    /// (delivered + 1) / (delivered + failures + 2).
+    pub fn rating(&self) -> f64 {
+        (self.delivered as f64 + 1.0) / ((self.delivered + self.failures) as f64 + 2.0)
+    }
+}
+
 fn compare_tokens(a: &[u8], b: &[u8]) -> bool {
     // Constant time in the length of the given token: no early exit on a mismatch.
     let mut diff = a.len() ^ b.len();
@@ -52,6 +81,20 @@ impl Market {
             )));
         }
         Ok(self.store.wallet(user).await?)
+    }
+
+    /// A producer's public track record (404 for an unknown user).
+    pub async fn track_record(&self, user: &str) -> Result<TrackRecord, MarketError> {
+        if self.store.get_user(user).await?.is_none() {
+            return Err(MarketError::NotFound(format!("no user {user}")));
+        }
+        let (delivered, failures, fines, gen_ms) = self.store.track_record(user).await?;
+        Ok(TrackRecord {
+            delivered,
+            failures,
+            fines,
+            gen_ms,
+        })
     }
 
     /// Checks the operator's token of an `/admin` call.
@@ -244,6 +287,25 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratings_start_at_a_half_and_follow_deliveries() {
+        let r = |delivered, failures| TrackRecord {
+            delivered,
+            failures,
+            fines: 0,
+            gen_ms: 0,
+        };
+        assert_eq!(r(0, 0).rating(), 0.5);
+        assert!(r(10, 0).rating() > r(10, 1).rating());
+        assert!(r(1, 0).rating() < r(10, 0).rating());
+        assert_eq!(r(0, 0).mean_generation_minutes(), None);
+        let t = TrackRecord {
+            gen_ms: 180_000,
+            ..r(2, 0)
+        };
+        assert_eq!(t.mean_generation_minutes(), Some(1.5));
+    }
 
     #[test]
     fn operator_tokens_compare_whole() {

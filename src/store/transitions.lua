@@ -225,7 +225,7 @@ ops['rollback'] = function(a)
   return 'OK'
 end
 
--- money <n> (<order> <held>)*n (<user> <balance> <blocked> <deposit> <locked> <kind> <ref>)*:
+-- money <n> (<order> <held>)*n (<user> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>)*:
 -- the money of the op before it, applied only if that op was: sets what orders hold and
 -- queues payouts to wallets (the statement's payout stream, delivered by its owner).
 local prev_ok = false
@@ -236,10 +236,10 @@ ops['money'] = function(a)
     redis.call('HSET', order_key(a[2 + 2 * j]), 'held', a[3 + 2 * j])
   end
   local j = 2 + 2 * n
-  while j + 6 <= #a do
+  while j + 7 <= #a do
     redis.call('XADD', PAY_KEY, '*', 'u', a[j], 'b', a[j + 1], 'k', a[j + 2], 'd', a[j + 3],
-      'l', a[j + 4], 't', a[j + 5], 'r', a[j + 6])
-    j = j + 7
+      'l', a[j + 4], 't', a[j + 5], 'r', a[j + 6], 'g', a[j + 7])
+    j = j + 8
   end
   return 'OK'
 end

@@ -166,6 +166,9 @@ pub struct Payout {
     pub kind: &'static str,
     /// The order it is about.
     pub order: Key,
+    /// For a producer's earnings: how long the proof took (match to push), ms; 0
+    /// otherwise. Kept in the producer's track record.
+    pub generation_ms: u64,
 }
 
 impl Money {
@@ -296,6 +299,7 @@ impl Op {
                         p.locked.to_string(),
                         p.kind.to_string(),
                         p.order.to_string(),
+                        p.generation_ms.to_string(),
                     ]);
                 }
                 "money"

@@ -40,6 +40,10 @@ local mirror = {balance = 'blocked', deposit = 'locked'}
 if op == 'get' then
   return state()
 
+elseif op == 'record' then
+  -- A producer's track record: proofs delivered, deadlines missed, fines, generation ms.
+  return {get('delivered'), get('failures'), get('fines'), get('gen_ms')}
+
 elseif op == 'credit' then
   -- credit <amount> <kind> <ref>
   local amount = ARGV[4]
@@ -93,8 +97,10 @@ elseif op == 'refund' then
   return 1
 
 elseif op == 'payouts' then
-  -- payouts <statement> then per payout: <id> <balance> <blocked> <deposit> <locked> <kind> <ref>,
-  -- in id order. Applies those after the statement's high-water mark, once each.
+  -- payouts <statement> then per payout: <id> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>,
+  -- in id order. Applies those after the statement's high-water mark, once each. A
+  -- producer's track record moves with them: `earn` is a proof delivered (with its
+  -- generation time), `fined` a deadline missed (with the fine).
   local stmt = ARGV[4]
   local hwf = 'hw:' .. stmt
   local hw = redis.call('HGET', W, hwf) or '0-0'
@@ -106,11 +112,19 @@ elseif op == 'payouts' then
   end
   local v = {balance = get('balance'), blocked = get('blocked'), deposit = get('deposit'), locked = get('locked')}
   local applied = 0
+  local rec = {delivered = 0, failures = 0, gen = '0', fines = '0'}
   local i = 5
-  while i + 6 <= #ARGV do
+  while i + 7 <= #ARGV do
     local id = ARGV[i]
     if after(id, hw) then
       local db, dk, dd, dl, kind, ref = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+      if kind == 'earn' then
+        rec.delivered = rec.delivered + 1
+        rec.gen = dadd(rec.gen, ARGV[i + 7])
+      elseif kind == 'fined' then
+        rec.failures = rec.failures + 1
+        rec.fines = dadd(rec.fines, string.gsub(dl, '^-', ''))
+      end
       -- Payouts only add money; views never go below zero.
       v.balance = dapply(v.balance, db) or '0'
       v.blocked = dapply(v.blocked, dk) or '0'
@@ -120,11 +134,16 @@ elseif op == 'payouts' then
       hw = id
       applied = applied + 1
     end
-    i = i + 7
+    i = i + 8
   end
   if applied > 0 then
     redis.call('HSET', W, 'balance', v.balance, 'blocked', v.blocked, 'deposit', v.deposit,
       'locked', v.locked, hwf, hw)
+  end
+  if rec.delivered > 0 or rec.failures > 0 then
+    redis.call('HINCRBY', W, 'delivered', rec.delivered)
+    redis.call('HINCRBY', W, 'failures', rec.failures)
+    redis.call('HSET', W, 'gen_ms', dadd(get('gen_ms'), rec.gen), 'fines', dadd(get('fines'), rec.fines))
   end
   return applied
 end

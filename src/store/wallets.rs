@@ -131,6 +131,22 @@ impl Store {
         parse_wallet(self.wallet_script(user, "get", &[]).await?)
     }
 
+    /// `user`'s track record as a producer: (proofs delivered, deadlines missed, fines in
+    /// micro-units, total generation time in ms).
+    pub async fn track_record(&self, user: &str) -> Result<(u64, u64, u128, u128), StoreError> {
+        let v: Vec<String> = self.wallet_script(user, "record", &[]).await?;
+        let bad = || StoreError::Corrupt(format!("track record {v:?}"));
+        match v.as_slice() {
+            [d, f, fines, g] => Ok((
+                d.parse().map_err(|_| bad())?,
+                f.parse().map_err(|_| bad())?,
+                amount(fines)?,
+                amount(g)?,
+            )),
+            _ => Err(bad()),
+        }
+    }
+
     /// Adds `amount` to `user`'s balance, as a ledger entry of `kind`.
     pub async fn credit(
         &self,
@@ -331,6 +347,7 @@ impl Store {
             for f in ["b", "k", "d", "l", "t", "r"] {
                 args.push(get(f)?);
             }
+            args.push(e.get::<String>("g").unwrap_or_else(|| "0".into()));
             ids.push(e.id.clone());
         }
         let stmt_text = stmt.to_string();
