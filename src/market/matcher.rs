@@ -197,6 +197,8 @@ pub struct Matcher {
     payouts_written: u64,
     payouts_delivered: u64,
     delivering: bool,
+    /// Funded orders written and not yet reported to their wallets (user, order).
+    arrivals: Vec<(String, Key)>,
 }
 
 /// Loads a statement's snapshot from the store.
@@ -234,6 +236,7 @@ impl Matcher {
                 payouts_written: 1,
                 payouts_delivered: 0,
                 delivering: false,
+                arrivals: Vec::new(),
             }
         });
         MatcherHandle { addr }
@@ -314,6 +317,15 @@ impl Matcher {
                     let paid = ops_pay(&written);
                     if paid {
                         act.payouts_written += 1;
+                    }
+                    // Orders holding money from a wallet: tell the wallets (with the
+                    // payouts), so their transfers are done.
+                    for (op, r) in written.iter().zip(&outcomes) {
+                        if let (Op::New(o), Ok(())) = (op, r) {
+                            if o.funded_at.is_some() {
+                                act.arrivals.push((o.sender.clone(), o.key));
+                            }
+                        }
                     }
                     for w in waiters {
                         let answer = match outcomes[w.ops.clone()].iter().find_map(|r| r.as_ref().err()) {
@@ -413,19 +425,23 @@ impl Matcher {
     /// Delivers the statement's payouts to their wallets, unless a delivery is running
     /// or nothing was written since the last one finished.
     fn deliver(&mut self, ctx: &mut Context<Self>) {
-        if self.delivering || self.payouts_delivered >= self.payouts_written {
+        if self.delivering
+            || (self.payouts_delivered >= self.payouts_written && self.arrivals.is_empty())
+        {
             return;
         }
         self.delivering = true;
         let upto = self.payouts_written;
         let store = self.writer.store.clone();
         let stmt = self.statement;
+        // Arrivals not reported (a failed delivery) are settled by the resolver later.
+        let mut arrivals = std::mem::take(&mut self.arrivals);
         ctx.spawn(
             async move {
                 loop {
-                    match store.deliver_payouts(stmt).await {
+                    match store.deliver_payouts(stmt, &arrivals).await {
                         Ok(n) if n < 1000 => return Ok(()),
-                        Ok(_) => continue,
+                        Ok(_) => arrivals.clear(),
                         Err(e) => return Err(e),
                     }
                 }

@@ -212,14 +212,8 @@ impl Market {
     /// the resolver settles it once the funding window has passed.
     pub(super) async fn settle_funding(&self, f: &Funding, order: Key, placed: bool) {
         if placed {
-            // Bookkeeping only (the money is where it belongs): off the caller's path.
-            let store = self.store.clone();
-            let user = f.user.clone();
-            actix::spawn(async move {
-                if let Err(e) = store.arrived(&user, &[order]).await {
-                    tracing::warn!(%order, %user, error = %e, "clearing a transfer; the resolver will");
-                }
-            });
+            // The statement's owner tells the wallet with its next payout delivery (one
+            // script per wallet per batch); the resolver settles whatever it misses.
             return;
         }
         if let Err(e) = self.store.refund(&f.user, order).await {

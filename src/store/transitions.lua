@@ -133,12 +133,11 @@ ops['match'] = function(a)
   -- kept 8 days), the last price, the latest trades.
   local dk = day_key(math.floor(tonumber(now) / (DAY_SECONDS * 1000)))
   local d = redis.call('HMGET', dk, 'min', 'max', 'volume')
-  redis.call('HSETNX', dk, 'open', price)
+  if redis.call('HSETNX', dk, 'open', price) == 1 then redis.call('EXPIRE', dk, 8 * DAY_SECONDS) end
   redis.call('HSET', dk, 'close', price, 'volume', dadd(d[3] or '0', price))
   if not d[1] or dcmp(price, d[1]) < 0 then redis.call('HSET', dk, 'min', price) end
   if not d[2] or dcmp(price, d[2]) > 0 then redis.call('HSET', dk, 'max', price) end
   redis.call('HINCRBY', dk, 'trades', 1)
-  redis.call('EXPIRE', dk, 8 * DAY_SECONDS)
   redis.call('HSET', STATS_KEY, 'last', price, 'last_at', now)
   redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now)
   redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)

@@ -97,11 +97,15 @@ elseif op == 'refund' then
   return 1
 
 elseif op == 'payouts' then
-  -- payouts <statement> then per payout: <id> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>,
+  -- payouts <statement> <n> <order>*n then per payout: <id> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>,
+  -- the n orders being ones this wallet funded that their statement now holds (their
+  -- outbox entries go),
   -- in id order. Applies those after the statement's high-water mark, once each. A
   -- producer's track record moves with them: `earn` is a proof delivered (with its
   -- generation time), `fined` a deadline missed (with the fine).
   local stmt = ARGV[4]
+  local narrived = tonumber(ARGV[5])
+  for k = 6, 5 + narrived do redis.call('HDEL', OUT, ARGV[k]) end
   local hwf = 'hw:' .. stmt
   local hw = redis.call('HGET', W, hwf) or '0-0'
   local function after(id, mark)
@@ -113,7 +117,7 @@ elseif op == 'payouts' then
   local v = {balance = get('balance'), blocked = get('blocked'), deposit = get('deposit'), locked = get('locked')}
   local applied = 0
   local rec = {delivered = 0, failures = 0, gen = '0', fines = '0'}
-  local i = 5
+  local i = 6 + narrived
   while i + 7 <= #ARGV do
     local id = ARGV[i]
     if after(id, hw) then

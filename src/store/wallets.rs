@@ -323,18 +323,33 @@ impl Store {
     }
 
     /// Delivers up to a round of `stmt`'s payouts to their wallets, oldest first, and
-    /// removes them from the stream. Returns how many were delivered; fewer than a
-    /// round means the stream is empty now (unless new ones came meanwhile).
-    pub async fn deliver_payouts(&self, stmt: Key) -> Result<usize, StoreError> {
+    /// removes them from the stream; with them, tells each wallet which of the orders it
+    /// funded (`arrived`: user, order) the statement now holds, so one script per wallet
+    /// does both. Returns how many payouts were delivered; fewer than a round means the
+    /// stream is empty now (unless new ones came meanwhile).
+    pub async fn deliver_payouts(
+        &self,
+        stmt: Key,
+        arrived: &[(String, Key)],
+    ) -> Result<usize, StoreError> {
         let key = self.keys.statement(stmt).payouts();
         let mut c = self.conn.clone();
         let entries: redis::streams::StreamRangeReply =
             c.xrange_count(&key, "-", "+", PAYOUTS_PER_ROUND).await?;
-        if entries.ids.is_empty() {
+        if entries.ids.is_empty() && arrived.is_empty() {
             return Ok(0);
         }
-        // Per wallet, in stream order: the wallet applies what is past its mark.
-        let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        // Per wallet: the orders that arrived, then its payouts in stream order (the
+        // wallet applies what is past its mark).
+        let mut by_user: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> =
+            Default::default();
+        for (user, order) in arrived {
+            by_user
+                .entry(user.to_lowercase())
+                .or_default()
+                .0
+                .push(order.to_string());
+        }
         let mut ids = Vec::with_capacity(entries.ids.len());
         for e in &entries.ids {
             let get = |f: &str| -> Result<String, StoreError> {
@@ -342,7 +357,7 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt(format!("payout {} lacks {f}", e.id)))
             };
             let user = get("u")?;
-            let args = by_user.entry(user).or_default();
+            let args = &mut by_user.entry(user.to_lowercase()).or_default().1;
             args.push(e.id.clone());
             for f in ["b", "k", "d", "l", "t", "r"] {
                 args.push(get(f)?);
@@ -351,8 +366,9 @@ impl Store {
             ids.push(e.id.clone());
         }
         let stmt_text = stmt.to_string();
-        let deliveries = by_user.into_iter().map(|(user, rest)| {
-            let mut args = vec![stmt_text.clone()];
+        let deliveries = by_user.into_iter().map(|(user, (orders, rest))| {
+            let mut args = vec![stmt_text.clone(), orders.len().to_string()];
+            args.extend(orders);
             args.extend(rest);
             async move {
                 let _: i64 = self.wallet_script(&user, "payouts", &args).await?;
@@ -362,7 +378,9 @@ impl Store {
         for r in futures_util::future::join_all(deliveries).await {
             r?;
         }
-        let _: i64 = c.xdel(&key, &ids).await?;
+        if !ids.is_empty() {
+            let _: i64 = c.xdel(&key, &ids).await?;
+        }
         Ok(ids.len())
     }
 
