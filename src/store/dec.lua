@@ -6,10 +6,16 @@
 -- number: strings are added and subtracted in chunks of 9 digits, each exact.
 
 local function dnorm(s)
+  if string.byte(s, 1) ~= 48 or #s == 1 then return s end
   s = string.gsub(s, '^0+', '')
   if s == '' then return '0' end
   return s
 end
+
+-- Amounts of at most 15 digits (below 10^15 < 2^53) are exact as Lua numbers: the fast
+-- path for the usual sizes; longer ones go through the chunked string arithmetic.
+local SHORT = 15
+local function fmt(n) return string.format('%.0f', n) end
 
 -- -1, 0 or 1 as a < b, a == b, a > b.
 local function dcmp(a, b)
@@ -25,6 +31,7 @@ local function chunk(s, i)
 end
 
 local function dadd(a, b)
+  if #a <= SHORT and #b <= SHORT then return fmt(tonumber(a) + tonumber(b)) end
   local out, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
     local s = chunk(a, i) + chunk(b, j) + carry
@@ -37,6 +44,11 @@ end
 
 -- a - b; nil when b > a (money never goes below zero).
 local function dsub(a, b)
+  if #a <= SHORT and #b <= SHORT then
+    local d = tonumber(a) - tonumber(b)
+    if d < 0 then return nil end
+    return fmt(d)
+  end
   if dcmp(a, b) < 0 then return nil end
   local out, borrow, i, j = {}, 0, #a, #b
   while i > 0 do
