@@ -57,6 +57,13 @@ end
 
 local cap = ARGV[2]
 
+-- Redis's clock, read at most once per batch.
+local clock = nil
+local function script_now()
+  if clock == nil then clock = now_ms() end
+  return clock
+end
+
 -- Events of the ops applied so far, written by flush(): {'e', event, 'e', event, ...}.
 local evbuf = {}
 local EVENTS_PER_ENTRY = 1000
@@ -97,7 +104,7 @@ ops['new'] = function(a)
   local kind, key, status = a[1], a[2], a[3]
   local ok = order_key(key)
   if redis.call('EXISTS', ok) == 1 then return 'E:exists:order ' .. key .. ' exists' end
-  if a[5] ~= '' and dcmp(now_ms(), dadd(a[5], a[6])) > 0 then
+  if a[5] ~= '' and dcmp(script_now(), dadd(a[5], a[6])) > 0 then
     return 'E:late:the money of order ' .. key .. ' was sent too long ago'
   end
   local fields = {}
@@ -132,15 +139,22 @@ ops['match'] = function(a)
   -- Market data, kept as trades happen: the day's open/close/min/max/volume (UTC days,
   -- kept 8 days), the last price, the latest trades.
   local dk = day_key(math.floor(tonumber(now) / (DAY_SECONDS * 1000)))
-  local d = redis.call('HMGET', dk, 'min', 'max', 'volume')
-  if redis.call('HSETNX', dk, 'open', price) == 1 then redis.call('EXPIRE', dk, 8 * DAY_SECONDS) end
-  redis.call('HSET', dk, 'close', price, 'volume', dadd(d[3] or '0', price))
-  if not d[1] or dcmp(price, d[1]) < 0 then redis.call('HSET', dk, 'min', price) end
-  if not d[2] or dcmp(price, d[2]) > 0 then redis.call('HSET', dk, 'max', price) end
-  redis.call('HINCRBY', dk, 'trades', 1)
+  local d = redis.call('HMGET', dk, 'min', 'max', 'volume', 'trades')
+  local upd = {'HSET', dk, 'close', price, 'volume', dadd(d[3] or '0', price),
+    'trades', (tonumber(d[4]) or 0) + 1}
+  if not d[1] or dcmp(price, d[1]) < 0 then upd[#upd + 1] = 'min'; upd[#upd + 1] = price end
+  if not d[2] or dcmp(price, d[2]) > 0 then upd[#upd + 1] = 'max'; upd[#upd + 1] = price end
+  if not d[4] then
+    upd[#upd + 1] = 'open'; upd[#upd + 1] = price
+    redis.call(unpack(upd))
+    redis.call('EXPIRE', dk, 8 * DAY_SECONDS)
+  else
+    redis.call(unpack(upd))
+  end
   redis.call('HSET', STATS_KEY, 'last', price, 'last_at', now)
-  redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now)
-  redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)
+  if redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now) > TRADES_KEPT then
+    redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)
+  end
   emit(a[5])
   return 'OK'
 end
