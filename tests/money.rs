@@ -707,14 +707,28 @@ async fn a_proof_is_accepted_once_and_its_bytes_are_read_by_who_paid() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(wallet(&mallory, "mallory").await, before);
-    // A request completed at once by the stored proof makes its sender a reader.
+    // A request completed at once by the stored proof pays its producer the price it
+    // was paid (5, less 0.5 %), and makes its sender a reader.
     let dave = anon.user("dave").await;
+    let (bob0, dave0) = (wallet(&bob, "bob").await, wallet(&dave, "dave").await);
     let r3 = order(
         &dave,
         "request",
-        json!({"statement_key": stmt, "cost": 5, "input": {"input": "1\n11"}}),
+        json!({"statement_key": stmt, "cost": 7, "input": {"input": "1\n11"}}),
     )
     .await;
+    assert_eq!(r3["price"], 5, "{r3}");
+    wallet_becomes(&dave, "dave", (dave0.0 - 5 * U, 0, dave0.2, 0)).await;
+    wallet_becomes(
+        &bob,
+        "bob",
+        (bob0.0 + 5 * U - 25_000, bob0.1, bob0.2, bob0.3),
+    )
+    .await;
+    let (_, again) = dave
+        .get(&format!("{ROOT}/request/{}", r3["_key"].as_str().unwrap()))
+        .await;
+    assert_eq!(again["price"], 5, "{again}");
     assert_eq!(r3["status"], "completed");
     assert_eq!(r3["proof_key"], fk.as_str());
     let (s, _) = dave.get(&format!("{ROOT}/proof/{fk}?full=true")).await;

@@ -221,10 +221,12 @@ async fn requester_producer_flow_with_the_cli() {
     assert!(!ok && err.contains("404"), "{err}");
 
     // Money through the CLI (this market opens wallets with 10^12 units of balance and
-    // of deposit): dave earned 2 less the 0.5 % commission; his collateral came back.
+    // of deposit): dave earned 2 less the 0.5 % commission, then 1 less 0.5 % from
+    // carol's second request (completed at once by his proof, paying at most its cost);
+    // his collateral came back.
     let bal = prod.json(&["balance"]);
     assert_eq!(bal["user"], "dave");
-    assert_eq!(bal["balance"].to_string(), "1000000000001.99");
+    assert_eq!(bal["balance"].to_string(), "1000000000002.985");
     assert_eq!(bal["locked"], 0);
     let after = prod.json(&["deposit", "--amount", "1.5"]);
     assert_eq!(after["deposit"].to_string(), "1000000000001.5");
@@ -256,5 +258,5 @@ async fn requester_producer_flow_with_the_cli() {
     let credited: Value =
         serde_json::from_slice(&out.stdout[out.stdout.iter().position(|&b| b == b'{').unwrap()..])
             .unwrap();
-    assert_eq!(credited["balance"].to_string(), "1000000000005.99");
+    assert_eq!(credited["balance"].to_string(), "1000000000006.985");
 }

@@ -206,6 +206,7 @@ pub async fn load_snapshot(store: &Store, statement: Key) -> Result<Snapshot, St
     Ok(Snapshot {
         open: store.open_orders(statement).await?,
         proven: store.proven_inputs(statement).await?,
+        resale: store.resale_prices(statement).await?,
         idempotency: store.idempotency_keys(statement).await?,
     })
 }

@@ -156,6 +156,41 @@ pub fn settle(
     out
 }
 
+/// The payouts of a resale: a request completed at once by a stored proof pays that
+/// proof's producer `pay` (less commission); the rest of its escrow `held` goes back.
+pub fn resale(
+    e: &Economics,
+    requester: &str,
+    request: Key,
+    producer: &str,
+    held: u128,
+    pay: u64,
+) -> Vec<Payout> {
+    let pay128 = u128::from(pay).min(held);
+    let mut out = Vec::new();
+    if pay128 > 0 {
+        let fee = e.commission(pay).min(pay128);
+        out.push(Payout {
+            blocked: neg(pay128),
+            ..payout(requester, "spend", request)
+        });
+        if pay128 > fee {
+            out.push(Payout {
+                balance: pay128 - fee,
+                ..payout(producer, "resale", request)
+            });
+        }
+        if fee > 0 {
+            out.push(Payout {
+                balance: fee,
+                ..payout(MARKET_ACCOUNT, "commission", request)
+            });
+        }
+    }
+    out.extend(release(requester, request, held - pay128));
+    out
+}
+
 /// What a missed deadline does to money: the request's new escrow (and cost), and the
 /// payouts of the fine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +272,20 @@ mod tests {
         assert!(p
             .iter()
             .any(|x| x.user == MARKET_ACCOUNT && x.balance == 5000));
+    }
+
+    #[test]
+    fn a_resale_pays_the_producer_and_releases_the_rest() {
+        let e = Economics::default();
+        let p = resale(&e, "r", Key(1), "p", 5_000_000, 2_000_000);
+        assert_eq!(p.iter().map(|x| x.balance).sum::<u128>(), 5_000_000);
+        assert_eq!(p.iter().map(|x| x.blocked).sum::<i128>(), -5_000_000);
+        assert!(p
+            .iter()
+            .any(|x| x.user == "p" && x.balance == 2_000_000 - 10_000));
+        // Nothing to pay: all released.
+        let p = resale(&e, "r", Key(1), "p", 5, 0);
+        assert_eq!((p.len(), p[0].balance), (1, 5));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub open: Vec<OrderRecord>,
     /// Canonical input → the proof of it.
     pub proven: HashMap<String, Key>,
+    /// Proof → (its producer, the price it was paid): what a resale pays.
+    pub resale: HashMap<Key, (String, u64)>,
     /// Scoped idempotency key → the order it placed, when, by whom.
     pub idempotency: HashMap<ScopedKey, Remembered>,
 }
@@ -219,6 +221,8 @@ pub struct StatementState {
     book: Book,
     /// Canonical inputs already proved → proof key.
     proven: HashMap<String, Key>,
+    /// Proof → (producer, price paid): what a request completed by it pays.
+    resale: HashMap<Key, (String, u64)>,
     /// Scoped idempotency keys → (order placed, when).
     idempotency: FxHashMap<ScopedKey, (Key, Millis)>,
     /// The same keys, oldest first, with who placed each, for forgetting them after the
@@ -258,6 +262,7 @@ impl StatementState {
             statement,
             book: Book::new(),
             proven: snapshot.proven,
+            resale: snapshot.resale,
             idempotency,
             idempotency_order: by_age.into(),
             rules,
@@ -495,17 +500,41 @@ impl StatementState {
         let now = order.created;
         order.seq = self.next_seq;
         let mut ops = Vec::with_capacity(4);
-        if let Some(proof) = order.canon.as_ref().and_then(|c| self.proven.get(c)) {
-            // Proved already: completed at once, its escrow released in full.
+        if let Some(proof) = order
+            .canon
+            .as_ref()
+            .and_then(|c| self.proven.get(c))
+            .copied()
+        {
+            // Proved already: completed at once, paying the proof's producer the price it
+            // was paid (at most this request's escrow; nothing to itself), the rest of
+            // its escrow released.
             order.status = Status::Completed;
-            order.proof_key = Some(*proof);
+            order.proof_key = Some(proof);
             let funded = std::mem::take(&mut order.held);
+            let payouts = match self.resale.get(&proof) {
+                Some((producer, price)) if *producer != order.sender && funded > 0 => {
+                    let pay = u64::try_from(u128::from(*price).min(funded)).unwrap_or(0);
+                    if let Ok(p) = Cost::from_micros(pay) {
+                        order.price = (pay > 0).then_some(p);
+                    }
+                    money::resale(
+                        &self.rules.economics,
+                        &order.sender,
+                        order.key,
+                        producer,
+                        funded,
+                        pay,
+                    )
+                }
+                _ => money::release(&order.sender, order.key, funded)
+                    .into_iter()
+                    .collect(),
+            };
             ops.push(Op::New(Box::new(order.clone())));
             let money = Money {
                 held: Vec::new(),
-                payouts: money::release(&order.sender, order.key, funded)
-                    .into_iter()
-                    .collect(),
+                payouts,
             };
             if !money.is_empty() {
                 ops.push(Op::Money(Box::new(money)));
@@ -600,6 +629,8 @@ impl StatementState {
                 let r = self.open.remove(&request);
                 let q = self.open.remove(&proposal);
                 if let (Some(r), Some(q)) = (r, q) {
+                    // What a later request for the same input pays this producer.
+                    self.resale.insert(record.key, (q.sender.clone(), price));
                     money.held = vec![(request, 0), (proposal, 0)];
                     money.payouts = money::settle(
                         &self.rules.economics,
@@ -957,6 +988,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            resale: HashMap::new(),
         };
         let mut s = StatementState::rebuild(STMT, snap, rules());
         assert_eq!(s.resting(), 2, "the completed order is not in the book");

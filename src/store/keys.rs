@@ -39,6 +39,7 @@
 //! | `P:{stmt:K}:stats`                 | hash   | last trade; completed trades, their price and generation-time sums |
 //! | `P:{stmt:K}:day:D`                 | hash   | UTC day `D`'s open, close, min, max, volume, trades (8 days) |
 //! | `P:{stmt:K}:trades`                | list   | the latest 100 trades, newest first          |
+//! | `P:{stmt:K}:resale`                | hash   | proof → `<producer>\|<price>`: who a resale pays, and how much |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
@@ -77,6 +78,7 @@ const BUYERS: &str = ":buyers:";
 const STATS: &str = ":stats";
 const TRADES: &str = ":trades";
 const DAY: &str = ":day:";
+const RESALE: &str = ":resale";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +214,11 @@ impl StmtKeys {
         self.under(&format!("{BUYERS}{proof}"))
     }
 
+    /// Proof → who made it and the price it was paid (what a resale pays).
+    pub fn resale(&self) -> String {
+        self.under(RESALE)
+    }
+
     /// Last trade and completed-trade sums.
     pub fn stats(&self) -> String {
         self.under(STATS)
@@ -343,6 +350,7 @@ mod tests {
         assert_eq!(s.seen_proofs(), "pm:{stmt:12}:seen");
         assert_eq!(s.proof_buyers(Key(9)), "pm:{stmt:12}:buyers:9");
         assert_eq!(s.stats(), "pm:{stmt:12}:stats");
+        assert_eq!(s.resale(), "pm:{stmt:12}:resale");
         assert_eq!(s.trades(), "pm:{stmt:12}:trades");
         assert_eq!(s.day(20_000), "pm:{stmt:12}:day:20000");
         assert_eq!(k.wallet("Al"), "pm:{u:al}");
@@ -383,6 +391,7 @@ mod tests {
             STATS,
             TRADES,
             DAY,
+            RESALE,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

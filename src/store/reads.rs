@@ -167,6 +167,23 @@ impl Store {
     }
 
     /// The proved inputs of a statement: canonical input → proof key.
+    /// Who made each proof of a statement and the price it was paid: proof → (producer,
+    /// price in micro-units). Proofs stored before resales were paid have no entry.
+    pub async fn resale_prices(
+        &self,
+        stmt: Key,
+    ) -> Result<HashMap<Key, (String, u64)>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: HashMap<u64, String> = c.hgetall(self.keys.statement(stmt).resale()).await?;
+        Ok(h.into_iter()
+            .filter_map(|(k, v)| {
+                let (who, price) = v.rsplit_once('|')?;
+                Some((Key(k), (who.to_owned(), price.parse().ok()?)))
+            })
+            .collect())
+    }
+
+    /// The proved inputs of a statement: canonical input → proof key.
     pub async fn proven_inputs(&self, stmt: Key) -> Result<HashMap<String, Key>, StoreError> {
         let mut c = self.conn.clone();
         let h: HashMap<String, u64> = c.hgetall(self.keys.statement(stmt).proven()).await?;

@@ -123,6 +123,10 @@ impl OrderRecord {
         if let Some(p) = self.proof_key {
             f.push(("proof_key", p.to_string()));
         }
+        if let Some(p) = self.price {
+            // A request completed at once by a stored proof: what it paid.
+            f.push(("price", p.micros().to_string()));
+        }
         f.push(("held", self.held.to_string()));
         f
     }

@@ -38,6 +38,7 @@ local PAY_KEY = B .. ':pay'
 local SEEN_KEY = B .. ':seen'
 local STATS_KEY = B .. ':stats'
 local TRADES_KEY = B .. ':trades'
+local RESALE_KEY = B .. ':resale'
 local function day_key(day) return B .. ':day:' .. day end
 local TRADES_KEPT = 100
 local DAY_SECONDS = 86400
@@ -208,6 +209,7 @@ ops['proof'] = function(a)
   local m = redis.call('HMGET', order_key(rk), 'price', 'matched_time')
   local st = redis.call('HMGET', STATS_KEY, 'price_sum', 'gen_ms_sum')
   local gen = math.max(0, tonumber(now) - (tonumber(m[2]) or tonumber(now)))
+  redis.call('HSET', RESALE_KEY, fk, sender .. '|' .. (m[1] or '0'))
   redis.call('HINCRBY', STATS_KEY, 'completed', 1)
   redis.call('HSET', STATS_KEY, 'price_sum', dadd(st[1] or '0', m[1] or '0'),
     'gen_ms_sum', dadd(st[2] or '0', string.format('%.0f', gen)))
