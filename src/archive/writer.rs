@@ -233,6 +233,26 @@ async fn apply_segment(
                 gone_keys.push(key.0 as i64);
                 gone_ats.push(e.at.0 as i64);
             }
+            EventKind::Resold {
+                request,
+                proof,
+                price,
+            } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE orders SET status = 'completed', proof_key = $2, price = $3, \
+                         counterpart = NULL, matched_time = NULL, updated_on = $4 \
+                         WHERE key = $1 AND {NOT_CLOSED}"
+                    ),
+                    &[
+                        &(request.0 as i64),
+                        &(proof.0 as i64),
+                        &(price as i64),
+                        &(e.at.0 as i64),
+                    ],
+                )
+                .await?;
+            }
             _ => {}
         }
     }

@@ -550,9 +550,9 @@ impl Handler<Complete> for Matcher {
         let canon = msg.canon.clone();
         let proof_key = msg.record.key;
         let ops = self.state.complete(msg.record, msg.canon);
-        // Decided from the store's records, not the state: a refusal (say, a second
-        // proof for the same orders) does not make the state stale.
-        let rx = self.enqueue(ctx, ops, false, false);
+        // The state already settled the match: if the store refuses (a second proof for
+        // the same orders, bytes accepted before), it is stale and is rebuilt.
+        let rx = self.enqueue(ctx, ops, true, false);
         // Remember the proved input once the store has it.
         Box::pin(outcome(rx).into_actor(self).map(move |r, act, _| {
             if r.is_ok() {

@@ -118,6 +118,14 @@ impl Market {
             }
             .into());
         }
+        // Bytes accepted once are refused before any work (the transition script checks
+        // again, atomically).
+        if self.store.proof_seen(stmt, &p.proof).await? {
+            return Err(MarketError::Conflict(
+                "this proof was already accepted for another match; push your own".into(),
+            )
+            .into());
+        }
         let circuit = self.circuits.get(stmt).await?;
         // The length first: a wrong one costs nothing, not a trip through the pool.
         let checked = match circuit.check_proof_len(&p.proof) {

@@ -104,6 +104,8 @@ struct Open {
     seq: u64,
     created: Millis,
     wait_period: Option<Minutes>,
+    /// A request's canonical input.
+    canon: Option<String>,
 }
 
 impl Open {
@@ -117,6 +119,7 @@ impl Open {
             seq: o.seq,
             created: o.created,
             wait_period: o.wait_period,
+            canon: o.canon.clone(),
         }
     }
 }
@@ -242,6 +245,11 @@ pub struct StatementState {
     /// (deadline, proposal) of the pending matches; entries of matches that ended are
     /// skipped when they come due.
     due: BinaryHeap<Reverse<(Millis, Key)>>,
+    /// Open requests by canonical input.
+    by_canon: FxHashMap<String, Vec<Key>>,
+    /// Inputs proved since the last tick (or found proved at rebuild) whose open requests
+    /// are to be completed by resale.
+    to_resell: Vec<String>,
 }
 
 impl StatementState {
@@ -272,6 +280,8 @@ impl StatementState {
             open: FxHashMap::default(),
             pending: FxHashMap::default(),
             due: BinaryHeap::new(),
+            by_canon: FxHashMap::default(),
+            to_resell: Vec::new(),
         };
         let mut open = snapshot.open;
         open.sort_by_key(|o| (o.seq, o.key));
@@ -283,7 +293,7 @@ impl StatementState {
                 Status::Created => {}
                 Status::Processing => {
                     s.per_user.opened(o.key, &o.sender);
-                    s.open.insert(o.key, Open::of(o));
+                    s.open_insert(o.key, Open::of(o));
                     s.next_seq = s.next_seq.max(o.seq + 1);
                     if let (Side::Proposal, Some(request), Some(price), Some(at)) =
                         (o.side, o.counterpart, o.price, o.matched_time)
@@ -308,11 +318,109 @@ impl StatementState {
                 continue;
             }
             s.per_user.opened(o.key, &o.sender);
-            s.open.insert(o.key, Open::of(o));
+            s.open_insert(o.key, Open::of(o));
             s.track_deadline(o.key, o.side, o.created, o.wait_period);
             s.next_seq = s.next_seq.max(o.seq + 1);
         }
+        // Open requests of inputs proved meanwhile (say, before a crash let the owner
+        // complete them) are completed at the first tick.
+        let proved: Vec<String> = s
+            .by_canon
+            .keys()
+            .filter(|c| s.proven.contains_key(*c))
+            .cloned()
+            .collect();
+        s.to_resell = proved;
         s
+    }
+
+    fn open_insert(&mut self, key: Key, o: Open) {
+        if let Some(c) = &o.canon {
+            self.by_canon.entry(c.clone()).or_default().push(key);
+        }
+        self.open.insert(key, o);
+    }
+
+    fn open_remove(&mut self, key: Key) -> Option<Open> {
+        let o = self.open.remove(&key)?;
+        if let Some(c) = &o.canon {
+            if let Some(keys) = self.by_canon.get_mut(c) {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.by_canon.remove(c);
+                }
+            }
+        }
+        Some(o)
+    }
+
+    /// Completes the open requests whose input is proved now (resting or matched to a
+    /// producer who has not delivered yet), each paying the proof's producer by resale;
+    /// a matched one's producer is released without a fine, its collateral unlocked.
+    fn resell_proved(&mut self, now: Millis) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for canon in std::mem::take(&mut self.to_resell) {
+            let Some(&proof) = self.proven.get(&canon) else {
+                continue;
+            };
+            let keys = self.by_canon.get(&canon).cloned().unwrap_or_default();
+            for key in keys {
+                let Some(r) = self.open.get(&key) else {
+                    continue;
+                };
+                if r.side != Side::Request {
+                    continue;
+                }
+                let mut money = Money::default();
+                let mut released = None;
+                if self.book.cancel(key).is_none() {
+                    // Matched: find its proposal and release it.
+                    let Some((&p, _)) = self.pending.iter().find(|(_, m)| m.request == key) else {
+                        tracing::debug!(statement = %self.statement, %key, pending = self.pending.len(), "an open request of a proved input is neither resting nor matched");
+                        continue;
+                    };
+                    self.pending.remove(&p);
+                    if let Some(q) = self.open_remove(p) {
+                        money.held.push((p, 0));
+                        money.payouts.extend(money::unlock(&q.sender, p, q.held));
+                    }
+                    self.per_user.closed(p);
+                    released = Some(p);
+                }
+                let Some(r) = self.open_remove(key) else {
+                    continue;
+                };
+                self.per_user.closed(key);
+                let (pay, producer) = match self.resale.get(&proof) {
+                    Some((who, price)) if *who != r.sender => (
+                        u64::try_from(u128::from(*price).min(r.held)).unwrap_or(0),
+                        who.clone(),
+                    ),
+                    _ => (0, String::new()),
+                };
+                money.held.push((key, 0));
+                money.payouts.extend(money::resale(
+                    &self.rules.economics,
+                    &r.sender,
+                    key,
+                    &producer,
+                    r.held,
+                    pay,
+                ));
+                ops.push(Op::Resold {
+                    request: key,
+                    proof,
+                    price: pay,
+                    proposal: released,
+                    at: now,
+                });
+                ops.push(Op::Money(Box::new(money)));
+            }
+        }
+        if !ops.is_empty() {
+            tracing::info!(statement = %self.statement, completed = ops.len() / 2, "open requests completed by a proof of their input");
+        }
+        ops
     }
 
     /// Orders `user` has open on this statement.
@@ -465,7 +573,7 @@ impl StatementState {
     /// The money an order leaving the book while open releases, and forgets it.
     fn close_open(&mut self, key: Key) -> Money {
         let mut money = Money::default();
-        if let Some(o) = self.open.remove(&key) {
+        if let Some(o) = self.open_remove(key) {
             money.held.push((key, 0));
             let back = match o.side {
                 Side::Request => money::release(&o.sender, key, o.held),
@@ -546,12 +654,12 @@ impl StatementState {
                     order.key
                 )));
             }
-            self.open.insert(order.key, Open::of(&order));
+            self.open_insert(order.key, Open::of(&order));
             self.per_user.opened(order.key, &order.sender);
             ops.push(Op::New(Box::new(order.clone())));
             match self.enter(order.key, now) {
                 Err(e) => {
-                    self.open.remove(&order.key);
+                    self.open_remove(order.key);
                     self.per_user.closed(order.key);
                     return Err(e);
                 }
@@ -626,8 +734,8 @@ impl StatementState {
             Some(p) if p.request == request => {
                 let price = p.price;
                 self.pending.remove(&proposal);
-                let r = self.open.remove(&request);
-                let q = self.open.remove(&proposal);
+                let r = self.open_remove(request);
+                let q = self.open_remove(proposal);
                 if let (Some(r), Some(q)) = (r, q) {
                     // What a later request for the same input pays this producer.
                     self.resale.insert(record.key, (q.sender.clone(), price));
@@ -685,7 +793,7 @@ impl StatementState {
                 continue;
             }
             self.pending.remove(&proposal);
-            let Some(q) = self.open.remove(&proposal) else {
+            let Some(q) = self.open_remove(proposal) else {
                 continue;
             };
             self.per_user.closed(proposal);
@@ -723,6 +831,10 @@ impl StatementState {
     /// Remembers that `canon` is proved by `proof`, so later requests for the same
     /// input complete at once.
     pub fn proved(&mut self, canon: String, proof: Key) {
+        tracing::debug!(statement = %self.statement, %proof, open_with_input = self.by_canon.get(&canon).map_or(0, Vec::len), "input proved");
+        if self.by_canon.contains_key(&canon) {
+            self.to_resell.push(canon.clone());
+        }
         self.proven.entry(canon).or_insert(proof);
     }
 
@@ -730,6 +842,7 @@ impl StatementState {
     /// `wait_period` and forgets idempotency keys past the retention, as of `now`.
     pub fn expire(&mut self, now: Millis) -> Vec<Op> {
         let mut ops = self.roll_back_late(now);
+        ops.extend(self.resell_proved(now));
         while let Some(Reverse((deadline, key, side))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
@@ -746,8 +859,12 @@ impl StatementState {
                 ops.push(Op::Money(Box::new(money)));
             }
         }
-        if !ops.is_empty() {
-            tracing::info!(statement = %self.statement, expired = ops.len(), "orders past their wait_period withdrawn");
+        let expired = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Withdraw { .. }))
+            .count();
+        if expired > 0 {
+            tracing::info!(statement = %self.statement, expired, "orders past their wait_period withdrawn");
         }
         let retention = self.rules.retention.as_millis() as u64;
         let mut forget = Vec::new();
@@ -855,6 +972,7 @@ mod tests {
                 Op::Remember { .. } => "remember",
                 Op::Forget(_) => "forget",
                 Op::Rollback { .. } => "rollback",
+                Op::Resold { .. } => "resold",
                 Op::Money(_) => "money",
             })
             .filter(|n| *n != "money")
@@ -1276,5 +1394,59 @@ mod tests {
         );
         // Nothing is due any more.
         assert!(s.expire(Millis(10_000_000)).is_empty());
+    }
+
+    #[test]
+    fn open_requests_of_a_proved_input_are_completed_by_resale() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        let with_input = |key, user: &str| OrderRecord {
+            canon: Some("1\n11".into()),
+            ..funded(key, Side::Request, 5, user, 5 * m)
+        };
+        placed(s.place(with_input(1, "eve"), None).unwrap());
+        placed(
+            s.place(funded(2, Side::Proposal, 5, "pat", 50 * m), None)
+                .unwrap(),
+        );
+        placed(s.place(with_input(3, "ann"), None).unwrap());
+        placed(
+            s.place(funded(4, Side::Proposal, 5, "bob", 50 * m), None)
+                .unwrap(),
+        );
+        placed(s.place(with_input(5, "cy"), None).unwrap());
+        let proof = ProofRecord {
+            key: Key(9),
+            statement: STMT,
+            request: Key(1),
+            proposal: Key(2),
+            sender: "pat".into(),
+            input: "[]".into(),
+            generation_ms: 5,
+            created: Millis(300),
+            output: None,
+            proof_system: "test".into(),
+            proof_hex: "00".into(),
+        };
+        s.complete(proof, "1\n11".into());
+        s.proved("1\n11".into(), Key(9));
+        let ops = s.expire(Millis(400));
+        // ann's matched request (bob released) and cy's resting one.
+        assert_eq!(names(&ops), ["resold", "resold"]);
+        let released: Vec<Option<Key>> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Resold {
+                    proposal, price, ..
+                } => {
+                    assert_eq!(*price, 5_000_000);
+                    Some(*proposal)
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(released.contains(&Some(Key(4))) && released.contains(&None));
+        assert_eq!(s.resting(), 0);
+        assert!(s.expire(Millis(500)).is_empty());
     }
 }

@@ -61,6 +61,15 @@ pub enum EventKind {
         /// The request's cost from now on.
         cost: u64,
     },
+    /// A request completed by a proof stored for another match of its input.
+    Resold {
+        /// The request.
+        request: Key,
+        /// The proof.
+        proof: Key,
+        /// What it paid.
+        price: u64,
+    },
     /// A proof stored; its request and proposal completed.
     Proved {
         /// The proof (its bytes are in its record).
@@ -103,6 +112,12 @@ enum Wire {
         request: u64,
         proposal: u64,
         cost: u64,
+    },
+    Resold {
+        at: u64,
+        request: u64,
+        proof: u64,
+        price: u64,
     },
 }
 
@@ -153,6 +168,14 @@ pub(super) fn withdrawn(side: Side, key: Key, at: Millis) -> String {
 pub(super) fn rolled_back(request: Key, proposal: Key, cost: u64, at: Millis) -> String {
     format!(
         "{{\"ev\":\"rolled_back\",\"at\":{},\"request\":{request},\"proposal\":{proposal},\"cost\":{cost}}}",
+        at.0
+    )
+}
+
+/// The `resold` event.
+pub(super) fn resold(request: Key, proof: Key, price: u64, at: Millis) -> String {
+    format!(
+        "{{\"ev\":\"resold\",\"at\":{},\"request\":{request},\"proof\":{proof},\"price\":{price}}}",
         at.0
     )
 }
@@ -227,6 +250,19 @@ impl Event {
                         proposal: Key(proposal),
                     },
                 ),
+                Wire::Resold {
+                    at,
+                    request,
+                    proof,
+                    price,
+                } => (
+                    at,
+                    EventKind::Resold {
+                        request: Key(request),
+                        proof: Key(proof),
+                        price,
+                    },
+                ),
                 Wire::RolledBack {
                     at,
                     request,
@@ -264,6 +300,7 @@ impl Event {
             EventKind::Placed(_) | EventKind::Matched { .. } => Vec::new(),
             EventKind::Withdrawn { key, .. } => vec![format!("o:{key}")],
             EventKind::RolledBack { proposal, .. } => vec![format!("o:{proposal}")],
+            EventKind::Resold { request, .. } => vec![format!("o:{request}")],
             EventKind::Proved {
                 proof,
                 request,

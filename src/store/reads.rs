@@ -13,7 +13,8 @@ use super::{OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side, Status};
 
 /// The fields of an order a statement's rebuild reads.
-const REBUILD_FIELDS: [&str; 15] = [
+const REBUILD_FIELDS: [&str; 16] = [
+    "canon",
     "held",
     "proposal_key",
     "request_key",
@@ -44,6 +45,14 @@ impl Store {
         let name = self.keys.statement(stmt).order(key);
         self.read_hash(name, |h| OrderRecord::from_hash(key, h))
             .await
+    }
+
+    /// Whether these proof bytes were accepted for a match of `stmt` already.
+    pub async fn proof_seen(&self, stmt: Key, proof: &[u8]) -> Result<bool, StoreError> {
+        let digest = super::transitions::proof_digest(&hex::encode(proof));
+        let mut c = self.conn.clone();
+        Ok(c.sismember(self.keys.statement(stmt).seen_proofs(), digest)
+            .await?)
     }
 
     /// Whether `user` paid for proof `proof` of `stmt` (see `keys`: `buyers`).

@@ -240,6 +240,36 @@ ops['rollback'] = function(a)
   return 'OK'
 end
 
+-- resold <request> <proof> <now> <price> <event> [<proposal> <event>]: the request's input
+-- was proved for another match: it completes with that proof (a resale at <price>); a
+-- matched one's proposal is released, withdrawn with `released` set (no fine).
+ops['resold'] = function(a)
+  local rk, fk, now, price = a[1], a[2], a[3], a[4]
+  local r = redis.call('HMGET', order_key(rk), 'kind', 'status', 'proposal_key')
+  if r[1] ~= 'request' or (r[2] ~= 'created' and r[2] ~= 'processing') then
+    return 'E:wrong_status:request ' .. rk .. ' is not open'
+  end
+  if redis.call('EXISTS', proof_key(fk)) == 0 then return 'E:not_found:no proof ' .. fk end
+  local pk = a[6]
+  if r[2] == 'processing' then
+    if pk == nil or r[3] ~= pk then return 'E:wrong_status:request ' .. rk .. ' is matched to another proposal' end
+    local p = redis.call('HMGET', order_key(pk), 'kind', 'status', 'request_key')
+    if p[1] ~= 'proposal' or p[2] ~= 'processing' or p[3] ~= rk then
+      return 'E:wrong_status:proposal ' .. pk .. ' is not processing with request ' .. rk
+    end
+    redis.call('HDEL', order_key(pk), 'request_key', 'matched_time', 'price')
+    redis.call('HSET', order_key(pk), 'status', 'withdrawn', 'updatedOn', now, 'released', now)
+    move('proposal', pk, 'processing', 'withdrawn')
+    redis.call('HDEL', order_key(rk), 'proposal_key', 'matched_time')
+  end
+  redis.call('HSET', order_key(rk), 'status', 'completed', 'proof_key', fk, 'price', price, 'updatedOn', now)
+  move('request', rk, r[2], 'completed')
+  redis.call('SADD', buyers_key(fk), redis.call('HGET', order_key(rk), 'sender'))
+  emit(a[5])
+  if r[2] == 'processing' then emit(a[7]) end
+  return 'OK'
+end
+
 -- money <n> (<order> <held>)*n (<user> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>)*:
 -- the money of the op before it, applied only if that op was: sets what orders hold and
 -- queues payouts to wallets (the statement's payout stream, delivered by its owner).

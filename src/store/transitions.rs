@@ -135,6 +135,20 @@ pub enum Op {
         /// The request's cost from now on (its own, unless its escrow no longer covers it).
         cost: u64,
     },
+    /// A request completed by a proof stored for another match of its input (a resale
+    /// paying `price`); a matched one's proposal is released (withdrawn, no fine).
+    Resold {
+        /// The request.
+        request: Key,
+        /// The proof.
+        proof: Key,
+        /// What it paid (micro-units).
+        price: u64,
+        /// Its proposal, when it was matched.
+        proposal: Option<Key>,
+        /// When.
+        at: Millis,
+    },
     /// The money of the op before it, written only if that op was.
     Money(Box<Money>),
 }
@@ -284,6 +298,26 @@ impl Op {
                 ]);
                 "rollback"
             }
+            Op::Resold {
+                request,
+                proof,
+                price,
+                proposal,
+                at,
+            } => {
+                a.extend([
+                    request.to_string(),
+                    proof.to_string(),
+                    at.0.to_string(),
+                    price.to_string(),
+                    events::resold(*request, *proof, *price, *at),
+                ]);
+                if let Some(p) = proposal {
+                    a.push(p.to_string());
+                    a.push(events::withdrawn(Side::Proposal, *p, *at));
+                }
+                "resold"
+            }
             Op::Money(m) => {
                 a.push(m.held.len().to_string());
                 for (k, v) in &m.held {
@@ -313,7 +347,7 @@ impl Op {
 
 /// The identity of a proof's bytes: SHA-256 of its lowercase hex, hex. A proof accepted
 /// once is never accepted again, for any match (`transitions.lua`, `proof`).
-fn proof_digest(proof_hex: &str) -> String {
+pub(super) fn proof_digest(proof_hex: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(
         proof_hex.to_ascii_lowercase().as_bytes(),
