@@ -404,7 +404,13 @@ async fn a_paused_owner_is_fenced_when_it_resumes() {
          {fenced_node} refused batches, Redis {fenced_store}",
             acked.len() - 1
         );
-        assert_eq!(fenced_node - fenced_before, fenced_store);
+        // Every refusal Redis counted for this statement reached node A (whose counter
+        // is node-wide: a statement it held briefly while ownership settled may add one).
+        assert!(
+            fenced_node - fenced_before >= fenced_store,
+            "node A counted {} refused batches, Redis {fenced_store} for statement {stmt}",
+            fenced_node - fenced_before
+        );
         statements.push(stmt.clone());
         all_acked.extend(acked);
         check_all(&backend, &at_b, &statements, &all_acked).await;
