@@ -196,7 +196,13 @@ impl Market {
             Ok(_) | Err(MarketError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        Ok(me(&self.get_statement(p.statement).await?.sender))
+        // The statement's head: its owner without reading its (large) definition.
+        let head = self.store.statement_heads(&[p.statement]).await?;
+        Ok(head
+            .into_iter()
+            .flatten()
+            .next()
+            .is_some_and(|st| me(&st.sender)))
     }
 
     /// One proof: from Redis, or from the archive once Redis no longer holds it.

@@ -1227,6 +1227,23 @@ mod tests {
             .collect()
     }
 
+    /// Proof 9 of the match (`request`, `proposal`), pushed by `producer`.
+    fn proof_of(request: Key, proposal: Key, producer: &str) -> ProofRecord {
+        ProofRecord {
+            key: Key(9),
+            statement: STMT,
+            request,
+            proposal,
+            sender: producer.into(),
+            input: "[]".into(),
+            generation_ms: 5,
+            created: Millis(300),
+            output: None,
+            proof_system: "test".into(),
+            proof_hex: "00".into(),
+        }
+    }
+
     /// Rules with collateral (factor 10) and 0.5 % commission; a minute of 1 s.
     fn paid() -> Rules {
         Rules {
@@ -1367,19 +1384,7 @@ mod tests {
             s.place(funded(2, Side::Proposal, 4, "pat", 40 * m), None)
                 .unwrap(),
         );
-        let proof = ProofRecord {
-            key: Key(9),
-            statement: STMT,
-            request: Key(1),
-            proposal: Key(2),
-            sender: "pat".into(),
-            input: "[]".into(),
-            generation_ms: 5,
-            created: Millis(300),
-            output: None,
-            proof_system: "test".into(),
-            proof_hex: "00".into(),
-        };
+        let proof = proof_of(Key(1), Key(2), "pat");
         let ops = s.complete(proof, "c".into());
         let money = money_of(&ops);
         let paid: u128 = money[0].payouts.iter().map(|p| p.balance).sum();
@@ -1415,19 +1420,7 @@ mod tests {
                 .unwrap(),
         );
         placed(s.place(with_input(5, "cy"), None).unwrap());
-        let proof = ProofRecord {
-            key: Key(9),
-            statement: STMT,
-            request: Key(1),
-            proposal: Key(2),
-            sender: "pat".into(),
-            input: "[]".into(),
-            generation_ms: 5,
-            created: Millis(300),
-            output: None,
-            proof_system: "test".into(),
-            proof_hex: "00".into(),
-        };
+        let proof = proof_of(Key(1), Key(2), "pat");
         s.complete(proof, "1\n11".into());
         s.proved("1\n11".into(), Key(9));
         let ops = s.expire(Millis(400));
