@@ -94,6 +94,11 @@ struct ServeArgs {
     /// a real market; tests and demos shorten it.
     #[arg(long, env = "PROOF_MARKET_MINUTE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     minute_ms: u64,
+    /// Milliseconds a user's account on a statement may stay idle before its free money
+    /// (parked there by a top-up from the wallet, or earned there) goes back to the
+    /// user's wallet.
+    #[arg(long, env = "PROOF_MARKET_SWEEP_AFTER_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    sweep_after_ms: u64,
     /// Milliseconds an order's money may take from its wallet to its statement; an
     /// order later than that is refused, and money of an order that never arrived is
     /// given back after twice that.
@@ -418,6 +423,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 commission_min: args.commission_min,
                 default_eval_minutes: args.default_eval_time,
                 minute: Duration::from_millis(args.minute_ms),
+                sweep_after: Duration::from_millis(args.sweep_after_ms),
             },
         },
         key_prefix: args.key_prefix,

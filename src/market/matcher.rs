@@ -70,6 +70,9 @@ pub struct Place {
     pub order: OrderRecord,
     /// The client's idempotency key, scoped to side and sender.
     pub idempotency: Option<ScopedKey>,
+    /// Money the sender's wallet sent with the order into its account here (0: none;
+    /// else the order's `funded_at` says when).
+    pub topup: u128,
 }
 
 /// Withdraws an open order of `sender`; answers when it was withdrawn.
@@ -105,11 +108,6 @@ pub struct Retire;
 #[rtype(result = "LocalResult<(Vec<Level>, Vec<Level>)>")]
 pub struct Depth(pub usize);
 
-/// The best bid's price (micro-units), if any: what an incoming proposal could trade
-/// at right now.
-#[derive(Message)]
-#[rtype(result = "LocalResult<Option<u64>>")]
-pub struct BestBid;
 
 /// A running matcher, as routes hand it to the service.
 #[derive(Clone)]
@@ -208,6 +206,7 @@ pub async fn load_snapshot(store: &Store, statement: Key) -> Result<Snapshot, St
         proven: store.proven_inputs(statement).await?,
         resale: store.resale_prices(statement).await?,
         idempotency: store.idempotency_keys(statement).await?,
+        accounts: store.accounts(statement).await?,
     })
 }
 
@@ -480,10 +479,12 @@ impl Matcher {
     }
 }
 
-/// True when some op of a written batch queued payouts.
+/// True when some op of a written batch queued payouts to wallets: sweeps, and the
+/// track-record entries of deliveries and fines (see `transitions.lua`).
 fn ops_pay(ops: &[Op]) -> bool {
-    ops.iter()
-        .any(|op| matches!(op, Op::Money(m) if !m.payouts.is_empty()))
+    ops.iter().any(|op| {
+        matches!(op, Op::Money(m) if m.payouts.iter().any(|p| matches!(p.kind, "sweep" | "earn" | "fined")))
+    })
 }
 
 async fn outcome(rx: oneshot::Receiver<LocalResult<()>>) -> LocalResult<()> {
@@ -508,7 +509,7 @@ impl Handler<Place> for Matcher {
         let resend_unsafe = msg.idempotency.is_none();
         let decision = self
             .check_usable()
-            .and_then(|()| Ok(self.state.place(msg.order, msg.idempotency)?));
+            .and_then(|()| Ok(self.state.place(msg.order, msg.idempotency, msg.topup)?));
         match decision {
             Err(e) => Box::pin(async move { Err(e) }),
             // An idempotent resend: nothing to write.
@@ -573,15 +574,6 @@ impl Handler<Retire> for Matcher {
         Box::pin(async move {
             let _ = rx.await;
         })
-    }
-}
-
-impl Handler<BestBid> for Matcher {
-    type Result = LocalResult<Option<u64>>;
-
-    fn handle(&mut self, _: BestBid, _: &mut Context<Self>) -> Self::Result {
-        self.check_usable()?;
-        Ok(self.state.best_bid())
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Economics {
     pub default_eval_minutes: u32,
     /// How long a minute of `eval_time` and `wait_period` lasts (60 s; tests shorten it).
     pub minute: Duration,
+    /// How long a user's account on a statement stays idle before its free money goes
+    /// back to the user's wallet.
+    pub sweep_after: Duration,
 }
 
 impl Default for Economics {
@@ -46,6 +49,7 @@ impl Default for Economics {
             commission_min: 1,
             default_eval_minutes: 60,
             minute: Duration::from_secs(60),
+            sweep_after: Duration::from_secs(10),
         }
     }
 }
@@ -102,10 +106,51 @@ fn pos(v: u128) -> i128 {
     i128::try_from(v).unwrap_or(i128::MAX)
 }
 
+/// Money from the user's wallet arriving in its account with `order` (to the free
+/// deposit for a proposal, else the free balance).
+pub fn topup(user: &str, order: Key, amount: u128, deposit: bool) -> Option<Payout> {
+    (amount > 0).then(|| {
+        let mut p = payout(user, "topup", order);
+        if deposit {
+            p.deposit = pos(amount);
+        } else {
+            p.balance = pos(amount);
+        }
+        p
+    })
+}
+
+/// A request's escrow taken from its requester's free balance.
+pub fn escrow(requester: &str, request: Key, amount: u128) -> Option<Payout> {
+    (amount > 0).then(|| Payout {
+        balance: neg(amount),
+        blocked: pos(amount),
+        ..payout(requester, "escrow", request)
+    })
+}
+
+/// A proposal's collateral taken from its producer's free deposit.
+pub fn collateral(producer: &str, proposal: Key, amount: u128) -> Option<Payout> {
+    (amount > 0).then(|| Payout {
+        deposit: neg(amount),
+        locked: pos(amount),
+        ..payout(producer, "collateral", proposal)
+    })
+}
+
+/// An idle account's free money back to its wallet.
+pub fn sweep(user: &str, balance: u128, deposit: u128) -> Option<Payout> {
+    (balance > 0 || deposit > 0).then(|| Payout {
+        balance: neg(balance),
+        deposit: neg(deposit),
+        ..payout(user, "sweep", Key(0))
+    })
+}
+
 /// A request's escrow back to its requester's balance.
 pub fn release(requester: &str, request: Key, amount: u128) -> Option<Payout> {
     (amount > 0).then(|| Payout {
-        balance: amount,
+        balance: pos(amount),
         blocked: neg(amount),
         ..payout(requester, "release", request)
     })
@@ -114,7 +159,7 @@ pub fn release(requester: &str, request: Key, amount: u128) -> Option<Payout> {
 /// A proposal's collateral back to its producer's deposit.
 pub fn unlock(producer: &str, proposal: Key, amount: u128) -> Option<Payout> {
     (amount > 0).then(|| Payout {
-        deposit: amount,
+        deposit: pos(amount),
         locked: neg(amount),
         ..payout(producer, "unlock", proposal)
     })
@@ -142,13 +187,13 @@ pub fn settle(
     // Always sent (even when the commission takes it all): it carries the delivery to
     // the producer's track record.
     out.push(Payout {
-        balance: earned,
+        balance: pos(earned),
         generation_ms,
         ..payout(producer, "earn", proposal)
     });
     if fee > 0 {
         out.push(Payout {
-            balance: fee,
+            balance: pos(fee),
             ..payout(MARKET_ACCOUNT, "commission", proposal)
         });
     }
@@ -176,13 +221,13 @@ pub fn resale(
         });
         if pay128 > fee {
             out.push(Payout {
-                balance: pay128 - fee,
+                balance: pos(pay128 - fee),
                 ..payout(producer, "resale", request)
             });
         }
         if fee > 0 {
             out.push(Payout {
-                balance: fee,
+                balance: pos(fee),
                 ..payout(MARKET_ACCOUNT, "commission", request)
             });
         }
@@ -225,7 +270,7 @@ pub fn fine(
             ..payout(producer, "fined", proposal)
         });
         payouts.push(Payout {
-            balance: collateral - topup,
+            balance: pos(collateral - topup),
             blocked: pos(topup),
             ..payout(requester, "fine", request)
         });
@@ -264,10 +309,10 @@ mod tests {
     fn settling_moves_exactly_the_price_and_the_collateral() {
         let e = Economics::default();
         let p = settle(&e, "r", Key(1), "p", Key(2), 1_000_000, 10_000_000, 5);
-        let paid: u128 = p.iter().map(|x| x.balance).sum();
+        let paid: i128 = p.iter().map(|x| x.balance).sum();
         assert_eq!(paid, 1_000_000);
         assert_eq!(p.iter().map(|x| x.blocked).sum::<i128>(), -1_000_000);
-        assert_eq!(p.iter().map(|x| x.deposit).sum::<u128>(), 10_000_000);
+        assert_eq!(p.iter().map(|x| x.deposit).sum::<i128>(), 10_000_000);
         assert_eq!(p.iter().map(|x| x.locked).sum::<i128>(), -10_000_000);
         assert!(p
             .iter()
@@ -278,7 +323,7 @@ mod tests {
     fn a_resale_pays_the_producer_and_releases_the_rest() {
         let e = Economics::default();
         let p = resale(&e, "r", Key(1), "p", 5_000_000, 2_000_000);
-        assert_eq!(p.iter().map(|x| x.balance).sum::<u128>(), 5_000_000);
+        assert_eq!(p.iter().map(|x| x.balance).sum::<i128>(), 5_000_000);
         assert_eq!(p.iter().map(|x| x.blocked).sum::<i128>(), -5_000_000);
         assert!(p
             .iter()
@@ -299,7 +344,7 @@ mod tests {
         let r = fine("r", Key(1), 100, 2, "p", Key(2), 20);
         assert_eq!((r.held, r.cost), (22, 22));
         // Money in = money out.
-        let out: i128 = r.payouts.iter().map(|x| pos(x.balance) + x.blocked).sum();
+        let out: i128 = r.payouts.iter().map(|x| x.balance + x.blocked).sum();
         assert_eq!(out, 20);
     }
 

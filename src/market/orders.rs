@@ -10,6 +10,7 @@ use crate::store::OrderRecord;
 use super::book::Level;
 use super::matcher::{Depth, LocalError, LocalResult, MatcherHandle, Place, Withdraw};
 use super::state::Placed;
+use super::wallets::Funding;
 use super::Market;
 
 /// Programs up to this many instructions are evaluated inline; larger ones on the
@@ -79,17 +80,7 @@ impl Market {
             .map(|k| k.scoped(o.side, sender.as_str()));
         let now = Millis::now();
         let key = self.next_key().await?;
-        let funding = self
-            .fund_order(
-                m,
-                sender.as_str(),
-                o.side,
-                key,
-                o.statement,
-                o.cost.micros(),
-            )
-            .await?;
-        let order = OrderRecord {
+        let order = |funding: Option<&Funding>| OrderRecord {
             key,
             side: o.side,
             statement: o.statement,
@@ -101,23 +92,46 @@ impl Market {
             updated: now,
             status: Status::Created,
             seq: 0,
-            input,
-            canon,
+            input: input.clone(),
+            canon: canon.clone(),
             counterpart: None,
             matched_time: None,
             price: None,
             proof_key: None,
-            held: funding.as_ref().map_or(0, |f| f.amount),
-            funded_at: funding.as_ref().map(|f| f.at),
+            held: 0,
+            funded_at: funding.map(|f| f.at),
             failed: None,
         };
-        let placed = m.ask(Place { order, idempotency }).await;
+        // The money comes from the sender's account on the statement; when that is
+        // short, the wallet tops it up once, the order being the receipt.
+        let mut placed = m
+            .ask(Place {
+                order: order(None),
+                idempotency,
+                topup: 0,
+            })
+            .await;
+        let mut funding = None;
+        if let Ok(short @ Placed::Short { .. }) = &placed {
+            let f = self
+                .fund_order(sender.as_str(), key, o.statement, short)
+                .await?;
+            placed = m
+                .ask(Place {
+                    order: order(Some(&f)),
+                    idempotency,
+                    topup: f.amount,
+                })
+                .await;
+            funding = Some(f);
+        }
         if let Some(f) = &funding {
             match &placed {
                 Ok(Placed::New(_)) => self.settle_funding(f, key, true).await,
                 // Nothing of this call was written: an idempotent resend (the first
-                // call's order holds its own money), a refusal, or a moved statement.
-                Ok(Placed::Existing(_)) | Err(LocalError::Moved) => {
+                // call's order holds its own money), still short (the account was
+                // spent meanwhile), a refusal, or a moved statement.
+                Ok(Placed::Existing(_) | Placed::Short { .. }) | Err(LocalError::Moved) => {
                     self.settle_funding(f, key, false).await
                 }
                 Err(LocalError::Market(e)) if e.is_client_error() => {
@@ -129,6 +143,10 @@ impl Market {
         }
         match placed? {
             Placed::New(order) => Ok(*order),
+            Placed::Short { .. } => Err(MarketError::Conflict(
+                "the money sent for this order was spent by another order meanwhile; retry".into(),
+            )
+            .into()),
             // A resend: answer the order the key placed, as it is now. If the first
             // call's write is still in flight it is not readable yet.
             Placed::Existing(key) => match self.get_order(o.side, key).await {

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub resale: HashMap<Key, (String, u64)>,
     /// Scoped idempotency key → the order it placed, when, by whom.
     pub idempotency: HashMap<ScopedKey, Remembered>,
+    /// Lowercased user → (free balance, free deposit) of its account here.
+    pub accounts: HashMap<String, (u128, u128)>,
 }
 
 /// What one user may hold on one statement; 0 lifts a cap. Past a cap, a placement is
@@ -187,6 +189,27 @@ pub enum Placed {
     New(Box<OrderRecord>),
     /// The idempotency key had already placed this order: nothing was placed now.
     Existing(Key),
+    /// The sender's account here holds too little for the order: nothing was placed.
+    /// Top it up from the wallet with at least `least` − `have` and place again.
+    Short {
+        /// The money is the deposit's (a proposal's collateral), else the balance's.
+        deposit: bool,
+        /// What the order needs at least.
+        least: u128,
+        /// The most it would hold (a proposal's collateral for the best bid).
+        most: u128,
+        /// What the account has free, counting the money sent with the order.
+        have: u128,
+    },
+}
+
+/// A user's free money parked in its account on this statement (what its orders hold
+/// is on the orders), and when it last moved.
+#[derive(Debug, Clone, Copy, Default)]
+struct Account {
+    balance: u128,
+    deposit: u128,
+    used: Millis,
 }
 
 /// The ops that make a decision durable, with the answer to give once they are.
@@ -250,6 +273,8 @@ pub struct StatementState {
     /// Inputs proved since the last tick (or found proved at rebuild) whose open requests
     /// are to be completed by resale.
     to_resell: Vec<String>,
+    /// Users' accounts here, by lowercased name.
+    accounts: FxHashMap<String, Account>,
 }
 
 impl StatementState {
@@ -282,6 +307,15 @@ impl StatementState {
             due: BinaryHeap::new(),
             by_canon: FxHashMap::default(),
             to_resell: Vec::new(),
+            // Loaded accounts count as idle: swept at the first tick.
+            accounts: snapshot
+                .accounts
+                .into_iter()
+                .map(|(u, (balance, deposit))| {
+                    let used = Millis(0);
+                    (u, Account { balance, deposit, used })
+                })
+                .collect(),
         };
         let mut open = snapshot.open;
         open.sort_by_key(|o| (o.seq, o.key));
@@ -585,6 +619,49 @@ impl StatementState {
         money
     }
 
+    /// Applies the account movements of `ops` (decided at `now`) to the accounts here.
+    fn move_accounts(&mut self, ops: &[Op], now: Millis) {
+        for op in ops {
+            let Op::Money(m) = op else { continue };
+            for p in &m.payouts {
+                let a = self.accounts.entry(p.user.to_lowercase()).or_default();
+                a.balance = a.balance.saturating_add_signed(p.balance);
+                a.deposit = a.deposit.saturating_add_signed(p.deposit);
+                a.used = a.used.max(now);
+            }
+        }
+    }
+
+    /// Sends the free money of accounts idle since `sweep_after` back to their wallets,
+    /// and forgets the emptied accounts.
+    fn sweep_idle(&mut self, now: Millis) -> Vec<Op> {
+        let after = self.rules.economics.sweep_after.as_millis() as u64;
+        let mut payouts = Vec::new();
+        self.accounts.retain(|user, a| {
+            if a.used.0.saturating_add(after) > now.0 {
+                return true;
+            }
+            payouts.extend(money::sweep(user, a.balance, a.deposit));
+            false
+        });
+        if payouts.is_empty() {
+            return Vec::new();
+        }
+        tracing::debug!(statement = %self.statement, accounts = payouts.len(), "idle accounts swept to their wallets");
+        vec![Op::Money(Box::new(Money {
+            held: Vec::new(),
+            payouts,
+            always: true,
+        }))]
+    }
+
+    /// Free money of `user`'s account here: (balance, deposit).
+    pub fn account(&self, user: &str) -> (u128, u128) {
+        self.accounts
+            .get(&user.to_lowercase())
+            .map_or((0, 0), |a| (a.balance, a.deposit))
+    }
+
     /// The best bid's price, if any: the most an incoming proposal could trade at now.
     pub fn best_bid(&self) -> Option<u64> {
         self.book.depth(1).0.first().map(|l| l.cost.micros())
@@ -593,10 +670,18 @@ impl StatementState {
     /// Places a new order (status `created`; its `created` time is now), unless the
     /// scoped idempotency key already placed one. A request for an input already proved
     /// completes at once; otherwise the order matches or rests.
+    ///
+    /// The order's money comes from its sender's account here: a request's cost as
+    /// escrow from the free balance, a proposal's collateral from the free deposit
+    /// (`collateral_factor` × the best price it could trade at now, at least × its own
+    /// cost). `topup` is money the sender's wallet sent with this order into the account
+    /// (the order's placement is its receipt). When the account is short, nothing is
+    /// placed and the answer says how much is missing ([`Placed::Short`]).
     pub fn place(
         &mut self,
         mut order: OrderRecord,
         idempotency: Option<ScopedKey>,
+        topup: u128,
     ) -> Result<Decision<Placed>, MarketError> {
         if let Some((existing, _)) = idempotency.as_ref().and_then(|k| self.idempotency.get(k)) {
             return Ok(Decision {
@@ -606,8 +691,42 @@ impl StatementState {
         }
         self.check_quotas(&order.sender, idempotency.is_some())?;
         let now = order.created;
+        let e = self.rules.economics;
+        let deposit = order.side == Side::Proposal;
+        let cost = order.cost.micros();
+        let (least, most) = if deposit {
+            let best = self.best_bid().unwrap_or(0).max(cost);
+            (e.collateral(cost), e.collateral(best))
+        } else {
+            (u128::from(cost), u128::from(cost))
+        };
+        let user = order.sender.to_lowercase();
+        let acct = self.accounts.get(&user).copied().unwrap_or_default();
+        let have = if deposit { acct.deposit } else { acct.balance } + topup;
+        if have < least {
+            return Ok(Decision {
+                ops: Vec::new(),
+                answer: Placed::Short {
+                    deposit,
+                    least,
+                    most,
+                    have,
+                },
+            });
+        }
+        let take = have.min(most);
+        order.held = take;
+        let mut funding = Money::default();
+        funding
+            .payouts
+            .extend(money::topup(&order.sender, order.key, topup, deposit));
+        funding.payouts.extend(if deposit {
+            money::collateral(&order.sender, order.key, take)
+        } else {
+            money::escrow(&order.sender, order.key, take)
+        });
         order.seq = self.next_seq;
-        let mut ops = Vec::with_capacity(4);
+        let mut ops = Vec::with_capacity(5);
         if let Some(proof) = order
             .canon
             .as_ref()
@@ -640,12 +759,9 @@ impl StatementState {
                     .collect(),
             };
             ops.push(Op::New(Box::new(order.clone())));
-            let money = Money {
-                held: Vec::new(),
-                payouts,
-            };
-            if !money.is_empty() {
-                ops.push(Op::Money(Box::new(money)));
+            funding.payouts.extend(payouts);
+            if !funding.is_empty() {
+                ops.push(Op::Money(Box::new(funding)));
             }
         } else {
             if self.book.contains(order.key) || self.open.contains_key(&order.key) {
@@ -657,6 +773,9 @@ impl StatementState {
             self.open_insert(order.key, Open::of(&order));
             self.per_user.opened(order.key, &order.sender);
             ops.push(Op::New(Box::new(order.clone())));
+            if !funding.is_empty() {
+                ops.push(Op::Money(Box::new(funding)));
+            }
             match self.enter(order.key, now) {
                 Err(e) => {
                     self.open_remove(order.key);
@@ -679,6 +798,7 @@ impl StatementState {
             }
         }
         self.next_seq += 1;
+        self.move_accounts(&ops, now);
         if let Some(scoped) = idempotency {
             ops.push(Op::Remember {
                 scoped,
@@ -714,7 +834,7 @@ impl StatementState {
             )));
         }
         let money = self.close_open(key);
-        Ok(vec![
+        let ops = vec![
             Op::Withdraw {
                 side,
                 key,
@@ -722,7 +842,9 @@ impl StatementState {
                 at: now,
             },
             Op::Money(Box::new(money)),
-        ])
+        ];
+        self.move_accounts(&ops, now);
+        Ok(ops)
     }
 
     /// The op storing a verified proof and completing its two orders. Call
@@ -765,6 +887,7 @@ impl StatementState {
         }
         self.per_user.closed(request);
         self.per_user.closed(proposal);
+        let at = record.created;
         let mut ops = vec![Op::Proof {
             record: Box::new(record),
             canon,
@@ -772,6 +895,7 @@ impl StatementState {
         if !money.is_empty() {
             ops.push(Op::Money(Box::new(money)));
         }
+        self.move_accounts(&ops, at);
         ops
     }
 
@@ -816,6 +940,7 @@ impl StatementState {
             ops.push(Op::Money(Box::new(Money {
                 held: vec![(p.request, back.held), (proposal, 0)],
                 payouts: back.payouts,
+                always: false,
             })));
             match self.enter(p.request, now) {
                 Ok(Some((_, more))) => ops.extend(more),
@@ -886,6 +1011,8 @@ impl StatementState {
         if !forget.is_empty() {
             ops.push(Op::Forget(forget));
         }
+        self.move_accounts(&ops, now);
+        ops.extend(self.sweep_idle(now));
         ops
     }
 }
@@ -946,6 +1073,7 @@ mod tests {
             quotas: Quotas::default(),
             economics: Economics {
                 collateral_factor: 0,
+                sweep_after: HOUR,
                 ..Economics::default()
             },
         }
@@ -955,10 +1083,25 @@ mod tests {
         StatementState::rebuild(STMT, Snapshot::default(), rules())
     }
 
+    /// Places `o` with a top-up of what it needs (or the `held` it was built with).
+    fn put(
+        s: &mut StatementState,
+        o: OrderRecord,
+        k: Option<ScopedKey>,
+    ) -> Result<Decision<Placed>, MarketError> {
+        let need = match o.side {
+            Side::Request => u128::from(o.cost.micros()),
+            Side::Proposal => s.rules.economics.collateral(o.cost.micros()),
+        };
+        let topup = if o.held > 0 { o.held } else { need };
+        s.place(o, k, topup)
+    }
+
     fn placed(d: Decision<Placed>) -> (Vec<Op>, OrderRecord) {
         match d.answer {
             Placed::New(o) => (d.ops, *o),
             Placed::Existing(k) => panic!("expected a new order, got existing {k}"),
+            Placed::Short { least, have, .. } => panic!("short: {have} of {least}"),
         }
     }
 
@@ -982,7 +1125,7 @@ mod tests {
     #[test]
     fn an_order_with_no_counterpart_rests() {
         let mut s = fresh();
-        let (ops, o) = placed(s.place(order(10, Side::Request, 5, 100), None).unwrap());
+        let (ops, o) = placed(put(&mut s, order(10, Side::Request, 5, 100), None).unwrap());
         assert_eq!(names(&ops), ["new"]);
         assert_eq!(o.status, Status::Created);
         assert_eq!(o.seq, 1);
@@ -992,8 +1135,8 @@ mod tests {
     #[test]
     fn a_crossing_order_matches_at_the_resting_price() {
         let mut s = fresh();
-        placed(s.place(order(10, Side::Request, 5, 100), None).unwrap());
-        let (ops, o) = placed(s.place(order(11, Side::Proposal, 3, 200), None).unwrap());
+        placed(put(&mut s, order(10, Side::Request, 5, 100), None).unwrap());
+        let (ops, o) = placed(put(&mut s, order(11, Side::Proposal, 3, 200), None).unwrap());
         assert_eq!(names(&ops), ["new", "match"]);
         match &ops[1] {
             Op::Match {
@@ -1021,7 +1164,7 @@ mod tests {
         let mut s = StatementState::rebuild(STMT, snap, rules());
         let mut r = order(10, Side::Request, 5, 100);
         r.canon = Some("1\n11".into());
-        let (ops, o) = placed(s.place(r, None).unwrap());
+        let (ops, o) = placed(put(&mut s, r, None).unwrap());
         assert_eq!(names(&ops), ["new"]);
         assert_eq!((o.status, o.proof_key), (Status::Completed, Some(Key(99))));
         assert_eq!(s.resting(), 0);
@@ -1029,7 +1172,7 @@ mod tests {
         s.proved("2\n3".into(), Key(100));
         let mut r = order(11, Side::Request, 5, 100);
         r.canon = Some("2\n3".into());
-        let (_, o) = placed(s.place(r, None).unwrap());
+        let (_, o) = placed(put(&mut s, r, None).unwrap());
         assert_eq!(o.proof_key, Some(Key(100)));
     }
 
@@ -1039,16 +1182,16 @@ mod tests {
         let k = IdempotencyKey::parse("abc")
             .unwrap()
             .scoped(Side::Request, "alice");
-        let (ops, _) = placed(s.place(order(10, Side::Request, 5, 100), Some(k)).unwrap());
+        let (ops, _) = placed(put(&mut s, order(10, Side::Request, 5, 100), Some(k)).unwrap());
         assert_eq!(names(&ops), ["new", "remember"]);
-        let again = s.place(order(11, Side::Request, 5, 150), Some(k)).unwrap();
+        let again = put(&mut s, order(11, Side::Request, 5, 150), Some(k)).unwrap();
         assert!(again.ops.is_empty());
         assert!(matches!(again.answer, Placed::Existing(Key(10))));
         assert_eq!(s.resting(), 1);
         // Forgotten after the retention: the key places a new order.
         let ops = s.expire(Millis(100 + HOUR.as_millis() as u64));
         assert_eq!(names(&ops), ["forget"]);
-        let (ops, o) = placed(s.place(order(12, Side::Request, 5, 200), Some(k)).unwrap());
+        let (ops, o) = placed(put(&mut s, order(12, Side::Request, 5, 200), Some(k)).unwrap());
         assert_eq!(names(&ops), ["new", "remember"]);
         assert_eq!(o.key, Key(12));
     }
@@ -1058,18 +1201,18 @@ mod tests {
         let mut s = fresh();
         let mut o = order(10, Side::Proposal, 5, 1_000);
         o.wait_period = Some(Minutes(1));
-        placed(s.place(o, None).unwrap());
-        assert!(s.expire(Millis(60_999)).is_empty());
+        placed(put(&mut s, o, None).unwrap());
+        assert!(unswept(s.expire(Millis(60_999))).is_empty());
         let ops = s.expire(Millis(61_000));
         assert_eq!(names(&ops), ["withdraw"]);
         assert_eq!(s.resting(), 0);
-        assert!(s.expire(Millis(120_000)).is_empty());
+        assert!(unswept(s.expire(Millis(120_000))).is_empty());
     }
 
     #[test]
     fn withdrawing_needs_an_open_order() {
         let mut s = fresh();
-        placed(s.place(order(10, Side::Request, 5, 100), None).unwrap());
+        placed(put(&mut s, order(10, Side::Request, 5, 100), None).unwrap());
         let ops = s
             .withdraw(Side::Request, Key(10), "alice".into(), Millis(200))
             .unwrap();
@@ -1079,7 +1222,7 @@ mod tests {
             Err(MarketError::Conflict(_))
         ));
         // A withdrawn order's deadline does not withdraw it again.
-        assert!(s.expire(Millis(u64::MAX / 2)).is_empty());
+        assert!(unswept(s.expire(Millis(u64::MAX / 2))).is_empty());
     }
 
     #[test]
@@ -1096,6 +1239,7 @@ mod tests {
         let snap = Snapshot {
             open: vec![late, early, done],
             proven: HashMap::new(),
+            accounts: HashMap::new(),
             idempotency: [(
                 k,
                 Remembered {
@@ -1110,10 +1254,10 @@ mod tests {
         };
         let mut s = StatementState::rebuild(STMT, snap, rules());
         assert_eq!(s.resting(), 2, "the completed order is not in the book");
-        let (_, r) = placed(s.place(order(30, Side::Request, 5, 500), None).unwrap());
+        let (_, r) = placed(put(&mut s, order(30, Side::Request, 5, 500), None).unwrap());
         assert_eq!(r.seq, 10, "numbered after every open order");
         assert_eq!(r.counterpart, Some(Key(20)), "the lower seq rested first");
-        let again = s.place(order(31, Side::Proposal, 3, 600), Some(k)).unwrap();
+        let again = put(&mut s, order(31, Side::Proposal, 3, 600), Some(k)).unwrap();
         assert!(matches!(again.answer, Placed::Existing(Key(20))));
     }
 
@@ -1131,9 +1275,9 @@ mod tests {
             max_idempotency_keys: 0,
         };
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), Rules { quotas, ..rules() });
-        placed(s.place(by(1, Side::Request, 5, "eve"), None).unwrap());
-        placed(s.place(by(2, Side::Request, 5, "eve"), None).unwrap());
-        match s.place(by(3, Side::Request, 5, "eve"), None) {
+        placed(put(&mut s, by(1, Side::Request, 5, "eve"), None).unwrap());
+        placed(put(&mut s, by(2, Side::Request, 5, "eve"), None).unwrap());
+        match put(&mut s, by(3, Side::Request, 5, "eve"), None) {
             Err(MarketError::TooManyRequests { message, .. }) => {
                 assert!(message.contains("2 open orders"), "{message}")
             }
@@ -1141,14 +1285,14 @@ mod tests {
         }
         assert_eq!(s.resting(), 2, "a refused order changes nothing");
         // Another user is not affected; a match keeps both orders open (processing).
-        let (_, p) = placed(s.place(by(4, Side::Proposal, 3, "pat"), None).unwrap());
+        let (_, p) = placed(put(&mut s, by(4, Side::Proposal, 3, "pat"), None).unwrap());
         assert_eq!(p.status, Status::Processing);
         assert_eq!((s.open_orders_of("eve"), s.open_orders_of("pat")), (2, 1));
         // A withdrawal frees a place, and so does a completion.
         s.withdraw(Side::Request, Key(2), "eve".into(), Millis(200))
             .unwrap();
-        placed(s.place(by(5, Side::Request, 5, "eve"), None).unwrap());
-        assert!(s.place(by(6, Side::Request, 5, "eve"), None).is_err());
+        placed(put(&mut s, by(5, Side::Request, 5, "eve"), None).unwrap());
+        assert!(put(&mut s, by(6, Side::Request, 5, "eve"), None).is_err());
         let proof = ProofRecord {
             key: Key(50),
             statement: STMT,
@@ -1164,7 +1308,7 @@ mod tests {
         };
         s.complete(proof, "c".into());
         assert_eq!((s.open_orders_of("eve"), s.open_orders_of("pat")), (1, 0));
-        placed(s.place(by(7, Side::Request, 5, "eve"), None).unwrap());
+        placed(put(&mut s, by(7, Side::Request, 5, "eve"), None).unwrap());
         // After a rebuild, created and processing orders count again.
         let mut processing = by(8, Side::Request, 5, "eve");
         processing.status = Status::Processing;
@@ -1190,14 +1334,14 @@ mod tests {
                 .scoped(Side::Request, "eve")
         };
         placed(
-            s.place(by(1, Side::Request, 5, "eve"), Some(key("a")))
+            put(&mut s, by(1, Side::Request, 5, "eve"), Some(key("a")))
                 .unwrap(),
         );
         placed(
-            s.place(by(2, Side::Request, 5, "eve"), Some(key("b")))
+            put(&mut s, by(2, Side::Request, 5, "eve"), Some(key("b")))
                 .unwrap(),
         );
-        match s.place(by(3, Side::Request, 5, "eve"), Some(key("c"))) {
+        match put(&mut s, by(3, Side::Request, 5, "eve"), Some(key("c"))) {
             Err(MarketError::TooManyRequests { message, .. }) => {
                 assert!(message.contains("Idempotency-Keys"), "{message}")
             }
@@ -1205,24 +1349,38 @@ mod tests {
         }
         // A resend of a remembered key is still answered; a placement without a key is
         // still taken.
-        let again = s
-            .place(by(4, Side::Request, 5, "eve"), Some(key("a")))
+        let again = put(&mut s, by(4, Side::Request, 5, "eve"), Some(key("a")))
             .unwrap();
         assert!(matches!(again.answer, Placed::Existing(Key(1))));
-        placed(s.place(by(5, Side::Request, 5, "eve"), None).unwrap());
+        placed(put(&mut s, by(5, Side::Request, 5, "eve"), None).unwrap());
         // Forgotten after the retention: room again.
         s.expire(Millis(100 + HOUR.as_millis() as u64));
         placed(
-            s.place(by(6, Side::Request, 5, "eve"), Some(key("c")))
+            put(&mut s, by(6, Side::Request, 5, "eve"), Some(key("c")))
                 .unwrap(),
         );
     }
 
+    /// `ops` but for sweeps of idle accounts.
+    fn unswept(ops: Vec<Op>) -> Vec<Op> {
+        ops.into_iter()
+            .filter(|o| !matches!(o, Op::Money(m) if m.always))
+            .collect()
+    }
+
+    /// The money ops of `ops` but for a placement's own funding (top-up, escrow,
+    /// collateral).
     fn money_of(ops: &[Op]) -> Vec<&Money> {
         ops.iter()
             .filter_map(|o| match o {
                 Op::Money(m) => Some(m.as_ref()),
                 _ => None,
+            })
+            .filter(|m| {
+                !(m.held.is_empty()
+                    && m.payouts
+                        .iter()
+                        .all(|p| matches!(p.kind, "topup" | "escrow" | "collateral")))
             })
             .collect()
     }
@@ -1249,6 +1407,7 @@ mod tests {
         Rules {
             economics: Economics {
                 minute: Duration::from_secs(1),
+                sweep_after: HOUR,
                 ..Economics::default()
             },
             ..rules()
@@ -1265,13 +1424,13 @@ mod tests {
     #[test]
     fn a_user_never_trades_with_itself() {
         let mut s = fresh();
-        placed(s.place(by(1, Side::Proposal, 2, "eve"), None).unwrap());
-        placed(s.place(by(2, Side::Proposal, 3, "pat"), None).unwrap());
+        placed(put(&mut s, by(1, Side::Proposal, 2, "eve"), None).unwrap());
+        placed(put(&mut s, by(2, Side::Proposal, 3, "pat"), None).unwrap());
         // eve's request passes over her own cheaper proposal and takes pat's.
-        let (_, r) = placed(s.place(by(3, Side::Request, 5, "eve"), None).unwrap());
+        let (_, r) = placed(put(&mut s, by(3, Side::Request, 5, "eve"), None).unwrap());
         assert_eq!(r.counterpart, Some(Key(2)));
         // Only her own left: her next request rests.
-        let (_, r) = placed(s.place(by(4, Side::Request, 5, "eve"), None).unwrap());
+        let (_, r) = placed(put(&mut s, by(4, Side::Request, 5, "eve"), None).unwrap());
         assert_eq!(r.status, Status::Created);
         assert_eq!(s.resting(), 2);
     }
@@ -1281,11 +1440,11 @@ mod tests {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
         placed(
-            s.place(funded(1, Side::Proposal, 2, "pat", 20 * m), None)
+            put(&mut s, funded(1, Side::Proposal, 2, "pat", 20 * m), None)
                 .unwrap(),
         );
         let (ops, r) = placed(
-            s.place(funded(2, Side::Request, 5, "eve", 5 * m), None)
+            put(&mut s, funded(2, Side::Request, 5, "eve", 5 * m), None)
                 .unwrap(),
         );
         assert_eq!(r.price.map(|p| p.micros()), Some(2_000_000));
@@ -1297,7 +1456,7 @@ mod tests {
         let back = &money[0].payouts[0];
         assert_eq!(
             (back.user.as_str(), back.balance, back.blocked),
-            ("eve", 3 * m, -3 * (m as i128))
+            ("eve", 3 * m as i128, -3 * (m as i128))
         );
     }
 
@@ -1306,16 +1465,16 @@ mod tests {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
         placed(
-            s.place(funded(1, Side::Request, 9, "eve", 9 * m), None)
+            put(&mut s, funded(1, Side::Request, 9, "eve", 9 * m), None)
                 .unwrap(),
         );
         placed(
-            s.place(funded(2, Side::Request, 4, "ann", 4 * m), None)
+            put(&mut s, funded(2, Side::Request, 4, "ann", 4 * m), None)
                 .unwrap(),
         );
         // Collateral 50 covers a price of 5 at most: the 9 is passed over, the 4 taken.
         let (ops, p) = placed(
-            s.place(funded(3, Side::Proposal, 1, "pat", 50 * m), None)
+            put(&mut s, funded(3, Side::Proposal, 1, "pat", 50 * m), None)
                 .unwrap(),
         );
         assert_eq!(p.counterpart, Some(Key(2)));
@@ -1323,19 +1482,16 @@ mod tests {
         assert_eq!(money[0].held, vec![(Key(2), 4 * m), (Key(3), 40 * m)]);
         assert_eq!(
             money[0].payouts[0].deposit,
-            10 * m,
+            10 * m as i128,
             "the excess collateral back"
         );
-        // A resting proposal without enough collateral is passed over too.
-        placed(
-            s.place(funded(4, Side::Proposal, 2, "bob", 10 * m), None)
-                .unwrap(),
-        );
-        let (_, r) = placed(
-            s.place(funded(5, Side::Request, 3, "cy", 3 * m), None)
-                .unwrap(),
-        );
-        assert_eq!(r.status, Status::Created);
+        // A proposal never rests with less than the collateral of its own cost.
+        let short = put(&mut s, funded(4, Side::Proposal, 2, "bob", 10 * m), None).unwrap();
+        assert!(short.ops.is_empty());
+        assert!(matches!(
+            short.answer,
+            Placed::Short { deposit: true, least, have, .. } if least == 20 * m && have == 10 * m
+        ));
     }
 
     #[test]
@@ -1344,29 +1500,29 @@ mod tests {
         let m = 1_000_000u128;
         let mut r1 = funded(1, Side::Request, 5, "eve", 5 * m);
         r1.created = Millis(100);
-        placed(s.place(r1, None).unwrap());
+        placed(put(&mut s, r1, None).unwrap());
         let mut p = funded(2, Side::Proposal, 5, "pat", 50 * m);
         p.eval_time = Some(Minutes(2));
         p.created = Millis(200);
-        let (_, p) = placed(s.place(p, None).unwrap());
+        let (_, p) = placed(put(&mut s, p, None).unwrap());
         assert_eq!(p.status, Status::Processing);
         // ann bids the same later; then bob offers.
         let mut r2 = funded(3, Side::Request, 5, "ann", 5 * m);
         r2.created = Millis(300);
-        placed(s.place(r2, None).unwrap());
+        placed(put(&mut s, r2, None).unwrap());
         // Not yet due (2 minutes of 1 s from 200).
-        assert!(s.expire(Millis(2199)).is_empty());
+        assert!(unswept(s.expire(Millis(2199))).is_empty());
         let ops = s.expire(Millis(2200));
         assert_eq!(names(&ops), ["rollback"]);
         let fine = &money_of(&ops)[0];
         assert_eq!(fine.held, vec![(Key(1), 5 * m), (Key(2), 0)]);
         let to_eve = fine.payouts.iter().find(|p| p.user == "eve").unwrap();
-        assert_eq!(to_eve.balance, 50 * m);
+        assert_eq!(to_eve.balance, 50 * m as i128);
         // Once only.
-        assert!(s.expire(Millis(10_000)).is_empty());
+        assert!(unswept(s.expire(Millis(10_000))).is_empty());
         // bob's proposal takes eve's request, which arrived before ann's.
         let (_, b) = placed(
-            s.place(funded(4, Side::Proposal, 4, "bob", 50 * m), None)
+            put(&mut s, funded(4, Side::Proposal, 4, "bob", 50 * m), None)
                 .unwrap(),
         );
         assert_eq!(b.counterpart, Some(Key(1)));
@@ -1377,28 +1533,28 @@ mod tests {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
         placed(
-            s.place(funded(1, Side::Request, 4, "eve", 4 * m), None)
+            put(&mut s, funded(1, Side::Request, 4, "eve", 4 * m), None)
                 .unwrap(),
         );
         placed(
-            s.place(funded(2, Side::Proposal, 4, "pat", 40 * m), None)
+            put(&mut s, funded(2, Side::Proposal, 4, "pat", 40 * m), None)
                 .unwrap(),
         );
         let proof = proof_of(Key(1), Key(2), "pat");
         let ops = s.complete(proof, "c".into());
         let money = money_of(&ops);
-        let paid: u128 = money[0].payouts.iter().map(|p| p.balance).sum();
-        assert_eq!(paid, 4 * m, "the price, split between producer and market");
+        let paid: i128 = money[0].payouts.iter().map(|p| p.balance).sum();
+        assert_eq!(paid, 4 * m as i128, "the price, split between producer and market");
         assert!(money[0]
             .payouts
             .iter()
             .any(|p| p.user == crate::store::MARKET_ACCOUNT && p.balance == 20_000));
         assert_eq!(
-            money[0].payouts.iter().map(|p| p.deposit).sum::<u128>(),
-            40 * m
+            money[0].payouts.iter().map(|p| p.deposit).sum::<i128>(),
+            40 * m as i128
         );
         // Nothing is due any more.
-        assert!(s.expire(Millis(10_000_000)).is_empty());
+        assert!(unswept(s.expire(Millis(10_000_000))).is_empty());
     }
 
     #[test]
@@ -1409,17 +1565,17 @@ mod tests {
             canon: Some("1\n11".into()),
             ..funded(key, Side::Request, 5, user, 5 * m)
         };
-        placed(s.place(with_input(1, "eve"), None).unwrap());
+        placed(put(&mut s, with_input(1, "eve"), None).unwrap());
         placed(
-            s.place(funded(2, Side::Proposal, 5, "pat", 50 * m), None)
+            put(&mut s, funded(2, Side::Proposal, 5, "pat", 50 * m), None)
                 .unwrap(),
         );
-        placed(s.place(with_input(3, "ann"), None).unwrap());
+        placed(put(&mut s, with_input(3, "ann"), None).unwrap());
         placed(
-            s.place(funded(4, Side::Proposal, 5, "bob", 50 * m), None)
+            put(&mut s, funded(4, Side::Proposal, 5, "bob", 50 * m), None)
                 .unwrap(),
         );
-        placed(s.place(with_input(5, "cy"), None).unwrap());
+        placed(put(&mut s, with_input(5, "cy"), None).unwrap());
         let proof = proof_of(Key(1), Key(2), "pat");
         s.complete(proof, "1\n11".into());
         s.proved("1\n11".into(), Key(9));
@@ -1440,6 +1596,6 @@ mod tests {
             .collect();
         assert!(released.contains(&Some(Key(4))) && released.contains(&None));
         assert_eq!(s.resting(), 0);
-        assert!(s.expire(Millis(500)).is_empty());
+        assert!(unswept(s.expire(Millis(500))).is_empty());
     }
 }

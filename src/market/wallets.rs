@@ -6,13 +6,18 @@
 
 use std::time::Duration;
 
-use crate::domain::{amount_text, Key, Millis, Side};
+use crate::domain::{amount_text, Key, Millis};
 use crate::error::MarketError;
 use crate::store::{Funded, Wallet};
 
-use super::matcher::{BestBid, LocalError, MatcherHandle};
+use super::matcher::LocalError;
+use super::state::Placed;
 use super::money::Economics;
 use super::Market;
+
+/// A top-up of a user's account on a statement brings the money of this many orders
+/// like the one that needed it (as far as the wallet has it).
+pub const TOPUP_ORDERS: u128 = 16;
 
 /// Most wallets the resolver looks at per round.
 const RESOLVE_WALLETS: usize = 1000;
@@ -154,56 +159,60 @@ impl Market {
         }
     }
 
-    /// Takes the money of a new order from its sender's wallet: a request's cost from
-    /// the balance; a proposal's collateral from the deposit (see [`super::money`]).
-    /// `None` when the order needs none.
+    /// Tops up `user`'s account on `stmt` from its wallet, with order `order` as the
+    /// receipt: at least what the account lacks for the order (`short` says it), and
+    /// up to [`TOPUP_ORDERS`] orders' worth more, as far as the wallet has it, so the
+    /// user's next orders there need no trip to the wallet.
     pub(super) async fn fund_order(
         &self,
-        m: &MatcherHandle,
         user: &str,
-        side: Side,
         order: Key,
         stmt: Key,
-        cost: u64,
-    ) -> Result<Option<Funding>, LocalError> {
-        let e = &self.economics;
-        let (least, most, from_deposit, kind) = match side {
-            Side::Request => (u128::from(cost), u128::from(cost), false, "escrow"),
-            Side::Proposal => {
-                let best = m.ask(BestBid).await?.unwrap_or(0).max(cost);
-                (e.collateral(cost), e.collateral(best), true, "collateral")
-            }
+        short: &Placed,
+    ) -> Result<Funding, LocalError> {
+        let Placed::Short {
+            deposit,
+            least,
+            most,
+            have,
+        } = *short
+        else {
+            return Err(MarketError::Internal("funding an order that is not short".into()).into());
         };
-        if least == 0 {
-            return Ok(None);
-        }
+        let need = least.saturating_sub(have);
+        let more = most.saturating_sub(have) + least.saturating_mul(TOPUP_ORDERS - 1);
+        let kind = "topup";
         match self
             .store
-            .fund(user, order, stmt, least, most, from_deposit, kind)
+            .fund(user, order, stmt, need, more, deposit, kind)
             .await?
         {
-            Funded::Sent { amount, at } => Ok(Some(Funding {
+            Funded::Sent { amount, at } => Ok(Funding {
                 user: user.to_owned(),
                 amount,
                 at,
-            })),
-            Funded::Short { have } => Err(MarketError::BadRequest(match side {
-                Side::Request => format!(
-                    "balance {} is short by {} of the request's cost {}",
-                    amount_text(have),
-                    amount_text(least - have),
-                    amount_text(least)
-                ),
-                Side::Proposal => format!(
-                    "deposit {} is short by {} of the collateral {} a proposal at this cost needs \
-                     ({} × its cost); deposit more with POST /producer/deposit",
-                    amount_text(have),
-                    amount_text(least - have),
-                    amount_text(least),
-                    e.collateral_factor
-                ),
-            })
-            .into()),
+            }),
+            Funded::Short { have: wallet } => {
+                let total = wallet + have;
+                Err(MarketError::BadRequest(if deposit {
+                    format!(
+                        "deposit {} is short by {} of the collateral {} a proposal at this cost \
+                         needs ({} × its cost); deposit more with POST /producer/deposit",
+                        amount_text(total),
+                        amount_text(least - total),
+                        amount_text(least),
+                        self.economics.collateral_factor
+                    )
+                } else {
+                    format!(
+                        "balance {} is short by {} of the request's cost {}",
+                        amount_text(total),
+                        amount_text(least - total),
+                        amount_text(least)
+                    )
+                })
+                .into())
+            }
         }
     }
 

@@ -66,6 +66,13 @@ local function dapply(cur, delta)
   return dadd(cur, delta)
 end
 
+-- The negation of a signed delta.
+local function dneg(delta)
+  if delta == '0' then return '0' end
+  if string.sub(delta, 1, 1) == '-' then return string.sub(delta, 2) end
+  return '-' .. delta
+end
+
 local function dmin(a, b)
   if dcmp(a, b) <= 0 then return a end
   return b

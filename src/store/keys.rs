@@ -40,9 +40,12 @@
 //! | `P:{stmt:K}:day:D`                 | hash   | UTC day `D`'s open, close, min, max, volume, trades (8 days) |
 //! | `P:{stmt:K}:trades`                | list   | the latest 100 trades, newest first          |
 //! | `P:{stmt:K}:resale`                | hash   | proof → `<producer>\|<price>`: who a resale pays, and how much |
+//! | `P:{stmt:K}:acct`                  | hash   | users' accounts here: `<user>:b` free balance, `:k` escrow held, `:d` free deposit, `:l` collateral held |
+//! | `P:{stmt:K}:led`                   | stream | the accounts' ledger (`u b k d l t r` per movement) |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
+//! | `P:{u:<name>}:stmts`               | set    | statements the wallet sent money to (its accounts) |
 //! | `P:wallets:sending`                | zset   | wallets with money in flight, by last send (ms) |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
@@ -79,6 +82,8 @@ const STATS: &str = ":stats";
 const TRADES: &str = ":trades";
 const DAY: &str = ":day:";
 const RESALE: &str = ":resale";
+const ACCOUNTS: &str = ":acct";
+const ACCOUNT_LEDGER: &str = ":led";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +237,16 @@ impl StmtKeys {
     /// UTC day `day`'s (days since the epoch) trading summary.
     pub fn day(&self, day: u64) -> String {
         self.under(&format!("{DAY}{day}"))
+    }
+
+    /// The users' accounts on the statement (`transitions.lua`).
+    pub fn accounts(&self) -> String {
+        self.under(ACCOUNTS)
+    }
+
+    /// The ledger of the users' accounts on the statement.
+    pub fn account_ledger(&self) -> String {
+        self.under(ACCOUNT_LEDGER)
     }
 
     /// The statement's payouts not yet delivered to wallets.
@@ -392,6 +407,8 @@ mod tests {
             TRADES,
             DAY,
             RESALE,
+            ACCOUNTS,
+            ACCOUNT_LEDGER,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

@@ -270,24 +270,90 @@ ops['resold'] = function(a)
   return 'OK'
 end
 
--- money <n> (<order> <held>)*n (<user> <balance> <blocked> <deposit> <locked> <kind> <ref> <gen ms>)*:
--- the money of the op before it, applied only if that op was: sets what orders hold and
--- queues payouts to wallets (the statement's payout stream, delivered by its owner).
+-- Statement accounts: each user's money parked on this statement, in ACCT_KEY as
+-- <user>:b (free balance), <user>:k (escrow its open requests hold), <user>:d (free
+-- deposit), <user>:l (collateral its open proposals hold). Read once per user per batch,
+-- changed in Lua, written back once at the end; every change is also a ledger entry
+-- (LED_KEY: fields u b k d l t r per movement, one stream entry per batch).
+local ACCT_KEY = B .. ':acct'
+local LED_KEY = B .. ':led'
+local FIELDS = {'b', 'k', 'd', 'l'}
+local accts, dirty, ledbuf = {}, {}, {}
+local function account(u)
+  local a = accts[u]
+  if a == nil then
+    local v = redis.call('HMGET', ACCT_KEY, u .. ':b', u .. ':k', u .. ':d', u .. ':l')
+    a = {b = v[1] or '0', k = v[2] or '0', d = v[3] or '0', l = v[4] or '0'}
+    accts[u] = a
+  end
+  return a
+end
+
+local function flush_accounts()
+  local cmd = {'HSET', ACCT_KEY}
+  for u, _ in pairs(dirty) do
+    local a = accts[u]
+    for _, f in ipairs(FIELDS) do
+      cmd[#cmd + 1] = u .. ':' .. f; cmd[#cmd + 1] = a[f]
+    end
+  end
+  if #cmd > 2 then redis.call(unpack(cmd)) end
+  local j = 1
+  while j <= #ledbuf do
+    local last = math.min(#ledbuf, j + 7 * 500 - 1)
+    redis.call('XADD', LED_KEY, '*', unpack(ledbuf, j, last))
+    j = last + 1
+  end
+end
+
+-- Movements <user> <b> <k> <d> <l> <kind> <order> <gen ms> from index j of a: each
+-- changes the user's account here; a `sweep` also sends what it takes to the user's
+-- wallet, and `earn`/`fined` tell the wallet's track record (the statement's payout
+-- stream, delivered by its owner).
+local function move_money(a, j)
+  while j + 7 <= #a do
+    local u, db, dk, dd, dl, kind, ref, g = a[j], a[j + 1], a[j + 2], a[j + 3], a[j + 4], a[j + 5], a[j + 6], a[j + 7]
+    local acc = account(u)
+    -- The state never moves more than an account has; a shortfall here is a bug and
+    -- is floored at zero (the invariant checks would show it).
+    acc.b = dapply(acc.b, db) or '0'
+    acc.k = dapply(acc.k, dk) or '0'
+    acc.d = dapply(acc.d, dd) or '0'
+    acc.l = dapply(acc.l, dl) or '0'
+    dirty[u] = true
+    local n = #ledbuf
+    ledbuf[n + 1] = 'u'; ledbuf[n + 2] = u; ledbuf[n + 3] = 'b'; ledbuf[n + 4] = db
+    ledbuf[n + 5] = 'k'; ledbuf[n + 6] = dk; ledbuf[n + 7] = 'd'; ledbuf[n + 8] = dd
+    ledbuf[n + 9] = 'l'; ledbuf[n + 10] = dl; ledbuf[n + 11] = 't'; ledbuf[n + 12] = kind
+    ledbuf[n + 13] = 'r'; ledbuf[n + 14] = ref
+    if kind == 'sweep' then
+      redis.call('XADD', PAY_KEY, '*', 'u', u, 'b', dneg(db), 'k', '0', 'd', dneg(dd),
+        'l', '0', 't', kind, 'r', ref, 'g', '0')
+    elseif kind == 'earn' or kind == 'fined' then
+      redis.call('XADD', PAY_KEY, '*', 'u', u, 'b', '0', 'k', '0', 'd', '0',
+        'l', dl, 't', kind, 'r', ref, 'g', g)
+    end
+    j = j + 8
+  end
+end
+
+-- money <n> (<order> <held>)*n <movement>*: the money of the op before it, applied only
+-- if that op was: what orders hold, and the movements of the accounts.
+-- account <n> (<order> <held>)*n <movement>*: the same, on its own (sweeps).
 local prev_ok = false
-ops['money'] = function(a)
-  if not prev_ok then return 'OK' end
+local function money(a)
   local n = tonumber(a[1])
   for j = 0, n - 1 do
     redis.call('HSET', order_key(a[2 + 2 * j]), 'held', a[3 + 2 * j])
   end
-  local j = 2 + 2 * n
-  while j + 7 <= #a do
-    redis.call('XADD', PAY_KEY, '*', 'u', a[j], 'b', a[j + 1], 'k', a[j + 2], 'd', a[j + 3],
-      'l', a[j + 4], 't', a[j + 5], 'r', a[j + 6], 'g', a[j + 7])
-    j = j + 8
-  end
+  move_money(a, 2 + 2 * n)
   return 'OK'
 end
+ops['money'] = function(a)
+  if not prev_ok then return 'OK' end
+  return money(a)
+end
+ops['account'] = money
 
 -- remember <scoped idempotency key> <order key> <now> <sender>
 ops['remember'] = function(a)
@@ -315,8 +381,9 @@ while i <= #ARGV do
   for j = 1, n do a[j] = ARGV[i + 1 + j] end
   local r = f(a)
   res[#res + 1] = r
-  if name ~= 'money' then prev_ok = (r == 'OK') end
+  if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end
   i = i + 2 + n
 end
+flush_accounts()
 flush()
 return res

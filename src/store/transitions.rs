@@ -153,30 +153,35 @@ pub enum Op {
     Money(Box<Money>),
 }
 
-/// What one transition does to money: what orders hold from now on, and payouts to
-/// wallets (see `transitions.lua` and `wallets.rs`).
+/// What one transition does to money: what orders hold from now on, and the movements
+/// of the users' accounts on the statement (see `transitions.lua` and `wallets.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Money {
     /// Order → what it holds now (a request's escrow, a proposal's collateral).
     pub held: Vec<(Key, u128)>,
-    /// Payouts, in order.
+    /// Movements, in order.
     pub payouts: Vec<Payout>,
+    /// Written on its own (a sweep), not as the money of the op before it.
+    pub always: bool,
 }
 
-/// Money a statement sends to a user's wallet, with the changes of the wallet's views.
+/// A movement of one user's account on a statement (`Payout` since money a trade frees
+/// is paid into it): changes of its free balance and deposit and of what the user's
+/// orders hold there. A `sweep` also sends what it takes to the user's wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payout {
-    /// Whose wallet.
+    /// Whose account.
     pub user: String,
-    /// Added to the balance.
-    pub balance: u128,
-    /// Change of `blocked` (the view of what the user's requests hold).
+    /// Change of the free balance.
+    pub balance: i128,
+    /// Change of `blocked` (what the user's requests hold in escrow here).
     pub blocked: i128,
-    /// Added to the deposit.
-    pub deposit: u128,
-    /// Change of `locked` (the view of what the user's proposals hold).
+    /// Change of the free deposit.
+    pub deposit: i128,
+    /// Change of `locked` (what the user's proposals hold as collateral here).
     pub locked: i128,
-    /// Ledger kind: release, earn, commission, settle, collateral, fine, compensation.
+    /// Ledger kind: topup, escrow, collateral, release, unlock, spend, earn, commission,
+    /// resale, fined, fine, sweep.
     pub kind: &'static str,
     /// The order it is about.
     pub order: Key,
@@ -326,7 +331,7 @@ impl Op {
                 }
                 for p in &m.payouts {
                     a.extend([
-                        p.user.clone(),
+                        p.user.to_lowercase(),
                         p.balance.to_string(),
                         p.blocked.to_string(),
                         p.deposit.to_string(),
@@ -336,7 +341,11 @@ impl Op {
                         p.generation_ms.to_string(),
                     ]);
                 }
-                "money"
+                if m.always {
+                    "account"
+                } else {
+                    "money"
+                }
             }
         };
         args.push(name.into());

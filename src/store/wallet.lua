@@ -6,24 +6,23 @@
 -- ARGV[1]: the op; ARGV[2], ARGV[3]: the signup credit and signup deposit a wallet
 --          opened now starts with; ARGV[4..]: the op's arguments.
 --
--- Fields of <base>:w: balance, deposit (money); blocked, locked (what this user's
--- requests hold in escrow and its proposals hold as collateral in statements: a view,
--- kept by the same steps that move the money); opened (ms); hw:<statement> (the id of the
--- last payout of that statement applied here).
+-- Fields of <base>:w: balance, deposit (money in the wallet itself); opened (ms);
+-- hw:<statement> (the id of the last payout of that statement applied here); the
+-- producer's track record (delivered, failures, fines, gen_ms).
 -- <base>:led: the ledger, one entry per movement of money: k (kind), b (change of
 -- balance), d (change of deposit), r (what it pays for). balance and deposit are always
 -- the sums of their ledger changes.
--- <base>:out: money sent to a statement and not yet known to have arrived: order key ->
--- "<statement>|<amount>|<balance or deposit>|<ms sent>" (see src/store/wallets.rs).
+-- <base>:out: money sent to a statement's account and not yet known to have arrived:
+-- order key -> "<statement>|<amount>|<balance or deposit>|<ms sent>" (see
+-- src/store/wallets.rs).
+-- <base>:stmts: the statements this wallet ever sent money to (where its accounts are).
 local B = KEYS[1]
-local W, LED, OUT = B .. ':w', B .. ':led', B .. ':out'
+local W, LED, OUT, STMTS = B .. ':w', B .. ':led', B .. ':out', B .. ':stmts'
 local op = ARGV[1]
 
--- The wallet's fields, read once: each redis.call costs about a microsecond, and every
--- order runs this script.
-local cur = redis.call('HMGET', W, 'balance', 'blocked', 'deposit', 'locked', 'opened')
-local fields = {balance = cur[1] or '0', blocked = cur[2] or '0', deposit = cur[3] or '0',
-  locked = cur[4] or '0'}
+-- The wallet's fields, read once: each redis.call costs about a microsecond.
+local cur = redis.call('HMGET', W, 'balance', 'deposit', 'opened')
+local fields = {balance = cur[1] or '0', deposit = cur[2] or '0'}
 local function get(f)
   local v = fields[f]
   if v == nil then v = redis.call('HGET', W, f) or '0' end
@@ -35,21 +34,25 @@ local function ledger(kind, db, dd, ref)
 end
 
 -- A wallet opens on first use, with the market's signup amounts.
-if not cur[5] then
-  redis.call('HSET', W, 'opened', now_ms(), 'balance', ARGV[2], 'deposit', ARGV[3],
-    'blocked', '0', 'locked', '0')
-  fields = {balance = ARGV[2], blocked = '0', deposit = ARGV[3], locked = '0'}
+if not cur[3] then
+  redis.call('HSET', W, 'opened', now_ms(), 'balance', ARGV[2], 'deposit', ARGV[3])
+  fields = {balance = ARGV[2], deposit = ARGV[3]}
   if ARGV[2] ~= '0' or ARGV[3] ~= '0' then ledger('signup', ARGV[2], ARGV[3], '') end
 end
 
 local function state()
-  return {get('balance'), get('blocked'), get('deposit'), get('locked')}
+  return {get('balance'), get('deposit')}
 end
 
-local mirror = {balance = 'blocked', deposit = 'locked'}
-
 if op == 'get' then
-  return state()
+  -- balance, deposit, the number of statements, the statements, then the outbox as
+  -- order, entry pairs.
+  local out = state()
+  local stmts = redis.call('SMEMBERS', STMTS)
+  out[#out + 1] = tostring(#stmts)
+  for _, s in ipairs(stmts) do out[#out + 1] = s end
+  for _, v in ipairs(redis.call('HGETALL', OUT)) do out[#out + 1] = v end
+  return out
 
 elseif op == 'record' then
   -- A producer's track record: proofs delivered, deadlines missed, fines, generation ms.
@@ -86,7 +89,8 @@ elseif op == 'fund' then
   if dcmp(have, least) < 0 then return {'SHORT', have} end
   local amount = dmin(have, most)
   local now = now_ms()
-  redis.call('HSET', W, field, dsub(have, amount), mirror[field], dadd(get(mirror[field]), amount))
+  redis.call('HSET', W, field, dsub(have, amount))
+  redis.call('SADD', STMTS, stmt)
   redis.call('HSET', OUT, order, stmt .. '|' .. amount .. '|' .. field .. '|' .. now)
   if field == 'balance' then ledger(kind, '-' .. amount, '0', order)
   else ledger(kind, '0', '-' .. amount, order) end
@@ -103,8 +107,7 @@ elseif op == 'refund' then
   local v = redis.call('HGET', OUT, ARGV[4])
   if not v then return 0 end
   local stmt, amount, field = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|')
-  redis.call('HSET', W, field, dadd(get(field), amount),
-    mirror[field], dsub(get(mirror[field]), amount) or '0')
+  redis.call('HSET', W, field, dadd(get(field), amount))
   if field == 'balance' then ledger('refund', amount, '0', ARGV[4])
   else ledger('refund', '0', amount, ARGV[4]) end
   redis.call('HDEL', OUT, ARGV[4])
@@ -128,7 +131,7 @@ elseif op == 'payouts' then
     a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)
     return a1 > b1 or (a1 == b1 and a2 > b2)
   end
-  local v = {balance = get('balance'), blocked = get('blocked'), deposit = get('deposit'), locked = get('locked')}
+  local v = {balance = get('balance'), deposit = get('deposit')}
   local applied = 0
   local rec = {delivered = 0, failures = 0, gen = '0', fines = '0'}
   local i = 6 + narrived
@@ -143,11 +146,10 @@ elseif op == 'payouts' then
         rec.failures = rec.failures + 1
         rec.fines = dadd(rec.fines, string.gsub(dl, '^-', ''))
       end
-      -- Payouts only add money; views never go below zero.
+      -- Payouts only add money (sweeps from accounts; `earn` and `fined` carry only the
+      -- track record: the money of a trade stays in the statement's accounts).
       v.balance = dapply(v.balance, db) or '0'
-      v.blocked = dapply(v.blocked, dk) or '0'
       v.deposit = dapply(v.deposit, dd) or '0'
-      v.locked = dapply(v.locked, dl) or '0'
       if db ~= '0' or dd ~= '0' then ledger(kind, db, dd, stmt .. ':' .. ref) end
       hw = id
       applied = applied + 1
@@ -155,8 +157,7 @@ elseif op == 'payouts' then
     i = i + 8
   end
   if applied > 0 then
-    redis.call('HSET', W, 'balance', v.balance, 'blocked', v.blocked, 'deposit', v.deposit,
-      'locked', v.locked, hwf, hw)
+    redis.call('HSET', W, 'balance', v.balance, 'deposit', v.deposit, hwf, hw)
   end
   if rec.delivered > 0 or rec.failures > 0 then
     redis.call('HINCRBY', W, 'delivered', rec.delivered)

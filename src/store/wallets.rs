@@ -24,6 +24,7 @@
 //! All amounts are exact integers of micro-units; scripts add and subtract them as
 //! decimal strings (`dec.lua`), never as floating point.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::AsyncCommands;
@@ -97,14 +98,10 @@ fn amount(v: &str) -> Result<u128, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("wallet amount {v:?}")))
 }
 
-fn parse_wallet(v: Vec<String>) -> Result<Wallet, StoreError> {
-    match v.as_slice() {
-        [b, k, d, l] => Ok(Wallet {
-            balance: amount(b)?,
-            blocked: amount(k)?,
-            deposit: amount(d)?,
-            locked: amount(l)?,
-        }),
+/// The wallet's own money (balance, deposit), as its script answers.
+fn parse_own(v: &[String]) -> Result<(u128, u128), StoreError> {
+    match v {
+        [b, d, ..] => Ok((amount(b)?, amount(d)?)),
         _ => Err(StoreError::Corrupt(format!("wallet answered {v:?}"))),
     }
 }
@@ -126,9 +123,60 @@ impl Store {
         Ok(inv.invoke_async(&mut c).await?)
     }
 
-    /// `user`'s wallet (opened now, with the signup amounts, if it never was).
+    /// `user`'s money as the user sees it (the wallet opened now, with the signup
+    /// amounts, if it never was): the wallet's own money plus its accounts on
+    /// statements, escrow and collateral its orders hold, and money on its way from
+    /// the wallet to an account (shown as blocked or locked until it arrives). Reads of
+    /// several slots, so exact when the user's money is not moving; a sweep being
+    /// delivered (milliseconds) is not shown.
     pub async fn wallet(&self, user: &str) -> Result<Wallet, StoreError> {
-        parse_wallet(self.wallet_script(user, "get", &[]).await?)
+        let v: Vec<String> = self.wallet_script(user, "get", &[]).await?;
+        let (balance, deposit) = parse_own(&v)?;
+        let mut w = Wallet {
+            balance,
+            deposit,
+            ..Wallet::default()
+        };
+        let bad = || StoreError::Corrupt(format!("wallet answered {v:?}"));
+        let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        let stmts = v.get(3..3 + n).ok_or_else(bad)?;
+        let outbox = v.get(3 + n..).unwrap_or_default();
+        let me = user.to_lowercase();
+        let fields = ["b", "k", "d", "l"].map(|f| format!("{me}:{f}"));
+        let mut c = self.conn.clone();
+        for s in stmts {
+            let stmt = Key::parse(s).ok_or_else(bad)?;
+            let a: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.keys.statement(stmt).accounts())
+                .arg(&fields[..])
+                .query_async(&mut c)
+                .await?;
+            let get = |i: usize| a.get(i).cloned().flatten().map_or(Ok(0), |x| amount(&x));
+            w.balance += get(0)?;
+            w.blocked += get(1)?;
+            w.deposit += get(2)?;
+            w.locked += get(3)?;
+        }
+        for pair in outbox.chunks(2) {
+            let [order, entry] = pair else { return Err(bad()) };
+            let mut it = entry.split('|');
+            let (Some(s), Some(a), Some(field)) = (it.next(), it.next(), it.next()) else {
+                return Err(bad());
+            };
+            let (Some(order), Some(stmt)) = (Key::parse(order), Key::parse(s)) else {
+                return Err(bad());
+            };
+            // Arrived (its order is the receipt): counted in the account already.
+            let arrived: bool = c.exists(self.keys.statement(stmt).order(order)).await?;
+            if !arrived {
+                if field == "deposit" {
+                    w.locked += amount(a)?;
+                } else {
+                    w.blocked += amount(a)?;
+                }
+            }
+        }
+        Ok(w)
     }
 
     /// `user`'s track record as a producer: (proofs delivered, deadlines missed, fines in
@@ -156,7 +204,8 @@ impl Store {
         reference: &str,
     ) -> Result<Wallet, StoreError> {
         let args = [amount.to_string(), kind.to_owned(), reference.to_owned()];
-        parse_wallet(self.wallet_script(user, "credit", &args).await?)
+        let _: Vec<String> = self.wallet_script(user, "credit", &args).await?;
+        self.wallet(user).await
     }
 
     /// Moves `amount` from the balance to the deposit (`to_deposit`) or back. `Err`
@@ -171,7 +220,10 @@ impl Store {
         let v: Vec<String> = self.wallet_script(user, op, &[amount.to_string()]).await?;
         match v.as_slice() {
             [short, have] if short == "SHORT" => Ok(Err(self::amount(have)?)),
-            _ => Ok(Ok(parse_wallet(v)?)),
+            _ => {
+                parse_own(&v)?;
+                Ok(Ok(self.wallet(user).await?))
+            }
         }
     }
 
@@ -382,6 +434,26 @@ impl Store {
             let _: i64 = c.xdel(&key, &ids).await?;
         }
         Ok(ids.len())
+    }
+
+    /// The accounts on `stmt`: lowercased user → (free balance, free deposit).
+    pub async fn accounts(&self, stmt: Key) -> Result<HashMap<String, (u128, u128)>, StoreError> {
+        let mut c = self.conn.clone();
+        let h: Vec<(String, String)> = c.hgetall(self.keys.statement(stmt).accounts()).await?;
+        let mut out: HashMap<String, (u128, u128)> = HashMap::new();
+        for (f, v) in h {
+            let Some((user, which)) = f.rsplit_once(':') else {
+                return Err(StoreError::Corrupt(format!("account field {f:?}")));
+            };
+            let a = out.entry(user.to_owned()).or_default();
+            match which {
+                "b" => a.0 = amount(&v)?,
+                "d" => a.1 = amount(&v)?,
+                _ => {}
+            }
+        }
+        out.retain(|_, (b, d)| *b > 0 || *d > 0);
+        Ok(out)
     }
 
     /// The ledger of `user`'s wallet: (kind, balance change, deposit change, reference),
