@@ -110,10 +110,55 @@ fn ledger_sums_match(b: &Backend, users: &[&str]) {
     }
 }
 
-fn market_account(b: &Backend) -> u128 {
-    redis_hget(b, &format!("{}:{{u:#market}}:w", b.prefix), "balance")
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(0)
+/// The market's commissions: its wallet, and its account on `stmt` (where they are
+/// paid, until swept to the wallet).
+fn market_account(b: &Backend, stmt: &str) -> u128 {
+    let get = |key: &str, f: &str| -> u128 {
+        redis_hget(b, key, f)
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0)
+    };
+    get(&format!("{}:{{u:#market}}:w", b.prefix), "balance")
+        + get(&format!("{}:{{stmt:{stmt}}}:acct", b.prefix), "#market:b")
+}
+
+/// Every account on `stmt` equals the sum of its entries in the statement's ledger
+/// (free balance and deposit, escrow and collateral held), and nothing is negative.
+fn account_ledgers_match(b: &Backend, stmt: &str) {
+    let base = format!("{}:{{stmt:{stmt}}}", b.prefix);
+    let entries: Vec<(String, Vec<String>)> = redis_query(
+        &b.url,
+        redis::cmd("XRANGE")
+            .arg(format!("{base}:led"))
+            .arg("-")
+            .arg("+"),
+    );
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    for (_, fields) in &entries {
+        // One entry per batch: u b k d l t r per movement.
+        for m in fields.chunks(14) {
+            let user = &m[1];
+            for (i, f) in ["b", "k", "d", "l"].iter().enumerate() {
+                assert_eq!(m[2 + 2 * i], *f, "ledger entry {m:?}");
+                *sums.entry(format!("{user}:{f}")).or_default() +=
+                    m[3 + 2 * i].parse::<i128>().unwrap();
+            }
+        }
+    }
+    let accounts: BTreeMap<String, String> =
+        redis_query(&b.url, redis::cmd("HGETALL").arg(format!("{base}:acct")));
+    assert_eq!(
+        accounts.len(),
+        sums.len(),
+        "accounts {accounts:?} vs ledger {sums:?}"
+    );
+    for (field, v) in &accounts {
+        assert_eq!(
+            v.parse::<i128>().unwrap(),
+            sums[field],
+            "account field {field} vs the statement's ledger"
+        );
+    }
 }
 
 async fn no_money(b: &Backend) -> Server {
@@ -238,7 +283,7 @@ async fn escrow_match_settlement_and_commission_move_exact_money() {
     assert_eq!(s, 200, "{v}");
     wallet_becomes(&bob, "bob", (40 * U + 5 * U - 25_000, 0, 60 * U, 0)).await;
     wallet_becomes(&alice, "alice", (95 * U, 0, 0, 0)).await;
-    assert_eq!(market_account(&backend), 25_000);
+    assert_eq!(market_account(&backend, &stmt), 25_000);
     assert_eq!(
         status_of(&alice, "request", &rk).await["status"],
         "completed"
@@ -275,6 +320,7 @@ async fn escrow_match_settlement_and_commission_move_exact_money() {
     }
     wallet_becomes(&alice, "alice", (45 * U, 0, 50 * U, 0)).await;
     ledger_sums_match(&backend, &["alice", "bob", "#market"]);
+    account_ledgers_match(&backend, &stmt);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -404,10 +450,12 @@ async fn a_producer_that_never_delivers_is_fined_and_the_request_rematched_first
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(wallet(&alice, "alice").await, (195 * U, 5 * U, 100 * U, 0));
     ledger_sums_match(&backend, &["alice", "bob", "carol", "dave"]);
+    account_ledgers_match(&backend, &stmt);
 }
 
-/// Money in the books: wallets (balance + deposit), what orders hold, money sent to
-/// orders that are not placed (yet), payouts not yet applied. Read once quiet.
+/// Money in the books: wallets (balance + deposit), accounts on the statement (free
+/// balance + deposit), what orders hold; nothing may be in flight (sent to orders not
+/// placed yet, payouts not yet applied). Read once quiet.
 async fn total_money(b: &Backend, api: &Api, stmt: &str, users: &[String]) -> u128 {
     let mut total = 0u128;
     for u in users.iter().map(String::as_str).chain(["#market"]) {
@@ -419,6 +467,17 @@ async fn total_money(b: &Backend, api: &Api, stmt: &str, users: &[String]) -> u1
         }
         let out: i64 = redis_query(&b.url, redis::cmd("HLEN").arg(format!("{base}:out")));
         assert_eq!(out, 0, "{u} still has money in flight");
+        // Its account on the statement: free balance and deposit (what its orders hold
+        // is counted on the orders).
+        for f in ["b", "d"] {
+            total += redis_hget(
+                b,
+                &format!("{}:{{stmt:{stmt}}}:acct", b.prefix),
+                &format!("{}:{f}", u.to_lowercase()),
+            )
+            .map(|v| v.parse::<u128>().unwrap())
+            .unwrap_or(0);
+        }
     }
     for side in ["request", "proposal"] {
         for o in all_orders(api, side, stmt).await {
@@ -454,6 +513,10 @@ async fn money_is_conserved_under_a_random_workload_with_a_kill_in_the_middle() 
             "200",
             "--funding-window-ms",
             "1000",
+            // Idle accounts come back to their wallets quickly: sweeps happen all
+            // through the run, and once it is quiet every account is empty.
+            "--sweep-after-ms",
+            "500",
         ],
     )
     .await;
@@ -577,12 +640,20 @@ async fn money_is_conserved_under_a_random_workload_with_a_kill_in_the_middle() 
             &backend.url,
             redis::cmd("XLEN").arg(format!("{}:{{stmt:{stmt}}}:pay", backend.prefix)),
         );
-        if processing == 0 && in_flight == 0 {
+        let accounts: BTreeMap<String, String> = redis_query(
+            &backend.url,
+            redis::cmd("HGETALL").arg(format!("{}:{{stmt:{stmt}}}:acct", backend.prefix)),
+        );
+        let parked = accounts
+            .iter()
+            .filter(|(f, v)| (f.ends_with(":b") || f.ends_with(":d")) && *v != "0")
+            .count();
+        if processing == 0 && in_flight == 0 && parked == 0 {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "not quiet: {processing} processing, {in_flight} in flight"
+            "not quiet: {processing} processing, {in_flight} in flight, {parked} accounts not swept"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -591,6 +662,7 @@ async fn money_is_conserved_under_a_random_workload_with_a_kill_in_the_middle() 
     let mut names: Vec<&str> = users.iter().map(String::as_str).collect();
     names.push("#market");
     ledger_sums_match(&backend, &names);
+    account_ledgers_match(&backend, &stmt);
     // And wallets agree with what the orders hold: blocked = open requests' escrow.
     for (u, c) in users.iter().zip(&clients) {
         let (_, blocked, _, locked) = wallet(c, u).await;

@@ -108,7 +108,6 @@ pub struct Retire;
 #[rtype(result = "LocalResult<(Vec<Level>, Vec<Level>)>")]
 pub struct Depth(pub usize);
 
-
 /// A running matcher, as routes hand it to the service.
 #[derive(Clone)]
 pub struct MatcherHandle {
@@ -467,6 +466,31 @@ impl Matcher {
             return;
         }
         let ops = self.state.expire(Millis::now());
+        self.write_in_background(ctx, ops);
+        // Wallets that asked for their free money here back (they were short).
+        let store = self.writer.store.clone();
+        let stmt = self.statement;
+        ctx.spawn(
+            async move { store.take_sweep_requests(stmt, 1000).await }
+                .into_actor(self)
+                .map(move |r, act, ctx| match r {
+                    Ok(users) if !users.is_empty() => {
+                        if act.stale || act.retiring.is_some() {
+                            return;
+                        }
+                        let ops = act.state.sweep_users(&users);
+                        act.write_in_background(ctx, ops);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(statement = %stmt, error = %e, "reading sweep requests")
+                    }
+                }),
+        );
+    }
+
+    /// Writes ops the state decided on its own (nobody waits for the answer).
+    fn write_in_background(&mut self, ctx: &mut Context<Self>, ops: Vec<Op>) {
         if !ops.is_empty() {
             let rx = self.enqueue(ctx, ops, true, false);
             ctx.spawn(

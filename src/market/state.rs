@@ -313,7 +313,14 @@ impl StatementState {
                 .into_iter()
                 .map(|(u, (balance, deposit))| {
                     let used = Millis(0);
-                    (u, Account { balance, deposit, used })
+                    (
+                        u,
+                        Account {
+                            balance,
+                            deposit,
+                            used,
+                        },
+                    )
                 })
                 .collect(),
         };
@@ -636,9 +643,19 @@ impl StatementState {
     /// and forgets the emptied accounts.
     fn sweep_idle(&mut self, now: Millis) -> Vec<Op> {
         let after = self.rules.economics.sweep_after.as_millis() as u64;
+        self.sweep_where(|_, a| a.used.0.saturating_add(after) <= now.0)
+    }
+
+    /// Sends the free money of `users`' accounts back to their wallets now (their
+    /// wallets asked for it).
+    pub fn sweep_users(&mut self, users: &[String]) -> Vec<Op> {
+        self.sweep_where(|u, _| users.iter().any(|x| x.eq_ignore_ascii_case(u)))
+    }
+
+    fn sweep_where(&mut self, mut sweep: impl FnMut(&str, &Account) -> bool) -> Vec<Op> {
         let mut payouts = Vec::new();
         self.accounts.retain(|user, a| {
-            if a.used.0.saturating_add(after) > now.0 {
+            if !sweep(user, a) {
                 return true;
             }
             payouts.extend(money::sweep(user, a.balance, a.deposit));
@@ -1333,14 +1350,8 @@ mod tests {
                 .unwrap()
                 .scoped(Side::Request, "eve")
         };
-        placed(
-            put(&mut s, by(1, Side::Request, 5, "eve"), Some(key("a")))
-                .unwrap(),
-        );
-        placed(
-            put(&mut s, by(2, Side::Request, 5, "eve"), Some(key("b")))
-                .unwrap(),
-        );
+        placed(put(&mut s, by(1, Side::Request, 5, "eve"), Some(key("a"))).unwrap());
+        placed(put(&mut s, by(2, Side::Request, 5, "eve"), Some(key("b"))).unwrap());
         match put(&mut s, by(3, Side::Request, 5, "eve"), Some(key("c"))) {
             Err(MarketError::TooManyRequests { message, .. }) => {
                 assert!(message.contains("Idempotency-Keys"), "{message}")
@@ -1349,16 +1360,12 @@ mod tests {
         }
         // A resend of a remembered key is still answered; a placement without a key is
         // still taken.
-        let again = put(&mut s, by(4, Side::Request, 5, "eve"), Some(key("a")))
-            .unwrap();
+        let again = put(&mut s, by(4, Side::Request, 5, "eve"), Some(key("a"))).unwrap();
         assert!(matches!(again.answer, Placed::Existing(Key(1))));
         placed(put(&mut s, by(5, Side::Request, 5, "eve"), None).unwrap());
         // Forgotten after the retention: room again.
         s.expire(Millis(100 + HOUR.as_millis() as u64));
-        placed(
-            put(&mut s, by(6, Side::Request, 5, "eve"), Some(key("c")))
-                .unwrap(),
-        );
+        placed(put(&mut s, by(6, Side::Request, 5, "eve"), Some(key("c"))).unwrap());
     }
 
     /// `ops` but for sweeps of idle accounts.
@@ -1439,14 +1446,9 @@ mod tests {
     fn a_match_reprices_escrow_and_collateral_and_releases_the_rest() {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
-        placed(
-            put(&mut s, funded(1, Side::Proposal, 2, "pat", 20 * m), None)
-                .unwrap(),
-        );
-        let (ops, r) = placed(
-            put(&mut s, funded(2, Side::Request, 5, "eve", 5 * m), None)
-                .unwrap(),
-        );
+        placed(put(&mut s, funded(1, Side::Proposal, 2, "pat", 20 * m), None).unwrap());
+        let (ops, r) =
+            placed(put(&mut s, funded(2, Side::Request, 5, "eve", 5 * m), None).unwrap());
         assert_eq!(r.price.map(|p| p.micros()), Some(2_000_000));
         let money = money_of(&ops);
         assert_eq!(money.len(), 1);
@@ -1464,19 +1466,11 @@ mod tests {
     fn proposals_pass_over_what_their_collateral_does_not_cover() {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
-        placed(
-            put(&mut s, funded(1, Side::Request, 9, "eve", 9 * m), None)
-                .unwrap(),
-        );
-        placed(
-            put(&mut s, funded(2, Side::Request, 4, "ann", 4 * m), None)
-                .unwrap(),
-        );
+        placed(put(&mut s, funded(1, Side::Request, 9, "eve", 9 * m), None).unwrap());
+        placed(put(&mut s, funded(2, Side::Request, 4, "ann", 4 * m), None).unwrap());
         // Collateral 50 covers a price of 5 at most: the 9 is passed over, the 4 taken.
-        let (ops, p) = placed(
-            put(&mut s, funded(3, Side::Proposal, 1, "pat", 50 * m), None)
-                .unwrap(),
-        );
+        let (ops, p) =
+            placed(put(&mut s, funded(3, Side::Proposal, 1, "pat", 50 * m), None).unwrap());
         assert_eq!(p.counterpart, Some(Key(2)));
         let money = money_of(&ops);
         assert_eq!(money[0].held, vec![(Key(2), 4 * m), (Key(3), 40 * m)]);
@@ -1521,10 +1515,8 @@ mod tests {
         // Once only.
         assert!(unswept(s.expire(Millis(10_000))).is_empty());
         // bob's proposal takes eve's request, which arrived before ann's.
-        let (_, b) = placed(
-            put(&mut s, funded(4, Side::Proposal, 4, "bob", 50 * m), None)
-                .unwrap(),
-        );
+        let (_, b) =
+            placed(put(&mut s, funded(4, Side::Proposal, 4, "bob", 50 * m), None).unwrap());
         assert_eq!(b.counterpart, Some(Key(1)));
     }
 
@@ -1532,19 +1524,17 @@ mod tests {
     fn a_completion_pays_the_producer_less_commission_and_unlocks_collateral() {
         let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
         let m = 1_000_000u128;
-        placed(
-            put(&mut s, funded(1, Side::Request, 4, "eve", 4 * m), None)
-                .unwrap(),
-        );
-        placed(
-            put(&mut s, funded(2, Side::Proposal, 4, "pat", 40 * m), None)
-                .unwrap(),
-        );
+        placed(put(&mut s, funded(1, Side::Request, 4, "eve", 4 * m), None).unwrap());
+        placed(put(&mut s, funded(2, Side::Proposal, 4, "pat", 40 * m), None).unwrap());
         let proof = proof_of(Key(1), Key(2), "pat");
         let ops = s.complete(proof, "c".into());
         let money = money_of(&ops);
         let paid: i128 = money[0].payouts.iter().map(|p| p.balance).sum();
-        assert_eq!(paid, 4 * m as i128, "the price, split between producer and market");
+        assert_eq!(
+            paid,
+            4 * m as i128,
+            "the price, split between producer and market"
+        );
         assert!(money[0]
             .payouts
             .iter()
@@ -1566,15 +1556,9 @@ mod tests {
             ..funded(key, Side::Request, 5, user, 5 * m)
         };
         placed(put(&mut s, with_input(1, "eve"), None).unwrap());
-        placed(
-            put(&mut s, funded(2, Side::Proposal, 5, "pat", 50 * m), None)
-                .unwrap(),
-        );
+        placed(put(&mut s, funded(2, Side::Proposal, 5, "pat", 50 * m), None).unwrap());
         placed(put(&mut s, with_input(3, "ann"), None).unwrap());
-        placed(
-            put(&mut s, funded(4, Side::Proposal, 5, "bob", 50 * m), None)
-                .unwrap(),
-        );
+        placed(put(&mut s, funded(4, Side::Proposal, 5, "bob", 50 * m), None).unwrap());
         placed(put(&mut s, with_input(5, "cy"), None).unwrap());
         let proof = proof_of(Key(1), Key(2), "pat");
         s.complete(proof, "1\n11".into());

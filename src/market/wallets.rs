@@ -11,13 +11,16 @@ use crate::error::MarketError;
 use crate::store::{Funded, Wallet};
 
 use super::matcher::LocalError;
-use super::state::Placed;
 use super::money::Economics;
+use super::state::Placed;
 use super::Market;
 
 /// A top-up of a user's account on a statement brings the money of this many orders
 /// like the one that needed it (as far as the wallet has it).
 pub const TOPUP_ORDERS: u128 = 16;
+
+/// How long a short wallet waits for its parked money to come back.
+const PULL_BACK_WAIT: Duration = Duration::from_secs(4);
 
 /// Most wallets the resolver looks at per round.
 const RESOLVE_WALLETS: usize = 1000;
@@ -139,7 +142,11 @@ impl Market {
         amount: u128,
         to_deposit: bool,
     ) -> Result<Wallet, MarketError> {
-        match self.store.move_deposit(user, amount, to_deposit).await? {
+        let mut moved = self.store.move_deposit(user, amount, to_deposit).await?;
+        if moved.is_err() && self.pull_back(user, !to_deposit, amount).await? {
+            moved = self.store.move_deposit(user, amount, to_deposit).await?;
+        }
+        match moved {
             Ok(w) => Ok(w),
             Err(have) => Err(MarketError::BadRequest(if to_deposit {
                 format!(
@@ -157,6 +164,37 @@ impl Market {
                 )
             })),
         }
+    }
+
+    /// Asks the statements where `user` has free money parked (balance, or deposit when
+    /// `deposit`) to send it back to the wallet, and waits until the wallet itself
+    /// holds `need` (true) or that cannot happen soon (false). Idle accounts come back
+    /// on their own after `sweep_after`; this is for a wallet that is short now.
+    async fn pull_back(&self, user: &str, deposit: bool, need: u128) -> Result<bool, MarketError> {
+        let (b, d, stmts) = self.store.wallet_own(user).await?;
+        let own = |b: u128, d: u128| if deposit { d } else { b };
+        let mut parked = 0u128;
+        for stmt in stmts {
+            let a = self.store.account(stmt, user).await?;
+            let free = own(a.balance, a.deposit);
+            if free > 0 {
+                parked += free;
+                self.store.request_sweep(stmt, user).await?;
+            }
+        }
+        if own(b, d) + parked < need {
+            return Ok(false);
+        }
+        // Owners look for requests every second; the sweep then reaches the wallet.
+        let until = std::time::Instant::now() + PULL_BACK_WAIT;
+        while std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (b, d, _) = self.store.wallet_own(user).await?;
+            if own(b, d) >= need {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Tops up `user`'s account on `stmt` from its wallet, with order `order` as the
@@ -182,11 +220,20 @@ impl Market {
         let need = least.saturating_sub(have);
         let more = most.saturating_sub(have) + least.saturating_mul(TOPUP_ORDERS - 1);
         let kind = "topup";
-        match self
+        let mut funded = self
             .store
             .fund(user, order, stmt, need, more, deposit, kind)
-            .await?
-        {
+            .await?;
+        if let Funded::Short { .. } = funded {
+            // Maybe the money is parked on other statements: bring it back, once.
+            if self.pull_back(user, deposit, need).await? {
+                funded = self
+                    .store
+                    .fund(user, order, stmt, need, more, deposit, kind)
+                    .await?;
+            }
+        }
+        match funded {
             Funded::Sent { amount, at } => Ok(Funding {
                 user: user.to_owned(),
                 amount,

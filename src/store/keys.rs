@@ -42,6 +42,7 @@
 //! | `P:{stmt:K}:resale`                | hash   | proof → `<producer>\|<price>`: who a resale pays, and how much |
 //! | `P:{stmt:K}:acct`                  | hash   | users' accounts here: `<user>:b` free balance, `:k` escrow held, `:d` free deposit, `:l` collateral held |
 //! | `P:{stmt:K}:led`                   | stream | the accounts' ledger (`u b k d l t r` per movement) |
+//! | `P:{stmt:K}:sweep`                 | set    | users whose wallets asked for their free money here back now |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
@@ -242,6 +243,11 @@ impl StmtKeys {
     /// The users' accounts on the statement (`transitions.lua`).
     pub fn accounts(&self) -> String {
         self.under(ACCOUNTS)
+    }
+
+    /// Users whose wallets asked for their accounts' free money back now.
+    pub fn sweep_requests(&self) -> String {
+        self.under(":sweep")
     }
 
     /// The ledger of the users' accounts on the statement.

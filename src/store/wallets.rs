@@ -141,24 +141,19 @@ impl Store {
         let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
         let stmts = v.get(3..3 + n).ok_or_else(bad)?;
         let outbox = v.get(3 + n..).unwrap_or_default();
-        let me = user.to_lowercase();
-        let fields = ["b", "k", "d", "l"].map(|f| format!("{me}:{f}"));
-        let mut c = self.conn.clone();
         for s in stmts {
             let stmt = Key::parse(s).ok_or_else(bad)?;
-            let a: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.keys.statement(stmt).accounts())
-                .arg(&fields[..])
-                .query_async(&mut c)
-                .await?;
-            let get = |i: usize| a.get(i).cloned().flatten().map_or(Ok(0), |x| amount(&x));
-            w.balance += get(0)?;
-            w.blocked += get(1)?;
-            w.deposit += get(2)?;
-            w.locked += get(3)?;
+            let a = self.account(stmt, user).await?;
+            w.balance += a.balance;
+            w.blocked += a.blocked;
+            w.deposit += a.deposit;
+            w.locked += a.locked;
         }
+        let mut c = self.conn.clone();
         for pair in outbox.chunks(2) {
-            let [order, entry] = pair else { return Err(bad()) };
+            let [order, entry] = pair else {
+                return Err(bad());
+            };
             let mut it = entry.split('|');
             let (Some(s), Some(a), Some(field)) = (it.next(), it.next(), it.next()) else {
                 return Err(bad());
@@ -177,6 +172,69 @@ impl Store {
             }
         }
         Ok(w)
+    }
+
+    /// `user`'s account on `stmt`: free balance and deposit, escrow and collateral its
+    /// orders hold there.
+    pub async fn account(&self, stmt: Key, user: &str) -> Result<Wallet, StoreError> {
+        let me = user.to_lowercase();
+        let fields = ["b", "k", "d", "l"].map(|f| format!("{me}:{f}"));
+        let mut c = self.conn.clone();
+        let a: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.statement(stmt).accounts())
+            .arg(&fields[..])
+            .query_async(&mut c)
+            .await?;
+        let get = |i: usize| a.get(i).cloned().flatten().map_or(Ok(0), |x| amount(&x));
+        Ok(Wallet {
+            balance: get(0)?,
+            blocked: get(1)?,
+            deposit: get(2)?,
+            locked: get(3)?,
+        })
+    }
+
+    /// The money in `user`'s wallet itself (balance, deposit) and the statements where
+    /// it has accounts.
+    pub async fn wallet_own(&self, user: &str) -> Result<(u128, u128, Vec<Key>), StoreError> {
+        let v: Vec<String> = self.wallet_script(user, "get", &[]).await?;
+        let (balance, deposit) = parse_own(&v)?;
+        let bad = || StoreError::Corrupt(format!("wallet answered {v:?}"));
+        let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        let stmts = v
+            .get(3..3 + n)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|s| Key::parse(s).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        Ok((balance, deposit, stmts))
+    }
+
+    /// Asks `stmt`'s owner to send `user`'s free money there back to the wallet now.
+    pub async fn request_sweep(&self, stmt: Key, user: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c
+            .sadd(
+                self.keys.statement(stmt).sweep_requests(),
+                user.to_lowercase(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Takes up to `max` users who asked for their money on `stmt` back.
+    pub async fn take_sweep_requests(
+        &self,
+        stmt: Key,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Vec<String> = redis::cmd("SPOP")
+            .arg(self.keys.statement(stmt).sweep_requests())
+            .arg(max)
+            .query_async(&mut c)
+            .await?;
+        Ok(v)
     }
 
     /// `user`'s track record as a producer: (proofs delivered, deadlines missed, fines in
