@@ -115,6 +115,7 @@ impl Fixture {
             cost: cents(cost),
             eval_time: eval_time.map(Minutes),
             seq: key,
+            rank: 0,
         }
     }
 
@@ -139,6 +140,7 @@ impl Fixture {
             cost: cents(cost),
             eval_time,
             seq: key,
+            rank: 0,
         }
     }
 }

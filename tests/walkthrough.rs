@@ -234,6 +234,16 @@ async fn requester_producer_flow_with_the_cli() {
     assert_eq!(after["deposit"].to_string(), "1000000000001");
     // carol's escrow: nothing blocked once her request completed.
     assert_eq!(cli.json(&["balance"])["blocked"], 0);
+    // The statement's market data: one match at 2 (the second request was a resale),
+    // completed.
+    let stats = cli.json(&["stats", "--key", &key, "--trades", "5"]);
+    assert_eq!(stats["info"]["_key"], key.as_str(), "{stats}");
+    assert_eq!(stats["info"]["trades"], 1, "{stats}");
+    assert_eq!(stats["info"]["current"], 2, "{stats}");
+    assert_eq!(stats["statistics"]["completed"], 1, "{stats}");
+    assert_eq!(stats["trades"].as_array().map(Vec::len), Some(1), "{stats}");
+    let (ok, _, err) = cli.run(&["stats", "--key", "nope"]);
+    assert!(!ok && err.trim().lines().count() == 1, "{err}");
     // Crediting is the operator's: without its token, one clear line and exit 1.
     let (ok, _, err) = cli.run(&["credit", "--user", "dave", "--amount", "5"]);
     assert!(!ok && err.contains("PROOF_MARKET_ADMIN_TOKEN"), "{err}");

@@ -53,6 +53,20 @@ pub enum ClientCommand {
     WithdrawDeposit(AmountArgs),
     /// Operator: credit a user's balance (the token is PROOF_MARKET_ADMIN_TOKEN).
     Credit(CreditArgs),
+    /// A statement's market data: today's prices and volume (`info`), its completed
+    /// trades' averages (`statistics`) and its latest trades.
+    Stats(StatsArgs),
+}
+
+/// `stats`
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The statement's key.
+    #[arg(long, value_name = "STATEMENT")]
+    pub key: String,
+    /// How many of the latest trades to show (at most 100).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trades: u32,
 }
 
 /// `deposit` / `withdraw-deposit`

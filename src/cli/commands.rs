@@ -29,6 +29,9 @@ pub async fn execute(opts: &ClientOpts, cmd: ClientCommand) -> Result<String, Cl
         }
         ClientCommand::Proof(cmd) => proof(&logged_in(opts)?, cmd).await,
         ClientCommand::Book(args) => pretty(&logged_in(opts)?.book(&args.key).await?),
+        ClientCommand::Stats(a) => {
+            pretty(&logged_in(opts)?.statement_stats(&a.key, a.trades).await?)
+        }
         ClientCommand::Balance => {
             let auth = AuthFile::load_for(&opts.auth, &opts.url)?;
             let client = MarketClient::new(&opts.url, Some(auth.jwt));

@@ -337,6 +337,44 @@ impl MarketClient {
             .await
     }
 
+    /// A statement's market data: `GET /statement/{key}?info` and `?statistics`, and
+    /// the latest `trades` of `GET /statement/{key}/trades`, as one object.
+    pub async fn statement_stats(
+        &self,
+        statement_key: &str,
+        trades: u32,
+    ) -> Result<Value, ClientError> {
+        let path = format!(
+            "{MARKET_ROOT}/statement/{}",
+            check_key("statement", statement_key)?
+        );
+        let flag = |f: &'static str| [(f, String::new())];
+        let info = self
+            .call(Method::GET, &path, &flag("info"), Auth::Bearer, None, None)
+            .await?;
+        let statistics = self
+            .call(
+                Method::GET,
+                &path,
+                &flag("statistics"),
+                Auth::Bearer,
+                None,
+                None,
+            )
+            .await?;
+        let latest = self
+            .call(
+                Method::GET,
+                &format!("{path}/trades"),
+                &[("limit", trades.to_string())],
+                Auth::Bearer,
+                None,
+                None,
+            )
+            .await?;
+        Ok(json!({"info": info, "statistics": statistics, "trades": latest}))
+    }
+
     /// `GET /book/{statement_key}`: open orders aggregated by price level.
     pub async fn book(&self, statement_key: &str) -> Result<Value, ClientError> {
         let path = format!("/book/{}", check_key("statement", statement_key)?);

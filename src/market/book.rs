@@ -7,11 +7,13 @@
 //! Rules (README, "Matching rules"): a proposal P can serve a request R when
 //! `P.cost <= R.cost` and, when R gives an `eval_time`, P gives one no longer than it.
 //! An incoming request takes the best eligible proposal (lowest cost, then lowest
-//! `eval_time`, then earliest); an incoming proposal takes the best eligible request
-//! (highest cost, then earliest). The trade price is the resting order's cost.
+//! `eval_time`, then the highest `rank`: its producer's rating, then earliest); an
+//! incoming proposal takes the best eligible request (highest cost, then earliest). The
+//! trade price is the resting order's cost.
 //!
 //! Shape: each side is an ordered map of *levels* keyed by `(cost, eval_time)` (bids by
-//! cost descending), each level a FIFO of its orders by arrival. The orders themselves
+//! cost descending; asks also by rank, highest first), each level a FIFO of its orders
+//! by arrival. The orders themselves
 //! live in one slab (a `Vec` with a free list) linked into their level's FIFO by
 //! indices, and an index maps an order key to its slot. So resting an order is one
 //! lookup in the small level map plus a push at a FIFO's tail, and cancelling is an
@@ -55,6 +57,9 @@ pub struct BookOrder {
     pub eval_time: Option<Minutes>,
     /// Arrival sequence number: lower arrived earlier.
     pub seq: u64,
+    /// Among proposals of equal cost and `eval_time`, higher ranks are taken first
+    /// (the statement state gives its producer's rating; 0 for requests).
+    pub rank: u16,
 }
 
 /// A trade between a request and a proposal.
@@ -101,8 +106,12 @@ struct Loc {
     side: Side,
     cost: u64,
     eval: EvalKey,
+    rank: Reverse<u16>,
     slot: u32,
 }
+
+/// An ask level's key: cost, then time, then rank (highest first).
+type AskKey = (u64, EvalKey, Reverse<u16>);
 
 /// No slot (end of a FIFO, empty free list).
 const NIL: u32 = u32::MAX;
@@ -140,8 +149,8 @@ pub struct Level {
 pub struct Book {
     /// Bid levels: (cost descending, eval limit) → FIFO.
     bids: BTreeMap<(Reverse<u64>, EvalKey), Fifo>,
-    /// Ask levels: (cost, eval) → FIFO.
-    asks: BTreeMap<(u64, EvalKey), Fifo>,
+    /// Ask levels: (cost, eval, rank) → FIFO.
+    asks: BTreeMap<AskKey, Fifo>,
     /// Every resting order; freed slots are chained through `next` from `free`.
     slab: Vec<Node>,
     free: u32,
@@ -244,7 +253,9 @@ impl Book {
             max_levels,
         );
         let asks = aggregate(
-            self.asks.iter().map(|(&(c, e), f)| (c, e, f.len as usize)),
+            self.asks
+                .iter()
+                .map(|(&(c, e, _), f)| (c, e, f.len as usize)),
             max_levels,
         );
         (bids, asks)
@@ -265,6 +276,7 @@ impl Book {
     fn insert(&mut self, o: BookOrder) {
         let cost = o.cost.micros();
         let eval = eval_key(o.eval_time);
+        let rank = Reverse(if o.side == Side::Proposal { o.rank } else { 0 });
         let slot = self.alloc(Node {
             key: o.key,
             seq: o.seq,
@@ -277,7 +289,7 @@ impl Book {
                 tail: NIL,
                 len: 0,
             }),
-            Side::Proposal => self.asks.entry((cost, eval)).or_insert(Fifo {
+            Side::Proposal => self.asks.entry((cost, eval, rank)).or_insert(Fifo {
                 head: NIL,
                 tail: NIL,
                 len: 0,
@@ -290,6 +302,7 @@ impl Book {
                 side: o.side,
                 cost,
                 eval,
+                rank,
                 slot,
             },
         );
@@ -307,7 +320,7 @@ impl Book {
                 }
             }
             Side::Proposal => {
-                let k = (loc.cost, loc.eval);
+                let k = (loc.cost, loc.eval, loc.rank);
                 let f = self.asks.get_mut(&k)?;
                 unlink(&mut self.slab, f, loc.slot);
                 if f.len == 0 {
@@ -340,32 +353,34 @@ impl Book {
     }
 
     /// The best proposal an incoming request of `cost`/`limit` may take: asks in
-    /// (cost, time) order, each level's earliest eligible order.
+    /// (cost, time, rank) order, each level's earliest eligible order.
     fn best_ask_for(
         &self,
         cost: u64,
         limit: Option<Minutes>,
         eligible: &mut impl FnMut(Key, u64) -> bool,
     ) -> Option<Key> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
         let limit = eval_key(limit);
-        let mut from = (0u64, 0u32);
+        let mut from: (std::ops::Bound<AskKey>, std::ops::Bound<AskKey>) =
+            (Included((0, 0, Reverse(u16::MAX))), Unbounded);
         loop {
-            let (&(c, e), f) = self.asks.range(from..).next()?;
+            let (&(c, e, r), f) = self.asks.range(from).next()?;
             if c > cost {
                 return None;
             }
             if e > limit {
                 // The first level of a price has its lowest time: skip the price.
-                from = (c.checked_add(1)?, 0);
+                from = (
+                    Included((c.checked_add(1)?, 0, Reverse(u16::MAX))),
+                    Unbounded,
+                );
                 continue;
             }
             if let Some((_, key)) = self.first_eligible(f, c, eligible) {
                 return Some(key);
             }
-            from = match e.checked_add(1) {
-                Some(next) => (c, next),
-                None => (c.checked_add(1)?, 0),
-            };
+            from = (Excluded((c, e, r)), Unbounded);
         }
     }
 
@@ -441,18 +456,31 @@ fn unlink(slab: &mut [Node], f: &mut Fifo, slot: u32) {
     f.len -= 1;
 }
 
-/// Turns `(cost, eval, orders)` levels into [`Level`]s, best first.
+/// Turns `(cost, eval, orders)` levels into [`Level`]s, best first (ask levels that
+/// differ only by rank are one level).
 fn aggregate(levels: impl Iterator<Item = (u64, EvalKey, usize)>, max_levels: usize) -> Vec<Level> {
-    levels
-        .filter_map(|(cost, eval, orders)| {
-            Cost::from_micros(cost).ok().map(|cost| Level {
+    let mut out: Vec<Level> = Vec::new();
+    for (cost, eval, orders) in levels {
+        let Ok(cost) = Cost::from_micros(cost) else {
+            continue;
+        };
+        let eval_time = eval_from_key(eval);
+        if let Some(l) = out
+            .last_mut()
+            .filter(|l| l.cost == cost && l.eval_time == eval_time)
+        {
+            l.orders += orders;
+        } else if out.len() == max_levels {
+            break;
+        } else {
+            out.push(Level {
                 cost,
-                eval_time: eval_from_key(eval),
+                eval_time,
                 orders,
-            })
-        })
-        .take(max_levels)
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -470,6 +498,7 @@ mod tests {
             cost: cost(c),
             eval_time: t.map(Minutes),
             seq,
+            rank: 0,
         }
     }
 
@@ -478,6 +507,33 @@ mod tests {
             side: Side::Proposal,
             ..req(key, c, t, seq)
         }
+    }
+
+    #[test]
+    fn among_equal_asks_the_higher_rank_is_taken_first_then_the_earlier() {
+        let mut b = Book::new();
+        let ranked = |key, rank, seq| BookOrder {
+            rank,
+            ..prop(key, 5, Some(10), seq)
+        };
+        b.place(ranked(1, 5000, 1)).unwrap();
+        b.place(ranked(2, 9000, 2)).unwrap();
+        b.place(ranked(3, 9000, 3)).unwrap();
+        // Cheaper or faster still wins over rank.
+        b.place(ranked(4, 100, 4)).unwrap();
+        b.place(prop(5, 5, Some(3), 5)).unwrap();
+        let taken: Vec<Key> = (0..5)
+            .map(|i| matched(b.place(req(10 + i, 9, None, 10 + i)).unwrap()).proposal)
+            .collect();
+        assert_eq!(taken, [Key(5), Key(2), Key(3), Key(1), Key(4)]);
+        // Depth shows one level per (cost, time), whatever the ranks.
+        b.place(ranked(6, 1, 6)).unwrap();
+        b.place(ranked(7, 2, 7)).unwrap();
+        let (_, asks) = b.depth(10);
+        assert_eq!(asks.len(), 1);
+        assert_eq!(asks[0].orders, 2);
+        // A request with a tighter time limit skips them all.
+        assert_eq!(b.place(req(20, 9, Some(5), 20)).unwrap(), Placement::Rested);
     }
 
     fn matched(p: Placement) -> Match {
@@ -748,6 +804,7 @@ mod tests {
                     cost: cost(1 + next(6)),
                     eval_time: t,
                     seq: i,
+                    rank: 0,
                 };
                 let eligible = |r: &BookOrder, p: &BookOrder| {
                     p.cost <= r.cost

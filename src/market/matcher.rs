@@ -200,12 +200,14 @@ pub struct Matcher {
 
 /// Loads a statement's snapshot from the store.
 pub async fn load_snapshot(store: &Store, statement: Key) -> Result<Snapshot, StoreError> {
+    let (accounts, records) = store.accounts(statement).await?;
     Ok(Snapshot {
         open: store.open_orders(statement).await?,
         proven: store.proven_inputs(statement).await?,
         resale: store.resale_prices(statement).await?,
         idempotency: store.idempotency_keys(statement).await?,
-        accounts: store.accounts(statement).await?,
+        accounts,
+        records,
     })
 }
 

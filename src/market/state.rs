@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub idempotency: HashMap<ScopedKey, Remembered>,
     /// Lowercased user → (free balance, free deposit) of its account here.
     pub accounts: HashMap<String, (u128, u128)>,
+    /// Lowercased producer → (proofs delivered, deadlines missed) here.
+    pub records: HashMap<String, (u64, u64)>,
 }
 
 /// What one user may hold on one statement; 0 lifts a cap. Past a cap, a placement is
@@ -275,6 +277,9 @@ pub struct StatementState {
     to_resell: Vec<String>,
     /// Users' accounts here, by lowercased name.
     accounts: FxHashMap<String, Account>,
+    /// Producers' records here (delivered, missed), by lowercased name: their rating
+    /// ranks their proposals among equal ones.
+    records: FxHashMap<String, (u64, u64)>,
 }
 
 impl StatementState {
@@ -323,6 +328,7 @@ impl StatementState {
                     )
                 })
                 .collect(),
+            records: snapshot.records.into_iter().collect(),
         };
         let mut open = snapshot.open;
         open.sort_by_key(|o| (o.seq, o.key));
@@ -354,7 +360,11 @@ impl StatementState {
                 }
                 _ => continue,
             }
-            if let Err(e) = s.book.rest(book_order(o)) {
+            let rank = s.rank_of(o.side, &o.sender);
+            if let Err(e) = s.book.rest(BookOrder {
+                rank,
+                ..book_order(o)
+            }) {
                 tracing::error!(statement = %statement, error = %e, "rebuilding book");
                 continue;
             }
@@ -540,6 +550,7 @@ impl StatementState {
             cost: Cost::from_micros(o.cost).map_err(|e| MarketError::Conflict(e.to_string()))?,
             eval_time: o.eval_time,
             seq: o.seq,
+            rank: self.rank_of(o.side, &o.sender),
         };
         let (sender, held, side) = (o.sender.clone(), o.held, o.side);
         let e = self.rules.economics;
@@ -626,17 +637,40 @@ impl StatementState {
         money
     }
 
-    /// Applies the account movements of `ops` (decided at `now`) to the accounts here.
+    /// Applies the account movements of `ops` (decided at `now`) to the accounts here,
+    /// and deliveries and fines to the producers' records.
     fn move_accounts(&mut self, ops: &[Op], now: Millis) {
         for op in ops {
             let Op::Money(m) = op else { continue };
             for p in &m.payouts {
-                let a = self.accounts.entry(p.user.to_lowercase()).or_default();
+                let user = p.user.to_lowercase();
+                match p.kind {
+                    "earn" => self.records.entry(user.clone()).or_default().0 += 1,
+                    "fined" => self.records.entry(user.clone()).or_default().1 += 1,
+                    _ => {}
+                }
+                let a = self.accounts.entry(user).or_default();
                 a.balance = a.balance.saturating_add_signed(p.balance);
                 a.deposit = a.deposit.saturating_add_signed(p.deposit);
                 a.used = a.used.max(now);
             }
         }
+    }
+
+    /// A proposal's rank in the book: its producer's rating on this statement in
+    /// ten-thousandths, (delivered + 1) / (delivered + missed + 2) (a newcomer 5000);
+    /// 0 for requests.
+    fn rank_of(&self, side: Side, user: &str) -> u16 {
+        if side == Side::Request {
+            return 0;
+        }
+        let (d, f) = self
+            .records
+            .get(&user.to_lowercase())
+            .copied()
+            .unwrap_or((0, 0));
+        let r = (u128::from(d) + 1) * 10_000 / (u128::from(d) + u128::from(f) + 2);
+        u16::try_from(r).unwrap_or(10_000)
     }
 
     /// Sends the free money of accounts idle since `sweep_after` back to their wallets,
@@ -1041,6 +1075,7 @@ fn book_order(o: &OrderRecord) -> BookOrder {
         cost: o.cost,
         eval_time: o.eval_time,
         seq: o.seq,
+        rank: 0,
     }
 }
 
@@ -1257,6 +1292,7 @@ mod tests {
             open: vec![late, early, done],
             proven: HashMap::new(),
             accounts: HashMap::new(),
+            records: HashMap::new(),
             idempotency: [(
                 k,
                 Remembered {
@@ -1545,6 +1581,82 @@ mod tests {
         );
         // Nothing is due any more.
         assert!(unswept(s.expire(Millis(10_000_000))).is_empty());
+    }
+
+    #[test]
+    fn orders_take_their_money_from_the_account_and_idle_accounts_are_swept() {
+        let rules = Rules {
+            economics: Economics {
+                sweep_after: Duration::from_secs(10),
+                ..paid().economics
+            },
+            ..paid()
+        };
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), rules);
+        let m = 1_000_000u128;
+        // Nothing here yet: short, nothing placed.
+        let d = s.place(by(1, Side::Request, 5, "eve"), None, 0).unwrap();
+        assert!(d.ops.is_empty());
+        assert!(matches!(
+            d.answer,
+            Placed::Short { deposit: false, least, have: 0, .. } if least == 5 * m
+        ));
+        // A top-up of 20 comes with the order: 5 held, 15 stays free here.
+        let (ops, o) = placed(
+            s.place(by(1, Side::Request, 5, "eve"), None, 20 * m)
+                .unwrap(),
+        );
+        assert_eq!(o.held, 5 * m);
+        assert_eq!(s.account("eve"), (15 * m, 0));
+        let kinds: Vec<&str> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Money(m) => Some(m.payouts.iter().map(|p| p.kind)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(kinds, ["topup", "escrow"]);
+        // The next order needs no top-up (names are case-insensitive).
+        let (_, o) = placed(s.place(by(2, Side::Request, 5, "Eve"), None, 0).unwrap());
+        assert_eq!(o.held, 5 * m);
+        assert_eq!(s.account("eve"), (10 * m, 0));
+        // Withdrawn: its escrow back to the account, not yet to the wallet.
+        s.withdraw(Side::Request, Key(2), "Eve".into(), Millis(200))
+            .unwrap();
+        assert_eq!(s.account("eve"), (15 * m, 0));
+        // Idle for 10 s: the free 15 goes back to the wallet, once.
+        assert!(s.expire(Millis(10_199)).is_empty());
+        let ops = s.expire(Millis(10_200));
+        let swept = money_of(&ops);
+        assert!(matches!(ops.as_slice(), [Op::Money(m)] if m.always));
+        assert_eq!(swept[0].payouts[0].kind, "sweep");
+        assert_eq!(swept[0].payouts[0].balance, -15 * m as i128);
+        assert_eq!(s.account("eve"), (0, 0));
+        assert!(s.expire(Millis(100_000)).is_empty());
+        // A wallet may ask for it back sooner.
+        placed(
+            s.place(by(3, Side::Request, 5, "eve"), None, 7 * m)
+                .unwrap(),
+        );
+        let ops = s.sweep_users(&["EVE".into()]);
+        assert_eq!(money_of(&ops)[0].payouts[0].balance, -2 * m as i128);
+    }
+
+    #[test]
+    fn equal_proposals_go_to_the_better_rated_producer_first() {
+        let mut s = StatementState::rebuild(STMT, Snapshot::default(), paid());
+        let m = 1_000_000u128;
+        // pat delivered once here; bob is new (rating 0.5 < 2/3).
+        let (_, _) = placed(put(&mut s, funded(1, Side::Request, 4, "eve", 4 * m), None).unwrap());
+        placed(put(&mut s, funded(2, Side::Proposal, 4, "pat", 40 * m), None).unwrap());
+        s.complete(proof_of(Key(1), Key(2), "pat"), "c".into());
+        placed(put(&mut s, funded(3, Side::Proposal, 4, "bob", 40 * m), None).unwrap());
+        placed(put(&mut s, funded(4, Side::Proposal, 4, "pat", 40 * m), None).unwrap());
+        let (_, r) = placed(put(&mut s, funded(5, Side::Request, 4, "eve", 4 * m), None).unwrap());
+        assert_eq!(r.counterpart, Some(Key(4)), "pat's later proposal first");
+        let (_, r) = placed(put(&mut s, funded(6, Side::Request, 4, "eve", 4 * m), None).unwrap());
+        assert_eq!(r.counterpart, Some(Key(3)));
     }
 
     #[test]

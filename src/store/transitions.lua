@@ -272,7 +272,8 @@ end
 
 -- Statement accounts: each user's money parked on this statement, in ACCT_KEY as
 -- <user>:b (free balance), <user>:k (escrow its open requests hold), <user>:d (free
--- deposit), <user>:l (collateral its open proposals hold). Read once per user per batch,
+-- deposit), <user>:l (collateral its open proposals hold); and a producer's record
+-- here, <user>:ok (proofs delivered) and <user>:fail (deadlines missed). Read once per user per batch,
 -- changed in Lua, written back once at the end; every change is also a ledger entry
 -- (LED_KEY: fields u b k d l t r per movement, one stream entry per batch).
 local ACCT_KEY = B .. ':acct'
@@ -326,6 +327,9 @@ local function move_money(a, j)
     ledbuf[n + 5] = 'k'; ledbuf[n + 6] = dk; ledbuf[n + 7] = 'd'; ledbuf[n + 8] = dd
     ledbuf[n + 9] = 'l'; ledbuf[n + 10] = dl; ledbuf[n + 11] = 't'; ledbuf[n + 12] = kind
     ledbuf[n + 13] = 'r'; ledbuf[n + 14] = ref
+    -- A producer's record on this statement (its rating ranks its proposals).
+    if kind == 'earn' then redis.call('HINCRBY', ACCT_KEY, u .. ':ok', 1)
+    elseif kind == 'fined' then redis.call('HINCRBY', ACCT_KEY, u .. ':fail', 1) end
     if kind == 'sweep' then
       redis.call('XADD', PAY_KEY, '*', 'u', u, 'b', dneg(db), 'k', '0', 'd', dneg(dd),
         'l', '0', 't', kind, 'r', ref, 'g', '0')

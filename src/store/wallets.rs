@@ -50,6 +50,10 @@ pub const MARKET_ACCOUNT: &str = "#market";
 /// Most payouts of a statement delivered in one round.
 const PAYOUTS_PER_ROUND: usize = 1000;
 
+/// The accounts on a statement: free (balance, deposit) by user, and (delivered,
+/// missed) by producer.
+pub type AccountsOf = (HashMap<String, (u128, u128)>, HashMap<String, (u64, u64)>);
+
 /// A wallet as its user sees it, micro-units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wallet {
@@ -494,24 +498,32 @@ impl Store {
         Ok(ids.len())
     }
 
-    /// The accounts on `stmt`: lowercased user → (free balance, free deposit).
-    pub async fn accounts(&self, stmt: Key) -> Result<HashMap<String, (u128, u128)>, StoreError> {
+    /// The accounts on `stmt`: lowercased user → (free balance, free deposit) of those
+    /// holding free money; and lowercased producer → (proofs delivered, deadlines
+    /// missed) there.
+    pub async fn accounts(&self, stmt: Key) -> Result<AccountsOf, StoreError> {
         let mut c = self.conn.clone();
         let h: Vec<(String, String)> = c.hgetall(self.keys.statement(stmt).accounts()).await?;
-        let mut out: HashMap<String, (u128, u128)> = HashMap::new();
+        let mut money: HashMap<String, (u128, u128)> = HashMap::new();
+        let mut records: HashMap<String, (u64, u64)> = HashMap::new();
         for (f, v) in h {
             let Some((user, which)) = f.rsplit_once(':') else {
                 return Err(StoreError::Corrupt(format!("account field {f:?}")));
             };
-            let a = out.entry(user.to_owned()).or_default();
+            let count = || {
+                v.parse::<u64>()
+                    .map_err(|_| StoreError::Corrupt(format!("account field {f}: {v:?}")))
+            };
             match which {
-                "b" => a.0 = amount(&v)?,
-                "d" => a.1 = amount(&v)?,
+                "b" => money.entry(user.to_owned()).or_default().0 = amount(&v)?,
+                "d" => money.entry(user.to_owned()).or_default().1 = amount(&v)?,
+                "ok" => records.entry(user.to_owned()).or_default().0 = count()?,
+                "fail" => records.entry(user.to_owned()).or_default().1 = count()?,
                 _ => {}
             }
         }
-        out.retain(|_, (b, d)| *b > 0 || *d > 0);
-        Ok(out)
+        money.retain(|_, (b, d)| *b > 0 || *d > 0);
+        Ok((money, records))
     }
 
     /// The ledger of `user`'s wallet: (kind, balance change, deposit change, reference),
