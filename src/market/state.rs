@@ -579,6 +579,8 @@ impl StatementState {
         let mut money = Money::default();
         let collateral = e.collateral(price);
         let (mut requester, mut producer, mut deadline) = (String::new(), String::new(), now);
+        // What the two orders hold from now on, written by the match itself.
+        let mut held = (0u128, 0u128);
         if let Some(r) = self.open.get_mut(&m.request) {
             money.payouts.extend(money::release(
                 &r.sender,
@@ -586,7 +588,7 @@ impl StatementState {
                 r.held - u128::from(price).min(r.held),
             ));
             r.held = u128::from(price).min(r.held);
-            money.held.push((m.request, r.held));
+            held.0 = r.held;
             requester = r.sender.clone();
         }
         if let Some(p) = self.open.get_mut(&m.proposal) {
@@ -596,7 +598,7 @@ impl StatementState {
                 p.held - collateral.min(p.held),
             ));
             p.held = collateral.min(p.held);
-            money.held.push((m.proposal, p.held));
+            held.1 = p.held;
             producer = p.sender.clone();
             deadline = e.deadline(now, p.eval_time);
         }
@@ -616,6 +618,7 @@ impl StatementState {
                 proposal: m.proposal,
                 price,
                 at: now,
+                held,
             },
             Op::Money(Box::new(money)),
         ];
@@ -1196,6 +1199,7 @@ mod tests {
                 proposal,
                 price,
                 at,
+                ..
             } => {
                 assert_eq!((*request, *proposal), (Key(10), Key(11)));
                 assert_eq!(*price, 5_000_000, "the resting request's cost");
@@ -1404,6 +1408,16 @@ mod tests {
         placed(put(&mut s, by(6, Side::Request, 5, "eve"), Some(key("c"))).unwrap());
     }
 
+    /// What a match in `ops` left its request and proposal holding.
+    fn held_of(ops: &[Op]) -> (u128, u128) {
+        ops.iter()
+            .find_map(|o| match o {
+                Op::Match { held, .. } => Some(*held),
+                _ => None,
+            })
+            .expect("a match")
+    }
+
     /// `ops` but for sweeps of idle accounts.
     fn unswept(ops: Vec<Op>) -> Vec<Op> {
         ops.into_iter()
@@ -1488,7 +1502,7 @@ mod tests {
         assert_eq!(r.price.map(|p| p.micros()), Some(2_000_000));
         let money = money_of(&ops);
         assert_eq!(money.len(), 1);
-        assert_eq!(money[0].held, vec![(Key(2), 2 * m), (Key(1), 20 * m)]);
+        assert_eq!(held_of(&ops), (2 * m, 20 * m));
         // eve gets 3 back; pat's collateral is exactly 10 × 2, nothing to return.
         assert_eq!(money[0].payouts.len(), 1);
         let back = &money[0].payouts[0];
@@ -1509,7 +1523,7 @@ mod tests {
             placed(put(&mut s, funded(3, Side::Proposal, 1, "pat", 50 * m), None).unwrap());
         assert_eq!(p.counterpart, Some(Key(2)));
         let money = money_of(&ops);
-        assert_eq!(money[0].held, vec![(Key(2), 4 * m), (Key(3), 40 * m)]);
+        assert_eq!(held_of(&ops), (4 * m, 40 * m));
         assert_eq!(
             money[0].payouts[0].deposit,
             10 * m as i128,

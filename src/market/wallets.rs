@@ -199,8 +199,9 @@ impl Market {
 
     /// Tops up `user`'s account on `stmt` from its wallet, with order `order` as the
     /// receipt: at least what the account lacks for the order (`short` says it), and
-    /// up to [`TOPUP_ORDERS`] orders' worth more, as far as the wallet has it, so the
-    /// user's next orders there need no trip to the wallet.
+    /// up to [`TOPUP_ORDERS`] orders' worth more or a tenth of the wallet, whichever is
+    /// more, as far as the wallet has it, so the user's next orders there need no trip
+    /// to the wallet.
     pub(super) async fn fund_order(
         &self,
         user: &str,

@@ -124,7 +124,7 @@ ops['new'] = function(a)
   return 'OK'
 end
 
--- match <request key> <proposal key> <price> <now> <event>
+-- match <request key> <proposal key> <price> <now> <event> <request held> <proposal held>
 ops['match'] = function(a)
   local rk, pk, price, now = a[1], a[2], a[3], a[4]
   local r = redis.call('HMGET', order_key(rk), 'kind', 'status')
@@ -132,9 +132,9 @@ ops['match'] = function(a)
   if r[1] ~= 'request' or r[2] ~= 'created' then return 'E:wrong_status:request ' .. rk .. ' is not open' end
   if p[1] ~= 'proposal' or p[2] ~= 'created' then return 'E:wrong_status:proposal ' .. pk .. ' is not open' end
   redis.call('HSET', order_key(rk), 'status', 'processing', 'proposal_key', pk,
-    'matched_time', now, 'price', price, 'updatedOn', now)
+    'matched_time', now, 'price', price, 'updatedOn', now, 'held', a[6])
   redis.call('HSET', order_key(pk), 'status', 'processing', 'request_key', rk,
-    'matched_time', now, 'price', price, 'updatedOn', now)
+    'matched_time', now, 'price', price, 'updatedOn', now, 'held', a[7])
   move('request', rk, 'created', 'processing')
   move('proposal', pk, 'created', 'processing')
   -- Market data, kept as trades happen: the day's open/close/min/max/volume (UTC days,
@@ -153,7 +153,9 @@ ops['match'] = function(a)
     redis.call(unpack(upd))
   end
   redis.call('HSET', STATS_KEY, 'last', price, 'last_at', now)
-  if redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now) > TRADES_KEPT then
+  -- Trimmed back to the latest TRADES_KEPT once twice that many (readers take the first
+  -- TRADES_KEPT): one LTRIM per TRADES_KEPT trades.
+  if redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now) >= 2 * TRADES_KEPT then
     redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)
   end
   emit(a[5])
@@ -317,10 +319,10 @@ local function move_money(a, j)
     local acc = account(u)
     -- The state never moves more than an account has; a shortfall here is a bug and
     -- is floored at zero (the invariant checks would show it).
-    acc.b = dapply(acc.b, db) or '0'
-    acc.k = dapply(acc.k, dk) or '0'
-    acc.d = dapply(acc.d, dd) or '0'
-    acc.l = dapply(acc.l, dl) or '0'
+    if db ~= '0' then acc.b = dapply(acc.b, db) or '0' end
+    if dk ~= '0' then acc.k = dapply(acc.k, dk) or '0' end
+    if dd ~= '0' then acc.d = dapply(acc.d, dd) or '0' end
+    if dl ~= '0' then acc.l = dapply(acc.l, dl) or '0' end
     dirty[u] = true
     local n = #ledbuf
     ledbuf[n + 1] = 'u'; ledbuf[n + 2] = u; ledbuf[n + 3] = 'b'; ledbuf[n + 4] = db
@@ -381,8 +383,14 @@ while i <= #ARGV do
     res[#res + 1] = 'E:bad_op:unknown op ' .. tostring(name)
     break
   end
-  local a = {}
-  for j = 1, n do a[j] = ARGV[i + 1 + j] end
+  local a
+  if n <= 4000 then
+    -- unpack copies in C; it is bounded by Lua's C stack, so long ops copy in a loop.
+    a = {unpack(ARGV, i + 2, i + 1 + n)}
+  else
+    a = {}
+    for j = 1, n do a[j] = ARGV[i + 1 + j] end
+  end
   local r = f(a)
   res[#res + 1] = r
   if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end

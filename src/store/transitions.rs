@@ -91,6 +91,9 @@ pub enum Op {
         price: u64,
         /// Match time.
         at: Millis,
+        /// What the request and the proposal hold from now on (escrow at the price,
+        /// collateral for it).
+        held: (u128, u128),
     },
     /// Withdraw an open order, checking its sender.
     Withdraw {
@@ -228,6 +231,7 @@ impl Op {
                 proposal,
                 price,
                 at,
+                held,
             } => {
                 a.extend([
                     request.to_string(),
@@ -235,6 +239,8 @@ impl Op {
                     price.to_string(),
                     at.0.to_string(),
                     events::matched(*request, *proposal, *price, *at),
+                    held.0.to_string(),
+                    held.1.to_string(),
                 ]);
                 "match"
             }

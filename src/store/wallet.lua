@@ -82,11 +82,17 @@ elseif op == 'deposit' or op == 'release' then
 
 elseif op == 'fund' then
   -- fund <order> <statement> <least> <most> <balance|deposit> <kind>: sends between
-  -- least and most (as much as there is) of the field to the order.
+  -- least and the larger of most and a tenth of the field (as much as there is) to
+  -- the statement's account with the order.
   -- (Order keys are fresh from the key counter: one never funds twice.)
   local order, stmt, least, most, field, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   local have = get(field)
   if dcmp(have, least) < 0 then return {'SHORT', have} end
+  -- At least a tenth of what the wallet has (the last digit dropped: exact), so a
+  -- user's account on a statement is topped up rarely.
+  local tenth = '0'
+  if #have > 1 then tenth = string.sub(have, 1, #have - 1) end
+  if dcmp(tenth, most) > 0 then most = tenth end
   local amount = dmin(have, most)
   local now = now_ms()
   redis.call('HSET', W, field, dsub(have, amount))
