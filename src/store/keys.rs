@@ -41,7 +41,7 @@
 //! | `P:{stmt:K}:trades`                | list   | the latest 100 trades, newest first          |
 //! | `P:{stmt:K}:resale`                | hash   | proof → `<producer>\|<price>`: who a resale pays, and how much |
 //! | `P:{stmt:K}:acct`                  | hash   | users' accounts here: `<user>:b` free balance, `:k` escrow held, `:d` free deposit, `:l` collateral held |
-//! | `P:{stmt:K}:led`                   | stream | the accounts' ledger (`u b k d l t r` per movement) |
+//! | `P:{stmt:K}:led`                   | stream | the accounts' ledger: per batch, `m` = `<user>\|<b>\|<k>\|<d>\|<l>\|<kind>\|<order>` per movement |
 //! | `P:{stmt:K}:sweep`                 | set    | users whose wallets asked for their free money here back now |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |

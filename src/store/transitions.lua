@@ -276,8 +276,9 @@ end
 -- <user>:b (free balance), <user>:k (escrow its open requests hold), <user>:d (free
 -- deposit), <user>:l (collateral its open proposals hold); and a producer's record
 -- here, <user>:ok (proofs delivered) and <user>:fail (deadlines missed). Read once per user per batch,
--- changed in Lua, written back once at the end; every change is also a ledger entry
--- (LED_KEY: fields u b k d l t r per movement, one stream entry per batch).
+-- changed in Lua, the changed fields written back once at the end; every change is also
+-- a ledger entry (LED_KEY: one stream entry per batch, a field `m` per movement,
+-- "<user>|<b>|<k>|<d>|<l>|<kind>|<order>" with the signed changes).
 local ACCT_KEY = B .. ':acct'
 local LED_KEY = B .. ':led'
 local FIELDS = {'b', 'k', 'd', 'l'}
@@ -294,16 +295,16 @@ end
 
 local function flush_accounts()
   local cmd = {'HSET', ACCT_KEY}
-  for u, _ in pairs(dirty) do
+  for u, d in pairs(dirty) do
     local a = accts[u]
     for _, f in ipairs(FIELDS) do
-      cmd[#cmd + 1] = u .. ':' .. f; cmd[#cmd + 1] = a[f]
+      if d[f] then cmd[#cmd + 1] = u .. ':' .. f; cmd[#cmd + 1] = a[f] end
     end
   end
   if #cmd > 2 then redis.call(unpack(cmd)) end
   local j = 1
   while j <= #ledbuf do
-    local last = math.min(#ledbuf, j + 7 * 500 - 1)
+    local last = math.min(#ledbuf, j + 2 * 1000 - 1)
     redis.call('XADD', LED_KEY, '*', unpack(ledbuf, j, last))
     j = last + 1
   end
@@ -319,16 +320,15 @@ local function move_money(a, j)
     local acc = account(u)
     -- The state never moves more than an account has; a shortfall here is a bug and
     -- is floored at zero (the invariant checks would show it).
-    if db ~= '0' then acc.b = dapply(acc.b, db) or '0' end
-    if dk ~= '0' then acc.k = dapply(acc.k, dk) or '0' end
-    if dd ~= '0' then acc.d = dapply(acc.d, dd) or '0' end
-    if dl ~= '0' then acc.l = dapply(acc.l, dl) or '0' end
-    dirty[u] = true
+    local d = dirty[u]
+    if d == nil then d = {}; dirty[u] = d end
+    if db ~= '0' then acc.b = dapply(acc.b, db) or '0'; d.b = true end
+    if dk ~= '0' then acc.k = dapply(acc.k, dk) or '0'; d.k = true end
+    if dd ~= '0' then acc.d = dapply(acc.d, dd) or '0'; d.d = true end
+    if dl ~= '0' then acc.l = dapply(acc.l, dl) or '0'; d.l = true end
     local n = #ledbuf
-    ledbuf[n + 1] = 'u'; ledbuf[n + 2] = u; ledbuf[n + 3] = 'b'; ledbuf[n + 4] = db
-    ledbuf[n + 5] = 'k'; ledbuf[n + 6] = dk; ledbuf[n + 7] = 'd'; ledbuf[n + 8] = dd
-    ledbuf[n + 9] = 'l'; ledbuf[n + 10] = dl; ledbuf[n + 11] = 't'; ledbuf[n + 12] = kind
-    ledbuf[n + 13] = 'r'; ledbuf[n + 14] = ref
+    ledbuf[n + 1] = 'm'
+    ledbuf[n + 2] = u .. '|' .. db .. '|' .. dk .. '|' .. dd .. '|' .. dl .. '|' .. kind .. '|' .. ref
     -- A producer's record on this statement (its rating ranks its proposals).
     if kind == 'earn' then redis.call('HINCRBY', ACCT_KEY, u .. ':ok', 1)
     elseif kind == 'fined' then redis.call('HINCRBY', ACCT_KEY, u .. ':fail', 1) end
