@@ -153,7 +153,10 @@ fn account_ledgers_match(b: &Backend, stmt: &str) {
     // Producers' records (`:ok`, `:fail`) are counts, not money.
     accounts.retain(|f, _| [":b", ":k", ":d", ":l"].iter().any(|s| f.ends_with(s)));
     for (field, sum) in &sums {
-        assert!(accounts.contains_key(field), "{field} moved but is not stored");
+        assert!(
+            accounts.contains_key(field),
+            "{field} moved but is not stored"
+        );
         assert!(*sum >= 0, "{field} went negative: {sum}");
     }
     for (field, v) in &accounts {

@@ -1,5 +1,8 @@
 -- Applies a batch of order transitions of ONE statement atomically.
 --
+-- Called as `FCALL <function> 1 <base> <args...>` (the function's name is given by
+-- src/store/transitions.rs, for __FUNCTION__ below); KEYS[1] and ARGV below are its key
+-- and args.
 -- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}"; every key touched here
 --          starts with it, so the whole batch lives in one Redis Cluster slot.
 -- ARGV[1]: fencing token the caller holds ("" = no fencing in force). A stale token
@@ -24,21 +27,32 @@
 -- EVENTS_PER_ENTRY events: `n` (the number of the entry's first event; EVSEQ_KEY counts
 -- every event, without gaps), then `e <event>` per event. The archiver (src/archive)
 -- applies them to PostgreSQL in order.
-local B = KEYS[1]
+-- This file is a Redis function library (FUNCTION LOAD, called with FCALL): the code
+-- below runs once when the library loads, and `run` once per batch. So everything a
+-- batch sets is reset by `run`: the statement's key base and the keys built from it,
+-- the batch's clock, buffers and accounts.
+local B, ARGV
+local FENCE_KEY, FENCED_KEY, PROVEN_KEY, IDEM_KEY, EVENTS_KEY, EVSEQ_KEY, PAY_KEY
+local SEEN_KEY, STATS_KEY, TRADES_KEY, RESALE_KEY, ACCT_KEY, LED_KEY
 
--- Every key this script touches, built from B here only. The layout is documented in
+-- Every key this library touches, built from B here only. The layout is documented in
 -- src/store/keys.rs, whose tests check these suffixes against the Rust side's.
-local FENCE_KEY = B .. ':fence'
-local FENCED_KEY = B .. ':fenced'
-local PROVEN_KEY = B .. ':proven'
-local IDEM_KEY = B .. ':idem'
-local EVENTS_KEY = B .. ':events'
-local EVSEQ_KEY = B .. ':evseq'
-local PAY_KEY = B .. ':pay'
-local SEEN_KEY = B .. ':seen'
-local STATS_KEY = B .. ':stats'
-local TRADES_KEY = B .. ':trades'
-local RESALE_KEY = B .. ':resale'
+local function keys_of(base)
+  B = base
+  FENCE_KEY = B .. ':fence'
+  FENCED_KEY = B .. ':fenced'
+  PROVEN_KEY = B .. ':proven'
+  IDEM_KEY = B .. ':idem'
+  EVENTS_KEY = B .. ':events'
+  EVSEQ_KEY = B .. ':evseq'
+  PAY_KEY = B .. ':pay'
+  SEEN_KEY = B .. ':seen'
+  STATS_KEY = B .. ':stats'
+  TRADES_KEY = B .. ':trades'
+  RESALE_KEY = B .. ':resale'
+  ACCT_KEY = B .. ':acct'
+  LED_KEY = B .. ':led'
+end
 local function day_key(day) return B .. ':day:' .. day end
 local TRADES_KEPT = 100
 local DAY_SECONDS = 86400
@@ -47,16 +61,7 @@ local function proof_key(k) return B .. ':proof:' .. k end
 local function buyers_key(k) return B .. ':buyers:' .. k end
 local function index_key(kind, status) return B .. ':ix:' .. kind .. ':' .. status end
 
-local fence = ARGV[1]
-if fence ~= "" then
-  local held = redis.call('GET', FENCE_KEY)
-  if held ~= fence then
-    redis.call('INCR', FENCED_KEY)
-    return {'FENCED'}
-  end
-end
-
-local cap = ARGV[2]
+local cap
 
 -- Redis's clock, read at most once per batch.
 local clock = nil
@@ -279,8 +284,6 @@ end
 -- changed in Lua, the changed fields written back once at the end; every change is also
 -- a ledger entry (LED_KEY: one stream entry per batch, a field `m` per movement,
 -- "<user>|<b>|<k>|<d>|<l>|<kind>|<order>" with the signed changes).
-local ACCT_KEY = B .. ':acct'
-local LED_KEY = B .. ':led'
 local FIELDS = {'b', 'k', 'd', 'l'}
 local accts, dirty, ledbuf = {}, {}, {}
 local function account(u)
@@ -373,29 +376,45 @@ ops['forget'] = function(a)
   return 'OK'
 end
 
-local res = {}
-local i = 3
-while i <= #ARGV do
-  local name = ARGV[i]
-  local n = tonumber(ARGV[i + 1])
-  local f = ops[name]
-  if f == nil or n == nil then
-    res[#res + 1] = 'E:bad_op:unknown op ' .. tostring(name)
-    break
+local function run(keys, argv)
+  keys_of(keys[1])
+  ARGV = argv
+  clock, evbuf, accts, dirty, ledbuf, prev_ok = nil, {}, {}, {}, {}, false
+  cap = ARGV[2]
+  local fence = ARGV[1]
+  if fence ~= "" then
+    local held = redis.call('GET', FENCE_KEY)
+    if held ~= fence then
+      redis.call('INCR', FENCED_KEY)
+      return {'FENCED'}
+    end
   end
-  local a
-  if n <= 4000 then
-    -- unpack copies in C; it is bounded by Lua's C stack, so long ops copy in a loop.
-    a = {unpack(ARGV, i + 2, i + 1 + n)}
-  else
-    a = {}
-    for j = 1, n do a[j] = ARGV[i + 1 + j] end
+  local res = {}
+  local i = 3
+  while i <= #ARGV do
+    local name = ARGV[i]
+    local n = tonumber(ARGV[i + 1])
+    local f = ops[name]
+    if f == nil or n == nil then
+      res[#res + 1] = 'E:bad_op:unknown op ' .. tostring(name)
+      break
+    end
+    local a
+    if n <= 4000 then
+      -- unpack copies in C; it is bounded by Lua's C stack, so long ops copy in a loop.
+      a = {unpack(ARGV, i + 2, i + 1 + n)}
+    else
+      a = {}
+      for j = 1, n do a[j] = ARGV[i + 1 + j] end
+    end
+    local r = f(a)
+    res[#res + 1] = r
+    if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end
+    i = i + 2 + n
   end
-  local r = f(a)
-  res[#res + 1] = r
-  if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end
-  i = i + 2 + n
+  flush_accounts()
+  flush()
+  return res
 end
-flush_accounts()
-flush()
-return res
+
+redis.register_function('__FUNCTION__', run)
