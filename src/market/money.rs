@@ -1,7 +1,10 @@
 //! The market's economics, pure: collateral, commission, fines and deadlines, and the
-//! payouts each transition makes. Amounts are exact integers of micro-units (`u128`, so
+//! account movements ([`Payout`]s) each transition makes on its statement. Amounts are exact integers of micro-units (`u128`, so
 //! a product of a price and a factor never overflows).
 //!
+//! - Money moves between a user's account on the statement (free balance and deposit)
+//!   and its orders; the account is topped up from the user's wallet and swept back to
+//!   it (`store::wallets`).
 //! - A request holds its cost in escrow from the moment it is placed; a match re-prices
 //!   the escrow to the trade price and releases the rest to the requester.
 //! - A proposal holds collateral from its producer's deposit: when placed, the factor

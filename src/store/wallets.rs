@@ -1,25 +1,30 @@
-//! Wallets and the money between them and statements.
+//! Wallets, statement accounts, and the money between them.
 //!
 //! A user's money lives in its wallet (`wallet.lua`, one hash in the user's own slot
-//! `{u:<name>}`): `balance` and `deposit`, each the sum of the wallet's ledger. Money a
-//! statement holds (a request's escrow, a proposal's collateral) lives on the order, in
-//! the statement's slot. Nothing atomic can span two slots of a Redis Cluster, so money
-//! crosses between them in two steps, each atomic in its own slot, and is at every
-//! moment in exactly one place of the books:
+//! `{u:<name>}`): `balance` and `deposit`, each the sum of the wallet's ledger; and in
+//! its accounts on statements (`transitions.lua`, the statement's `acct` hash in the
+//! statement's slot): free balance and deposit, escrow and collateral its orders hold
+//! there, each the sum of the statement's account ledger. Orders take their money from
+//! the account inside the batch that places them, and trades pay into accounts, so an
+//! order needs nothing outside its statement's slot. Nothing atomic can span two slots
+//! of a Redis Cluster, so money crosses between a wallet and an account in two steps,
+//! each atomic in its own slot, and is at every moment in exactly one place of the books:
 //!
-//! - **wallet → statement** (placing an order): `fund` takes the money from the wallet
-//!   and records it in the wallet's outbox under the new order's key, with the time.
-//!   The order's placement (`transitions.lua`, `new`) is the receipt: it stores what the
-//!   order holds, and refuses an order whose money left longer than the funding window
-//!   ago. So once the window has passed twice over, an order that is not in its
-//!   statement never will be, and its money goes back (`refund`); one that is, clears
-//!   its outbox entry (`arrived`). Money in the outbox is counted as the wallet's until
-//!   the order holds it.
-//! - **statement → wallet** (releases, payments, fines): the transition that frees the
-//!   money appends a payout to the statement's payout stream in the same script; the
-//!   statement's owner delivers them (`deliver_payouts`) in stream order, and the wallet
-//!   applies each once, keeping the id of the last one it applied from each statement.
-//!   A payout is the statement's until its wallet has applied it.
+//! - **wallet → account** (a top-up, when an order finds the account short): `fund`
+//!   takes the money from the wallet and records it in the wallet's outbox under the
+//!   order's key, with the time. The order's placement (`transitions.lua`, `new` and
+//!   its `money`) is the receipt: it credits the account and takes the order's money
+//!   from it, and refuses an order whose money left longer than the funding window ago.
+//!   So once the window has passed twice over, an order that is not in its statement
+//!   never will be, and its money goes back (`refund`); one that is, clears its outbox
+//!   entry (`arrived`). Money in the outbox is the wallet's until the order exists.
+//! - **account → wallet** (a sweep of an idle account, or one a short wallet asked for):
+//!   the batch takes the account's free money and appends a payout to the statement's
+//!   payout stream in the same script; the statement's owner delivers them
+//!   (`deliver_payouts`) in stream order, and the wallet applies each once, keeping the
+//!   id of the last one it applied from each statement. A payout is the statement's
+//!   until its wallet has applied it. Deliveries and fines send track-record entries
+//!   (no money) the same way.
 //!
 //! All amounts are exact integers of micro-units; scripts add and subtract them as
 //! decimal strings (`dec.lua`), never as floating point.
