@@ -833,3 +833,64 @@ async fn a_proof_is_accepted_once_and_its_bytes_are_read_by_who_paid() {
     let (s, _) = dave.get(&format!("{ROOT}/proof/{fk}?full=true")).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_proposals_go_to_the_producer_rated_better_on_the_statement() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let anon = server.api();
+    let owner = anon.user("owner").await;
+    let alice = anon.user("alice").await;
+    let (bob, carol) = (anon.user("bob").await, anon.user("carol").await);
+    let stmt = push_statement(&owner).await;
+    // bob delivers once on this statement: his rating there is 2/3, carol's 1/2.
+    order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": [{"field": 1}, {"field": 11}]}),
+    )
+    .await;
+    let p = order(&bob, "proposal", json!({"statement_key": stmt, "cost": 5})).await;
+    let (s, v) = bob
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": example_proof(&[1, 11]), "proposal_key": p["_key"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // carol offers first, bob later, at the same cost and time: bob's is taken first.
+    let pc = order(
+        &carol,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 3}),
+    )
+    .await;
+    let pb = order(&bob, "proposal", json!({"statement_key": stmt, "cost": 3})).await;
+    let mut taken = Vec::new();
+    for input in [[2, 3], [4, 5]] {
+        let r = order(
+            &alice,
+            "request",
+            json!({"statement_key": stmt, "cost": 5,
+                   "input": [{"field": input[0]}, {"field": input[1]}]}),
+        )
+        .await;
+        taken.push(r["proposal_key"].clone());
+    }
+    assert_eq!(taken, [pb["_key"].clone(), pc["_key"].clone()]);
+    // A cheaper offer still wins whatever its producer's rating.
+    let cheap = order(
+        &carol,
+        "proposal",
+        json!({"statement_key": stmt, "cost": 2}),
+    )
+    .await;
+    order(&bob, "proposal", json!({"statement_key": stmt, "cost": 3})).await;
+    let r = order(
+        &alice,
+        "request",
+        json!({"statement_key": stmt, "cost": 5, "input": [{"field": 6}, {"field": 7}]}),
+    )
+    .await;
+    assert_eq!(r["proposal_key"], cheap["_key"]);
+}
