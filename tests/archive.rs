@@ -381,6 +381,55 @@ async fn nothing_lost_nothing_twice(
     )
     .await;
     assert!(pg_all as usize >= acked.len());
+    // The statement's ledger is archived too: each account field in Redis is the sum of
+    // its movements in PostgreSQL (the log is trimmed once archived). An idle account
+    // may be swept meanwhile: compare again once the archive has that too.
+    let start = Instant::now();
+    loop {
+        let mismatch = ledger_mismatch(b, db, stmt).await;
+        let Some(why) = mismatch else { break };
+        assert!(start.elapsed() < Duration::from_secs(30), "{why}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_until("the archive catches up", Duration::from_secs(60), || {
+            archive_caught_up(b, db, stmt)
+        })
+        .await;
+    }
+}
+
+/// Where Redis's accounts on `stmt` and the sums of the archived ledger differ, if
+/// anywhere.
+async fn ledger_mismatch(b: &Backend, db: &TestDb, stmt: &str) -> Option<String> {
+    let accounts: BTreeMap<String, String> = redis_query(
+        &b.url,
+        redis::cmd("HGETALL").arg(stmt_key(b, stmt, ":acct")),
+    );
+    let mut checked = 0;
+    for (field, v) in &accounts {
+        let Some((user, which)) = field.rsplit_once(':') else {
+            continue;
+        };
+        let column = match which {
+            "b" => "balance",
+            "k" => "blocked",
+            "d" => "deposit",
+            "l" => "locked",
+            _ => continue,
+        };
+        let sum = query_i64(
+            &db.url,
+            &format!(
+                "SELECT COALESCE(SUM({column}), 0)::bigint FROM ledger \
+                 WHERE statement_key = {stmt} AND user_name = '{user}'"
+            ),
+        )
+        .await;
+        if sum.to_string() != *v {
+            return Some(format!("{field}: Redis {v}, archived ledger {sum}"));
+        }
+        checked += 1;
+    }
+    (checked == 0).then(|| format!("no account to check: {accounts:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -123,27 +123,32 @@ fn market_account(b: &Backend, stmt: &str) -> u128 {
 }
 
 /// Every account on `stmt` equals the sum of its entries in the statement's ledger
-/// (free balance and deposit, escrow and collateral held), and nothing is negative.
+/// (the `moved` events of its event log: free balance and deposit, escrow and
+/// collateral held), and nothing is negative.
 fn account_ledgers_match(b: &Backend, stmt: &str) {
     let base = format!("{}:{{stmt:{stmt}}}", b.prefix);
     let entries: Vec<(String, Vec<String>)> = redis_query(
         &b.url,
         redis::cmd("XRANGE")
-            .arg(format!("{base}:led"))
+            .arg(format!("{base}:events"))
             .arg("-")
             .arg("+"),
     );
     let mut sums: BTreeMap<String, i128> = BTreeMap::new();
     for (_, fields) in &entries {
-        // One entry per batch: `m` "<user>|<b>|<k>|<d>|<l>|<kind>|<order>" per movement.
-        for m in fields.chunks(2) {
-            assert_eq!(m[0], "m", "ledger entry {m:?}");
-            let parts: Vec<&str> = m[1].split('|').collect();
-            assert_eq!(parts.len(), 7, "ledger movement {m:?}");
-            for (i, f) in ["b", "k", "d", "l"].iter().enumerate() {
-                let delta = parts[1 + i].parse::<i128>().unwrap();
-                if delta != 0 {
-                    *sums.entry(format!("{}:{f}", parts[0])).or_default() += delta;
+        // `n <first>`, then `e <event JSON>` per event.
+        for f in fields.chunks(2).skip(1) {
+            let ev: Value = serde_json::from_str(&f[1]).unwrap();
+            if ev["ev"] != "moved" {
+                continue;
+            }
+            for m in ev["m"].as_array().unwrap() {
+                let user = m[0].as_str().unwrap();
+                for (i, field) in ["b", "k", "d", "l"].iter().enumerate() {
+                    let delta: i128 = m[1 + i].as_str().unwrap().parse().unwrap();
+                    if delta != 0 {
+                        *sums.entry(format!("{user}:{field}")).or_default() += delta;
+                    }
                 }
             }
         }

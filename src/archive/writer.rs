@@ -103,6 +103,9 @@ pub(super) async fn apply(
             cursor = cursor.max(upto as i64);
         }
     }
+    // Movements of every event of the batch, even those a copy already covers (a copy
+    // holds records, not the ledger); keyed, so none is written twice.
+    insert_ledger(&tx, stmt, &b.events.iter().collect::<Vec<_>>()).await?;
     let new: Vec<&Event> = b.events.iter().filter(|e| e.n as i64 > cursor).collect();
     // Kinds are applied set-based within segments in lifecycle order; a rollback takes a
     // request back to `created`, so it ends a segment and is applied on its own.
@@ -412,6 +415,47 @@ async fn insert_trades(
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
            $5::bigint[]) ON CONFLICT DO NOTHING",
         &[&r, &p, &s, &price, &at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts the account movements of `moved` events (keyed by statement, event number
+/// and position: applying an event twice writes nothing new).
+async fn insert_ledger(
+    tx: &Transaction<'_>,
+    stmt: i64,
+    events: &[&Event],
+) -> Result<(), ArchiveError> {
+    let (mut seq, mut idx, mut user, mut bal, mut blk) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut dep, mut lock, mut kind, mut order, mut at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        let EventKind::Moved(moves) = &e.what else {
+            continue;
+        };
+        for (i, m) in moves.iter().enumerate() {
+            seq.push(e.n as i64);
+            idx.push(i32::try_from(i).unwrap_or(i32::MAX));
+            user.push(m.user.as_str());
+            bal.push(m.balance.to_string());
+            blk.push(m.blocked.to_string());
+            dep.push(m.deposit.to_string());
+            lock.push(m.locked.to_string());
+            kind.push(m.kind.as_str());
+            order.push(m.order.0 as i64);
+            at.push(e.at.0 as i64);
+        }
+    }
+    if seq.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO ledger (statement_key, event_seq, idx, user_name, balance, blocked,            deposit, locked, kind, order_key, at)          SELECT $1, s, i, u, b::numeric, k::numeric, d::numeric, l::numeric, t, o, a          FROM UNNEST($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],            $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])            AS m(s, i, u, b, k, d, l, t, o, a)          ON CONFLICT DO NOTHING",
+        &[
+            &stmt, &seq, &idx, &user, &bal, &blk, &dep, &lock, &kind, &order, &at,
+        ],
     )
     .await?;
     Ok(())

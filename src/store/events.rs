@@ -79,6 +79,28 @@ pub enum EventKind {
         /// The proposal.
         proposal: Key,
     },
+    /// Money moved between users' accounts on the statement and its orders: the
+    /// statement's ledger.
+    Moved(Vec<Movement>),
+}
+
+/// One movement of a user's account on a statement (signed changes, micro-units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// Whose account (lowercased).
+    pub user: String,
+    /// Change of its free balance.
+    pub balance: i128,
+    /// Change of the escrow its requests hold.
+    pub blocked: i128,
+    /// Change of its free deposit.
+    pub deposit: i128,
+    /// Change of the collateral its proposals hold.
+    pub locked: i128,
+    /// What it pays for (topup, escrow, release, earn, sweep, ...).
+    pub kind: String,
+    /// The order it is about (0 for a sweep).
+    pub order: Key,
 }
 
 /// An event as the log holds it (JSON, one per `e` field of a stream entry).
@@ -118,6 +140,12 @@ enum Wire {
         request: u64,
         proof: u64,
         price: u64,
+    },
+    /// Movements as `[user, balance, blocked, deposit, locked, kind, order]`, amounts
+    /// as decimal strings (they pass 2^53).
+    Moved {
+        at: u64,
+        m: Vec<(String, String, String, String, String, String, u64)>,
     },
 }
 
@@ -178,6 +206,25 @@ pub(super) fn resold(request: Key, proof: Key, price: u64, at: Millis) -> String
         "{{\"ev\":\"resold\",\"at\":{},\"request\":{request},\"proof\":{proof},\"price\":{price}}}",
         at.0
     )
+}
+
+/// The `moved` event of the account movements `payouts` (see [`Movement`]).
+pub(super) fn moved(payouts: &[super::Payout], at: Millis) -> String {
+    let mut e = String::with_capacity(32 + 64 * payouts.len());
+    e.push_str(&format!("{{\"ev\":\"moved\",\"at\":{},\"m\":[", at.0));
+    for (i, p) in payouts.iter().enumerate() {
+        if i > 0 {
+            e.push(',');
+        }
+        e.push('[');
+        json_str(&mut e, &p.user.to_lowercase());
+        e.push_str(&format!(
+            ",\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",{}]",
+            p.balance, p.blocked, p.deposit, p.locked, p.kind, p.order
+        ));
+    }
+    e.push_str("]}");
+    e
 }
 
 /// The `proved` event (the proof's bytes stay in its record).
@@ -263,6 +310,25 @@ impl Event {
                         price,
                     },
                 ),
+                Wire::Moved { at, m } => {
+                    let num =
+                        |v: &str| v.parse::<i128>().map_err(|_| bad(&format!("amount {v:?}")));
+                    let movements = m
+                        .into_iter()
+                        .map(|(user, b, k, d, l, kind, order)| {
+                            Ok(Movement {
+                                user,
+                                balance: num(&b)?,
+                                blocked: num(&k)?,
+                                deposit: num(&d)?,
+                                locked: num(&l)?,
+                                kind,
+                                order: Key(order),
+                            })
+                        })
+                        .collect::<Result<_, StoreError>>()?;
+                    (at, EventKind::Moved(movements))
+                }
                 Wire::RolledBack {
                     at,
                     request,
@@ -297,7 +363,7 @@ impl Event {
             EventKind::Placed(o) if matches!(o.status, Status::Completed | Status::Withdrawn) => {
                 vec![format!("o:{}", o.key)]
             }
-            EventKind::Placed(_) | EventKind::Matched { .. } => Vec::new(),
+            EventKind::Placed(_) | EventKind::Matched { .. } | EventKind::Moved(_) => Vec::new(),
             EventKind::Withdrawn { key, .. } => vec![format!("o:{key}")],
             EventKind::RolledBack { proposal, .. } => vec![format!("o:{proposal}")],
             EventKind::Resold { request, .. } => vec![format!("o:{request}")],
@@ -568,6 +634,42 @@ mod tests {
             }
         );
         assert_eq!(ev[3].at, Millis(3000));
+    }
+
+    #[test]
+    fn movements_round_trip_exactly_beyond_2_pow_63() {
+        let big = 10i128.pow(19) + 7;
+        let p = crate::store::Payout {
+            user: "Eve\"q".into(),
+            balance: -big,
+            blocked: big,
+            deposit: 0,
+            locked: -1,
+            kind: "escrow",
+            order: Key(12),
+            generation_ms: 0,
+        };
+        let fields = vec![
+            "n".to_string(),
+            "3".into(),
+            "e".into(),
+            moved(&[p], Millis(77)),
+        ];
+        let ev = Event::parse_entry("1-0".into(), fields).unwrap();
+        assert_eq!(ev[0].at, Millis(77));
+        assert_eq!(
+            ev[0].what,
+            EventKind::Moved(vec![Movement {
+                user: "eve\"q".into(),
+                balance: -big,
+                blocked: big,
+                deposit: 0,
+                locked: -1,
+                kind: "escrow".into(),
+                order: Key(12),
+            }])
+        );
+        assert!(ev[0].closed().is_empty());
     }
 
     #[test]

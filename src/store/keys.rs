@@ -41,7 +41,6 @@
 //! | `P:{stmt:K}:trades`                | list   | the latest 100 trades, newest first          |
 //! | `P:{stmt:K}:resale`                | hash   | proof → `<producer>\|<price>`: who a resale pays, and how much |
 //! | `P:{stmt:K}:acct`                  | hash   | users' accounts here: `<user>:b` free balance, `:k` escrow held, `:d` free deposit, `:l` collateral held |
-//! | `P:{stmt:K}:led`                   | stream | the accounts' ledger: per batch, `m` = `<user>\|<b>\|<k>\|<d>\|<l>\|<kind>\|<order>` per movement |
 //! | `P:{stmt:K}:sweep`                 | set    | users whose wallets asked for their free money here back now |
 //! | `P:{u:<name>}:w`                   | hash   | a user's wallet (`wallet.lua`), lowercased name |
 //! | `P:{u:<name>}:led`                 | stream | the wallet's ledger                          |
@@ -84,7 +83,6 @@ const TRADES: &str = ":trades";
 const DAY: &str = ":day:";
 const RESALE: &str = ":resale";
 const ACCOUNTS: &str = ":acct";
-const ACCOUNT_LEDGER: &str = ":led";
 
 /// The names of a store's keys, all under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,11 +248,6 @@ impl StmtKeys {
         self.under(":sweep")
     }
 
-    /// The ledger of the users' accounts on the statement.
-    pub fn account_ledger(&self) -> String {
-        self.under(ACCOUNT_LEDGER)
-    }
-
     /// The statement's payouts not yet delivered to wallets.
     pub fn payouts(&self) -> String {
         self.under(PAY)
@@ -414,7 +407,6 @@ mod tests {
             DAY,
             RESALE,
             ACCOUNTS,
-            ACCOUNT_LEDGER,
         ];
         for suffix in used {
             let built = format!("B .. '{suffix}'");

@@ -33,7 +33,7 @@
 -- the batch's clock, buffers and accounts.
 local B, ARGV
 local FENCE_KEY, FENCED_KEY, PROVEN_KEY, IDEM_KEY, EVENTS_KEY, EVSEQ_KEY, PAY_KEY
-local SEEN_KEY, STATS_KEY, TRADES_KEY, RESALE_KEY, ACCT_KEY, LED_KEY
+local SEEN_KEY, STATS_KEY, TRADES_KEY, RESALE_KEY, ACCT_KEY
 
 -- Every key this library touches, built from B here only. The layout is documented in
 -- src/store/keys.rs, whose tests check these suffixes against the Rust side's.
@@ -51,7 +51,6 @@ local function keys_of(base)
   TRADES_KEY = B .. ':trades'
   RESALE_KEY = B .. ':resale'
   ACCT_KEY = B .. ':acct'
-  LED_KEY = B .. ':led'
 end
 local function day_key(day) return B .. ':day:' .. day end
 local TRADES_KEPT = 100
@@ -281,11 +280,11 @@ end
 -- <user>:b (free balance), <user>:k (escrow its open requests hold), <user>:d (free
 -- deposit), <user>:l (collateral its open proposals hold); and a producer's record
 -- here, <user>:ok (proofs delivered) and <user>:fail (deadlines missed). Read once per user per batch,
--- changed in Lua, the changed fields written back once at the end; every change is also
--- a ledger entry (LED_KEY: one stream entry per batch, a field `m` per movement,
--- "<user>|<b>|<k>|<d>|<l>|<kind>|<order>" with the signed changes).
+-- changed in Lua, the changed fields written back once at the end. The movements of a
+-- money op are also its `moved` event in the event log (built by the caller), so the
+-- statement's ledger is archived and trimmed with its history.
 local FIELDS = {'b', 'k', 'd', 'l'}
-local accts, dirty, ledbuf = {}, {}, {}
+local accts, dirty = {}, {}
 local function account(u)
   local a = accts[u]
   if a == nil then
@@ -305,12 +304,6 @@ local function flush_accounts()
     end
   end
   if #cmd > 2 then redis.call(unpack(cmd)) end
-  local j = 1
-  while j <= #ledbuf do
-    local last = math.min(#ledbuf, j + 2 * 1000 - 1)
-    redis.call('XADD', LED_KEY, '*', unpack(ledbuf, j, last))
-    j = last + 1
-  end
 end
 
 -- Movements <user> <b> <k> <d> <l> <kind> <order> <gen ms> from index j of a: each
@@ -329,9 +322,6 @@ local function move_money(a, j)
     if dk ~= '0' then acc.k = dapply(acc.k, dk) or '0'; d.k = true end
     if dd ~= '0' then acc.d = dapply(acc.d, dd) or '0'; d.d = true end
     if dl ~= '0' then acc.l = dapply(acc.l, dl) or '0'; d.l = true end
-    local n = #ledbuf
-    ledbuf[n + 1] = 'm'
-    ledbuf[n + 2] = u .. '|' .. db .. '|' .. dk .. '|' .. dd .. '|' .. dl .. '|' .. kind .. '|' .. ref
     -- A producer's record on this statement (its rating ranks its proposals).
     if kind == 'earn' then redis.call('HINCRBY', ACCT_KEY, u .. ':ok', 1)
     elseif kind == 'fined' then redis.call('HINCRBY', ACCT_KEY, u .. ':fail', 1) end
@@ -346,16 +336,18 @@ local function move_money(a, j)
   end
 end
 
--- money <n> (<order> <held>)*n <movement>*: the money of the op before it, applied only
--- if that op was: what orders hold, and the movements of the accounts.
--- account <n> (<order> <held>)*n <movement>*: the same, on its own (sweeps).
+-- money <event> <n> (<order> <held>)*n <movement>*: the money of the op before it,
+-- applied only if that op was: what orders hold, the movements of the accounts, and
+-- their `moved` event ("" when there are none).
+-- account <event> <n> ...: the same, on its own (sweeps).
 local prev_ok = false
 local function money(a)
-  local n = tonumber(a[1])
+  local n = tonumber(a[2])
   for j = 0, n - 1 do
-    redis.call('HSET', order_key(a[2 + 2 * j]), 'held', a[3 + 2 * j])
+    redis.call('HSET', order_key(a[3 + 2 * j]), 'held', a[4 + 2 * j])
   end
-  move_money(a, 2 + 2 * n)
+  move_money(a, 3 + 2 * n)
+  if a[1] ~= '' then emit(a[1]) end
   return 'OK'
 end
 ops['money'] = function(a)
@@ -379,7 +371,7 @@ end
 local function run(keys, argv)
   keys_of(keys[1])
   ARGV = argv
-  clock, evbuf, accts, dirty, ledbuf, prev_ok = nil, {}, {}, {}, {}, false
+  clock, evbuf, accts, dirty, prev_ok = nil, {}, {}, {}, false
   cap = ARGV[2]
   local fence = ARGV[1]
   if fence ~= "" then

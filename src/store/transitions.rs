@@ -369,6 +369,12 @@ impl Op {
                 "resold"
             }
             Op::Money(m) => {
+                // The statement's ledger: the movements as one event (none: nothing).
+                a.push(if m.payouts.is_empty() {
+                    String::new()
+                } else {
+                    events::moved(&m.payouts, Millis::now())
+                });
                 a.push(m.held.len().to_string());
                 for (k, v) in &m.held {
                     a.push(k.to_string());
