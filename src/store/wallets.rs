@@ -115,6 +115,33 @@ fn parse_own(v: &[String]) -> Result<(u128, u128), StoreError> {
     }
 }
 
+/// The answer of the wallet's `get`: its own money, its statements, its outbox.
+struct Got<'a> {
+    balance: u128,
+    deposit: u128,
+    statements: Vec<Key>,
+    /// Order, entry pairs.
+    outbox: &'a [String],
+}
+
+fn parse_get(v: &[String]) -> Result<Got<'_>, StoreError> {
+    let (balance, deposit) = parse_own(v)?;
+    let bad = || StoreError::Corrupt(format!("wallet answered {v:?}"));
+    let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+    let statements = v
+        .get(3..3 + n)
+        .ok_or_else(bad)?
+        .iter()
+        .map(|s| Key::parse(s).ok_or_else(bad))
+        .collect::<Result<_, _>>()?;
+    Ok(Got {
+        balance,
+        deposit,
+        statements,
+        outbox: v.get(3 + n..).unwrap_or_default(),
+    })
+}
+
 impl Store {
     async fn wallet_script<T: redis::FromRedisValue>(
         &self,
@@ -140,24 +167,21 @@ impl Store {
     /// delivered (milliseconds) is not shown.
     pub async fn wallet(&self, user: &str) -> Result<Wallet, StoreError> {
         let v: Vec<String> = self.wallet_script(user, "get", &[]).await?;
-        let (balance, deposit) = parse_own(&v)?;
+        let got = parse_get(&v)?;
         let mut w = Wallet {
-            balance,
-            deposit,
+            balance: got.balance,
+            deposit: got.deposit,
             ..Wallet::default()
         };
         let bad = || StoreError::Corrupt(format!("wallet answered {v:?}"));
-        let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
-        let stmts = v.get(3..3 + n).ok_or_else(bad)?;
-        let outbox = v.get(3 + n..).unwrap_or_default();
-        for s in stmts {
-            let stmt = Key::parse(s).ok_or_else(bad)?;
+        for stmt in got.statements {
             let a = self.account(stmt, user).await?;
             w.balance += a.balance;
             w.blocked += a.blocked;
             w.deposit += a.deposit;
             w.locked += a.locked;
         }
+        let outbox = got.outbox;
         let mut c = self.conn.clone();
         for pair in outbox.chunks(2) {
             let [order, entry] = pair else {
@@ -207,16 +231,8 @@ impl Store {
     /// it has accounts.
     pub async fn wallet_own(&self, user: &str) -> Result<(u128, u128, Vec<Key>), StoreError> {
         let v: Vec<String> = self.wallet_script(user, "get", &[]).await?;
-        let (balance, deposit) = parse_own(&v)?;
-        let bad = || StoreError::Corrupt(format!("wallet answered {v:?}"));
-        let n: usize = v.get(2).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
-        let stmts = v
-            .get(3..3 + n)
-            .ok_or_else(bad)?
-            .iter()
-            .map(|s| Key::parse(s).ok_or_else(bad))
-            .collect::<Result<_, _>>()?;
-        Ok((balance, deposit, stmts))
+        let got = parse_get(&v)?;
+        Ok((got.balance, got.deposit, got.statements))
     }
 
     /// Asks `stmt`'s owner to send `user`'s free money there back to the wallet now.
