@@ -3,7 +3,7 @@
 -- Amounts are non-negative integers of micro-units written as decimal strings ("0",
 -- "1500000"); a signed delta may start with "-". Lua numbers are doubles, exact only
 -- below 2^53, and costs reach 10^18 micro-units, so no amount is ever turned into a Lua
--- number: strings are added and subtracted in chunks of 9 digits, each exact.
+-- number: strings are added and subtracted in chunks of 15 digits, each exact.
 
 local function dnorm(s)
   if string.byte(s, 1) ~= 48 or #s == 1 then return s end
@@ -26,21 +26,51 @@ local function dcmp(a, b)
   return (a < b) and -1 or 1
 end
 
+-- Longer amounts are cut into chunks of CHUNK digits from the right: a chunk is below
+-- 10^15, so the sum or difference of two chunks and a carry is exact as a Lua number.
+local CHUNK = 15
+local CHUNK_BASE = 1e15
+
 local function chunk(s, i)
   if i <= 0 then return 0 end
-  return tonumber(string.sub(s, math.max(1, i - 8), i))
+  return tonumber(string.sub(s, math.max(1, i - CHUNK + 1), i))
+end
+
+-- The decimal string of chunks, least significant first (inner chunks zero-padded).
+local function join(parts)
+  local out = {fmt(parts[#parts])}
+  for k = #parts - 1, 1, -1 do out[#out + 1] = string.format('%015d', parts[k]) end
+  return dnorm(table.concat(out))
+end
+
+-- A long amount (normalized, more than CHUNK digits) changed by a short one, d (a Lua
+-- number, |d| < 10^15): only its low chunk changes unless it carries or borrows, the
+-- usual case for balances; nil when it does (the caller takes the general path).
+local function dlow(a, d)
+  local n = #a
+  if string.byte(a, 1) == 48 then return nil end
+  local low = tonumber(string.sub(a, n - CHUNK + 1)) + d
+  if low < 0 or low >= CHUNK_BASE then return nil end
+  return string.sub(a, 1, n - CHUNK) .. string.format('%015d', low)
 end
 
 local function dadd(a, b)
   if #a <= SHORT and #b <= SHORT then return fmt(tonumber(a) + tonumber(b)) end
-  local out, carry, i, j = {}, 0, #a, #b
+  if #b <= SHORT then
+    local r = dlow(a, tonumber(b))
+    if r then return r end
+  elseif #a <= SHORT then
+    local r = dlow(b, tonumber(a))
+    if r then return r end
+  end
+  local parts, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
     local s = chunk(a, i) + chunk(b, j) + carry
-    if s >= 1000000000 then carry = 1; s = s - 1000000000 else carry = 0 end
-    table.insert(out, 1, string.format('%09.0f', s))
-    i, j = i - 9, j - 9
+    if s >= CHUNK_BASE then carry = 1; s = s - CHUNK_BASE else carry = 0 end
+    parts[#parts + 1] = s
+    i, j = i - CHUNK, j - CHUNK
   end
-  return dnorm(table.concat(out))
+  return join(parts)
 end
 
 -- a - b; nil when b > a (money never goes below zero).
@@ -50,15 +80,19 @@ local function dsub(a, b)
     if d < 0 then return nil end
     return fmt(d)
   end
+  if #b <= SHORT then
+    local r = dlow(a, -tonumber(b))
+    if r then return r end
+  end
   if dcmp(a, b) < 0 then return nil end
-  local out, borrow, i, j = {}, 0, #a, #b
+  local parts, borrow, i, j = {}, 0, #a, #b
   while i > 0 do
     local s = chunk(a, i) - chunk(b, j) - borrow
-    if s < 0 then borrow = 1; s = s + 1000000000 else borrow = 0 end
-    table.insert(out, 1, string.format('%09.0f', s))
-    i, j = i - 9, j - 9
+    if s < 0 then borrow = 1; s = s + CHUNK_BASE else borrow = 0 end
+    parts[#parts + 1] = s
+    i, j = i - CHUNK, j - CHUNK
   end
-  return dnorm(table.concat(out))
+  return join(parts)
 end
 
 -- cur + delta for a signed delta; nil when the result would be negative.

@@ -9,7 +9,8 @@
 --          writes nothing but a count of refusals in FENCED_KEY.
 -- ARGV[2]: most entries the statement's event log keeps (approximately; "0" = no cap).
 -- ARGV[3..]: ops, each as <name> <argc> <args...>.
--- Returns one reply per op: "OK" or "E:<name>:<message>". An op checks everything
+-- Returns one reply per op (but `accounts`, which reads ahead for the ops after it): "OK"
+-- or "E:<name>:<message>". An op checks everything
 -- before it writes anything, so a refused op changes nothing. The names, read by
 -- `Refusal::parse_reply` in Rust (an unknown name there is a corrupt reply):
 --   exists        the order or proof to create exists already
@@ -285,14 +286,33 @@ end
 -- statement's ledger is archived and trimmed with its history.
 local FIELDS = {'b', 'k', 'd', 'l'}
 local accts, dirty = {}, {}
-local function account(u)
-  local a = accts[u]
-  if a == nil then
-    local v = redis.call('HMGET', ACCT_KEY, u .. ':b', u .. ':k', u .. ':d', u .. ':l')
-    a = {b = v[1] or '0', k = v[2] or '0', d = v[3] or '0', l = v[4] or '0'}
-    accts[u] = a
+local function load_accounts(users)
+  local fields = {}
+  for _, u in ipairs(users) do
+    for _, f in ipairs(FIELDS) do fields[#fields + 1] = u .. ':' .. f end
   end
-  return a
+  local v = redis.call('HMGET', ACCT_KEY, unpack(fields))
+  for j, u in ipairs(users) do
+    local o = 4 * (j - 1)
+    accts[u] = {b = v[o + 1] or '0', k = v[o + 2] or '0', d = v[o + 3] or '0', l = v[o + 4] or '0'}
+  end
+end
+
+local function account(u)
+  if accts[u] == nil then load_accounts({u}) end
+  return accts[u]
+end
+
+-- accounts <user> ...: reads the accounts of the batch's users at once (the caller lists
+-- them first, so that the movements after it find them read). No reply of its own.
+ops['accounts'] = function(a)
+  local users = {}
+  for _, u in ipairs(a) do
+    if accts[u] == nil then users[#users + 1] = u end
+    if #users == 500 then load_accounts(users); users = {} end
+  end
+  if #users > 0 then load_accounts(users) end
+  return nil
 end
 
 local function flush_accounts()
@@ -400,8 +420,10 @@ local function run(keys, argv)
       for j = 1, n do a[j] = ARGV[i + 1 + j] end
     end
     local r = f(a)
-    res[#res + 1] = r
-    if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end
+    if r ~= nil then
+      res[#res + 1] = r
+      if name ~= 'money' and name ~= 'account' then prev_ok = (r == 'OK') end
+    end
     i = i + 2 + n
   end
   flush_accounts()

@@ -405,6 +405,27 @@ impl Op {
     }
 }
 
+/// The `accounts` header of a batch: every user whose account on the statement its money
+/// ops move, so that the script reads them all with one command (it sends no reply).
+fn encode_accounts(ops: &[Op], args: &mut Vec<String>) {
+    let mut users: Vec<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Money(m) => Some(m.payouts.iter().map(|p| p.user.to_lowercase())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if users.is_empty() {
+        return;
+    }
+    users.sort_unstable();
+    users.dedup();
+    args.push("accounts".into());
+    args.push(users.len().to_string());
+    args.extend(users);
+}
+
 /// The identity of a proof's bytes: SHA-256 of its lowercase hex, hex. A proof accepted
 /// once is never accepted again, for any match (`transitions.lua`, `proof`).
 pub(super) fn proof_digest(proof_hex: &str) -> String {
@@ -430,6 +451,7 @@ impl Store {
         let mut args: Vec<String> = Vec::with_capacity(ops.len() * 20 + 1);
         args.push(fence.map(|f| f.to_string()).unwrap_or_default());
         args.push(self.event_log_max.to_string());
+        encode_accounts(ops, &mut args);
         for op in ops {
             op.encode(&mut args, self.wallets.funding_window_ms);
         }
