@@ -52,7 +52,14 @@ fn money_arithmetic_in_the_scripts_is_exact() {
     // Carries and borrows across each 15-digit chunk, and zeros.
     for k in [15u32, 30] {
         let p = 10u128.pow(k);
-        pairs.extend([(p - 1, 1), (p, 1), (p + 5, 7), (2 * p, p + 1), (0, 0), (p, 0)]);
+        pairs.extend([
+            (p - 1, 1),
+            (p, 1),
+            (p + 5, 7),
+            (2 * p, p + 1),
+            (0, 0),
+            (p, 0),
+        ]);
     }
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(format!("{DEC}\n{CHECK}")).arg(0);
@@ -62,7 +69,9 @@ fn money_arithmetic_in_the_scripts_is_exact() {
     let got: Vec<String> = redis_query(&b.url, &cmd);
     assert_eq!(got.len(), 4 * pairs.len());
     for (i, (a, b)) in pairs.iter().enumerate() {
-        let diff = a.checked_sub(*b).map_or("nil".to_owned(), |d| d.to_string());
+        let diff = a
+            .checked_sub(*b)
+            .map_or("nil".to_owned(), |d| d.to_string());
         let want = [
             (a + b).to_string(),
             diff.clone(),

@@ -97,14 +97,14 @@ end
 
 -- cur + delta for a signed delta; nil when the result would be negative.
 local function dapply(cur, delta)
-  if string.sub(delta, 1, 1) == '-' then return dsub(cur, string.sub(delta, 2)) end
+  if string.byte(delta, 1) == 45 then return dsub(cur, string.sub(delta, 2)) end
   return dadd(cur, delta)
 end
 
 -- The negation of a signed delta.
 local function dneg(delta)
   if delta == '0' then return '0' end
-  if string.sub(delta, 1, 1) == '-' then return string.sub(delta, 2) end
+  if string.byte(delta, 1) == 45 then return string.sub(delta, 2) end
   return '-' .. delta
 end
 

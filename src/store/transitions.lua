@@ -100,6 +100,51 @@ local function move(kind, key, from, to)
   redis.call('ZADD', index_key(kind, to), key, key)
 end
 
+-- Market data, kept as trades happen and written once per batch (flush_market): the
+-- day's open/close/min/max/volume (UTC days, kept 8 days), the last price, completed
+-- trades' sums, the latest trades.
+local days, stats, trades = {}, {set = {}}, {}
+local function day_of(now)
+  local dk = day_key(math.floor(tonumber(now) / (DAY_SECONDS * 1000)))
+  local d = days[dk]
+  if d == nil then
+    local v = redis.call('HMGET', dk, 'min', 'max', 'volume', 'trades')
+    d = {min = v[1], max = v[2], volume = v[3] or '0', trades = tonumber(v[4]) or 0, fresh = not v[4], set = {}}
+    days[dk] = d
+  end
+  return d
+end
+
+-- The statement's sums of completed trades, read once per batch when a proof needs them.
+local function stats_sums()
+  if stats.completed == nil then
+    local v = redis.call('HMGET', STATS_KEY, 'completed', 'price_sum', 'gen_ms_sum')
+    stats.completed, stats.price_sum, stats.gen_ms_sum = tonumber(v[1]) or 0, v[2] or '0', v[3] or '0'
+  end
+  return stats
+end
+
+local function flush_market()
+  for dk, d in pairs(days) do
+    local upd = {'HSET', dk, 'volume', d.volume, 'trades', d.trades}
+    for f, v in pairs(d.set) do upd[#upd + 1] = f; upd[#upd + 1] = v end
+    redis.call(unpack(upd))
+    if d.fresh then redis.call('EXPIRE', dk, 8 * DAY_SECONDS) end
+  end
+  local upd = {'HSET', STATS_KEY}
+  for f, v in pairs(stats.set) do upd[#upd + 1] = f; upd[#upd + 1] = v end
+  if #upd > 2 then redis.call(unpack(upd)) end
+  if #trades > 0 then
+    -- Trimmed back to the latest TRADES_KEPT once twice that many (readers take the
+    -- first TRADES_KEPT).
+    local len = 0
+    for j = 1, #trades, 1000 do
+      len = redis.call('LPUSH', TRADES_KEY, unpack(trades, j, math.min(j + 999, #trades)))
+    end
+    if len >= 2 * TRADES_KEPT then redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1) end
+  end
+end
+
 local ops = {}
 
 -- new <kind> <key> <status> <event> <funded at> <window> <field> <value> ...
@@ -142,27 +187,15 @@ ops['match'] = function(a)
     'matched_time', now, 'price', price, 'updatedOn', now, 'held', a[7])
   move('request', rk, 'created', 'processing')
   move('proposal', pk, 'created', 'processing')
-  -- Market data, kept as trades happen: the day's open/close/min/max/volume (UTC days,
-  -- kept 8 days), the last price, the latest trades.
-  local dk = day_key(math.floor(tonumber(now) / (DAY_SECONDS * 1000)))
-  local d = redis.call('HMGET', dk, 'min', 'max', 'volume', 'trades')
-  local upd = {'HSET', dk, 'close', price, 'volume', dadd(d[3] or '0', price),
-    'trades', (tonumber(d[4]) or 0) + 1}
-  if not d[1] or dcmp(price, d[1]) < 0 then upd[#upd + 1] = 'min'; upd[#upd + 1] = price end
-  if not d[2] or dcmp(price, d[2]) > 0 then upd[#upd + 1] = 'max'; upd[#upd + 1] = price end
-  if not d[4] then
-    upd[#upd + 1] = 'open'; upd[#upd + 1] = price
-    redis.call(unpack(upd))
-    redis.call('EXPIRE', dk, 8 * DAY_SECONDS)
-  else
-    redis.call(unpack(upd))
-  end
-  redis.call('HSET', STATS_KEY, 'last', price, 'last_at', now)
-  -- Trimmed back to the latest TRADES_KEPT once twice that many (readers take the first
-  -- TRADES_KEPT): one LTRIM per TRADES_KEPT trades.
-  if redis.call('LPUSH', TRADES_KEY, rk .. '|' .. pk .. '|' .. price .. '|' .. now) >= 2 * TRADES_KEPT then
-    redis.call('LTRIM', TRADES_KEY, 0, TRADES_KEPT - 1)
-  end
+  local d = day_of(now)
+  d.volume = dadd(d.volume, price)
+  d.trades = d.trades + 1
+  d.set.close = price
+  if d.trades == 1 then d.set.open = price end
+  if not d.min or dcmp(price, d.min) < 0 then d.min = price; d.set.min = price end
+  if not d.max or dcmp(price, d.max) > 0 then d.max = price; d.set.max = price end
+  stats.set.last, stats.set.last_at = price, now
+  trades[#trades + 1] = rk .. '|' .. pk .. '|' .. price .. '|' .. now
   emit(a[5])
   return 'OK'
 end
@@ -214,12 +247,13 @@ ops['proof'] = function(a)
   redis.call('SADD', SEEN_KEY, a[8])
   -- Statistics of completed trades: count, sum of prices, sum of generation times.
   local m = redis.call('HMGET', order_key(rk), 'price', 'matched_time')
-  local st = redis.call('HMGET', STATS_KEY, 'price_sum', 'gen_ms_sum')
   local gen = math.max(0, tonumber(now) - (tonumber(m[2]) or tonumber(now)))
   redis.call('HSET', RESALE_KEY, fk, sender .. '|' .. (m[1] or '0'))
-  redis.call('HINCRBY', STATS_KEY, 'completed', 1)
-  redis.call('HSET', STATS_KEY, 'price_sum', dadd(st[1] or '0', m[1] or '0'),
-    'gen_ms_sum', dadd(st[2] or '0', string.format('%.0f', gen)))
+  local st = stats_sums()
+  st.completed = st.completed + 1
+  st.price_sum = dadd(st.price_sum, m[1] or '0')
+  st.gen_ms_sum = dadd(st.gen_ms_sum, string.format('%.0f', gen))
+  st.set.completed, st.set.price_sum, st.set.gen_ms_sum = st.completed, st.price_sum, st.gen_ms_sum
   redis.call('SADD', buyers_key(fk), redis.call('HGET', order_key(rk), 'sender'))
   emit(a[7])
   return 'OK'
@@ -392,6 +426,7 @@ local function run(keys, argv)
   keys_of(keys[1])
   ARGV = argv
   clock, evbuf, accts, dirty, prev_ok = nil, {}, {}, {}, false
+  days, stats, trades = {}, {set = {}}, {}
   cap = ARGV[2]
   local fence = ARGV[1]
   if fence ~= "" then
@@ -427,6 +462,7 @@ local function run(keys, argv)
     i = i + 2 + n
   end
   flush_accounts()
+  flush_market()
   flush()
   return res
 end
