@@ -151,12 +151,42 @@ pub async fn main(a: AllArgs) -> Result<i32> {
     for v in suite.verdicts.clone() {
         ctx.say(&v);
     }
-    ctx.say("book micro-benchmarks: cargo bench --bench book (criterion; not part of this run)");
+    ctx.say("micro-benchmarks: cargo bench --bench book, --bench placement (criterion; not part of this run)");
     ctx.finish(&suite)?;
     Ok(match &suite.soak {
         Some(s) if !s.passed => 1,
         _ => 0,
     })
+}
+
+/// Targets of CPU per order at the peak (issue 13), µs.
+const NODE_US_PER_ORDER: f64 = 20.0;
+const REDIS_US_PER_ORDER: f64 = 10.0;
+
+/// `what`'s CPU per order against its target, noting a miss in `missed`.
+fn cpu_verdict(what: &str, us: Option<f64>, target: f64, missed: &mut Vec<String>) -> String {
+    match us {
+        Some(us) if us <= target => format!("{us:.1} µs (target <= {target:.0} µs: MET)"),
+        Some(us) => {
+            missed.push(format!("{what} CPU {us:.1} µs/order > {target:.0} µs"));
+            format!("{us:.1} µs (target <= {target:.0} µs: NOT MET)")
+        }
+        None => "n/a".into(),
+    }
+}
+
+/// The run's last line: every target met, or which were not. The exit code does not
+/// change for a missed target (it is non-zero only when the soak's check fails).
+fn summary_line(missed: &[String]) -> String {
+    if missed.is_empty() {
+        "SUMMARY: every target MET".to_owned()
+    } else {
+        format!(
+            "SUMMARY: {} target(s) NOT MET: {}",
+            missed.len(),
+            missed.join("; ")
+        )
+    }
 }
 
 fn verdicts(s: &Suite) -> Vec<String> {
@@ -171,9 +201,23 @@ fn verdicts(s: &Suite) -> Vec<String> {
         "HTTP ceiling (plain actix-web route, same client): {http:.0} req/s"
     ));
     v.push(format!("store ceiling: {store:.0} orders/s (redis-benchmark SET -P 1 / 2), {store_script:.0} orders/s (SET + order EVAL)"));
+    // Targets missed, for the summary line.
+    let mut missed: Vec<String> = Vec::new();
     if let Some(p) = &s.peak {
         let intake = p.peak_orders_per_s;
         let met = http > 0.0 && intake >= 0.5 * http;
+        if !met {
+            missed.push(format!(
+                "intake {} of the HTTP ceiling < 50 %",
+                ratio(intake, http)
+            ));
+        }
+        if !p.match_target_met {
+            missed.push(format!(
+                "match p99 {} ms > 5 ms",
+                ms(p.open.match_latency.p99_us)
+            ));
+        }
         v.push(format!(
             "peak order intake: {intake:.0} orders/s at {} connections = {} of the HTTP ceiling (target >= 50 %: {}), {} of the store ceiling, {} of SET+EVAL",
             p.peak_connections,
@@ -193,6 +237,34 @@ fn verdicts(s: &Suite) -> Vec<String> {
             if p.match_target_met { "MET" } else { "NOT MET" },
             ms(p.open.match_visible.p99_us),
         ));
+        // CPU per order at the peak step, next to the plain route's per request.
+        let at_peak = p
+            .steps
+            .iter()
+            .max_by(|a, b| a.orders_per_s.total_cmp(&b.orders_per_s));
+        if let Some(step) = at_peak {
+            let per = |proc: &str, n: f64| {
+                step.cpu_cores
+                    .get(proc)
+                    .filter(|_| n > 0.0)
+                    .map(|c| c * 1e6 / n)
+            };
+            let node = per("proof-market", step.orders_per_s);
+            let redis = per("redis-server", step.orders_per_s);
+            let plain = s.http_ceiling.as_ref().and_then(|h| {
+                h.cpu_cores
+                    .get("baseline-server")
+                    .filter(|_| h.orders_per_s > 0.0)
+                    .map(|c| c * 1e6 / h.orders_per_s)
+            });
+            let node_v = cpu_verdict("node", node, NODE_US_PER_ORDER, &mut missed);
+            let redis_v = cpu_verdict("Redis", redis, REDIS_US_PER_ORDER, &mut missed);
+            v.push(format!(
+                "CPU per order at peak ({:.0} orders/s): node {node_v}, Redis {redis_v}; plain route {} per request",
+                step.orders_per_s,
+                plain.map_or("n/a".into(), |us| format!("{us:.1} µs")),
+            ));
+        }
     }
     if let Some(m) = &s.mixed {
         v.push(format!(
@@ -213,6 +285,12 @@ fn verdicts(s: &Suite) -> Vec<String> {
             m.redis_bytes_per_order.map_or("n/a".into(), |b| format!("{b:.0}")),
             match m.redis_target_met { Some(true) => "MET", Some(false) => "NOT MET", None => "n/a" },
         ));
+        if m.rss_target_met == Some(false) {
+            missed.push("node RSS per resting order over 500 MiB per million".into());
+        }
+        if m.redis_target_met == Some(false) {
+            missed.push("Redis memory per resting order over 1 KiB".into());
+        }
     }
     if let Some(k) = &s.soak {
         v.push(format!(
@@ -236,6 +314,37 @@ fn verdicts(s: &Suite) -> Vec<String> {
             m.lag_max_ms.map_or("n/a".into(), |x| format!("{:.2} s", x as f64 / 1000.0)),
         ));
         v.extend(k.bounds_missed.iter().cloned());
+        if !k.passed {
+            missed.push("soak check FAILED".into());
+        }
+        missed.extend(k.bounds_missed.iter().cloned());
     }
+    v.push(summary_line(&missed));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_targets_and_the_summary_name_what_was_missed() {
+        let mut missed = Vec::new();
+        assert_eq!(
+            cpu_verdict("node", Some(12.5), 20.0, &mut missed),
+            "12.5 µs (target <= 20 µs: MET)"
+        );
+        assert_eq!(cpu_verdict("Redis", None, 10.0, &mut missed), "n/a");
+        assert!(missed.is_empty());
+        assert_eq!(summary_line(&missed), "SUMMARY: every target MET");
+        assert_eq!(
+            cpu_verdict("Redis", Some(44.0), 10.0, &mut missed),
+            "44.0 µs (target <= 10 µs: NOT MET)"
+        );
+        missed.push("match p99 109.00 ms > 5 ms".into());
+        assert_eq!(
+            summary_line(&missed),
+            "SUMMARY: 2 target(s) NOT MET: Redis CPU 44.0 µs/order > 10 µs; match p99 109.00 ms > 5 ms"
+        );
+    }
 }
