@@ -12,9 +12,11 @@
 //!
 //! Run: `cargo bench --bench placement` (add `-- --quick` for a shorter run).
 
+mod common;
+
+use common::{median, note, Rng, SAMPLES};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -36,37 +38,6 @@ static NOT_PLACED: AtomicU64 = AtomicU64::new(0);
 /// Timed placements that matched at once.
 static MATCHED: AtomicU64 = AtomicU64::new(0);
 static TIMED: AtomicU64 = AtomicU64::new(0);
-
-/// ns/op of every sample, per benchmark, for the ratio table.
-static SAMPLES: Mutex<BTreeMap<&'static str, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn note(name: &'static str, elapsed: Duration, ops: u64) {
-    if ops > 0 {
-        let ns = elapsed.as_nanos() as f64 / ops as f64;
-        SAMPLES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name)
-            .or_default()
-            .push(ns);
-    }
-}
-
-/// xorshift64*: fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 fn rules() -> Rules {
     Rules {
@@ -244,11 +215,6 @@ fn bench_btreemap(c: &mut Criterion) {
             total
         })
     });
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {
