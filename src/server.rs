@@ -113,7 +113,8 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?
         .with_event_log_max(cfg.event_log_max)
-        .with_wallets(cfg.wallets);
+        .with_wallets(cfg.wallets)
+        .with_ledger_archive(cfg.archive.is_some());
     let archive = match &cfg.archive {
         Some(a) => {
             let db = crate::store::redact_url(&a.url);

@@ -395,6 +395,68 @@ async fn nothing_lost_nothing_twice(
         })
         .await;
     }
+    wallet_ledger_archived(b, db, "al").await;
+}
+
+/// The wallet ledger is archived as well: once quiet, `user`'s wallet ledger in Redis is
+/// empty, its balance and deposit are the sums of its archived entries (each entry once:
+/// keyed by its stream id), and the archiver forgot the wallet (its marks are gone).
+async fn wallet_ledger_archived(b: &Backend, db: &TestDb, user: &str) {
+    let base = format!("{}:{{u:{user}}}", b.prefix);
+    let start = Instant::now();
+    loop {
+        let why = wallet_ledger_mismatch(b, db, &base, user).await;
+        let Some(why) = why else { break };
+        assert!(start.elapsed() < Duration::from_secs(45), "{user}: {why}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wallet_ledger_mismatch(
+    b: &Backend,
+    db: &TestDb,
+    base: &str,
+    user: &str,
+) -> Option<String> {
+    let led = format!("{base}:led");
+    let pending: u64 = redis_query(&b.url, redis::cmd("XLEN").arg(&led));
+    if pending > 0 {
+        return Some(format!("{pending} ledger entries not archived yet"));
+    }
+    let w: (Option<String>, Option<String>) = redis_query(
+        &b.url,
+        redis::cmd("HMGET")
+            .arg(format!("{base}:w"))
+            .arg("balance")
+            .arg("deposit"),
+    );
+    let sums = rows(
+        &db.url,
+        &format!(
+            "SELECT COALESCE(SUM(balance), 0)::text, COALESCE(SUM(deposit), 0)::text, count(*) \
+             FROM wallet_ledger WHERE user_name = '{user}'"
+        ),
+    )
+    .await;
+    let (bal, dep, n): (String, String, i64) = (sums[0].get(0), sums[0].get(1), sums[0].get(2));
+    let again: u64 = redis_query(&b.url, redis::cmd("XLEN").arg(&led));
+    if again > 0 {
+        return Some("a new ledger entry meanwhile".into());
+    }
+    let have = (
+        w.0.unwrap_or_else(|| "0".into()),
+        w.1.unwrap_or_else(|| "0".into()),
+    );
+    if have != (bal.clone(), dep.clone()) || n == 0 {
+        return Some(format!(
+            "wallet (balance, deposit) {have:?}, sums of its {n} archived entries ({bal}, {dep})"
+        ));
+    }
+    let marks: u64 = redis_query(
+        &b.url,
+        redis::cmd("ZCARD").arg(format!("{}:{{wallets}}:led-first", b.prefix)),
+    );
+    (marks > 0).then(|| format!("{marks} wallets still marked for the archiver"))
 }
 
 /// Where Redis's accounts on `stmt` and the sums of the archived ledger differ, if

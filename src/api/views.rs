@@ -62,6 +62,7 @@ pub fn health(h: &Health) -> Value {
             "pending_events": a.pending_events,
             "archived_events": a.archived_events,
             "removed_records": a.removed_records,
+            "archived_ledger_entries": a.archived_ledger_entries,
             "errors": a.errors,
             "postgres": if a.reachable { "reachable" } else { "unreachable" },
         })),

@@ -23,7 +23,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::Row;
 
 use crate::domain::{Cost, Key, Millis, Minutes, Side, Status};
-use crate::store::{OrderRecord, ProofRecord, StoreError};
+use crate::store::{LedgerEntry, OrderRecord, ProofRecord, StoreError};
 
 pub use writer::{Applied, Batch};
 
@@ -96,6 +96,8 @@ pub struct ArchiveStats {
     pub archived_events: AtomicU64,
     /// Closed records removed from Redis.
     pub removed_records: AtomicU64,
+    /// Wallet ledger entries committed to PostgreSQL.
+    pub archived_ledger_entries: AtomicU64,
     /// Rounds of a statement that failed.
     pub errors: AtomicU64,
     /// Events of this node's statements not yet trimmed (last round's count).
@@ -115,6 +117,8 @@ pub struct ArchiveHealth {
     pub archived_events: u64,
     /// Closed records removed from Redis by this node.
     pub removed_records: u64,
+    /// Wallet ledger entries committed so far by this node.
+    pub archived_ledger_entries: u64,
     /// Failed statement rounds.
     pub errors: u64,
     /// PostgreSQL answered just now.
@@ -212,6 +216,7 @@ impl Archive {
             pending_events: s.pending_events.load(Ordering::Relaxed),
             archived_events: s.archived_events.load(Ordering::Relaxed),
             removed_records: s.removed_records.load(Ordering::Relaxed),
+            archived_ledger_entries: s.archived_ledger_entries.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
             reachable,
         }
@@ -279,6 +284,49 @@ impl Archive {
             )
             .await?;
         rows.iter().map(order_from_row).collect()
+    }
+
+    /// Writes entries of `user`'s wallet ledger (keyed by the user and the entry's
+    /// stream id: writing one twice writes nothing new).
+    pub async fn insert_wallet_ledger(
+        &self,
+        user: &str,
+        entries: &[LedgerEntry],
+    ) -> Result<(), ArchiveError> {
+        let c = self.pool.get().await?;
+        writer::insert_wallet_ledger(&c, user, entries).await
+    }
+
+    /// A wallet's ledger entries in the archive, oldest first: (time ms, sequence,
+    /// kind, balance change, deposit change, reference).
+    pub async fn wallet_ledger(&self, user: &str) -> Result<Vec<LedgerEntry>, ArchiveError> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT at, seq, kind, balance::text, deposit::text, reference \
+                 FROM wallet_ledger WHERE user_name = $1 ORDER BY at, seq",
+                &[&user.to_lowercase()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let bad = |what: &str| ArchiveError::Corrupt(format!("wallet ledger {what}"));
+                Ok(LedgerEntry {
+                    at: u(r.try_get(0)?, "at")?,
+                    seq: u(r.try_get(1)?, "seq")?,
+                    kind: r.try_get(2)?,
+                    balance: r
+                        .try_get::<_, String>(3)?
+                        .parse()
+                        .map_err(|_| bad("balance"))?,
+                    deposit: r
+                        .try_get::<_, String>(4)?
+                        .parse()
+                        .map_err(|_| bad("deposit"))?,
+                    reference: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     /// Writes a batch of one statement's history; see [`Batch`].

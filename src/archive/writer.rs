@@ -12,7 +12,7 @@ use tokio_postgres::Transaction;
 
 use super::ArchiveError;
 use crate::domain::{Key, Status};
-use crate::store::{Event, EventKind, OrderRecord, ProofRecord};
+use crate::store::{Event, EventKind, LedgerEntry, OrderRecord, ProofRecord};
 
 /// A batch of one statement's history to write.
 #[derive(Debug)]
@@ -456,6 +456,52 @@ async fn insert_ledger(
         &[
             &stmt, &seq, &idx, &user, &bal, &blk, &dep, &lock, &kind, &order, &at,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts a wallet's ledger entries not yet there.
+pub(super) async fn insert_wallet_ledger(
+    c: &tokio_postgres::Client,
+    user: &str,
+    entries: &[LedgerEntry],
+) -> Result<(), ArchiveError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len();
+    let (mut at, mut seq, mut kind) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut bal, mut dep, mut refs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in entries {
+        at.push(
+            i64::try_from(e.at)
+                .map_err(|_| ArchiveError::Corrupt(format!("ledger time {}", e.at)))?,
+        );
+        seq.push(
+            i64::try_from(e.seq)
+                .map_err(|_| ArchiveError::Corrupt(format!("ledger sequence {}", e.seq)))?,
+        );
+        kind.push(e.kind.as_str());
+        bal.push(e.balance.to_string());
+        dep.push(e.deposit.to_string());
+        refs.push(e.reference.as_str());
+    }
+    c.execute(
+        "INSERT INTO wallet_ledger (user_name, at, seq, kind, balance, deposit, reference) \
+         SELECT $1, a, s, k, b::numeric, d::numeric, r \
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+           AS m(a, s, k, b, d, r) \
+         ON CONFLICT DO NOTHING",
+        &[&user.to_lowercase(), &at, &seq, &kind, &bal, &dep, &refs],
     )
     .await?;
     Ok(())

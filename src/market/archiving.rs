@@ -17,9 +17,22 @@
 //! Nothing leaves Redis before PostgreSQL committed it: a kill -9 of the node between
 //! 2 and 3 leaves the events in the log, and the next owner skips them in PostgreSQL
 //! but still marks and trims them.
+//!
+//! Wallets are no statement's: every node's archiver also moves wallet ledgers to
+//! PostgreSQL (`wallet_ledger`). A wallet script that may write a ledger entry is
+//! preceded by two marks (`Store::wallet_call`): when its wallet's first unarchived
+//! entry may have been written (kept while there) and its last write. Each round takes
+//! the wallets marked at least [`LEDGER_SETTLE_MS`] ago, oldest first; per wallet it
+//! reads the ledger, inserts it (idempotently: nodes may overlap), trims what it
+//! inserted, and settles the marks: forgotten when the last write was marked
+//! [`LEDGER_GRACE_MS`] before the read (its script has run, so its entry was read),
+//! otherwise looked at again a settle time later. A wallet busy without pause is still
+//! archived every settle time. A script that runs longer than the grace after its mark
+//! leaves its entry in Redis until the wallet's next movement (never lost: the sum of
+//! both holds).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +53,13 @@ const SWEEP: usize = 1000;
 const SWEEPS_PER_ROUND: usize = 8;
 /// Statements archived at once.
 const IN_FLIGHT: usize = 4;
+/// A wallet's ledger is archived once its oldest mark is this old (ms).
+const LEDGER_SETTLE_MS: u64 = 1_000;
+/// A wallet script runs within this long of its mark (ms).
+const LEDGER_GRACE_MS: u64 = 10_000;
+/// Wallets archived per round, and ledger entries per wallet per round.
+const LEDGER_WALLETS: usize = 256;
+const LEDGER_ENTRIES: usize = 1000;
 
 /// The archiver's state on this node.
 pub struct Archiver {
@@ -50,6 +70,8 @@ pub struct Archiver {
     known: Mutex<HashSet<Key>>,
     /// Statements whose last round failed (their next failures are logged at debug).
     failing: Mutex<HashSet<Key>>,
+    /// Whether the last round of wallet ledgers failed.
+    ledgers_failing: AtomicBool,
 }
 
 /// How far behind a statement's archive is after a round.
@@ -73,6 +95,7 @@ impl Archiver {
             router,
             known: Mutex::default(),
             failing: Mutex::default(),
+            ledgers_failing: AtomicBool::new(false),
         });
         tokio::spawn(me.run());
         Ok(())
@@ -86,6 +109,21 @@ impl Archiver {
             }
             let started = Instant::now();
             self.round().await;
+            match self.ledgers().await {
+                Ok(()) => {
+                    if self.ledgers_failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("archiving wallet ledgers works again");
+                    }
+                }
+                Err(e) => {
+                    self.archive.stats().errors.fetch_add(1, Ordering::Relaxed);
+                    if self.ledgers_failing.swap(true, Ordering::Relaxed) {
+                        tracing::debug!(error = %e, "archiving wallet ledgers failed again");
+                    } else {
+                        tracing::warn!(error = %e, "archiving wallet ledgers failed; retrying every round (Redis keeps them meanwhile)");
+                    }
+                }
+            }
             tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
         }
     }
@@ -126,6 +164,38 @@ impl Archiver {
         stats
             .oldest_pending
             .store(oldest.map_or(0, |m| m.0.max(1)), Ordering::Relaxed);
+    }
+
+    /// Archives the wallet ledgers that are due: see the module docs.
+    async fn ledgers(&self) -> Result<(), ArchiveError> {
+        let cutoff = Millis(Millis::now().0.saturating_sub(LEDGER_SETTLE_MS));
+        let due = self.store.ledgers_due(cutoff, LEDGER_WALLETS).await?;
+        let done: Vec<Result<(), ArchiveError>> = stream::iter(due)
+            .map(|user| async move { self.ledger(&user).await })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        done.into_iter().collect()
+    }
+
+    /// Archives one wallet's ledger as far as it goes now.
+    async fn ledger(&self, user: &str) -> Result<(), ArchiveError> {
+        let read_at = Millis::now();
+        let entries = self.store.wallet_ledger(user, LEDGER_ENTRIES).await?;
+        if let Some(last) = entries.last() {
+            self.archive.insert_wallet_ledger(user, &entries).await?;
+            self.store.trim_wallet_ledger(user, last).await?;
+            self.archive
+                .stats()
+                .archived_ledger_entries
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+        if entries.len() < LEDGER_ENTRIES {
+            self.store
+                .settle_ledger(user, read_at, LEDGER_GRACE_MS)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Archives one statement: see the module docs. On failure, how far behind it is.

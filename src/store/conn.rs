@@ -86,6 +86,9 @@ pub struct Store {
     pub(super) event_log_max: u64,
     /// How wallets open and how long money may travel; see `with_wallets`.
     pub(super) wallets: WalletConfig,
+    /// Whether wallet scripts mark their wallets for the ledger archiver; see
+    /// `with_ledger_archive`.
+    pub(super) ledger_marks: bool,
 }
 
 /// How wallets open and how long money sent to a statement may take to arrive.
@@ -151,6 +154,7 @@ impl Store {
             target: Arc::new(target.clone()),
             event_log_max: EVENT_LOG_MAX,
             wallets: WalletConfig::default(),
+            ledger_marks: false,
         })
     }
 
@@ -171,12 +175,21 @@ impl Store {
         Ok(Store::open(&self.target, self.prefix())
             .await?
             .with_event_log_max(self.event_log_max)
-            .with_wallets(self.wallets))
+            .with_wallets(self.wallets)
+            .with_ledger_archive(self.ledger_marks))
     }
 
     /// Sets how wallets open and how long money may travel.
     pub fn with_wallets(mut self, w: WalletConfig) -> Store {
         self.wallets = w;
+        self
+    }
+
+    /// With `on`, every wallet script that may write a ledger entry first marks its
+    /// wallet for the archiver (`Store::mark_ledgers`), which moves the entries to
+    /// PostgreSQL; without an archive, wallets keep their ledgers in Redis.
+    pub fn with_ledger_archive(mut self, on: bool) -> Store {
+        self.ledger_marks = on;
         self
     }
 

@@ -47,6 +47,8 @@
 //! | `P:{u:<name>}:out`                 | hash   | money sent to statements, not yet known to have arrived |
 //! | `P:{u:<name>}:stmts`               | set    | statements the wallet sent money to (its accounts) |
 //! | `P:wallets:sending`                | zset   | wallets with money in flight, by last send (ms) |
+//! | `P:{wallets}:led-first`            | zset   | wallets whose ledger may hold entries not archived, by when that began (ms) |
+//! | `P:{wallets}:led-last`             | zset   | the same wallets by their last ledger write (ms) |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
 //!
@@ -137,6 +139,18 @@ impl Keys {
     /// Wallets that sent money to statements, scored by their last send (ms).
     pub fn wallets_sending(&self) -> String {
         self.global("wallets:sending")
+    }
+
+    /// Wallets whose ledger may hold entries not yet archived, scored by the time (ms)
+    /// the oldest of them may have been written (`Store::mark_ledgers`).
+    pub fn ledger_first(&self) -> String {
+        self.global("{wallets}:led-first")
+    }
+
+    /// The same wallets scored by their last ledger write (ms); same slot as
+    /// [`Keys::ledger_first`], so one script settles both.
+    pub fn ledger_last(&self) -> String {
+        self.global("{wallets}:led-last")
     }
 
     /// A user's record.
@@ -369,6 +383,8 @@ mod tests {
         assert_eq!(s.day(20_000), "pm:{stmt:12}:day:20000");
         assert_eq!(k.wallet("Al"), "pm:{u:al}");
         assert_eq!(k.wallets_sending(), "pm:wallets:sending");
+        assert_eq!(k.ledger_first(), "pm:{wallets}:led-first");
+        assert_eq!(k.ledger_last(), "pm:{wallets}:led-last");
         assert_eq!(k.statements(), "pm:statements");
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");

@@ -54,7 +54,7 @@ pub use records::{
 };
 pub use target::{install_crypto_provider, redact_url, RedisTarget, RedisTls};
 pub use transitions::{Money, Op, Payout, Refusal};
-pub use wallets::{AccountsOf, Funded, Outgoing, Wallet, MARKET_ACCOUNT};
+pub use wallets::{AccountsOf, Funded, LedgerEntry, Outgoing, Wallet, MARKET_ACCOUNT};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -34,13 +34,26 @@ use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, WalletConfig};
 use crate::domain::{Key, Millis};
 
 static FORGET_SENDING: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
          if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end \
+         return 0",
+    )
+});
+
+/// Settles a wallet's archiver marks (`Store::settle_ledger`). KEYS: first, last;
+/// ARGV: wallet, read at, grace cutoff.
+static SETTLE_LEDGER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local last = redis.call('ZSCORE', KEYS[2], ARGV[1]) \
+         if not last or tonumber(last) <= tonumber(ARGV[3]) then \
+           redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return 1 \
+         end \
+         redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[2], ARGV[1]) \
          return 0",
     )
 });
@@ -108,6 +121,12 @@ fn amount(v: &str) -> Result<u128, StoreError> {
 }
 
 /// The wallet's own money (balance, deposit), as its script answers.
+/// Whether wallet op `op` may write a ledger entry: every op that moves money, and
+/// any op at all when wallets open with signup money (the first one opens it).
+fn writes_ledger(op: &str, w: WalletConfig) -> bool {
+    !matches!(op, "get" | "record" | "arrived") || w.signup_credit > 0 || w.signup_deposit > 0
+}
+
 fn parse_own(v: &[String]) -> Result<(u128, u128), StoreError> {
     match v {
         [b, d, ..] => Ok((amount(b)?, amount(d)?)),
@@ -149,14 +168,76 @@ impl Store {
         op: &str,
         args: &[String],
     ) -> Result<T, StoreError> {
+        self.wallet_call(user, op, args, false).await
+    }
+
+    /// Runs `op` on `user`'s wallet after its marks: the ledger archiver's (when the op
+    /// may write a ledger entry) and, with `sending`, the refund resolver's. A mark is
+    /// written before the script, so a node that dies after the script leaves it marked:
+    /// on one Redis in the same round trip (a pipeline runs in order), on a cluster
+    /// (other slots) just before.
+    async fn wallet_call<T: redis::FromRedisValue>(
+        &self,
+        user: &str,
+        op: &str,
+        args: &[String],
+        sending: bool,
+    ) -> Result<T, StoreError> {
         let w = self.wallets;
         let mut inv = WALLET.key(self.keys.wallet(user));
         inv.arg(op)
             .arg(w.signup_credit.to_string())
             .arg(w.signup_deposit.to_string())
             .arg(args);
+        let ledger = self.ledger_marks && writes_ledger(op, w);
         let mut c = self.conn.clone();
-        Ok(inv.invoke_async(&mut c).await?)
+        if !ledger && !sending {
+            return Ok(inv.invoke_async(&mut c).await?);
+        }
+        let me = user.to_lowercase();
+        let now = Millis::now().0;
+        let mut marks = redis::pipe();
+        if sending {
+            marks.zadd(self.keys.wallets_sending(), &me, now).ignore();
+        }
+        if ledger {
+            self.mark_ledger(&mut marks, &me, now);
+        }
+        if self.is_cluster() {
+            for cmd in marks.cmd_iter() {
+                cmd.query_async::<()>(&mut c).await?;
+            }
+            return Ok(inv.invoke_async(&mut c).await?);
+        }
+        let with_script = || {
+            let mut p = marks.clone();
+            p.invoke_script(&inv);
+            p
+        };
+        let r: Vec<T> = match with_script().query_async(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // The script cache was flushed: load it and send all again (the marks
+                // are idempotent; the script never ran).
+                WALLET.load_async(&mut c).await?;
+                with_script().query_async(&mut c).await?
+            }
+            other => other?,
+        };
+        r.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt(format!("wallet op {op} answered nothing")))
+    }
+
+    /// Adds to `p` the archiver's mark of wallet `me` (lowercased) at `now`: its last
+    /// ledger write, and the first one not yet archived (kept if already there).
+    fn mark_ledger(&self, p: &mut redis::Pipeline, me: &str, now: u64) {
+        p.zadd(self.keys.ledger_last(), me, now).ignore();
+        p.cmd("ZADD")
+            .arg(self.keys.ledger_first())
+            .arg("NX")
+            .arg(now)
+            .arg(me)
+            .ignore();
     }
 
     /// `user`'s money as the user sees it (the wallet opened now, with the signup
@@ -334,42 +415,8 @@ impl Store {
             kind.to_owned(),
         ];
         // The wallet is recorded as sending before the money leaves it, so the resolver
-        // finds it even if the node dies right after: on one Redis in the same round
-        // trip (a pipeline runs in order), on a cluster (another slot) just before.
-        let sending = self.keys.wallets_sending();
-        let me = user.to_lowercase();
-        let now = Millis::now().0;
-        let v: Vec<String> = if self.is_cluster() {
-            let mut c = self.conn.clone();
-            c.zadd::<_, _, _, ()>(&sending, &me, now).await?;
-            self.wallet_script(user, "fund", &args).await?
-        } else {
-            let w = self.wallets;
-            let mut inv = WALLET.key(self.keys.wallet(user));
-            inv.arg("fund")
-                .arg(w.signup_credit.to_string())
-                .arg(w.signup_deposit.to_string())
-                .arg(&args[..]);
-            let build = |inv: &redis::ScriptInvocation<'_>| {
-                let mut p = redis::pipe();
-                p.zadd(&sending, &me, now).ignore();
-                p.invoke_script(inv);
-                p
-            };
-            let mut c = self.conn.clone();
-            let r: Vec<Vec<String>> = match build(&inv).query_async(&mut c).await {
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    // The script cache was flushed: load it and send both again (ZADD
-                    // is idempotent; the script never ran).
-                    WALLET.load_async(&mut c).await?;
-                    build(&inv).query_async(&mut c).await?
-                }
-                other => other?,
-            };
-            r.into_iter().next().unwrap_or_default()
-        };
+        // finds it even if the node dies right after.
+        let v: Vec<String> = self.wallet_call(user, "fund", &args, true).await?;
         match v.as_slice() {
             [ok, amt, at] if ok == "OK" => Ok(Funded::Sent {
                 amount: amount(amt)?,
@@ -547,28 +594,112 @@ impl Store {
         Ok((money, records))
     }
 
-    /// The ledger of `user`'s wallet: (kind, balance change, deposit change, reference),
-    /// oldest first, at most `max` entries.
-    pub async fn ledger(
+    /// The oldest entries of `user`'s wallet ledger still in Redis, at most `max`.
+    pub async fn wallet_ledger(
         &self,
         user: &str,
         max: usize,
-    ) -> Result<Vec<(String, i128, i128, String)>, StoreError> {
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut c = self.conn.clone();
         let r: redis::streams::StreamRangeReply = c
             .xrange_count(format!("{}:led", self.keys.wallet(user)), "-", "+", max)
             .await?;
-        r.ids
-            .iter()
-            .map(|e| {
-                let get = |f: &str| e.get::<String>(f).unwrap_or_default();
-                let num = |f: &str| {
-                    get(f)
-                        .parse::<i128>()
-                        .map_err(|_| StoreError::Corrupt(format!("ledger entry {}", e.id)))
-                };
-                Ok((get("k"), num("b")?, num("d")?, get("r")))
-            })
-            .collect()
+        r.ids.iter().map(LedgerEntry::parse).collect()
+    }
+
+    /// Wallets whose ledgers may hold entries not yet archived since at or before
+    /// `cutoff` (ms), oldest first, at most `max`, lowercased.
+    pub async fn ledgers_due(&self, cutoff: Millis, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.keys.ledger_first())
+            .arg("-inf")
+            .arg(cutoff.0)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(&mut c)
+            .await?)
+    }
+
+    /// Removes the entries of `user`'s ledger up to and including `last` (archived).
+    pub async fn trim_wallet_ledger(
+        &self,
+        user: &str,
+        last: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(format!("{}:led", self.keys.wallet(user)))
+            .arg("MINID")
+            .arg(last.next_id())
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// After archiving everything `user`'s ledger held when read at `read_at`: forgets
+    /// the wallet if its last ledger write was marked at least `grace` before (every
+    /// script marked before then has run, so its entries were in that read); otherwise
+    /// looks again later, as if its first unarchived entry were of `read_at`.
+    pub async fn settle_ledger(
+        &self,
+        user: &str,
+        read_at: Millis,
+        grace: u64,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let forgot: i64 = SETTLE_LEDGER
+            .key(self.keys.ledger_first())
+            .key(self.keys.ledger_last())
+            .arg(user.to_lowercase())
+            .arg(read_at.0)
+            .arg(read_at.0.saturating_sub(grace))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(forgot == 1)
+    }
+}
+
+/// One movement of a wallet's money (`wallet.lua`'s ledger), as the stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Redis's time of the entry (ms) and its sequence within that ms: the stream id.
+    pub at: u64,
+    /// Sequence number within `at`.
+    pub seq: u64,
+    /// What kind of movement (`signup`, `credit`, `deposit`, `fund`, `refund`, ...).
+    pub kind: String,
+    /// Change of the balance, micro-units.
+    pub balance: i128,
+    /// Change of the deposit, micro-units.
+    pub deposit: i128,
+    /// What it pays for (an order, a statement's payout, an operator's reference).
+    pub reference: String,
+}
+
+impl LedgerEntry {
+    fn parse(e: &redis::streams::StreamId) -> Result<LedgerEntry, StoreError> {
+        let bad = || StoreError::Corrupt(format!("ledger entry {}", e.id));
+        let (ms, seq) = e.id.split_once('-').ok_or_else(bad)?;
+        let get = |f: &str| e.get::<String>(f).unwrap_or_default();
+        let num = |f: &str| get(f).parse::<i128>().map_err(|_| bad());
+        Ok(LedgerEntry {
+            at: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+            kind: get("k"),
+            balance: num("b")?,
+            deposit: num("d")?,
+            reference: get("r"),
+        })
+    }
+
+    /// The smallest stream id after this entry's.
+    fn next_id(&self) -> String {
+        match self.seq.checked_add(1) {
+            Some(s) => format!("{}-{s}", self.at),
+            None => format!("{}-0", self.at.saturating_add(1)),
+        }
     }
 }
