@@ -195,12 +195,21 @@ async fn archived_history_reads_the_same_through_any_node() {
         &b,
         &stmt_key(&b, &stmt, &format!(":o:{open}"))
     ));
+    // Keys name their statement through their block: no locator per order or proof.
     for k in [&rk, &pk, &gone, &again, &fk] {
         assert!(
             !redis_exists(&b, &format!("{}:loc:{k}", b.prefix)),
-            "locator of {k} left"
+            "locator of {k} written"
         );
     }
+    let blocks: u64 = redis_query(
+        &b.url,
+        redis::cmd("ZCARD").arg(format!("{}:blocks", b.prefix)),
+    );
+    assert!(
+        (1..=4).contains(&blocks),
+        "{blocks} key blocks for a handful of orders"
+    );
     assert!(archive_caught_up(&b, &db, &stmt).await);
 
     // PostgreSQL holds each record once, the proof's bytes with it.
@@ -306,6 +315,50 @@ async fn closed_records_stay_in_redis_for_the_retention() {
     let health = node.health().await;
     assert_eq!(health["archive"]["removed_records"], 0, "{health}");
     assert_eq!(health["archive"]["postgres"], "reachable", "{health}");
+}
+
+/// Orders made before key blocks existed are found through their locators, and a
+/// closed one's locator goes with its record after the retention.
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_made_before_key_blocks_are_found_through_their_locators() {
+    let b = Backend::new();
+    let db = TestDb::new().await;
+    let node = Server::start_with(&b, &archive_args(&db, "1")).await;
+    let al = node.api().user("al").await;
+    let stmt = push_statement(&al).await;
+    let open = key_of(&place(&al, "proposal", json!({"statement_key": stmt, "cost": 5})).await);
+    let closed = key_of(&place(&al, "proposal", json!({"statement_key": stmt, "cost": 6})).await);
+    // As an older node left them: no blocks, a locator per order.
+    let _: i64 = redis_query(
+        &b.url,
+        redis::cmd("DEL").arg(format!("{}:blocks", b.prefix)),
+    );
+    for k in [&open, &closed] {
+        let _: () = redis_query(
+            &b.url,
+            redis::cmd("SET")
+                .arg(format!("{}:loc:{k}", b.prefix))
+                .arg(&stmt),
+        );
+        let v = get_ok(&al, &format!("{ROOT}/proposal/{k}")).await;
+        assert_eq!(v["_key"], k.as_str());
+    }
+    let (s, v) = al.delete(&format!("{ROOT}/proposal/{closed}")).await;
+    assert_eq!(s, 200, "{v}");
+    wait_until(
+        "the closed order and its locator leave Redis",
+        Duration::from_secs(30),
+        || async {
+            !redis_exists(&b, &stmt_key(&b, &stmt, &format!(":o:{closed}")))
+                && !redis_exists(&b, &format!("{}:loc:{closed}", b.prefix))
+        },
+    )
+    .await;
+    assert!(redis_exists(&b, &format!("{}:loc:{open}", b.prefix)));
+    let v = get_ok(&al, &format!("{ROOT}/proposal/{closed}")).await;
+    assert_eq!(v["status"], "withdrawn");
+    let v = get_ok(&al, &format!("{ROOT}/proposal/{open}")).await;
+    assert_eq!(v["status"], "created");
 }
 
 /// Places a proposal and withdraws it (a closed record) `n` times from one client;

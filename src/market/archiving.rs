@@ -12,7 +12,8 @@
 //!    its cap) is copied whole from Redis first;
 //! 3. only then mark the closed records those events told of, and trim the log through
 //!    the last event read (`store::events`, fenced);
-//! 4. remove closed records whose retention has passed, and their locators.
+//! 4. remove closed records whose retention has passed (and the locators of those made
+//!    before key blocks).
 //!
 //! Nothing leaves Redis before PostgreSQL committed it: a kill -9 of the node between
 //! 2 and 3 leaves the events in the log, and the next owner skips them in PostgreSQL

@@ -190,6 +190,11 @@ impl Market {
         Ok(self.keys.next(&self.store).await?)
     }
 
+    /// A fresh key for an order or proof of `stmt` (its statement is found from it).
+    async fn next_key_in(&self, stmt: Key) -> Result<Key, MarketError> {
+        Ok(self.keys.next_in(&self.store, stmt).await?)
+    }
+
     /// This node's state, for `/health`.
     pub async fn health(&self) -> Health {
         let node = self.router.node();

@@ -79,7 +79,7 @@ impl Market {
             .as_ref()
             .map(|k| k.scoped(o.side, sender.as_str()));
         let now = Millis::now();
-        let key = self.next_key().await?;
+        let key = self.next_key_in(o.statement).await?;
         let order = |funding: Option<&Funding>| OrderRecord {
             key,
             side: o.side,

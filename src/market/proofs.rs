@@ -153,7 +153,7 @@ impl Market {
         };
         let now = Millis::now();
         let record = ProofRecord {
-            key: self.next_key().await?,
+            key: self.next_key_in(proposal.statement).await?,
             statement: proposal.statement,
             request: request.key,
             proposal: proposal.key,

@@ -19,6 +19,19 @@ impl Store {
         Ok(end - n + 1..end + 1)
     }
 
+    /// Reserves `n` fresh keys for orders and proofs of `stmt` and registers them as
+    /// `stmt`'s (`Store::locate`). Keys reserved by a node that dies before registering
+    /// them are never handed out.
+    pub async fn reserve_block(&self, stmt: Key, n: u64) -> Result<Range<u64>, StoreError> {
+        let keys = self.reserve_keys(n).await?;
+        let (first, last) = (keys.start, keys.end - 1);
+        let mut c = self.conn.clone();
+        let _: i64 = c
+            .zadd(self.keys.blocks(), format!("{first}:{last}:{stmt}"), first)
+            .await?;
+        Ok(keys)
+    }
+
     /// Creates a user under its lowercased name; `false` when the name is taken in any
     /// case.
     pub async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {

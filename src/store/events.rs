@@ -492,10 +492,21 @@ impl Store {
         Ok(keys)
     }
 
-    /// Deletes the locators of removed records (outside the statement's slot, so after
-    /// its script: a locator left behind by a crash leads a reader to Redis, which no
-    /// longer has the record, and then to PostgreSQL, which does).
+    /// Deletes the locators of removed records made before key blocks (outside the
+    /// statement's slot, so after its script: a locator left behind by a crash leads a
+    /// reader to Redis, which no longer has the record, and then to PostgreSQL, which
+    /// does). Keys at or above the first block's never had one.
     async fn delete_locators(&self, keys: &[Key]) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.blocks())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut c)
+            .await?;
+        let blocks_from = first.first().map_or(u64::MAX, |(_, s)| *s as u64);
+        let keys: Vec<Key> = keys.iter().copied().filter(|k| k.0 < blocks_from).collect();
         if keys.is_empty() {
             return Ok(());
         }
@@ -513,10 +524,9 @@ impl Store {
             return Ok(());
         }
         let mut p = redis::pipe();
-        for k in keys {
+        for k in &keys {
             p.del(self.keys.locator(*k)).ignore();
         }
-        let mut c = self.conn.clone();
         p.query_async::<()>(&mut c).await?;
         Ok(())
     }

@@ -23,7 +23,8 @@
 //! | `P:{stmt:K}:archived`              | string | the number of the last event archived and trimmed |
 //! | `P:statements`                     | zset   | every statement key                          |
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
-//! | `P:loc:O`                          | string | the statement an order or proof key is of    |
+//! | `P:blocks`                         | zset   | blocks of order and proof keys, `<first>:<last>:<statement>` scored by first key |
+//! | `P:loc:O`                          | string | the statement of an order or proof made before key blocks (read, no longer written) |
 //! | `P:user:<name>`                    | string | a user (JSON), under its lowercased name*    |
 //! | `P:user-names-lowercased`          | string | set once old accounts' names are claimed     |
 //! | `P:revoked:<name>`                 | string | tokens issued before this (Unix ms) are void |
@@ -126,7 +127,12 @@ impl Keys {
         self.global("seq")
     }
 
-    /// The locator of an order or proof: the key of its statement.
+    /// The blocks of keys reserved for statements' orders and proofs.
+    pub fn blocks(&self) -> String {
+        self.global("blocks")
+    }
+
+    /// The locator of an order or proof made before key blocks: its statement's key.
     pub fn locator(&self, key: Key) -> String {
         self.global(&format!("loc:{key}"))
     }
@@ -388,6 +394,7 @@ mod tests {
         assert_eq!(k.statements(), "pm:statements");
         assert_eq!(k.seq(), "pm:seq");
         assert_eq!(k.locator(Key(5)), "pm:loc:5");
+        assert_eq!(k.blocks(), "pm:blocks");
         assert_eq!(k.user("al"), "pm:user:al");
         assert_eq!(k.revoked("al"), "pm:revoked:al");
         assert_eq!(k.login_failures_name("al"), "pm:login-fail:name:al");

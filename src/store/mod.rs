@@ -10,9 +10,10 @@
 //! - `conn`: the [`Store`] handle and its connection (open, reconnect, ping).
 //! - [`keys`]: the key layout, the one place that names keys.
 //! - `transitions` (with `transitions.lua`): [`Op`], [`Store::apply`], [`Refusal`].
-//! - `reads`: orders, proofs, indexes, proved inputs, idempotency keys, locators.
+//! - `reads`: orders, proofs, indexes, proved inputs, idempotency keys, locating a key.
 //! - `directory`: users, producer profiles, statements, the key counter.
-//! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter.
+//! - `allocator`: [`KeyAllocator`], keys for new objects from blocks of that counter,
+//!   per statement for orders and proofs.
 //! - `limits`: counters in time windows (failed logins, refused proofs, statements per
 //!   day) and token buckets (calls per second per IP and per user).
 //! - `events` (with `archived.lua`, `sweep.lua`): the per-statement event log, and
@@ -22,10 +23,10 @@
 //! - `records`: the typed records and their stored encoding.
 //! - `target`: where Redis is and how to reach it (TLS).
 //!
-//! Cross-statement data (users, the statement list, the key counter, and a locator from
-//! an order or proof key to its statement) lives outside the tags. Locators are written
-//! in the same pipeline as the batch that creates the object, before its script; a
-//! locator whose object was never created only ever leads a reader to a 404.
+//! Cross-statement data (users, the statement list, the key counter, and the blocks of
+//! order and proof keys reserved for each statement, which tell a key's statement) lives
+//! outside the tags. A batch writes only its statement's keys; a key of a block that was
+//! never used only ever leads a reader to a 404.
 
 mod allocator;
 mod batch;

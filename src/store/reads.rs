@@ -33,9 +33,32 @@ const REBUILD_FIELDS: [&str; 16] = [
 ];
 
 impl Store {
-    /// The statement an order or proof key belongs to.
+    /// The statement an order or proof key belongs to: the one its key block was
+    /// reserved for, or for a key made before key blocks, its locator. (A key of a block
+    /// that was never used names the block's statement, which does not hold it.)
     pub async fn locate(&self, key: Key) -> Result<Option<Key>, StoreError> {
         let mut c = self.conn.clone();
+        let block: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.blocks())
+            .arg(key.0)
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1)
+            .query_async(&mut c)
+            .await?;
+        if let Some(b) = block.first() {
+            let bad = || StoreError::Corrupt(format!("key block {b:?}"));
+            let mut it = b.split(':').map(|n| n.parse::<u64>().map_err(|_| bad()));
+            let (Some(first), Some(last), Some(stmt)) = (it.next(), it.next(), it.next()) else {
+                return Err(bad());
+            };
+            if (first?..=last?).contains(&key.0) {
+                return Ok(Some(Key(stmt?)));
+            }
+        }
         let v: Option<u64> = c.get(self.keys.locator(key)).await?;
         Ok(v.map(Key))
     }

@@ -3,13 +3,10 @@
 //! batch of them as one atomic script, with [`Refusal`] naming why an op was refused.
 //!
 //! A batch is one round trip (group commit) and atomic: no reader sees half of a match.
-//! Locators of created objects live outside the statement's slot, so they are written
-//! before the script, in the same pipeline on a single Redis; a locator whose object was
-//! never created only ever leads a reader to "not found".
+//! It writes nothing outside its statement's slot: created orders and proofs are found
+//! from their keys' blocks (`Store::reserve_block`, `Store::locate`).
 
 use std::sync::LazyLock;
-
-use redis::AsyncCommands;
 
 use super::{events, OrderRecord, ProofRecord, Store, StoreError};
 use crate::domain::{Key, Millis, ScopedKey, Side};
@@ -240,15 +237,6 @@ impl Money {
 }
 
 impl Op {
-    /// The key of the object this op creates, whose locator must be written.
-    fn created_key(&self) -> Option<Key> {
-        match self {
-            Op::New(o) => Some(o.key),
-            Op::Proof { record, .. } => Some(record.key),
-            _ => None,
-        }
-    }
-
     fn encode(&self, args: &mut Vec<String>, funding_window_ms: u64) {
         let mut a: Vec<String> = Vec::new();
         let name = match self {
@@ -436,9 +424,8 @@ pub(super) fn proof_digest(proof_hex: &str) -> String {
 }
 
 impl Store {
-    /// Applies a batch of transitions of one statement atomically, writing the
-    /// locators of created objects first in the same round trip. Returns one outcome
-    /// per op.
+    /// Applies a batch of transitions of one statement atomically. Returns one
+    /// outcome per op.
     pub async fn apply(
         &self,
         stmt: Key,
@@ -460,48 +447,11 @@ impl Store {
             .arg(1)
             .arg(self.keys.statement(stmt).base())
             .arg(&args);
-        let stmt_text = stmt.to_string();
-        if self.is_cluster() {
-            return self.apply_cluster(ops, &call, &stmt_text).await;
-        }
-        let mut p = redis::pipe();
-        for k in ops.iter().filter_map(Op::created_key) {
-            p.set(self.keys.locator(k), &stmt_text).ignore();
-        }
-        p.add_command(call);
-        let mut c = self.conn.clone();
-        let replies: Vec<Vec<String>> = match p.query_async(&mut c).await {
-            Err(e) if is_unknown_function(&e) => {
-                // Redis restarted without its functions: load them and retry once.
-                // Retrying is safe: the function never ran, and locators are idempotent.
-                self.load_transitions().await?;
-                p.query_async(&mut c).await?
-            }
-            other => other?,
-        };
-        let replies = replies.into_iter().next().unwrap_or_default();
-        parse_replies(replies, ops.len())
-    }
-
-    /// `apply` on a cluster: locators live in other slots than the statement, so they
-    /// are written first (concurrently, each to its own slot), then the script.
-    async fn apply_cluster(
-        &self,
-        ops: &[Op],
-        call: &redis::Cmd,
-        stmt_text: &str,
-    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
-        let sets = ops.iter().filter_map(Op::created_key).map(|k| {
-            let mut c = self.conn.clone();
-            let key = self.keys.locator(k);
-            async move { c.set::<_, _, ()>(key, stmt_text).await }
-        });
-        for r in futures_util::future::join_all(sets).await {
-            r?;
-        }
         let mut c = self.conn.clone();
         let replies: Vec<String> = match call.query_async(&mut c).await {
             Err(e) if is_unknown_function(&e) => {
+                // Redis restarted without its functions: load them and retry once
+                // (the function never ran).
                 self.load_transitions().await?;
                 call.query_async(&mut c).await?
             }
