@@ -162,6 +162,37 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Most tokens [`VerifiedCache`] holds; it starts over when full.
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
+/// Seconds a token is still accepted past its `exp` (clock skew).
+const LEEWAY_SECS: u64 = 5;
+
+/// Tokens this node verified lately, with their claims: a client sends the same token
+/// on every call, and checking its signature and claims again costs more than the rest
+/// of a small call's authentication. Only genuine tokens get in (each one cost a login),
+/// keyed by the whole token; expiry and maximum age are checked again on every hit, and
+/// revocations are checked by the caller as for any token.
+#[derive(Default)]
+struct VerifiedCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Verified, u64)>>,
+}
+
+impl VerifiedCache {
+    fn get(&self, token: &str) -> Option<(Verified, u64)> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(token).cloned()
+    }
+
+    fn put(&self, token: &str, v: &Verified, exp: u64) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERIFIED_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(token.to_owned(), (v.clone(), exp));
+    }
+}
+
 /// Issues and verifies tokens, and holds the account policy and revocation cache.
 #[derive(Clone)]
 pub struct Tokens {
@@ -170,6 +201,7 @@ pub struct Tokens {
     ttl_secs: u64,
     policy: std::sync::Arc<AuthPolicy>,
     revocations: std::sync::Arc<RevocationCache>,
+    verified: std::sync::Arc<VerifiedCache>,
 }
 
 impl Tokens {
@@ -181,6 +213,7 @@ impl Tokens {
             ttl_secs,
             policy: Default::default(),
             revocations: Default::default(),
+            verified: Default::default(),
         }
     }
 
@@ -233,8 +266,27 @@ impl Tokens {
     /// What a token says, if it is genuine, unexpired and within the maximum age (not
     /// yet checked against revocations: see [`Tokens::check_revocation`]).
     pub fn verify(&self, token: &str) -> Result<Verified, MarketError> {
+        if let Some((v, exp)) = self.verified.get(token) {
+            let now = jsonwebtoken::get_current_timestamp();
+            if now > exp.saturating_add(LEEWAY_SECS) {
+                return Err(MarketError::Unauthorized(
+                    "token expired; log in again".into(),
+                ));
+            }
+            if now >= v.auth_time.saturating_add(self.policy.max_age_secs) {
+                return Err(too_old());
+            }
+            return Ok(v);
+        }
+        let (v, exp) = self.verify_signed(token)?;
+        self.verified.put(token, &v, exp);
+        Ok(v)
+    }
+
+    /// [`Tokens::verify`] without the cache: the claims and `exp`.
+    fn verify_signed(&self, token: &str) -> Result<(Verified, u64), MarketError> {
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 5;
+        v.leeway = LEEWAY_SECS;
         v.set_issuer(&[ISSUER]);
         v.set_required_spec_claims(&["exp", "sub", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
@@ -255,7 +307,7 @@ impl Tokens {
         {
             return Err(too_old());
         }
-        Ok(Verified {
+        let v = Verified {
             user,
             issued_ms: if c.iat_ms == 0 {
                 c.iat * 1000
@@ -263,7 +315,8 @@ impl Tokens {
                 c.iat_ms
             },
             auth_time,
-        })
+        };
+        Ok((v, c.exp))
     }
 
     /// Refuses `v` if it was issued before its user's revocation time.
@@ -490,6 +543,42 @@ mod tests {
             matches!(expired.verify(&old), Err(MarketError::Unauthorized(m)) if m.contains("expired"))
         );
     }
+
+    #[test]
+    fn cached_tokens_still_expire_and_only_genuine_ones_are_cached() {
+        let t = Tokens::new(b"0123456789abcdef0123456789abcdef", 60);
+        let alice = UserName::parse("alice").unwrap();
+        let tok = t.issue(&alice).unwrap();
+        let v = t.verify(&tok).unwrap();
+        assert_eq!(
+            t.verified.get(&tok).map(|(v, _)| v.user),
+            Some(alice.clone())
+        );
+        // Another secret's tokens share nothing with this one's cache.
+        let other = Tokens::new(b"another secret another secret ..", 60);
+        assert!(other.verify(&tok).is_err());
+        assert!(other.verified.get(&tok).is_none());
+        // A refused token is not remembered.
+        let forged = format!("{tok}x");
+        assert!(t.verify(&forged).is_err());
+        assert!(t.verified.get(&forged).is_none());
+        // A cached token past its expiry (and leeway) is refused as expired.
+        let now = jsonwebtoken::get_current_timestamp();
+        t.verified.put(&tok, &v, now - LEEWAY_SECS - 1);
+        assert!(
+            matches!(t.verify(&tok), Err(MarketError::Unauthorized(m)) if m.contains("expired"))
+        );
+        // ... and one whose login is older than the maximum age, as too old.
+        let stale = Verified {
+            auth_time: now - t.policy.max_age_secs,
+            ..v
+        };
+        t.verified.put(&tok, &stale, now + 60);
+        assert!(
+            matches!(t.verify(&tok), Err(MarketError::Unauthorized(m)) if m.contains("maximum token age"))
+        );
+    }
+
     fn claims_of(tok: &str) -> Claims {
         use base64_payload::decode;
         serde_json::from_slice(&decode(tok.split('.').nth(1).unwrap())).unwrap()

@@ -83,9 +83,9 @@ pub enum Answer<T> {
 
 impl<T> Answer<T> {
     /// The HTTP response, rendering a local answer with `render`.
-    pub fn respond(self, render: impl FnOnce(T) -> serde_json::Value) -> HttpResponse {
+    pub fn respond(self, render: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
         match self {
-            Answer::Local(v) => HttpResponse::Ok().json(render(v)),
+            Answer::Local(v) => render(v),
             Answer::Forwarded(r) => r,
         }
     }

@@ -19,6 +19,11 @@ fn ok(v: Value) -> Res {
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// 200 with `v` written as JSON.
+fn json_ok(v: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}
+
 /// `POST /user/signup`
 pub async fn signup(m: web::Data<Market>, body: JsonBody) -> Res {
     let user = m.signup(bodies::new_user(&body.object)?).await?;
@@ -154,7 +159,7 @@ pub async fn push_order(
         |h| async move { m.place(&h, &c.0, order).await },
     )
     .await?;
-    Ok(answer.respond(|o| views::order(&o)))
+    Ok(answer.respond(|o| json_ok(views::order(&o))))
 }
 
 async fn withdraw(
@@ -172,7 +177,7 @@ async fn withdraw(
         m.withdraw(&h, &c.0, side, key).await
     })
     .await?;
-    Ok(answer.respond(|o| views::order(&o)))
+    Ok(answer.respond(|o| json_ok(views::order(&o))))
 }
 
 /// `GET /request/{key}` and `GET /proposal/{key}`
@@ -184,7 +189,7 @@ pub async fn get_order(
 ) -> Res {
     let side = **side;
     let key = bodies::path_key(side.as_str(), &key)?;
-    ok(views::order(&m.get_order(side, key).await?))
+    Ok(json_ok(views::order(&m.get_order(side, key).await?)))
 }
 
 /// `GET /request?q=..` and `GET /proposal?q=..`
@@ -195,7 +200,7 @@ pub async fn list_orders(
     q: web::Query<ListQuery>,
 ) -> Res {
     let orders = m.list_orders(**side, &q.filter()?).await?;
-    ok(Value::Array(orders.iter().map(views::order).collect()))
+    Ok(json_ok(orders.iter().map(views::order).collect::<Vec<_>>()))
 }
 
 /// `DELETE /request/{key}` and `DELETE /proposal/{key}`
@@ -232,7 +237,7 @@ pub async fn push_proof(
         |h| async move { m.push_proof(&h, &c.0, p).await },
     )
     .await?;
-    Ok(answer.respond(|p| views::proof(&p, false)))
+    Ok(answer.respond(|p| json_ok(views::proof(&p, false))))
 }
 
 /// Query of `GET /proof/{key}`.
@@ -274,7 +279,7 @@ pub async fn book(
         m.book(&h, 1000).await
     })
     .await?;
-    Ok(answer.respond(|(r, p)| views::book(&r, &p)))
+    Ok(answer.respond(|(r, p)| json_ok(views::book(&r, &p))))
 }
 
 /// `GET /user/{user}/balance`: the caller's own wallet.

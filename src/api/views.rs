@@ -1,7 +1,7 @@
 //! JSON shapes of the original market: how the market's typed answers are rendered to
 //! clients. The only place that builds response JSON.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::domain::{Side, UserName};
 use crate::market::book::Level;
@@ -89,49 +89,94 @@ pub fn cluster(c: &ClusterReport) -> Value {
     })
 }
 
-/// An order as the original market shows it.
-pub fn order(o: &OrderRecord) -> Value {
-    let mut m = Map::new();
-    m.insert("_key".into(), json!(o.key.to_string()));
-    m.insert(
-        "_id".into(),
-        json!(format!("{}/{}", o.side.as_str(), o.key)),
-    );
-    m.insert("statement_key".into(), json!(o.statement.to_string()));
-    if let Some(i) = &o.input {
-        m.insert(
-            "input".into(),
-            serde_json::from_str(i).unwrap_or(Value::Null),
-        );
+/// An order as the original market shows it: rendered straight to JSON (no tree of
+/// values in between), fields in the original's (alphabetical) order.
+pub fn order(o: &OrderRecord) -> OrderView<'_> {
+    let counterpart = |side| o.counterpart.filter(|_| o.side == side).map(KeyText);
+    OrderView {
+        id: IdText(o.side, o.key),
+        key: KeyText(o.key),
+        cost: o.cost.to_json(),
+        created_on: o.created.0,
+        eval_time: o.eval_time.map(|t| t.0),
+        failed: o.failed.map(|t| t.0),
+        input: o.input.as_deref().map(InputJson),
+        matched_time: o.matched_time.map(|t| t.0),
+        price: o.price.map(|p| p.to_json()),
+        proof_key: o.proof_key.map(KeyText),
+        proposal_key: counterpart(Side::Request),
+        request_key: counterpart(Side::Proposal),
+        sender: &o.sender,
+        statement_key: KeyText(o.statement),
+        status: o.status.as_str(),
+        updated_on: o.updated.0,
+        wait_period: o.wait_period.map(|t| t.0),
     }
-    m.insert("cost".into(), o.cost.to_json());
-    m.insert("eval_time".into(), json!(o.eval_time.map(|t| t.0)));
-    m.insert("wait_period".into(), json!(o.wait_period.map(|t| t.0)));
-    m.insert("sender".into(), json!(o.sender));
-    m.insert("createdOn".into(), json!(o.created.0));
-    m.insert("updatedOn".into(), json!(o.updated.0));
-    m.insert("status".into(), json!(o.status.as_str()));
-    if let Some(c) = o.counterpart {
-        let field = match o.side {
-            Side::Request => "proposal_key",
-            Side::Proposal => "request_key",
-        };
-        m.insert(field.into(), json!(c.to_string()));
+}
+
+/// The JSON of an order ([`order`]). `failed`: the producer missed the match's deadline
+/// (its proposal was withdrawn for it).
+#[derive(serde::Serialize)]
+pub struct OrderView<'a> {
+    #[serde(rename = "_id")]
+    id: IdText,
+    #[serde(rename = "_key")]
+    key: KeyText,
+    cost: Value,
+    #[serde(rename = "createdOn")]
+    created_on: u64,
+    eval_time: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<InputJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_time: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof_key: Option<KeyText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proposal_key: Option<KeyText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_key: Option<KeyText>,
+    sender: &'a str,
+    statement_key: KeyText,
+    status: &'static str,
+    #[serde(rename = "updatedOn")]
+    updated_on: u64,
+    wait_period: Option<u32>,
+}
+
+/// A key as the original shows it: a string of digits.
+struct KeyText(crate::domain::Key);
+
+impl serde::Serialize for KeyText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
-    if let Some(t) = o.matched_time {
-        m.insert("matched_time".into(), json!(t.0));
+}
+
+/// An order's `_id`: `<side>/<key>`.
+struct IdText(Side, crate::domain::Key);
+
+impl serde::Serialize for IdText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}/{}", self.0.as_str(), self.1))
     }
-    if let Some(p) = o.price {
-        m.insert("price".into(), p.to_json());
+}
+
+/// A stored input (JSON text, checked when the order was placed) written as it is;
+/// `null` if it does not parse.
+struct InputJson<'a>(&'a str);
+
+impl serde::Serialize for InputJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::from_str::<&serde_json::value::RawValue>(self.0) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_unit(),
+        }
     }
-    if let Some(p) = o.proof_key {
-        m.insert("proof_key".into(), json!(p.to_string()));
-    }
-    if let Some(t) = o.failed {
-        // The producer missed the match's deadline (its proposal was withdrawn for it).
-        m.insert("failed".into(), json!(t.0));
-    }
-    Value::Object(m)
 }
 
 /// A wallet: `balance` available, `blocked` in requests' escrow, `deposit` producer
@@ -257,4 +302,59 @@ pub fn track_record(user: &str, r: &crate::market::TrackRecord) -> Value {
         "mean_generation_time": r.mean_generation_minutes().map(round),
         "rating": round(r.rating()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Cost, Key, Millis, Minutes, Status};
+
+    fn request() -> OrderRecord {
+        OrderRecord {
+            key: Key(7),
+            side: Side::Request,
+            statement: Key(3),
+            cost: Cost::from_micros(2_500_000).unwrap(),
+            eval_time: Some(Minutes(2)),
+            wait_period: None,
+            sender: "al\"x".into(),
+            created: Millis(1000),
+            updated: Millis(2000),
+            status: Status::Processing,
+            seq: 4,
+            input: Some("[{\"field\": 1}, {\"field\": \"0x2\"}]".into()),
+            canon: Some("1,2".into()),
+            counterpart: Some(Key(8)),
+            matched_time: Some(Millis(1500)),
+            price: Some(Cost::from_micros(2_000_000).unwrap()),
+            proof_key: None,
+            held: 0,
+            funded_at: None,
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn an_order_renders_as_the_original_market_shows_it() {
+        let text = serde_json::to_string(&order(&request())).unwrap();
+        assert_eq!(
+            text,
+            r#"{"_id":"request/7","_key":"7","cost":2.5,"createdOn":1000,"eval_time":2,"input":[{"field": 1}, {"field": "0x2"}],"matched_time":1500,"price":2,"proposal_key":"8","sender":"al\"x","statement_key":"3","status":"processing","updatedOn":2000,"wait_period":null}"#
+        );
+        // A proposal names its request; an open one has no match fields; a stored
+        // input that does not parse shows as null.
+        let mut p = request();
+        p.side = Side::Proposal;
+        p.status = Status::Withdrawn;
+        (p.matched_time, p.price) = (None, None);
+        p.input = Some("{not json".into());
+        p.failed = Some(Millis(3000));
+        let v: Value = serde_json::from_str(&serde_json::to_string(&order(&p)).unwrap()).unwrap();
+        assert_eq!(v["request_key"], "8");
+        assert_eq!(v["failed"], 3000);
+        assert!(v["input"].is_null() && v.get("input").is_some());
+        for absent in ["proposal_key", "matched_time", "price", "proof_key"] {
+            assert!(v.get(absent).is_none(), "{absent} in {v}");
+        }
+    }
 }
