@@ -1,8 +1,10 @@
 //! Reading the orders straight from the market's Redis (read-only, sync API), by the
 //! store's key layout (prefix `P`): `P:statements` (zset of statement keys),
 //! `P:{stmt:S}:o:K` (order hash), `P:{stmt:S}:ix:<kind>:<status>` (zsets of order keys),
-//! `P:loc:K` (statement of K). Orders are found through the index sets and, so that an
-//! unindexed order cannot hide, by a `SCAN` of the order hash keys as well.
+//! `P:blocks` (blocks of order and proof keys, `<first>:<last>:<statement>`, which tell a
+//! key's statement) and `P:loc:K` (statement of K, for keys made before key blocks).
+//! Orders are found through the index sets and, so that an unindexed order cannot hide,
+//! by a `SCAN` of the order hash keys as well.
 //!
 //! [`Source`] is the little the reader needs from a connection (a batch of commands, a
 //! scan of every node); it is implemented for one Redis ([`redis::Connection`]) and,
@@ -226,6 +228,7 @@ pub fn read_orders(
         found.entry(k).or_insert_with(|| (s, Vec::new()));
     }
 
+    let blocks = read_blocks(con, prefix)?;
     let keys: Vec<(u64, u64, Vec<String>)> =
         found.into_iter().map(|(k, (s, ix))| (k, s, ix)).collect();
     let mut rows = Vec::with_capacity(keys.len());
@@ -241,7 +244,8 @@ pub fn read_orders(
         let replies = con.batch(cmds)?;
         for ((k, s, ix), pair) in chunk.iter().zip(replies.chunks(2)) {
             let h: HashMap<String, String> = redis::from_redis_value(pair[0].clone())?;
-            let loc: Option<u64> = redis::from_redis_value(pair[1].clone()).ok().flatten();
+            let loc: Option<u64> = block_of(&blocks, *k)
+                .or_else(|| redis::from_redis_value(pair[1].clone()).ok().flatten());
             if h.is_empty() {
                 if !ix.is_empty() {
                     rows.push(OrderRow {
@@ -264,6 +268,33 @@ pub fn read_orders(
     }
     rows.sort_by_key(|r| r.key);
     Ok(rows)
+}
+
+/// The key blocks, `(first, last, statement)` sorted by first key.
+fn read_blocks(con: &mut impl Source, prefix: &str) -> RedisResult<Vec<(u64, u64, u64)>> {
+    let mut c = redis::cmd("ZRANGE");
+    c.arg(format!("{prefix}:blocks")).arg(0).arg(-1);
+    let reply = con.batch(vec![c])?;
+    let members: Vec<String> = match reply.into_iter().next() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => Vec::new(),
+    };
+    let mut blocks: Vec<(u64, u64, u64)> = members
+        .iter()
+        .filter_map(|m| {
+            let mut it = m.split(':').map(|n| n.parse::<u64>().ok());
+            Some((it.next()??, it.next()??, it.next()??))
+        })
+        .collect();
+    blocks.sort_unstable();
+    Ok(blocks)
+}
+
+/// The statement of the block holding `key`, if any.
+fn block_of(blocks: &[(u64, u64, u64)], key: u64) -> Option<u64> {
+    let i = blocks.partition_point(|b| b.0 <= key);
+    let (_, last, stmt) = *blocks.get(i.checked_sub(1)?)?;
+    (key <= last).then_some(stmt)
 }
 
 /// Each statement's event counter `<prefix>:{stmt:S}:evseq` (the number of events
@@ -293,6 +324,18 @@ pub fn read_evseq(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_in_the_block_that_spans_it() {
+        let blocks = [(10, 25, 7), (26, 41, 3), (100, 131, 7)];
+        assert_eq!(block_of(&blocks, 9), None);
+        assert_eq!(block_of(&blocks, 10), Some(7));
+        assert_eq!(block_of(&blocks, 25), Some(7));
+        assert_eq!(block_of(&blocks, 26), Some(3));
+        assert_eq!(block_of(&blocks, 50), None);
+        assert_eq!(block_of(&blocks, 131), Some(7));
+        assert_eq!(block_of(&blocks, 132), None);
+    }
 
     #[test]
     fn parses_hashes_and_keys() {
