@@ -472,3 +472,69 @@ async fn a_joining_node_takes_its_share_and_a_stopping_one_hands_over_cleanly() 
     assert!(last.values().all(|o| *o != newcomer));
     check_all(&backend, &user, &statements, &all.acked).await;
 }
+
+/// The client library (CLI, producer) sends a statement's orders to the node owning it,
+/// read from `/cluster`, so no node forwards them; with direct orders off, the node it
+/// calls forwards each one (`forwarded_calls` in `/health` counts the hops). Orders of a
+/// statement its base node owns stay there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_send_orders_to_the_statements_owner() {
+    let b = Backend::new();
+    let nodes = start_nodes(&b, 3).await;
+    let al = nodes[0].api().user("al").await;
+    let mut statements = Vec::new();
+    for _ in 0..6 {
+        statements.push(push_statement(&al).await);
+    }
+    let owners = settle(&al, 3).await;
+    let mut ids = Vec::new();
+    for n in &nodes {
+        ids.push(n.health().await["node"].as_str().unwrap().to_owned());
+    }
+    // A base node and a statement some other node owns.
+    let (base, stmt) = (0..3)
+        .find_map(|i| {
+            let s = statements.iter().find(|s| owners[*s] != ids[i])?;
+            Some((i, s.clone()))
+        })
+        .expect("three nodes share six statements");
+    let forwarded = |i: usize| {
+        let n = &nodes[i];
+        async move { n.health().await["forwarded_calls"].as_u64().unwrap() }
+    };
+    let token = al.token.clone();
+    let direct = proof_market::client::MarketClient::new(&nodes[base].url, token.clone());
+    let hopping =
+        proof_market::client::MarketClient::new(&nodes[base].url, token).with_direct_orders(false);
+    let cost = proof_market::domain::Cost::from_micros(1_000_000).unwrap();
+
+    let before: Vec<u64> = [forwarded(0).await, forwarded(1).await, forwarded(2).await].into();
+    for _ in 0..5 {
+        direct.push_proposal(&stmt, cost, None, None).await.unwrap();
+    }
+    let after: Vec<u64> = [forwarded(0).await, forwarded(1).await, forwarded(2).await].into();
+    assert_eq!(before, after, "direct orders made no node forward anything");
+
+    for _ in 0..5 {
+        hopping
+            .push_proposal(&stmt, cost, None, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        forwarded(base).await,
+        after[base] + 5,
+        "without direct orders the base node forwards each one"
+    );
+
+    // A statement the base owns: its orders stay at the base.
+    if let Some(own) = statements.iter().find(|s| owners[*s] == ids[base]) {
+        let at_base = forwarded(base).await;
+        direct.push_proposal(own, cost, None, None).await.unwrap();
+        assert_eq!(forwarded(base).await, at_base);
+    }
+    let q = urlencode(&format!(r#"[{{"key":"statement_key","value":"{stmt}"}}]"#));
+    let (s, v) = al.get(&format!("{ROOT}/proposal/?q={q}&limit=100")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), Some(10), "{v}");
+}

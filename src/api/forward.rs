@@ -116,6 +116,7 @@ where
                 Err(LocalError::Moved) => Duration::from_millis(10),
             },
             Route::Forward(url) => {
+                router.count_forwarded();
                 let e = match forward(req, body, &url, hops).await {
                     Ok(r) => return Ok(Answer::Forwarded(r)),
                     // Not sent, or refused by the owner before it did anything: say why.

@@ -57,6 +57,7 @@ pub fn health(h: &Health) -> Value {
         "statements_owned": h.owned.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "live_nodes": h.live_nodes,
         "fenced_writes": h.fenced_writes,
+        "forwarded_calls": h.forwarded_calls,
         "archive": h.archive.map(|a| json!({
             "lag_ms": a.lag_ms,
             "pending_events": a.pending_events,

@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::error::{one_line, ClientError};
+use crate::client::owners::{Owner, Owners};
 use crate::client::transport::Transport;
 use crate::domain::{Cost, Side};
 
@@ -62,6 +63,9 @@ impl ListFilter {
 pub struct MarketClient {
     transport: Transport,
     jwt: Option<String>,
+    /// Statements' owners, shared by clones: orders go to them directly.
+    owners: std::sync::Arc<Owners>,
+    direct: bool,
 }
 
 impl std::fmt::Debug for MarketClient {
@@ -88,7 +92,16 @@ impl MarketClient {
         MarketClient {
             transport: Transport::new(base_url),
             jwt,
+            owners: Default::default(),
+            direct: true,
         }
+    }
+
+    /// With `false`, every call goes to the base URL, also orders whose statement
+    /// another node owns (that node forwards them).
+    pub fn with_direct_orders(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -397,10 +410,35 @@ impl MarketClient {
     }
 
     /// Places an order under a fresh `Idempotency-Key`, so that resending it (after a
-    /// 503, or a lost answer) can never place it twice.
+    /// 503, or a lost answer) can never place it twice: first to its statement's owner
+    /// when another node owns it ([`crate::client::owners`]), and if that node cannot be
+    /// reached, to the base URL (the key makes the resend safe).
     async fn place(&self, side: Side, body: Value) -> Result<Value, ClientError> {
         let key = format!("client-{:032x}", rand::random::<u128>());
         let path = format!("{MARKET_ROOT}/{}/", side.as_str());
+        let stmt = body["statement_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(owner) = self.owner_of(&stmt).await {
+            let direct = self.transport.one_attempt_at(&owner);
+            let token = self.jwt.as_deref();
+            match direct
+                .send(
+                    Method::POST,
+                    direct.url(&path, &[])?,
+                    token,
+                    Some(&body),
+                    Some(&key),
+                )
+                .await
+            {
+                Err(ClientError::Transport(_)) => {
+                    self.owners.down(&owner, std::time::Instant::now());
+                }
+                other => return other,
+            }
+        }
         self.call(
             Method::POST,
             &path,
@@ -410,6 +448,28 @@ impl MarketClient {
             Some(&key),
         )
         .await
+    }
+
+    /// The base URL of the node owning `stmt`, when calls about it should go there
+    /// rather than to the base URL (reads `GET /cluster` when the view is old).
+    async fn owner_of(&self, stmt: &str) -> Option<String> {
+        if !self.direct || self.jwt.is_none() || stmt.is_empty() {
+            return None;
+        }
+        let base = self.transport.base_url();
+        let mut owner = self.owners.owner(stmt, base, std::time::Instant::now());
+        if owner == Owner::Unknown {
+            let view = self
+                .market(Method::GET, "/cluster", Auth::Bearer, None)
+                .await
+                .ok();
+            self.owners.update(view.as_ref(), std::time::Instant::now());
+            owner = self.owners.owner(stmt, base, std::time::Instant::now());
+        }
+        match owner {
+            Owner::At(url) => Some(url),
+            Owner::Base | Owner::Unknown => None,
+        }
     }
 
     /// A call under the market root.

@@ -12,12 +12,15 @@
 //!   requests and proposals handled as one [`Side`](crate::domain::Side) parameter.
 //! - [`transport`]: how a call travels: timeouts, resends after 503/429 with `Retry-After`,
 //!   and, for placements under an `Idempotency-Key`, after a lost connection.
+//! - [`owners`]: which node owns which statement (`GET /cluster`), so that orders go to
+//!   their statement's owner directly, not through a hop.
 //! - [`error`]: [`ClientError`], each variant one printable line.
 //! - [`auth_file`]: [`AuthFile`], the file keeping the login token and the market it is for.
 
 pub mod auth_file;
 pub mod calls;
 pub mod error;
+pub mod owners;
 pub mod transport;
 
 #[cfg(test)]

@@ -155,8 +155,91 @@ async fn serve_one(mut stream: TcpStream, canned: &Canned) -> std::io::Result<Se
     })
 }
 
+/// A logged-in client of `server` that sends every call there (no `/cluster` read).
 fn client(server: &TestServer) -> MarketClient {
-    MarketClient::new(&server.url, Some("tok".into()))
+    MarketClient::new(&server.url, Some("tok".into())).with_direct_orders(false)
+}
+
+/// A `/cluster` answer naming `owner_url` (node "b") the owner of statement 32326, and
+/// the base (node "a") of nothing.
+fn cluster_view(owner_url: &str) -> Canned {
+    answer(
+        200,
+        json!({
+            "node": "a",
+            "nodes": [
+                {"id": "a", "url": "http://127.0.0.1:1", "statements": []},
+                {"id": "b", "url": owner_url, "statements": ["32326"]},
+            ],
+            "statements": [{"statement": "32326", "owner": "b"}],
+        }),
+    )
+}
+
+#[tokio::test]
+async fn orders_go_to_their_statements_owner_and_reads_to_the_base() -> TestResult {
+    let owner = TestServer::start(vec![
+        answer(200, json!({"_key": "7"})),
+        answer(200, json!({"_key": "8"})),
+    ])
+    .await?;
+    let base = TestServer::start(vec![
+        cluster_view(&owner.url),
+        answer(200, json!({"_key": "7"})),
+    ])
+    .await?;
+    let c = MarketClient::new(&base.url, Some("tok".into()));
+    c.push_proposal("32326", cost(2), None, None).await?;
+    c.push_request("32326", json!([{"field": 1}]), cost(3), None, None)
+        .await?;
+    c.get_order(Side::Proposal, "7").await?;
+    let at_base: Vec<String> = base.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(
+        at_base,
+        ["/_db/market/v0_0/cluster", "/_db/market/v0_0/proposal/7"],
+        "the view read once, reads at the base"
+    );
+    let at_owner: Vec<String> = owner.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(
+        at_owner,
+        ["/_db/market/v0_0/proposal/", "/_db/market/v0_0/request/"]
+    );
+    assert_eq!(
+        owner.seen()[0].header("authorization").as_deref(),
+        Some("Bearer tok")
+    );
+    assert!(owner.seen()[0].header("idempotency-key").is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_owner_is_skipped_for_the_base() -> TestResult {
+    // A port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://{}", l.local_addr()?)
+    };
+    let base = TestServer::start(vec![
+        cluster_view(&closed),
+        answer(200, json!({"_key": "7"})),
+        answer(200, json!({"_key": "8"})),
+    ])
+    .await?;
+    let c = MarketClient::new(&base.url, Some("tok".into()));
+    c.push_proposal("32326", cost(2), None, None).await?;
+    c.push_proposal("32326", cost(2), None, None).await?;
+    let seen = base.seen();
+    let targets: Vec<&str> = seen.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/_db/market/v0_0/cluster",
+            "/_db/market/v0_0/proposal/",
+            "/_db/market/v0_0/proposal/"
+        ],
+        "the second order did not try the unreachable owner again"
+    );
+    Ok(())
 }
 
 fn cost(units: u64) -> Cost {

@@ -34,6 +34,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Transport {
     http: reqwest::Client,
     base_url: String,
+    /// Whether a keyed call is resent after a lost connection (see the module doc).
+    resend_lost: bool,
 }
 
 impl Transport {
@@ -49,6 +51,17 @@ impl Transport {
         Transport {
             http,
             base_url: base_url.trim().trim_end_matches('/').to_string(),
+            resend_lost: true,
+        }
+    }
+
+    /// The same connection pool to another base URL, for one attempt there: a call
+    /// that loses its connection fails at once (its caller goes elsewhere).
+    pub fn one_attempt_at(&self, base_url: &str) -> Self {
+        Transport {
+            http: self.http.clone(),
+            base_url: base_url.trim().trim_end_matches('/').to_string(),
+            resend_lost: false,
         }
     }
 
@@ -104,7 +117,9 @@ impl Transport {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(_)
-                    if idempotency_key.is_some() && transport_retries < MAX_TRANSPORT_RETRIES =>
+                    if self.resend_lost
+                        && idempotency_key.is_some()
+                        && transport_retries < MAX_TRANSPORT_RETRIES =>
                 {
                     transport_retries += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -117,6 +117,8 @@ pub struct Health {
     pub live_nodes: usize,
     /// Writes refused because another node had taken over.
     pub fenced_writes: u64,
+    /// Calls forwarded to their statements' owners.
+    pub forwarded_calls: u64,
     /// The archiver's state (`None`: archiving is off).
     pub archive: Option<ArchiveHealth>,
 }
@@ -209,6 +211,7 @@ impl Market {
             owned: self.router.owned(),
             live_nodes: self.router.live_nodes().len(),
             fenced_writes: self.router.fenced_writes(),
+            forwarded_calls: self.router.forwarded_calls(),
             archive: match &self.archive {
                 Some(a) => Some(a.health().await),
                 None => None,

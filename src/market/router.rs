@@ -62,6 +62,8 @@ pub struct Router {
     running: RwLock<HashMap<Key, Running>>,
     /// Writes the store refused because another node had taken over (all matchers).
     fenced: Arc<AtomicU64>,
+    /// Calls this node forwarded to a statement's owner (each one more HTTP hop).
+    forwarded: AtomicU64,
     /// Statements known to exist.
     pub(super) known: RwLock<HashSet<Key>>,
     /// Every statement as the upkeep last listed them (read again when their count
@@ -95,6 +97,7 @@ impl Router {
             node,
             running: RwLock::new(HashMap::new()),
             fenced: Arc::new(AtomicU64::new(0)),
+            forwarded: AtomicU64::new(0),
             known: RwLock::new(HashSet::new()),
             listed: Mutex::new(Arc::new(Vec::new())),
             acquiring: Mutex::new(HashMap::new()),
@@ -128,6 +131,16 @@ impl Router {
     /// Writes of this node the store refused because another node had taken over.
     pub fn fenced_writes(&self) -> u64 {
         self.fenced.load(Ordering::Relaxed)
+    }
+
+    /// Counts a call forwarded to its statement's owner.
+    pub fn count_forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls this node forwarded to their statements' owners so far.
+    pub fn forwarded_calls(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 
     /// The live nodes as this node last saw them.
