@@ -53,7 +53,7 @@ impl Owners {
             _ => return Owner::Unknown,
         }
         match st.url_of.get(stmt) {
-            Some(url) if url != base && !st.down.get(url).is_some_and(|t| now < *t) => {
+            Some(url) if url != base && st.down.get(url).is_none_or(|t| now >= *t) => {
                 Owner::At(url.clone())
             }
             _ => Owner::Base,
