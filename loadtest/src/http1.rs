@@ -289,18 +289,22 @@ impl Pool {
         Pool::default()
     }
 
+    /// The newest idle connection to `addr`. Connections to other nodes stay (a user
+    /// sending orders to their statements' owners calls several); those to an old
+    /// address (a node restarted on a new port) age out in [`Pool::give_back`].
     fn take(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Connections to an old address (the node restarted on a new port) are dropped.
-        idle.retain(|c| c.addr == addr);
-        idle.pop()
+        let i = idle.iter().rposition(|c| c.addr == addr)?;
+        Some(idle.remove(i))
     }
 
+    /// Keeps `c` for reuse; when the pool is full, its oldest idle connection goes.
     fn give_back(&self, c: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(c);
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
         }
+        idle.push(c);
     }
 
     /// Sends a request to `addr` on an idle connection or a new one, within `timeout`.

@@ -4,6 +4,7 @@
 //! market acknowledged.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,10 +97,11 @@ impl Shared {
         path: &str,
         body: Option<String>,
     ) -> (Outcome, Option<Vec<u8>>, Instant) {
-        self.send_with(user, method, path, body, None).await
+        self.send_with(user, method, path, body, None, None).await
     }
 
-    /// [`Self::send`] with `headers` (whole lines) instead of the user's Authorization.
+    /// [`Self::send`] with `headers` (whole lines) instead of the user's Authorization,
+    /// and to the node `to` instead of the user's.
     async fn send_with(
         &self,
         user: &SimUser,
@@ -107,13 +109,15 @@ impl Shared {
         path: &str,
         body: Option<String>,
         headers: Option<&str>,
+        to: Option<SocketAddr>,
     ) -> (Outcome, Option<Vec<u8>>, Instant) {
         let headers = headers.unwrap_or(&user.auth_text);
         // A user pinned to one node of several calls only that node.
-        let addr = user
-            .home
-            .as_ref()
-            .map_or_else(|| self.target.addr(), |h| h.target.addr());
+        let addr = to.unwrap_or_else(|| {
+            user.home
+                .as_ref()
+                .map_or_else(|| self.target.addr(), |h| h.target.addr())
+        });
         let body = body.as_deref().map(str::as_bytes);
         let started = Instant::now();
         let mut r = user
@@ -215,7 +219,14 @@ impl Shared {
             )
         });
         let (mut outcome, body, done) = self
-            .send_with(user, "POST", &path, Some(body), key.as_deref())
+            .send_with(
+                user,
+                "POST",
+                &path,
+                Some(body),
+                key.as_deref(),
+                self.pop.direct_to(stmt),
+            )
             .await;
         let answer = body.as_deref().and_then(OrderAnswer::parse);
         let key = answer.as_ref().and_then(OrderAnswer::key_u64);

@@ -161,6 +161,10 @@ pub struct Population {
     /// Several nodes: statement → index of the node owning it (empty otherwise), to
     /// tell local orders from forwarded ones.
     pub owners: HashMap<u64, usize>,
+    /// The nodes by index when orders go to their statement's owner directly (as the
+    /// market's client library sends them) instead of to the user's node; empty: they
+    /// go to the user's node, which forwards them.
+    pub direct: Vec<Arc<Target>>,
 }
 
 impl Population {
@@ -182,6 +186,7 @@ impl Population {
             producers: (half..users.max(2)).map(mk).collect::<Result<_>>()?,
             statements: vec![1],
             owners: HashMap::new(),
+            direct: Vec::new(),
         })
     }
 
@@ -193,8 +198,19 @@ impl Population {
     /// `(entry node, owner node)` of an order `user` places on `statement`, when the
     /// user is pinned to a node and the statement's owner is known.
     pub fn route(&self, user: &SimUser, statement: u64) -> Option<(usize, usize)> {
+        let owner = *self.owners.get(&statement)?;
+        if !self.direct.is_empty() {
+            return Some((owner, owner));
+        }
         let entry = user.home.as_ref()?.index;
-        Some((entry, *self.owners.get(&statement)?))
+        Some((entry, owner))
+    }
+
+    /// The node an order on `statement` is sent to instead of the user's, when orders
+    /// go to their statement's owner directly.
+    pub fn direct_to(&self, statement: u64) -> Option<SocketAddr> {
+        let owner = *self.owners.get(&statement)?;
+        Some(self.direct.get(owner)?.addr())
     }
 }
 
@@ -228,6 +244,7 @@ mod tests {
             producers: Vec::new(),
             statements: vec![10, 11],
             owners: HashMap::from([(10, 0), (11, 2)]),
+            direct: Vec::new(),
         };
         assert_eq!(pop.route(&user(Some(0)), 10), Some((0, 0)));
         assert_eq!(pop.route(&user(Some(1)), 11), Some((1, 2)));

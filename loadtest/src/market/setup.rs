@@ -296,6 +296,7 @@ pub async fn populate(
         producers: producers.into_iter().map(|(_, u)| Arc::new(u)).collect(),
         statements,
         owners: HashMap::new(),
+        direct: Vec::new(),
     })
 }
 
@@ -333,6 +334,7 @@ pub async fn populate_spread(
         producers: producers.into_iter().map(pin).collect(),
         statements,
         owners: HashMap::new(),
+        direct: Vec::new(),
     })
 }
 

@@ -10,7 +10,9 @@
 //! (local) or has to forward the call to the owner (one more HTTP hop). The report puts
 //! both side by side, with the ratios of the scale-out run to the one-node run, the
 //! forwarded share, local vs forwarded latency (their difference is the hop's cost) and
-//! CPU per process.
+//! CPU per process. Last, the `--nodes` nodes once more with every order sent to its
+//! statement's owner (as the market's client library sends them, from `/cluster`): the
+//! intake without the hop, next to the one with it.
 //!
 //! Layout: [`ownership`] (reading and judging who owns what), [`compare`] (the figures
 //! and the report text); this file runs the phases.
@@ -42,8 +44,14 @@ use ownership::{
 pub struct ClusterResult {
     /// One node.
     pub one: Phase,
-    /// `--nodes` nodes.
+    /// `--nodes` nodes, users calling their own node (which forwards).
     pub many: Phase,
+    /// `--nodes` nodes, orders sent to their statement's owner.
+    pub direct: Phase,
+    /// Figures of the direct run's best step.
+    pub direct_side: Side,
+    /// `direct / many` orders/s: what skipping the hop gives.
+    pub direct_ratio: f64,
     /// Figures of one node's best step.
     pub one_side: Side,
     /// Figures of the scale-out's best step.
@@ -81,7 +89,7 @@ fn log_warnings(logs: &[PathBuf]) -> (usize, Vec<String>) {
 }
 
 /// Starts `n` nodes over a fresh Redis, populates, settles, searches the peak.
-async fn phase(a: &ClusterArgs, n: usize, ctx: &mut Ctx) -> Result<Phase> {
+async fn phase(a: &ClusterArgs, n: usize, direct: bool, ctx: &mut Ctx) -> Result<Phase> {
     let mut extra = Vec::new();
     if let Some(l) = a.lease_ms {
         extra.extend(["--lease-ms".to_owned(), l.to_string()]);
@@ -98,7 +106,11 @@ async fn phase(a: &ClusterArgs, n: usize, ctx: &mut Ctx) -> Result<Phase> {
         .iter()
         .map(|id| log_dir.join(format!("{id}.log")))
         .collect();
-    let run = format!("lt{}c{n}", ctx.seed % 1_000_000);
+    let run = format!(
+        "lt{}c{n}{}",
+        ctx.seed % 1_000_000,
+        if direct { "d" } else { "" }
+    );
     let mut pop = market::populate_spread(
         &env.nodes,
         &run,
@@ -118,12 +130,21 @@ async fn phase(a: &ClusterArgs, n: usize, ctx: &mut Ctx) -> Result<Phase> {
         }
     }
     let statements_owned = owned_counts(&owners, n);
-    let expected = expected_forwarded_share(&owners, &users_per_node);
+    let direct = direct && n > 1;
+    let expected = if direct {
+        0.0
+    } else {
+        expected_forwarded_share(&owners, &users_per_node)
+    };
     ctx.say(&format!(
         "ownership settled {settle_s:.1} s after the statements were created: statements per node {statements_owned:?}, users per node {users_per_node:?}, expected forwarded share {:.1} %",
         100.0 * expected
     ));
     pop.owners = owners.clone();
+    if direct {
+        ctx.say("orders go to their statement's owner directly: no hop");
+        pop.direct = env.nodes.clone();
+    }
     let pop = Arc::new(pop);
     let mut load = a.load.clone();
     load.duration = None;
@@ -132,8 +153,9 @@ async fn phase(a: &ClusterArgs, n: usize, ctx: &mut Ctx) -> Result<Phase> {
         step_duration: a.load.duration.unwrap_or(a.peak.step_duration),
         fraction: a.peak.fraction,
     };
+    let name = format!("n{n}{}-peak", if direct { "-direct" } else { "" });
     let (_, best_c, steps) =
-        super::peak::find_peak_named(&env, &pop, &load, &peak, ctx, &format!("n{n}-peak")).await?;
+        super::peak::find_peak_named(&env, &pop, &load, &peak, ctx, &name).await?;
     let best = steps
         .iter()
         .position(|s| s.connections == Some(best_c))
@@ -241,14 +263,19 @@ pub async fn main(a: ClusterArgs) -> Result<i32> {
         a.load.duration.unwrap_or(a.peak.step_duration).as_secs_f64(),
         a.load.warmup.as_secs_f64(),
     ));
-    let one = phase(&a, 1, &mut ctx).await?;
+    let one = phase(&a, 1, false, &mut ctx).await?;
     if driver::stopped() {
         bail!("stopped");
     }
-    let many = phase(&a, n, &mut ctx).await?;
-    let (one_side, many_side) = (Side::of(&one), Side::of(&many));
+    let many = phase(&a, n, false, &mut ctx).await?;
+    if driver::stopped() {
+        bail!("stopped");
+    }
+    let direct = phase(&a, n, true, &mut ctx).await?;
+    let (one_side, many_side, direct_side) = (Side::of(&one), Side::of(&many), Side::of(&direct));
     let mut anomalies_v = anomalies(&one);
     anomalies_v.extend(anomalies(&many));
+    anomalies_v.extend(anomalies(&direct));
     ctx.say(&format!(
         "\n==== 1 node vs {n} nodes (same run, same machine; ratios = {n} nodes / 1 node) ===="
     ));
@@ -263,6 +290,41 @@ pub async fn main(a: ClusterArgs) -> Result<i32> {
             .map_or("n/a".into(), |r| format!("{:.1} %", 100.0 * r.forwarded_share)),
         ratio(many_side.orders_per_s_per_node, one_side.orders_per_s),
     ));
+    let cpu_per_order = |side: &Side| {
+        let nodes: f64 = side
+            .cpu_seconds
+            .iter()
+            .filter(|(k, _)| k.starts_with("lt-n"))
+            .map(|(_, v)| v)
+            .sum();
+        let orders = side.orders_per_s
+            * a.load
+                .duration
+                .unwrap_or(a.peak.step_duration)
+                .as_secs_f64();
+        if orders > 0.0 {
+            format!("{:.0} µs", 1e6 * nodes / orders)
+        } else {
+            "n/a".into()
+        }
+    };
+    ctx.say(&format!(
+        "\n==== {n} nodes: with the hop (users call their own node) vs without (orders sent to their statement's owner) ====\n\
+         with the hop    {:>7.0} orders/s (p99 {:.3} ms), nodes' CPU per order {}, forwarded {}\n\
+         without the hop {:>7.0} orders/s (p99 {:.3} ms), nodes' CPU per order {}, forwarded {}\n\
+         without / with: {} (1 node: {:.0} orders/s; without the hop / 1 node: {})",
+        many_side.orders_per_s,
+        many_side.p99_us as f64 / 1000.0,
+        cpu_per_order(&many_side),
+        many_side.routing.as_ref().map_or("n/a".into(), |r| format!("{:.1} %", 100.0 * r.forwarded_share)),
+        direct_side.orders_per_s,
+        direct_side.p99_us as f64 / 1000.0,
+        cpu_per_order(&direct_side),
+        direct_side.routing.as_ref().map_or("n/a".into(), |r| format!("{:.1} %", 100.0 * r.forwarded_share)),
+        ratio(direct_side.orders_per_s, many_side.orders_per_s),
+        one_side.orders_per_s,
+        ratio(direct_side.orders_per_s, one_side.orders_per_s),
+    ));
     if anomalies_v.is_empty() {
         ctx.say("anomalies: none (no HTTP errors, no 503, ownership stable, no fenced write, no WARN/ERROR in the node logs)");
     } else {
@@ -274,10 +336,13 @@ pub async fn main(a: ClusterArgs) -> Result<i32> {
     let result = ClusterResult {
         throughput_ratio: ratio_f(many_side.orders_per_s, one_side.orders_per_s),
         per_node_ratio: ratio_f(many_side.orders_per_s_per_node, one_side.orders_per_s),
+        direct_ratio: ratio_f(direct_side.orders_per_s, many_side.orders_per_s),
         one,
         many,
+        direct,
         one_side,
         many_side,
+        direct_side,
         anomalies: anomalies_v,
     };
     ctx.finish(&result)?;
