@@ -157,14 +157,17 @@ fn json_str(out: &mut String, s: &str) {
 
 /// The `placed` event of a new order: its stored fields (see `transitions.lua`).
 pub(super) fn placed(o: &OrderRecord) -> String {
+    use std::fmt::Write;
     let mut e = String::with_capacity(256);
-    e.push_str(&format!(
+    // Writing to a String cannot fail.
+    let _ = write!(
+        e,
         "{{\"ev\":\"placed\",\"at\":{},\"key\":{},\"f\":{{\"kind\":\"{}\",\"status\":\"{}\"",
         o.created.0,
         o.key,
         o.side.as_str(),
         o.status.as_str()
-    ));
+    );
     for (f, v) in o.fields() {
         e.push_str(",\"");
         e.push_str(f);
@@ -210,18 +213,21 @@ pub(super) fn resold(request: Key, proof: Key, price: u64, at: Millis) -> String
 
 /// The `moved` event of the account movements `payouts` (see [`Movement`]).
 pub(super) fn moved(payouts: &[super::Payout], at: Millis) -> String {
+    use std::fmt::Write;
     let mut e = String::with_capacity(32 + 64 * payouts.len());
-    e.push_str(&format!("{{\"ev\":\"moved\",\"at\":{},\"m\":[", at.0));
+    // Writing to a String cannot fail.
+    let _ = write!(e, "{{\"ev\":\"moved\",\"at\":{},\"m\":[", at.0);
     for (i, p) in payouts.iter().enumerate() {
         if i > 0 {
             e.push(',');
         }
         e.push('[');
         json_str(&mut e, &p.user.to_lowercase());
-        e.push_str(&format!(
+        let _ = write!(
+            e,
             ",\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",{}]",
             p.balance, p.blocked, p.deposit, p.locked, p.kind, p.order
-        ));
+        );
     }
     e.push_str("]}");
     e

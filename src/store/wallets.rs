@@ -121,6 +121,20 @@ fn amount(v: &str) -> Result<u128, StoreError> {
 }
 
 /// The wallet's own money (balance, deposit), as its script answers.
+/// The members of sorted set `key` scored at or before `cutoff`, lowest first, at most
+/// `max`.
+fn due(key: &str, cutoff: Millis, max: usize) -> redis::Cmd {
+    let mut c = redis::cmd("ZRANGE");
+    c.arg(key)
+        .arg("-inf")
+        .arg(cutoff.0)
+        .arg("BYSCORE")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(max);
+    c
+}
+
 /// Whether wallet op `op` may write a ledger entry: every op that moves money, and
 /// any op at all when wallets open with signup money (the first one opens it).
 fn writes_ledger(op: &str, w: WalletConfig) -> bool {
@@ -455,14 +469,7 @@ impl Store {
         max: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut c = self.conn.clone();
-        let v: Vec<(String, u64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.wallets_sending())
-            .arg("-inf")
-            .arg(cutoff.0)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(max)
+        let v: Vec<(String, u64)> = due(&self.keys.wallets_sending(), cutoff, max)
             .arg("WITHSCORES")
             .query_async(&mut c)
             .await?;
@@ -611,14 +618,7 @@ impl Store {
     /// `cutoff` (ms), oldest first, at most `max`, lowercased.
     pub async fn ledgers_due(&self, cutoff: Millis, max: usize) -> Result<Vec<String>, StoreError> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("ZRANGE")
-            .arg(self.keys.ledger_first())
-            .arg("-inf")
-            .arg(cutoff.0)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(max)
+        Ok(due(&self.keys.ledger_first(), cutoff, max)
             .query_async(&mut c)
             .await?)
     }
