@@ -423,16 +423,17 @@ impl MarketClient {
         if let Some(owner) = self.owner_of(&stmt).await {
             let direct = self.transport.one_attempt_at(&owner);
             let token = self.jwt.as_deref();
-            match direct
-                .send(
-                    Method::POST,
-                    direct.url(&path, &[])?,
-                    token,
-                    Some(&body),
-                    Some(&key),
-                )
-                .await
-            {
+            // An owner URL that does not parse, or a node that cannot be reached: the
+            // base URL takes the order.
+            let sent = match direct.url(&path, &[]) {
+                Ok(url) => {
+                    direct
+                        .send(Method::POST, url, token, Some(&body), Some(&key))
+                        .await
+                }
+                Err(e) => Err(ClientError::Transport(e.to_string())),
+            };
+            match sent {
                 Err(ClientError::Transport(_)) => {
                     self.owners.down(&owner, std::time::Instant::now());
                 }

@@ -503,6 +503,9 @@ impl Store {
     /// reader to Redis, which no longer has the record, and then to PostgreSQL, which
     /// does). Keys at or above the first block's never had one.
     async fn delete_locators(&self, keys: &[Key]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let mut c = self.conn.clone();
         let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(self.keys.blocks())
