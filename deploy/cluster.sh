@@ -305,7 +305,8 @@ start_redis() {  # start_redis I PORT
   local i=$1 port=$2
   mkdir -p "$dir/redis-$i"
   nohup redis-server --port "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
-    --appendonly yes --appendfsync everysec --dir "$dir/redis-$i" --bind 127.0.0.1 \
+    --appendonly yes --appendfsync everysec --auto-aof-rewrite-min-size 1gb \
+    --dir "$dir/redis-$i" --bind 127.0.0.1 \
     --save "" --daemonize no </dev/null >"$dir/redis-$i.log" 2>&1 &
   echo "$!" >"$dir/redis-$i.pid"
   disown "$!" 2>/dev/null || true

@@ -51,6 +51,7 @@ if [ -z "${REDIS_URL:-}" ]; then
   else
     redis-server --port "$port" --bind 127.0.0.1 --dir "$data_dir/redis" \
       --appendonly yes --appendfsync everysec --save "" \
+      --auto-aof-rewrite-min-size 1gb \
       --logfile "$data_dir/redis/redis.log" &
     redis_pid=$!
     for _ in $(seq 1 100); do

@@ -73,6 +73,11 @@ pub struct MarketOpts {
     /// 0 turns automatic AOF rewrites off, to tell their effect on the tail apart).
     #[arg(long)]
     pub aof_rewrite_percentage: Option<u32>,
+    /// `auto-aof-rewrite-min-size` of the Redis the harness starts; the default is the
+    /// market's deployment policy (deploy/run-market.sh, README "AOF policy"), Redis's
+    /// own default is `64mb`.
+    #[arg(long, default_value = "1gb")]
+    pub aof_rewrite_min_size: String,
     /// `--http-workers` passed to a node the harness starts (0: one per core).
     #[arg(long)]
     pub http_workers: Option<usize>,

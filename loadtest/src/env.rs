@@ -81,7 +81,10 @@ pub struct ArchiveConf {
 
 /// Starts the harness's own Redis as the options say.
 fn start_redis(m: &MarketOpts) -> Result<OwnRedis> {
-    let mut redis_args = Vec::new();
+    let mut redis_args = vec![
+        "--auto-aof-rewrite-min-size".to_owned(),
+        m.aof_rewrite_min_size.clone(),
+    ];
     if let Some(p) = m.aof_rewrite_percentage {
         redis_args.extend(["--auto-aof-rewrite-percentage".to_owned(), p.to_string()]);
     }
