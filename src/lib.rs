@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod input;
 pub mod market;
+pub mod metrics;
 pub mod producer;
 pub mod protocol;
 pub mod prover;

@@ -193,8 +193,10 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .app_data(node_auth.clone())
             .wrap(middleware::from_fn(crate::api::ratelimit::limit_ip))
             .wrap(middleware::NormalizePath::trim())
-            // Outermost: sees the request target exactly as it was signed.
+            // Sees the request target exactly as it was signed.
             .wrap(middleware::from_fn(check_node_calls))
+            // Outermost: counts every call, refusals included.
+            .wrap(middleware::from_fn(crate::metrics::track_calls))
             .configure(crate::api::config)
     })
     .workers(workers)

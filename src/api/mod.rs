@@ -39,6 +39,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .route("/health", web::get().to(r::health))
+        .route("/metrics", web::get().to(r::metrics))
         .service(post(
             "/_open/auth",
             BodyClass::Account,

@@ -337,6 +337,14 @@ pub async fn health(m: web::Data<Market>) -> HttpResponse {
     }
 }
 
+/// `GET /metrics`: this node's metrics in the Prometheus text format.
+pub async fn metrics(m: web::Data<Market>) -> HttpResponse {
+    let text = crate::metrics::render(m.metrics_state().await).await;
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
 /// `GET /cluster`: the live nodes and, for every statement, the node that should own
 /// it (rendezvous over the live nodes) and the node holding its lease, read from Redis.
 pub async fn cluster(m: web::Data<Market>, _c: Caller) -> Res {

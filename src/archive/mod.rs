@@ -224,28 +224,34 @@ impl Archive {
 
     /// An archived order.
     pub async fn get_order(&self, key: Key) -> Result<Option<OrderRecord>, ArchiveError> {
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE key = $1"),
-                &[&(key.0 as i64)],
-            )
-            .await?;
-        row.map(|r| order_from_row(&r)).transpose()
+        timed("get_order", async {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE key = $1"),
+                    &[&(key.0 as i64)],
+                )
+                .await?;
+            row.map(|r| order_from_row(&r)).transpose()
+        })
+        .await
     }
 
     /// An archived proof.
     pub async fn get_proof(&self, key: Key) -> Result<Option<ProofRecord>, ArchiveError> {
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                "SELECT key, statement_key, request_key, proposal_key, sender, input, \
-                 generation_ms, created_on, output, proof_system, proof \
-                 FROM proofs WHERE key = $1",
-                &[&(key.0 as i64)],
-            )
-            .await?;
-        row.map(|r| proof_from_row(&r)).transpose()
+        timed("get_proof", async {
+            let c = self.pool.get().await?;
+            let row = c
+                .query_opt(
+                    "SELECT key, statement_key, request_key, proposal_key, sender, input, \
+                     generation_ms, created_on, output, proof_system, proof \
+                     FROM proofs WHERE key = $1",
+                    &[&(key.0 as i64)],
+                )
+                .await?;
+            row.map(|r| proof_from_row(&r)).transpose()
+        })
+        .await
     }
 
     /// Closed (completed or withdrawn) orders of one side, ascending by key, at most
@@ -259,31 +265,34 @@ impl Archive {
         statement: Option<Key>,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, ArchiveError> {
-        let statuses: Vec<&str> = match status {
-            Some(s) if CLOSED.contains(&s.as_str()) => vec![s.as_str()],
-            Some(_) => return Ok(Vec::new()),
-            None => CLOSED.to_vec(),
-        };
-        let c = self.pool.get().await?;
-        let stmt = statement.map(|k| k.0 as i64);
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE side = $1 AND status = ANY($2) \
-                     AND ($3::text IS NULL OR sender = $3) \
-                     AND ($4::bigint IS NULL OR statement_key = $4) \
-                     ORDER BY key LIMIT $5"
-                ),
-                &[
-                    &side.as_str(),
-                    &statuses,
-                    &sender,
-                    &stmt,
-                    &(limit.min(i64::MAX as usize) as i64),
-                ],
-            )
-            .await?;
-        rows.iter().map(order_from_row).collect()
+        timed("closed_orders", async {
+            let statuses: Vec<&str> = match status {
+                Some(s) if CLOSED.contains(&s.as_str()) => vec![s.as_str()],
+                Some(_) => return Ok(Vec::new()),
+                None => CLOSED.to_vec(),
+            };
+            let c = self.pool.get().await?;
+            let stmt = statement.map(|k| k.0 as i64);
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {ORDER_COLUMNS} FROM orders WHERE side = $1 AND status = ANY($2) \
+                         AND ($3::text IS NULL OR sender = $3) \
+                         AND ($4::bigint IS NULL OR statement_key = $4) \
+                         ORDER BY key LIMIT $5"
+                    ),
+                    &[
+                        &side.as_str(),
+                        &statuses,
+                        &sender,
+                        &stmt,
+                        &(limit.min(i64::MAX as usize) as i64),
+                    ],
+                )
+                .await?;
+            rows.iter().map(order_from_row).collect()
+        })
+        .await
     }
 
     /// Writes entries of `user`'s wallet ledger (keyed by the user and the entry's
@@ -293,8 +302,11 @@ impl Archive {
         user: &str,
         entries: &[LedgerEntry],
     ) -> Result<(), ArchiveError> {
-        let c = self.pool.get().await?;
-        writer::insert_wallet_ledger(&c, user, entries).await
+        timed("insert_wallet_ledger", async {
+            let c = self.pool.get().await?;
+            writer::insert_wallet_ledger(&c, user, entries).await
+        })
+        .await
     }
 
     /// A wallet's ledger entries in the archive, oldest first: (time ms, sequence,
@@ -331,9 +343,20 @@ impl Archive {
 
     /// Writes a batch of one statement's history; see [`Batch`].
     pub async fn apply(&self, batch: &Batch<'_>) -> Result<Applied, ArchiveError> {
-        let mut c = self.pool.get().await?;
-        writer::apply(&mut c, batch).await
+        timed("apply_batch", async {
+            let mut c = self.pool.get().await?;
+            writer::apply(&mut c, batch).await
+        })
+        .await
     }
+}
+
+/// `call`, timed into the PostgreSQL call histogram under `query`.
+async fn timed<T>(query: &'static str, call: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let r = call.await;
+    crate::metrics::metrics().postgres_call(query, started.elapsed());
+    r
 }
 
 /// The TLS connector the URL and CA file ask for: none unless `sslmode=require` or a

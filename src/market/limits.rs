@@ -184,12 +184,22 @@ impl Market {
 
     async fn charge(&self, bucket: Bucket<'_>, per_sec: u32, who: &str) -> Result<(), MarketError> {
         let burst = per_sec.saturating_mul(self.limits.rate.burst_secs.max(1));
-        let refused = |wait_ms: u64| MarketError::TooManyRequests {
-            message: format!(
-                "too many calls from {who}: at most {per_sec} per second (bursts of {burst}); \
+        let limit = match bucket {
+            Bucket::Ip(_) => "ip",
+            Bucket::User(_) => "user",
+        };
+        let refused = |wait_ms: u64| {
+            crate::metrics::metrics()
+                .rate_limited
+                .with_label_values(&[limit])
+                .inc();
+            MarketError::TooManyRequests {
+                message: format!(
+                    "too many calls from {who}: at most {per_sec} per second (bursts of {burst}); \
                  retry in {wait_ms} ms"
-            ),
-            retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                ),
+                retry_after_secs: wait_ms.div_ceil(1000).max(1),
+            }
         };
         let key = match bucket {
             Bucket::Ip(ip) => format!("ip:{ip}"),
@@ -235,6 +245,10 @@ impl Market {
         let account = auth::account_key(user.as_str());
         let (n, left_ms) = self.store.statements_today(&account).await?;
         if n >= limit {
+            crate::metrics::metrics()
+                .rate_limited
+                .with_label_values(&["statements_per_day"])
+                .inc();
             return Err(MarketError::TooManyRequests {
                 message: format!(
                     "{user} pushed {n} statements today, the most a user may push per day; \

@@ -159,6 +159,8 @@ const MAX_BATCH_OPS: usize = 2000;
 struct Waiter {
     ops: std::ops::Range<usize>,
     reply: Reply,
+    /// When the caller's ops were queued (for the match latency metric).
+    arrived: std::time::Instant,
     /// True when the ops were decided by the state (a refusal means it is stale).
     from_state: bool,
     /// True for an order placed without an Idempotency-Key: if its write may have
@@ -196,6 +198,8 @@ pub struct Matcher {
     delivering: bool,
     /// Funded orders written and not yet reported to their wallets (user, order).
     arrivals: Vec<(String, Key)>,
+    /// This statement's order and match counters.
+    counters: crate::metrics::StatementCounters,
 }
 
 /// Loads a statement's snapshot from the store.
@@ -238,6 +242,7 @@ impl Matcher {
                 payouts_delivered: 0,
                 delivering: false,
                 arrivals: Vec::new(),
+                counters: crate::metrics::metrics().statement_counters(statement),
             }
         });
         MatcherHandle { addr }
@@ -270,6 +275,7 @@ impl Matcher {
         self.waiters.push(Waiter {
             ops: start..self.pending.len(),
             reply: tx,
+            arrived: std::time::Instant::now(),
             from_state,
             resend_unsafe,
         });
@@ -322,15 +328,26 @@ impl Matcher {
                     // Orders holding money from a wallet: tell the wallets (with the
                     // payouts), so their transfers are done.
                     for (op, r) in written.iter().zip(&outcomes) {
-                        if let (Op::New(o), Ok(())) = (op, r) {
-                            if o.funded_at.is_some() {
-                                act.arrivals.push((o.sender.clone(), o.key));
+                        match (op, r) {
+                            (Op::New(o), Ok(())) => {
+                                act.counters.orders(o.side).inc();
+                                if o.funded_at.is_some() {
+                                    act.arrivals.push((o.sender.clone(), o.key));
+                                }
                             }
+                            (Op::Match { .. }, Ok(())) => act.counters.matches.inc(),
+                            _ => {}
                         }
                     }
+                    let latency = &crate::metrics::metrics().match_latency;
                     for w in waiters {
                         let answer = match outcomes[w.ops.clone()].iter().find_map(|r| r.as_ref().err()) {
-                            None => Ok(()),
+                            None => {
+                                if written[w.ops.clone()].iter().any(|op| matches!(op, Op::Match { .. })) {
+                                    latency.observe(w.arrived.elapsed().as_secs_f64());
+                                }
+                                Ok(())
+                            }
                             Some(refused) => {
                                 if w.from_state {
                                     // The state decided these ops, so it disagrees

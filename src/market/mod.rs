@@ -219,6 +219,31 @@ impl Market {
         }
     }
 
+    /// What `/metrics` mirrors from this node's state (the health checks included).
+    pub async fn metrics_state(&self) -> crate::metrics::NodeState {
+        let h = self.health().await;
+        let pools = self.circuits.pools();
+        crate::metrics::NodeState {
+            pools: [&pools.auth, &pools.circuit, &pools.verify]
+                .iter()
+                .map(|p| (p.name(), p.threads(), p.capacity(), p.in_flight(), p.busy()))
+                .collect(),
+            fenced_writes: h.fenced_writes,
+            forwarded_calls: h.forwarded_calls,
+            owned: h.owned.len(),
+            live_nodes: h.live_nodes,
+            ready: h.ready,
+            redis_up: h.redis_ok,
+            archive: h.archive.map(|a| crate::metrics::ArchiveState {
+                up: a.reachable,
+                lag: std::time::Duration::from_millis(a.lag_ms),
+                pending: a.pending_events,
+                archived: a.archived_events,
+                errors: a.errors,
+            }),
+        }
+    }
+
     /// Live nodes and statement ownership, read from Redis now.
     pub async fn cluster_report(&self) -> Result<ClusterReport, MarketError> {
         let nodes: Vec<NodeEntry> = self

@@ -135,7 +135,15 @@ impl Market {
                 self.circuits
                     .pools()
                     .verify
-                    .run("verify", move || circuit.verify(&inputs, &proof))
+                    .run("verify", move || {
+                        let started = std::time::Instant::now();
+                        let r = circuit.verify(&inputs, &proof);
+                        crate::metrics::metrics()
+                            .proof_verify
+                            .with_label_values(&[if r.is_ok() { "valid" } else { "invalid" }])
+                            .observe(started.elapsed().as_secs_f64());
+                        r
+                    })
                     .await?
             }
         };

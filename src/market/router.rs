@@ -341,6 +341,7 @@ impl Router {
                 token,
             },
         );
+        crate::metrics::metrics().leases_acquired.inc();
         tracing::info!(statement = %stmt, token, node = %self.node.id, "statement taken");
         Ok(handle)
     }

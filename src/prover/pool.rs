@@ -24,6 +24,8 @@ use crate::error::MarketError;
 /// A closure to run on a pool thread.
 struct Job<R: Send + 'static> {
     name: &'static str,
+    pool: &'static str,
+    busy: Arc<AtomicUsize>,
     queued: Instant,
     work: Box<dyn FnOnce() -> R + Send>,
 }
@@ -44,7 +46,15 @@ impl<R: Send + 'static> Handler<Job<R>> for Worker {
     fn handle(&mut self, job: Job<R>, _: &mut SyncContext<Self>) -> Self::Result {
         let started = Instant::now();
         let waited = started.duration_since(job.queued);
+        job.busy.fetch_add(1, Ordering::AcqRel);
+        let busy = Release(job.busy.clone());
         let r = (job.work)();
+        drop(busy);
+        let jobs = &crate::metrics::metrics().pool_job_seconds;
+        jobs.with_label_values(&[job.pool, "queued"])
+            .observe(waited.as_secs_f64());
+        jobs.with_label_values(&[job.pool, "run"])
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             job = job.name,
             queued_ms = waited.as_secs_f64() * 1e3,
@@ -61,6 +71,8 @@ pub struct ProverPool {
     name: &'static str,
     addr: Addr<Worker>,
     in_flight: Arc<AtomicUsize>,
+    /// Jobs running now.
+    busy: Arc<AtomicUsize>,
     capacity: usize,
     threads: usize,
 }
@@ -79,6 +91,7 @@ impl ProverPool {
             name,
             addr: SyncArbiter::start(threads, || Worker),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            busy: Arc::new(AtomicUsize::new(0)),
             capacity: capacity.max(1),
             threads,
         }
@@ -92,6 +105,21 @@ impl ProverPool {
     /// Jobs queued or running now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Jobs running now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Most jobs queued or running.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Runs `work` on a pool thread; 503 when the queue is full.
@@ -113,6 +141,8 @@ impl ProverPool {
         let _guard = Release(self.in_flight.clone());
         let job = Job {
             name,
+            pool: self.name,
+            busy: self.busy.clone(),
             queued: Instant::now(),
             work: Box::new(work),
         };

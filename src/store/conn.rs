@@ -27,10 +27,12 @@ impl redis::aio::ConnectionLike for Conn {
         &'a mut self,
         cmd: &'a redis::Cmd,
     ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
+        let command = command_of(cmd);
+        let sent = match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
+        };
+        timed(command, sent)
     }
 
     fn req_packed_commands<'a>(
@@ -39,10 +41,11 @@ impl redis::aio::ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
+        let sent = match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        };
+        timed("PIPELINE", sent)
     }
 
     fn get_db(&self) -> i64 {
@@ -51,6 +54,28 @@ impl redis::aio::ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// The metrics label of a command: its name (see [`crate::metrics::command_label`]).
+fn command_of(cmd: &redis::Cmd) -> &'static str {
+    let first = cmd.args_iter().next().and_then(|a| match a {
+        redis::Arg::Simple(b) => Some(b),
+        _ => None,
+    });
+    crate::metrics::command_label(first)
+}
+
+/// `call`, timed into the Redis call histogram under `command`.
+fn timed<'a, T: Send + 'a>(
+    command: &'static str,
+    call: redis::RedisFuture<'a, T>,
+) -> redis::RedisFuture<'a, T> {
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let r = call.await;
+        crate::metrics::metrics().redis_call(command, started.elapsed());
+        r
+    })
 }
 
 impl Conn {
@@ -66,13 +91,16 @@ impl Conn {
         use redis::aio::ConnectionLike;
         use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
         let n = pipe.len();
-        match self {
+        let started = std::time::Instant::now();
+        let r = match self {
             Conn::Single(c) => c.req_packed_commands(&pipe, 0, n).await,
             Conn::Cluster(c) => {
                 let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
                 c.route_pipeline(pipe, 0, n, route).await
             }
-        }
+        };
+        crate::metrics::metrics().redis_call("PIPELINE", started.elapsed());
+        r
     }
 }
 

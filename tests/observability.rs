@@ -1,0 +1,194 @@
+//! What an operator sees of a running node: `/metrics` in the Prometheus text format,
+//! counting real calls, orders, matches and proof verifications, with labels that stay
+//! bounded whatever clients send; and the monitoring files of `deploy/monitoring`
+//! checked against a real scrape.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use serde_json::json;
+
+/// The scrape as `series → value` (`name{labels}` exactly as exposed).
+async fn scrape(server: &Server) -> (String, HashMap<String, f64>) {
+    let res = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ctype = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = res.text().await.unwrap();
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse::<f64>().unwrap())
+        })
+        .collect();
+    (text, series)
+}
+
+fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
+    *series
+        .get(name)
+        .unwrap_or_else(|| panic!("no series {name} in {:?}", series.keys()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_calls_orders_matches_and_proof_checks() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let api = server.api();
+    let req = api.user("obs-req").await;
+    let prod = api.user("obs-prod").await;
+    let stmt = push_statement(&req).await;
+
+    let (s, r) = req
+        .post(
+            &format!("{ROOT}/request/"),
+            &json!({"statement_key": stmt, "cost": 7, "input": [{"field": 3}, {"field": 4}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, p) = prod
+        .post(
+            &format!("{ROOT}/proposal/"),
+            &json!({"statement_key": stmt, "cost": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "processing", "{p}");
+    // A wrong proof first (refused by the verifier), then the real one.
+    let (s, v) = prod
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": example_proof(&[3, 5]), "proposal_key": p["_key"]}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = prod
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": example_proof(&[3, 4]), "proposal_key": p["_key"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = api
+        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, 401, "an anonymous read is refused");
+
+    let (text, m) = scrape(&server).await;
+    let order_route = format!("{ROOT}/request");
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                "proof_market_http_requests_total{{method=\"POST\",route=\"{order_route}\",status=\"200\"}}"
+            )
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                "proof_market_http_requests_total{{method=\"GET\",route=\"{ROOT}/request/{{key}}\",status=\"401\"}}"
+            )
+        ),
+        1.0
+    );
+    for side in ["request", "proposal"] {
+        assert_eq!(
+            value(
+                &m,
+                &format!("proof_market_orders_total{{side=\"{side}\",statement=\"{stmt}\"}}")
+            ),
+            1.0,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        value(
+            &m,
+            &format!("proof_market_matches_total{{statement=\"{stmt}\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(value(&m, "proof_market_match_latency_seconds_count"), 1.0);
+    assert!(value(&m, "proof_market_match_latency_seconds_sum") > 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "proof_market_proof_verify_seconds_count{result=\"valid\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proof_market_proof_verify_seconds_count{result=\"invalid\"}"
+        ),
+        1.0
+    );
+    assert!(value(&m, "proof_market_leases_acquired_total") >= 1.0);
+    assert_eq!(value(&m, "proof_market_owned_statements"), 1.0);
+    assert_eq!(value(&m, "proof_market_ready"), 1.0);
+    assert_eq!(value(&m, "proof_market_redis_up"), 1.0);
+    assert!(
+        value(
+            &m,
+            "proof_market_redis_call_duration_seconds_count{command=\"FCALL\"}"
+        ) >= 2.0
+    );
+    assert!(
+        value(
+            &m,
+            "proof_market_pool_job_seconds_count{phase=\"run\",pool=\"verification\"}"
+        ) >= 2.0
+    );
+    assert_eq!(
+        value(&m, "proof_market_pool_busy_workers{pool=\"verification\"}"),
+        0.0
+    );
+    // No archive on this node: no PostgreSQL gauge.
+    assert!(!text.contains("proof_market_postgres_up"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_paths_and_methods_do_not_grow_the_metrics() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let (_, before) = scrape(&server).await;
+    let client = reqwest::Client::new();
+    let methods = ["GET", "POST", "PUT", "BREW", "PROPFIND", "X-42"];
+    for i in 0..600u32 {
+        let method =
+            reqwest::Method::from_bytes(methods[i as usize % methods.len()].as_bytes()).unwrap();
+        let path = format!("/no/such/route/{i}/{}", "x".repeat(i as usize % 50));
+        let res = client
+            .request(method, format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+    }
+    let (text, after) = scrape(&server).await;
+    let unmatched: Vec<&String> = after
+        .keys()
+        .filter(|k| k.starts_with("proof_market_http_requests_total") && k.contains("unmatched"))
+        .collect();
+    // One series per (standard method or `other`, status), not per path or method text.
+    assert!(unmatched.len() <= 6, "{unmatched:?}");
+    assert!(
+        after.len() <= before.len() + 6 + 2 * 18,
+        "series grew from {} to {}:\n{text}",
+        before.len(),
+        after.len()
+    );
+    let total: f64 = unmatched.iter().map(|k| after[*k]).sum();
+    assert_eq!(total, 600.0, "{text}");
+}
