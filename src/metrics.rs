@@ -44,6 +44,8 @@ const WORK_BUCKETS: &[f64] = &[
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// 1, labelled with the node's id and version ([`Metrics::set_node`]).
+    node_info: IntGaugeVec,
     /// Calls by route pattern, method and status.
     pub http_requests: IntCounterVec,
     /// Call duration by route pattern.
@@ -150,7 +152,39 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(archive_lag.clone()))
             .expect("registered once");
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+        let rate_limited = counter_vec(
+            &r,
+            "proof_market_rate_limited_total",
+            "Calls refused by a rate limit or quota, by limit",
+            &["limit"],
+        );
+        let proof_verify = histogram_vec(
+            &r,
+            "proof_market_proof_verify_seconds",
+            "Proof verification time on the verify pool, by result",
+            WORK_BUCKETS,
+            &["result"],
+        );
+        // Every known label value exists from the start (at 0), so a first refusal or
+        // verification is an increase a rate() sees, and dashboards find the series.
+        for limit in ["ip", "user", "statements_per_day"] {
+            rate_limited.with_label_values(&[limit]);
+        }
+        for result in ["valid", "invalid"] {
+            proof_verify.with_label_values(&[result]);
+        }
         Metrics {
+            node_info: gauge_vec(
+                &r,
+                "proof_market_node_info",
+                "1, labelled with this node's id and version",
+                &["node", "version"],
+            ),
             http_requests: counter_vec(
                 &r,
                 "proof_market_http_requests_total",
@@ -177,13 +211,7 @@ impl Metrics {
                 &["statement"],
             ),
             match_latency,
-            proof_verify: histogram_vec(
-                &r,
-                "proof_market_proof_verify_seconds",
-                "Proof verification time on the verify pool, by result",
-                WORK_BUCKETS,
-                &["result"],
-            ),
+            proof_verify,
             redis_seconds: histogram_vec(
                 &r,
                 "proof_market_redis_call_duration_seconds",
@@ -210,12 +238,7 @@ impl Metrics {
                 "proof_market_leases_acquired_total",
                 "Statements this node took (at start or from a node that left or died)",
             ),
-            rate_limited: counter_vec(
-                &r,
-                "proof_market_rate_limited_total",
-                "Calls refused by a rate limit or quota, by limit",
-                &["limit"],
-            ),
+            rate_limited,
             fenced_writes: counter(
                 &r,
                 "proof_market_fenced_writes_total",
@@ -264,7 +287,8 @@ impl Metrics {
             archive_pending: gauge(
                 &r,
                 "proof_market_archive_pending_events",
-                "Events of this node's statements not yet trimmed from Redis",
+                "Events of this node's statements not yet archived to PostgreSQL (and so \
+                 still in Redis)",
             ),
             owned_statements: gauge(
                 &r,
@@ -319,6 +343,20 @@ impl Metrics {
                 .orders
                 .with_label_values(&[&label, Side::Proposal.as_str()]),
             matches: self.matches.with_label_values(&[&label]),
+        }
+    }
+
+    /// Names this node (its id and the build's version) in `proof_market_node_info`.
+    pub fn set_node(&self, node: &str) {
+        self.node_info
+            .with_label_values(&[node, env!("CARGO_PKG_VERSION")])
+            .set(1);
+    }
+
+    /// Makes a pool's job series exist from the start (at 0).
+    pub fn add_pool(&self, pool: &str) {
+        for phase in ["queued", "run"] {
+            self.pool_job_seconds.with_label_values(&[pool, phase]);
         }
     }
 

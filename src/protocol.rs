@@ -8,6 +8,11 @@ pub const ROOT: &str = "/_db/market/v0_0";
 /// The header naming an order placement, so that a resend does not place it twice.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+/// The header naming one call in every log line about it: a client may send its own
+/// (1 to 64 of `A-Z a-z 0-9 . _ : -`), otherwise the node that first receives the call
+/// makes one; answered on every response and carried on forwarded calls.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 /// Prefix of the headers only market nodes send each other. A call carrying any header
 /// with it must be a correctly signed node call, or it is refused (401).
 pub const INTERNAL_HEADER_PREFIX: &str = "x-proof-market-";

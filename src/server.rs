@@ -153,6 +153,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
     } else {
         cfg.matcher_threads
     };
+    crate::metrics::metrics().set_node(&cfg.node.id);
     let router = Arc::new(Router::start(store.clone(), threads, cfg.node.clone()).await?);
     let store_for_archiver = store.clone();
     let pools = Pools::start(cfg.pools);
@@ -195,8 +196,10 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .wrap(middleware::NormalizePath::trim())
             // Sees the request target exactly as it was signed.
             .wrap(middleware::from_fn(check_node_calls))
-            // Outermost: counts every call, refusals included.
+            // Counts every call, refusals included.
             .wrap(middleware::from_fn(crate::metrics::track_calls))
+            // Outermost: every call has its id and log span before anything else runs.
+            .wrap(middleware::from_fn(crate::api::request_id::assign))
             .configure(crate::api::config)
     })
     .workers(workers)

@@ -44,6 +44,7 @@ fn deploy_scripts_parse() {
         "test.sh",
         "run-market.sh",
         "check-manifests.sh",
+        "check-monitoring.sh",
         "postgres.sh",
     ] {
         let (ok, out) = run(Command::new("bash")

@@ -156,6 +156,32 @@ async fn metrics_count_calls_orders_matches_and_proof_checks() {
     );
     // No archive on this node: no PostgreSQL gauge.
     assert!(!text.contains("proof_market_postgres_up"), "{text}");
+    assert!(text.contains("process_start_time_seconds"), "{text}");
+    assert!(text.contains(&format!(
+        "proof_market_node_info{{node=\"{}\"",
+        server.node_id
+    )));
+
+    // The operator's files (alert rules and their unit tests, the scrape config, the
+    // Grafana dashboard) check out offline, and every metric they name is in this real
+    // scrape with its type and labels (`promtool check metrics` parses it too).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/check-monitoring.sh"
+        ))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy/check-monitoring.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,4 +217,112 @@ async fn hostile_paths_and_methods_do_not_grow_the_metrics() {
     );
     let total: f64 = unmatched.iter().map(|k| after[*k]).sum();
     assert_eq!(total, 600.0, "{text}");
+}
+
+/// A node logging JSON at info level to `log`.
+async fn logged_node(b: &Backend, log: &std::path::Path) -> Server {
+    Server::start_with_env(
+        b,
+        &["--json-logs"],
+        &[
+            (STDERR_FILE, Some(log.to_str().unwrap())),
+            ("RUST_LOG", Some("info")),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_answered_forwarded_and_in_every_log_line_of_the_call() {
+    let backend = Backend::new();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("a.log"), dir.path().join("b.log")];
+    let a = logged_node(&backend, &logs[0]).await;
+    let b = logged_node(&backend, &logs[1]).await;
+    let req = a.api().user("rid-req").await;
+    let prod = a.api().user("rid-prod").await;
+    let stmt = push_statement(&req).await;
+    let (s, _) = req
+        .post(
+            &format!("{ROOT}/request/"),
+            &json!({"statement_key": stmt, "cost": 7, "input": [{"field": 3}, {"field": 4}]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, p) = prod
+        .post(
+            &format!("{ROOT}/proposal/"),
+            &json!({"statement_key": stmt, "cost": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+
+    // A wrong proof through each node: one of them owns the statement, the other
+    // forwards the call to it; the owner logs both refusals.
+    let token = prod.token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let wrong = json!({"proof": example_proof(&[3, 5]), "proposal_key": p["_key"]});
+    for (node, id) in [(&a, "client-chosen-id.a:1"), (&b, "client-chosen-id.b:2")] {
+        let res = client
+            .post(format!("{}{ROOT}/proof", node.url))
+            .bearer_auth(&token)
+            .header("x-request-id", id)
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()["x-request-id"], id);
+    }
+    // A hostile id is replaced by a fresh one, not echoed.
+    let res = client
+        .get(format!("{}/health", a.url))
+        .header(
+            "x-request-id",
+            "bad id\twith spaces and far too long ".repeat(4),
+        )
+        .send()
+        .await
+        .unwrap();
+    let fresh = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(fresh.len(), 16, "{fresh}");
+    assert!(fresh.bytes().all(|c| c.is_ascii_hexdigit()), "{fresh}");
+
+    // The refusals are logged (JSON, one object a line) with the call's id, method,
+    // path and statement, on whichever node owns the statement.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text: String = logs
+            .iter()
+            .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+            .collect();
+        let refusals: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "proof refused")
+            .collect();
+        if refusals.len() == 2 {
+            let mut ids: Vec<&str> = refusals
+                .iter()
+                .map(|v| v["span"]["request_id"].as_str().unwrap_or_default())
+                .collect();
+            ids.sort();
+            assert_eq!(
+                ids,
+                ["client-chosen-id.a:1", "client-chosen-id.b:2"],
+                "{refusals:?}"
+            );
+            for v in &refusals {
+                assert_eq!(v["span"]["method"], "POST", "{v}");
+                assert_eq!(v["span"]["path"], format!("{ROOT}/proof"), "{v}");
+                assert_eq!(v["span"]["statement"].to_string(), stmt, "{v}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refusals logged: {refusals:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

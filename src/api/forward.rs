@@ -244,6 +244,9 @@ async fn forward(
     if let Some(k) = req.headers().get(IDEMPOTENCY_HEADER) {
         out = out.header(IDEMPOTENCY_HEADER, k.as_bytes());
     }
+    if let Some(id) = super::request_id::of(req) {
+        out = out.header(super::request_id::REQUEST_ID_HEADER, id.0.as_bytes());
+    }
     if let Some(b) = body {
         out = out
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod log_gate;
 pub mod node_auth;
 pub mod ratelimit;
+pub mod request_id;
 pub mod routes;
 pub mod views;
 

@@ -1,5 +1,6 @@
 //! HTTP handlers: parse, authorize, route, call the market, render. Nothing else.
 
+use super::request_id::record_keys;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
@@ -148,6 +149,7 @@ pub async fn push_order(
         None => Resend::Unsafe,
     };
     let order = bodies::new_order(**side, &body.object, idempotency)?;
+    record_keys(Some(order.statement), None);
     let (m, c) = (&m, &c);
     let order = &order;
     let answer = dispatch(
@@ -159,7 +161,10 @@ pub async fn push_order(
         |h| async move { m.place(&h, &c.0, order).await },
     )
     .await?;
-    Ok(answer.respond(|o| json_ok(views::order(&o))))
+    Ok(answer.respond(|o| {
+        record_keys(None, Some(o.key));
+        json_ok(views::order(&o))
+    }))
 }
 
 async fn withdraw(
@@ -172,6 +177,7 @@ async fn withdraw(
 ) -> Res {
     let key = bodies::path_key(side.as_str(), key)?;
     let stmt = m.statement_of(side.as_str(), key).await?;
+    record_keys(Some(stmt), Some(key));
     // A second withdrawal of the same order is refused (409), never applied twice.
     let answer = dispatch(router, req, stmt, None, Resend::Safe, |h| async move {
         m.withdraw(&h, &c.0, side, key).await
@@ -189,6 +195,7 @@ pub async fn get_order(
 ) -> Res {
     let side = **side;
     let key = bodies::path_key(side.as_str(), &key)?;
+    record_keys(None, Some(key));
     Ok(json_ok(views::order(&m.get_order(side, key).await?)))
 }
 
@@ -225,6 +232,7 @@ pub async fn push_proof(
 ) -> Res {
     let p = bodies::proof_push(&body.object, m.limits().max_proof_bytes)?;
     let stmt = m.proof_statement(&p).await?;
+    record_keys(Some(stmt), None);
     let (m, c) = (&m, &c);
     // A second proof for the same orders is refused (409), never applied twice.
     let p = &p;

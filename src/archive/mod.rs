@@ -138,6 +138,17 @@ impl Archive {
     /// Connects (the URL and TLS settings checked now, connections opened on demand)
     /// and applies the migrations.
     pub async fn open(cfg: ArchiveConfig) -> Result<Archive, ArchiveError> {
+        for query in [
+            "get_order",
+            "get_proof",
+            "closed_orders",
+            "insert_wallet_ledger",
+            "apply_batch",
+        ] {
+            crate::metrics::metrics()
+                .postgres_seconds
+                .with_label_values(&[query]);
+        }
         let pg: tokio_postgres::Config = cfg
             .url
             .parse()

@@ -87,6 +87,7 @@ impl ProverPool {
         } else {
             threads
         };
+        crate::metrics::metrics().add_pool(name);
         ProverPool {
             name,
             addr: SyncArbiter::start(threads, || Worker),

@@ -12,6 +12,10 @@ use super::api::Api;
 use super::backend::Backend;
 use super::free_port;
 
+/// An environment entry for [`Server::start_with_env`] that sends the node's log
+/// (stderr) to the file it names instead of the test's output.
+pub const STDERR_FILE: &str = "PM_TEST_STDERR_FILE";
+
 /// The JWT secret every test node signs with.
 pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
 
@@ -146,6 +150,15 @@ impl Server {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
             };
+            // The node's log to a file (appended across restarts), for tests that read it.
+            if let (STDERR_FILE, Some(path)) = (k.as_str(), v) {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                cmd.stderr(Stdio::from(f));
+            }
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
