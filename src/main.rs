@@ -56,6 +56,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of settings (keys are these flags' names, `lease_ms = 5000`); a flag
+    /// or an environment variable wins over the file.
+    #[arg(long, env = "PROOF_MARKET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print every setting (flag and config key, environment variable, default) as a
+    /// Markdown table and exit.
+    #[arg(long)]
+    print_settings: bool,
     /// PostgreSQL for the history (postgres://user:pass@host:port/db, `?sslmode=require`
     /// for TLS). Without it archiving is off and Redis keeps every order and proof.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -537,8 +545,60 @@ fn client(opts: &ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
         .block_on(proof_market::cli::run(opts, cmd))
 }
 
+/// Settings read only from the environment: secrets, which a command line shows to
+/// every user of the machine and a config file is easily copied with.
+const ENV_ONLY: &[proof_market::cli::config_file::EnvOnly] = &[
+    (
+        "PROOF_MARKET_JWT_SECRET",
+        "generated into `<data-dir>/jwt-secret`",
+        "secret signing the users' tokens: the same on every node of a market",
+    ),
+    (
+        "PROOF_MARKET_CLUSTER_SECRET",
+        "unset",
+        "the secret nodes sign calls to each other with (or `--cluster-secret-file`)",
+    ),
+    (
+        "PROOF_MARKET_ADMIN_TOKEN",
+        "unset (no operator calls)",
+        "the operator's token for `/admin` calls (credits)",
+    ),
+];
+
+/// Global flags that are settings of `serve` too (the others are the client's).
+const SERVE_GLOBALS: &[&str] = &["json-logs"];
+
+/// The command line, with the settings of `serve --config FILE` under it.
+fn parse_cli() -> Cli {
+    use clap::CommandFactory;
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    cmd.build();
+    let matches = cmd.clone().get_matches_from(&argv);
+    if let (Some(("serve", sm)), Some(serve)) = (matches.subcommand(), cmd.find_subcommand("serve"))
+    {
+        if let Some(path) = sm.get_one::<PathBuf>("config") {
+            match proof_market::cli::config_file::extra_args(serve, sm, path, SERVE_GLOBALS) {
+                Ok(extra) => argv.extend(extra),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        if sm.get_flag("print_settings") {
+            print!(
+                "{}",
+                proof_market::cli::config_file::settings_table(serve, SERVE_GLOBALS, ENV_ONLY)
+            );
+            std::process::exit(0);
+        }
+    }
+    Cli::parse_from(argv)
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Command::Serve(a) => {
             init_logs(cli.json_logs);

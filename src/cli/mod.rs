@@ -18,6 +18,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod config_file;
 pub mod files;
 pub mod verify;
 
