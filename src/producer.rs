@@ -201,6 +201,7 @@ impl Producer {
                         Err(ClientError::Http {
                             status: 409,
                             message,
+                            ..
                         }) => {
                             tracing::info!(%proposal, %message, "already settled")
                         }
@@ -229,6 +230,7 @@ impl Producer {
                 Err(ClientError::Http {
                     status: 400,
                     message,
+                    ..
                 }) if message.contains("deposit") => {
                     tracing::info!(statement = %stmt, %message, "deposit backs no more proposals now; waiting");
                     break;

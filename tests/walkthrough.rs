@@ -215,6 +215,17 @@ async fn requester_producer_flow_with_the_cli() {
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("409"), "{err}");
+    // The line names the call's request id (16 hex digits), as the market's logs do.
+    let id = err
+        .trim()
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit_once("(request id "))
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("no request id in {err}"));
+    assert!(
+        id.len() == 16 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{err}"
+    );
 
     // Errors are one line and non-zero for the CLI's own checks too.
     let (ok, _, err) = cli.run(&["request", "get", "--key", "999999999"]);

@@ -13,12 +13,14 @@ use std::path::PathBuf;
 pub enum ClientError {
     /// The market answered with a non-success status; `message` is its `errorMessage`
     /// (or, for a body that is not the market's error JSON, the body's first line).
-    #[error("{}", http_line(*.status, .message))]
+    #[error("{}", http_line(*.status, .message, .request_id.as_deref()))]
     Http {
         /// HTTP status code, e.g. 409.
         status: u16,
         /// What the server said went wrong, one line; may be empty.
         message: String,
+        /// The call's `x-request-id`, which names it in the market's logs.
+        request_id: Option<String>,
     },
     /// The market could not be reached or the exchange broke off; the whole line is ready
     /// to print, e.g. `cannot reach the market at http://127.0.0.1:8080: connection refused`.
@@ -94,6 +96,21 @@ impl ClientError {
         ClientError::Http {
             status,
             message: one_line(&raw),
+            request_id: None,
+        }
+    }
+
+    /// The same error, naming the call's request id (when it is an HTTP answer).
+    pub fn with_request_id(self, id: &str) -> Self {
+        match self {
+            ClientError::Http {
+                status, message, ..
+            } => ClientError::Http {
+                status,
+                message,
+                request_id: Some(id.to_owned()),
+            },
+            other => other,
         }
     }
 }
@@ -112,15 +129,19 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// `409 Conflict: <message>`, or `503 Service Unavailable` when there is no message.
-fn http_line(status: u16, message: &str) -> String {
+fn http_line(status: u16, message: &str, request_id: Option<&str>) -> String {
     let reason = reqwest::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("HTTP error");
-    if message.is_empty() {
+    let line = if message.is_empty() {
         format!("{status} {reason}")
     } else {
         format!("{status} {reason}: {message}")
+    };
+    match request_id {
+        Some(id) => format!("{line} (request id {id})"),
+        None => line,
     }
 }
 
@@ -137,6 +158,18 @@ mod tests {
             err.to_string(),
             "409 Conflict: request 123 is processing, only created orders can be withdrawn"
         );
+    }
+
+    #[test]
+    fn the_request_id_ends_the_line() {
+        let body = r#"{"error":true,"code":409,"errorMessage":"already withdrawn"}"#;
+        let err = ClientError::from_http_body(409, body).with_request_id("9f0c1d2e3a4b5c6d");
+        assert_eq!(
+            err.to_string(),
+            "409 Conflict: already withdrawn (request id 9f0c1d2e3a4b5c6d)"
+        );
+        let other = ClientError::Invalid("x".into()).with_request_id("1");
+        assert_eq!(other.to_string(), "x");
     }
 
     #[test]

@@ -280,13 +280,19 @@ async fn conflict_is_not_retried() -> TestResult {
         .withdraw_order(Side::Request, "123")
         .await
         .err();
-    assert_eq!(
-        err.map(|e| e.to_string()).as_deref(),
-        Some("409 Conflict: request 123 is processing, only created orders can be withdrawn")
-    );
     let seen = server.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "DELETE");
+    // The line ends with the id the call was sent under.
+    let id = seen[0].header("x-request-id").unwrap_or_default();
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(
+        err.map(|e| e.to_string()),
+        Some(format!(
+            "409 Conflict: request 123 is processing, only created orders can be withdrawn \
+             (request id {id})"
+        ))
+    );
     Ok(())
 }
 
@@ -309,9 +315,17 @@ async fn gives_up_after_five_retries() -> TestResult {
         .push_proposal("32326", cost(2), None, None)
         .await
         .err();
+    // Every resend went under the call's one id, which the line names.
+    let ids: std::collections::BTreeSet<String> = server
+        .seen()
+        .iter()
+        .map(|s| s.header("x-request-id").unwrap_or_default())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap_or_default();
     assert_eq!(
-        err.map(|e| e.to_string()).as_deref(),
-        Some("503 Service Unavailable: busy")
+        err.map(|e| e.to_string()),
+        Some(format!("503 Service Unavailable: busy (request id {id})"))
     );
     assert_eq!(server.seen().len() as u32, MAX_RETRIES + 1);
     Ok(())

@@ -103,8 +103,14 @@ impl Transport {
     ) -> Result<Value, ClientError> {
         let mut retries = 0;
         let mut transport_retries = 0;
+        // One id for the call, resends included: the market's logs show them together,
+        // and an error line names it.
+        let request_id = format!("{:016x}", rand::random::<u64>());
         loop {
-            let mut request = self.http.request(method.clone(), url.clone());
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(crate::protocol::REQUEST_ID_HEADER, &request_id);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
@@ -143,7 +149,7 @@ impl Transport {
                     cause(&e)
                 ))
             })?;
-            return decode_answer(status, &text);
+            return decode_answer(status, &text).map_err(|e| e.with_request_id(&request_id));
         }
     }
 }
