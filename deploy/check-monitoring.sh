@@ -193,6 +193,9 @@ COUNTERS = {
     "proof_market_rate_limited_total": {"limit"},
     "proof_market_archived_events_total": set(),
     "proof_market_archive_errors_total": set(),
+    "proof_market_redis_errors_total": {"command"},
+    "proof_market_postgres_errors_total": {"query"},
+    "proof_market_forward_failures_total": {"reason"},
 }
 HISTOGRAMS = {
     "proof_market_http_request_duration_seconds": {"route"},
@@ -214,6 +217,7 @@ GAUGES = {
     "proof_market_ready": set(),
     "proof_market_redis_up": set(),
     "proof_market_postgres_up": set(),
+    "proof_market_node_info": {"node", "version"},
 }
 OPTIONAL = {
     "proof_market_postgres_up": "exported only when archiving is on",

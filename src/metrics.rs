@@ -60,6 +60,13 @@ pub struct Metrics {
     pub proof_verify: HistogramVec,
     /// Redis calls by command.
     pub redis_seconds: HistogramVec,
+    /// Redis calls that failed (no answer, connection lost, an error reply), by command.
+    pub redis_errors: IntCounterVec,
+    /// PostgreSQL calls of the archive that failed, by query.
+    pub postgres_errors: IntCounterVec,
+    /// Calls this node could not forward to their statement's owner, by reason
+    /// (`unreachable`, `failed`).
+    pub forward_failures: IntCounterVec,
     /// PostgreSQL calls by query.
     pub postgres_seconds: HistogramVec,
     /// Work pool jobs: time queued and time running, by pool.
@@ -178,7 +185,7 @@ impl Metrics {
         for result in ["valid", "invalid"] {
             proof_verify.with_label_values(&[result]);
         }
-        Metrics {
+        let m = Metrics {
             node_info: gauge_vec(
                 &r,
                 "proof_market_node_info",
@@ -218,6 +225,24 @@ impl Metrics {
                 "Redis calls (a pipeline counts as one) by command",
                 LATENCY_BUCKETS,
                 &["command"],
+            ),
+            redis_errors: counter_vec(
+                &r,
+                "proof_market_redis_errors_total",
+                "Redis calls that failed (no answer, connection lost, an error reply)",
+                &["command"],
+            ),
+            postgres_errors: counter_vec(
+                &r,
+                "proof_market_postgres_errors_total",
+                "PostgreSQL calls of the archive that failed",
+                &["query"],
+            ),
+            forward_failures: counter_vec(
+                &r,
+                "proof_market_forward_failures_total",
+                "Calls this node could not forward to their statement's owner",
+                &["reason"],
             ),
             postgres_seconds: histogram_vec(
                 &r,
@@ -314,7 +339,11 @@ impl Metrics {
             statements: Mutex::new(HashMap::new()),
             scrape: tokio::sync::Mutex::new(()),
             registry: r,
+        };
+        for reason in ["unreachable", "failed"] {
+            m.forward_failures.with_label_values(&[reason]);
         }
+        m
     }
 
     /// The label of `stmt`: its key for the first [`MAX_STATEMENT_LABELS`] statements
@@ -360,18 +389,24 @@ impl Metrics {
         }
     }
 
-    /// Times a Redis call of `command`.
-    pub fn redis_call(&self, command: &str, took: Duration) {
+    /// Times a Redis call of `command`, and counts it when it `failed`.
+    pub fn redis_call(&self, command: &str, took: Duration, failed: bool) {
         self.redis_seconds
             .with_label_values(&[command])
             .observe(took.as_secs_f64());
+        if failed {
+            self.redis_errors.with_label_values(&[command]).inc();
+        }
     }
 
-    /// Times a PostgreSQL call of `query`.
-    pub fn postgres_call(&self, query: &str, took: Duration) {
+    /// Times a PostgreSQL call of `query`, and counts it when it `failed`.
+    pub fn postgres_call(&self, query: &str, took: Duration, failed: bool) {
         self.postgres_seconds
             .with_label_values(&[query])
             .observe(took.as_secs_f64());
+        if failed {
+            self.postgres_errors.with_label_values(&[query]).inc();
+        }
     }
 }
 

@@ -326,3 +326,30 @@ async fn request_ids_are_answered_forwarded_and_in_every_log_line_of_the_call() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// With Redis gone the node says so in its metrics: `redis_up` 0 and the failed calls
+/// counted by command.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_redis_shows_in_the_metrics() {
+    let mut redis = OwnRedis::start();
+    let backend = Backend::on(redis.url());
+    let server = Server::start(&backend).await;
+    let (_, m) = scrape(&server).await;
+    assert_eq!(value(&m, "proof_market_redis_up"), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            "proof_market_forward_failures_total{reason=\"unreachable\"}"
+        ),
+        0.0
+    );
+    redis.kill();
+    let (text, m) = scrape(&server).await;
+    assert_eq!(value(&m, "proof_market_redis_up"), 0.0, "{text}");
+    let failed: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("proof_market_redis_errors_total{"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(failed >= 1.0, "{text}");
+}

@@ -259,6 +259,15 @@ async fn forward(
         let err = ApiError::from(MarketError::unavailable(
             "the node owning this statement is unreachable, retry shortly",
         ));
+        let reason = if e.is_connect() {
+            "unreachable"
+        } else {
+            "failed"
+        };
+        crate::metrics::metrics()
+            .forward_failures
+            .with_label_values(&[reason])
+            .inc();
         if e.is_connect() {
             Forward::Unreachable(err)
         } else {

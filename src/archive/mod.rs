@@ -363,10 +363,13 @@ impl Archive {
 }
 
 /// `call`, timed into the PostgreSQL call histogram under `query`.
-async fn timed<T>(query: &'static str, call: impl std::future::Future<Output = T>) -> T {
+async fn timed<T, E>(
+    query: &'static str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = std::time::Instant::now();
     let r = call.await;
-    crate::metrics::metrics().postgres_call(query, started.elapsed());
+    crate::metrics::metrics().postgres_call(query, started.elapsed(), r.is_err());
     r
 }
 

@@ -73,7 +73,7 @@ fn timed<'a, T: Send + 'a>(
     Box::pin(async move {
         let started = std::time::Instant::now();
         let r = call.await;
-        crate::metrics::metrics().redis_call(command, started.elapsed());
+        crate::metrics::metrics().redis_call(command, started.elapsed(), r.is_err());
         r
     })
 }
@@ -99,7 +99,7 @@ impl Conn {
                 c.route_pipeline(pipe, 0, n, route).await
             }
         };
-        crate::metrics::metrics().redis_call("PIPELINE", started.elapsed());
+        crate::metrics::metrics().redis_call("PIPELINE", started.elapsed(), r.is_err());
         r
     }
 }

@@ -60,6 +60,12 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Kills Redis with SIGKILL (and leaves it down).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills Redis with SIGKILL and starts it again from its AOF.
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
