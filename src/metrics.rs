@@ -173,7 +173,7 @@ impl Metrics {
         let proof_verify = histogram_vec(
             &r,
             "proof_market_proof_verify_seconds",
-            "Proof verification time on the verify pool, by result",
+            "Proof verification time on the verification pool, by result",
             WORK_BUCKETS,
             &["result"],
         );

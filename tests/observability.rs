@@ -45,21 +45,7 @@ async fn metrics_count_calls_orders_matches_and_proof_checks() {
     let prod = api.user("obs-prod").await;
     let stmt = push_statement(&req).await;
 
-    let (s, r) = req
-        .post(
-            &format!("{ROOT}/request/"),
-            &json!({"statement_key": stmt, "cost": 7, "input": [{"field": 3}, {"field": 4}]}),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
-    let (s, p) = prod
-        .post(
-            &format!("{ROOT}/proposal/"),
-            &json!({"statement_key": stmt, "cost": 5}),
-        )
-        .await;
-    assert_eq!(s, 200, "{p}");
-    assert_eq!(p["status"], "processing", "{p}");
+    let (r, p) = matched_pair(&req, &prod, &stmt, [3, 4]).await;
     // A wrong proof first (refused by the verifier), then the real one.
     let (s, v) = prod
         .post(
@@ -242,20 +228,7 @@ async fn request_ids_are_answered_forwarded_and_in_every_log_line_of_the_call() 
     let req = a.api().user("rid-req").await;
     let prod = a.api().user("rid-prod").await;
     let stmt = push_statement(&req).await;
-    let (s, _) = req
-        .post(
-            &format!("{ROOT}/request/"),
-            &json!({"statement_key": stmt, "cost": 7, "input": [{"field": 3}, {"field": 4}]}),
-        )
-        .await;
-    assert_eq!(s, 200);
-    let (s, p) = prod
-        .post(
-            &format!("{ROOT}/proposal/"),
-            &json!({"statement_key": stmt, "cost": 5}),
-        )
-        .await;
-    assert_eq!(s, 200, "{p}");
+    let (_, p) = matched_pair(&req, &prod, &stmt, [3, 4]).await;
 
     // A wrong proof through each node: one of them owns the statement, the other
     // forwards the call to it; the owner logs both refusals.

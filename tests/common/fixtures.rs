@@ -1,7 +1,7 @@
 //! The example statement (`example/statements/arithmetic.json`, the walkthrough's), how
 //! to push it, and real proofs of its circuit.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::api::{Api, ROOT};
 
@@ -32,4 +32,27 @@ pub fn example_proof(inputs: &[u64]) -> String {
     let values: Vec<_> = inputs.iter().map(|&v| v.into()).collect();
     let (_, proof) = c.prove(&values).unwrap();
     format!("0x{}", hex::encode(proof))
+}
+
+/// `req` requests a proof of the example statement `stmt` on `inputs` at cost 7 and
+/// `prod` proposes at cost 5, so the two match; returns (request, proposal) as answered.
+pub async fn matched_pair(req: &Api, prod: &Api, stmt: &str, inputs: [u64; 2]) -> (Value, Value) {
+    let input = json!([{"field": inputs[0]}, {"field": inputs[1]}]);
+    let (s, r) = req
+        .post(
+            &format!("{ROOT}/request/"),
+            &json!({"statement_key": stmt, "cost": 7, "input": input}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, p) = prod
+        .post(
+            &format!("{ROOT}/proposal/"),
+            &json!({"statement_key": stmt, "cost": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "processing", "{p}");
+    assert_eq!(p["request_key"], r["_key"], "{p}");
+    (r, p)
 }
