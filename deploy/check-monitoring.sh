@@ -214,6 +214,7 @@ GAUGES = {
     "proof_market_archive_pending_events": set(),
     "proof_market_owned_statements": set(),
     "proof_market_live_nodes": set(),
+    "proof_market_event_streams": set(),
     "proof_market_ready": set(),
     "proof_market_redis_up": set(),
     "proof_market_postgres_up": set(),

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod domain;
 pub mod error;
 pub mod input;
+pub mod live;
 pub mod market;
 pub mod metrics;
 pub mod producer;

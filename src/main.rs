@@ -83,6 +83,20 @@ struct ServeArgs {
     /// Most entries each statement's event log keeps in Redis (0: no cap).
     #[arg(long, env = "PROOF_MARKET_EVENT_LOG_MAX", default_value_t = proof_market::store::EVENT_LOG_MAX)]
     event_log_max: u64,
+    /// Seconds archived events stay in their statement's log, for live streams
+    /// (`GET /events`) to resume from with `Last-Event-ID`.
+    #[arg(long, env = "PROOF_MARKET_EVENT_RESUME_SECS", default_value_t = proof_market::store::RESUME_WINDOW_MS / 1000, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    event_resume_secs: u64,
+    /// Live event streams (`GET /events`) this node serves at once.
+    #[arg(long, env = "PROOF_MARKET_MAX_EVENT_STREAMS", default_value_t = proof_market::live::LiveConfig::MAX_STREAMS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_event_streams: u64,
+    /// Live event streams one user may hold open at once on this node.
+    #[arg(long, env = "PROOF_MARKET_MAX_EVENT_STREAMS_PER_USER", default_value_t = proof_market::live::LiveConfig::MAX_STREAMS_PER_USER as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_event_streams_per_user: u64,
+    /// Seconds between keep-alive comments on an idle event stream (a proxy's idle
+    /// timeout must be longer; a client gone away is noticed at the next one).
+    #[arg(long, env = "PROOF_MARKET_EVENT_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    event_keepalive_secs: u64,
     /// Balance each new wallet opens with, in units (a demo or test market: clients of
     /// the original market, which knows nothing of money, can then trade).
     #[arg(long, env = "PROOF_MARKET_SIGNUP_CREDIT", default_value = "0", value_parser = parse_amount)]
@@ -507,6 +521,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 interval: Duration::from_millis(args.archive_interval_ms),
             }),
         event_log_max: args.event_log_max,
+        event_resume: Duration::from_secs(args.event_resume_secs),
+        live: proof_market::live::LiveConfig {
+            max_streams: args.max_event_streams as usize,
+            max_streams_per_user: args.max_event_streams_per_user as usize,
+            ping: Duration::from_secs(args.event_keepalive_secs),
+            ..Default::default()
+        },
         wallets: WalletConfig {
             signup_credit: args.signup_credit,
             signup_deposit: args.signup_deposit,

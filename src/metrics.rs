@@ -88,6 +88,7 @@ pub struct Metrics {
     archive_pending: IntGauge,
     owned_statements: IntGauge,
     live_nodes: IntGauge,
+    live_streams: IntGauge,
     ready: IntGauge,
     redis_up: IntGauge,
     postgres_up: IntGauge,
@@ -321,6 +322,11 @@ impl Metrics {
                 "Statements whose matcher runs on this node",
             ),
             live_nodes: gauge(&r, "proof_market_live_nodes", "Live nodes this node sees"),
+            live_streams: gauge(
+                &r,
+                "proof_market_event_streams",
+                "Live event streams (GET /events) open on this node",
+            ),
             ready: gauge(
                 &r,
                 "proof_market_ready",
@@ -380,6 +386,11 @@ impl Metrics {
         self.node_info
             .with_label_values(&[node, env!("CARGO_PKG_VERSION")])
             .set(1);
+    }
+
+    /// Sets the number of live event streams open on this node.
+    pub fn live_streams(&self, n: usize) {
+        self.live_streams.set(n as i64);
     }
 
     /// Makes a pool's job series exist from the start (at 0).

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub archive: Option<ArchiveConfig>,
     /// Most entries each statement's event log keeps (0: no cap).
     pub event_log_max: u64,
+    /// How long archived events stay in their log for live streams to resume from.
+    pub event_resume: Duration,
+    /// Caps of live streams.
+    pub live: crate::live::LiveConfig,
     /// How wallets open and how long money may travel.
     pub wallets: crate::store::WalletConfig,
     /// The operator's token for `/admin` calls (`None`: those calls are refused).
@@ -114,7 +118,8 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {redis}: {e}"))?
         .with_event_log_max(cfg.event_log_max)
         .with_wallets(cfg.wallets)
-        .with_ledger_archive(cfg.archive.is_some());
+        .with_ledger_archive(cfg.archive.is_some())
+        .with_resume_window(cfg.event_resume.as_millis() as u64);
     let archive = match &cfg.archive {
         Some(a) => {
             let db = crate::store::redact_url(&a.url);
@@ -170,6 +175,8 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         .with_money(cfg.node.economics, cfg.admin_token.clone()),
     );
     market.clone().into_inner().spawn_resolver();
+    let hub = crate::live::Hub::start(store_for_archiver.clone(), cfg.live);
+    let hub_data = web::Data::from(hub.clone());
     let router_data = web::Data::from(router.clone());
     let node_auth = web::Data::new(NodeAuth::new(
         cfg.node.id.clone(),
@@ -189,6 +196,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         App::new()
             .app_data(market.clone())
             .app_data(router_data.clone())
+            .app_data(hub_data.clone())
             .app_data(body_limits.clone())
             .app_data(web::Data::new(Forwarder::new()))
             .app_data(node_auth.clone())
@@ -224,6 +232,9 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         // new owners; then stop HTTP, letting calls in flight finish.
         tracing::info!("stopping: handing statements over");
         router.leave().await;
+        // Live streams end now (their clients reconnect to another node): a graceful
+        // stop waits for open calls, and a stream never finishes by itself.
+        hub.close();
         // Keep forwarding for a round of the other nodes' upkeep, until they all see
         // this node gone and stop sending it calls.
         tokio::time::sleep(router.node().lease / 3 + std::time::Duration::from_millis(300)).await;

@@ -11,6 +11,7 @@ pub mod bodies;
 pub mod caller;
 pub mod error;
 pub mod forward;
+pub mod live;
 pub mod log_gate;
 pub mod node_auth;
 pub mod ratelimit;
@@ -83,6 +84,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 .route("/proof/{key}", web::get().to(r::get_proof))
                 .route("/book/{key}", web::get().to(r::book))
                 .route("/cluster", web::get().to(r::cluster))
+                .route("/events", web::get().to(live::events))
                 .route("/user/{user}/balance", web::get().to(r::balance))
                 .route("/producer/{user}/stats", web::get().to(r::producer_stats))
                 .service(post(

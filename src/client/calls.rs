@@ -221,6 +221,23 @@ impl MarketClient {
         self.place(Side::Proposal, body).await
     }
 
+    /// `GET /events[?statement=K]`: the caller's live stream (and the statement's public
+    /// one), resuming after `last_id` when given.
+    pub async fn events(
+        &self,
+        statement_key: Option<&str>,
+        last_id: Option<&str>,
+    ) -> Result<crate::client::events::EventSource, ClientError> {
+        let mut query = Vec::new();
+        if let Some(k) = statement_key {
+            query.push(("statement", check_key("statement", k)?.to_owned()));
+        }
+        let url = self
+            .transport
+            .url(&format!("{MARKET_ROOT}/events"), &query)?;
+        crate::client::events::EventSource::open(url, self.jwt.as_deref(), last_id).await
+    }
+
     /// `GET /request/{key}` or `GET /proposal/{key}`: one order.
     pub async fn get_order(&self, side: Side, key: &str) -> Result<Value, ClientError> {
         let path = order_path(side, key)?;

@@ -14,12 +14,14 @@
 //!   and, for placements under an `Idempotency-Key`, after a lost connection.
 //! - [`owners`]: which node owns which statement (`GET /cluster`), so that orders go to
 //!   their statement's owner directly, not through a hop.
+//! - [`events`]: [`EventSource`](events::EventSource), the live stream (`GET /events`).
 //! - [`error`]: [`ClientError`], each variant one printable line.
 //! - [`auth_file`]: [`AuthFile`], the file keeping the login token and the market it is for.
 
 pub mod auth_file;
 pub mod calls;
 pub mod error;
+pub mod events;
 pub mod owners;
 pub mod transport;
 

@@ -117,6 +117,8 @@ pub struct Store {
     /// Whether wallet scripts mark their wallets for the ledger archiver; see
     /// `with_ledger_archive`.
     pub(super) ledger_marks: bool,
+    /// How long archived events stay in their log (ms); see `with_resume_window`.
+    pub(super) resume_window_ms: u64,
 }
 
 /// How wallets open and how long money sent to a statement may take to arrive.
@@ -140,6 +142,9 @@ impl Default for WalletConfig {
         }
     }
 }
+
+/// Default of [`Store::with_resume_window`]: a minute.
+pub const RESUME_WINDOW_MS: u64 = 60_000;
 
 /// Default of [`Store::with_event_log_max`].
 pub const EVENT_LOG_MAX: u64 = 100_000;
@@ -183,6 +188,7 @@ impl Store {
             event_log_max: EVENT_LOG_MAX,
             wallets: WalletConfig::default(),
             ledger_marks: false,
+            resume_window_ms: RESUME_WINDOW_MS,
         })
     }
 
@@ -204,7 +210,44 @@ impl Store {
             .await?
             .with_event_log_max(self.event_log_max)
             .with_wallets(self.wallets)
-            .with_ledger_archive(self.ledger_marks))
+            .with_ledger_archive(self.ledger_marks)
+            .with_resume_window(self.resume_window_ms))
+    }
+
+    /// Keeps archived events in their statement's log for `ms` after they happened, so
+    /// that a live stream (`GET /events`) reconnecting within it resumes without a gap.
+    pub fn with_resume_window(mut self, ms: u64) -> Store {
+        self.resume_window_ms = ms;
+        self
+    }
+
+    /// How long archived events stay in their log (ms).
+    pub fn resume_window_ms(&self) -> u64 {
+        self.resume_window_ms
+    }
+
+    /// Subscribes to the channel that tells when a statement's log or a wallet's
+    /// ledger grew (one connection of its own, to the first seed that answers: a
+    /// cluster delivers every node's messages to every node).
+    pub async fn subscribe_events(&self) -> Result<redis::aio::PubSub, StoreError> {
+        let certs = self.target.certificates();
+        let mut last = None;
+        for url in self.target.seeds() {
+            let client = match &certs {
+                Some(c) => redis::Client::build_with_tls(url.as_str(), c.clone())?,
+                None => redis::Client::open(url.as_str())?,
+            };
+            match client.get_async_pubsub().await {
+                Ok(mut p) => {
+                    p.subscribe(self.keys.events_channel()).await?;
+                    return Ok(p);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .map(StoreError::from)
+            .unwrap_or_else(|| StoreError::Corrupt("no Redis URL".into())))
     }
 
     /// Sets how wallets open and how long money may travel.

@@ -389,7 +389,7 @@ impl Event {
 /// A statement's event log as it stands: its oldest entry and its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LogState {
-    /// Events not yet trimmed (not yet archived, or archived a moment ago).
+    /// Events not archived yet.
     pub pending: u64,
     /// The time of the oldest of them.
     pub oldest: Option<Millis>,
@@ -410,18 +410,36 @@ fn fenced_or_ok(reply: &redis::Value) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// The events of the oldest entries of a statement's log, at most `max` entries
-    /// (an entry holds the events of one batch, up to 1000), and how many entries
-    /// were read.
+    /// The events of the oldest entries of a statement's log not archived yet, at most
+    /// `max` entries (an entry holds the events of one batch, up to 1000), and how many
+    /// entries were read.
     pub async fn read_events(
         &self,
         stmt: Key,
         max: usize,
     ) -> Result<(usize, Vec<Event>), StoreError> {
         let mut c = self.conn.clone();
+        let after: Option<String> = c.get(self.keys.statement(stmt).archived_id()).await?;
+        let from = match after {
+            Some(id) => format!("({id}"),
+            None => "-".to_owned(),
+        };
+        self.events_from(stmt, &from, max).await
+    }
+
+    /// The events of at most `max` entries of a statement's log from `from` on (an
+    /// XRANGE start: `-`, an entry id, or `(<id>` for the entries after it), and how
+    /// many entries were read.
+    pub async fn events_from(
+        &self,
+        stmt: Key,
+        from: &str,
+        max: usize,
+    ) -> Result<(usize, Vec<Event>), StoreError> {
+        let mut c = self.conn.clone();
         let rows: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
             .arg(self.keys.statement(stmt).events())
-            .arg("-")
+            .arg(from)
             .arg("+")
             .arg("COUNT")
             .arg(max)
@@ -435,12 +453,53 @@ impl Store {
         Ok((entries, out))
     }
 
-    /// The log's length, oldest entry's time and last event number.
+    /// The id of the last entry of a statement's log (`None`: empty).
+    pub async fn last_entry_id(&self, stmt: Key) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.statement(stmt).events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await?;
+        Ok(last.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// The number of the first event a statement's log still holds (`None`: empty) and
+    /// of the last event ever appended.
+    pub async fn log_bounds(&self, stmt: Key) -> Result<(Option<u64>, u64), StoreError> {
+        let k = self.keys.statement(stmt);
+        let mut c = self.conn.clone();
+        let last: Option<u64> = c.get(k.event_seq()).await?;
+        let first: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(k.events())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await?;
+        let first = match first.into_iter().next() {
+            Some((id, fields)) => Event::parse_entry(id, fields)?.first().map(|e| e.n),
+            None => None,
+        };
+        Ok((first, last.unwrap_or(0)))
+    }
+
+    /// The log's events not archived yet, the oldest one's time and the last event
+    /// number.
     pub async fn log_state(&self, stmt: Key) -> Result<LogState, StoreError> {
         let k = self.keys.statement(stmt);
         let mut c = self.conn.clone();
-        let pending: u64 = c.xlen(k.events()).await?;
-        let last: Option<u64> = c.get(k.event_seq()).await?;
+        let (last, archived): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(k.event_seq())
+            .get(k.archived())
+            .query_async(&mut c)
+            .await?;
+        let last = last.unwrap_or(0);
+        let pending = last.saturating_sub(archived.unwrap_or(0));
         let oldest = if pending == 0 {
             None
         } else {
@@ -449,13 +508,14 @@ impl Store {
         Ok(LogState {
             pending,
             oldest,
-            last: last.unwrap_or(0),
+            last,
         })
     }
 
     /// After PostgreSQL committed the events up to `last` (id and number): marks the
     /// `closed` records (member, close time) for removal after the retention and trims
-    /// the log through `last`.
+    /// the log through `last`, but for the entries of the last resume window
+    /// ([`Store::with_resume_window`]), which live streams resume from.
     pub async fn finish_archived(
         &self,
         stmt: Key,
@@ -466,7 +526,8 @@ impl Store {
         let mut inv = ARCHIVED.key(self.keys.statement(stmt).base());
         inv.arg(fence.map(|f| f.to_string()).unwrap_or_default())
             .arg(last.0)
-            .arg(last.1);
+            .arg(last.1)
+            .arg(self.resume_window_ms);
         for (m, at) in closed {
             inv.arg(m).arg(at.0);
         }

@@ -20,7 +20,8 @@
 //! | `P:{stmt:K}:events`                | stream | the event log (see `transitions.lua`)        |
 //! | `P:{stmt:K}:evseq`                 | string | the number of the last event appended        |
 //! | `P:{stmt:K}:closed`                | zset   | archived closed records (`o:O`, `p:F`) by close time (ms), to remove after the retention |
-//! | `P:{stmt:K}:archived`              | string | the number of the last event archived and trimmed |
+//! | `P:{stmt:K}:archived`              | string | the number of the last event archived        |
+//! | `P:{stmt:K}:archived_id`           | string | the stream id of that event's entry (the log keeps archived entries for the resume window) |
 //! | `P:statements`                     | zset   | every statement key                          |
 //! | `P:seq`                            | string | the counter new keys are reserved from       |
 //! | `P:blocks`                         | zset   | blocks of order and proof keys, `<first>:<last>:<statement>` scored by first key |
@@ -52,6 +53,7 @@
 //! | `P:{wallets}:led-last`             | zset   | the same wallets by their last ledger write (ms) |
 //! | `P:nodes`                          | zset   | node id, scored by heartbeat expiry (ms)     |
 //! | `P:node-urls`                      | hash   | node id → the URL calls are forwarded to     |
+//! | `P:events`                         | pub/sub channel | "the log grew" hints for live streams (`transitions.lua`, `wallet.lua`) |
 //!
 //! \* Accounts created before names were case-insensitive are under the exact name;
 //! reading one claims its lowercased key too.
@@ -78,6 +80,7 @@ const EVENTS: &str = ":events";
 const EVSEQ: &str = ":evseq";
 const CLOSED: &str = ":closed";
 const ARCHIVED: &str = ":archived";
+const ARCHIVED_ID: &str = ":archived_id";
 const PAY: &str = ":pay";
 const SEEN: &str = ":seen";
 const BUYERS: &str = ":buyers:";
@@ -115,6 +118,12 @@ impl Keys {
         StmtKeys {
             base: format!("{}:{{stmt:{stmt}}}", self.prefix),
         }
+    }
+
+    /// The pub/sub channel telling nodes that a statement's log or a wallet's ledger
+    /// grew (see `transitions.lua` and `wallet.lua`).
+    pub fn events_channel(&self) -> String {
+        self.global("events")
     }
 
     /// The sorted set of every statement key.
@@ -342,9 +351,14 @@ impl StmtKeys {
         self.under(CLOSED)
     }
 
-    /// The number of the last event archived and trimmed from the log.
+    /// The number of the last event archived.
     pub fn archived(&self) -> String {
         self.under(ARCHIVED)
+    }
+
+    /// The stream id of the entry of the last event archived.
+    pub fn archived_id(&self) -> String {
+        self.under(ARCHIVED_ID)
     }
 
     /// The count of refused proofs for a proposal.
@@ -405,6 +419,11 @@ mod tests {
         assert_eq!(k.statements_pushed("al"), "pm:statements-pushed:al");
         assert_eq!(k.nodes(), "pm:nodes");
         assert_eq!(k.node_urls(), "pm:node-urls");
+        assert_eq!(k.events_channel(), "pm:events");
+        assert_eq!(
+            k.statement(Key(12)).archived_id(),
+            "pm:{stmt:12}:archived_id"
+        );
     }
 
     /// `transitions.lua` builds its keys from the statement base `B`; it must use these

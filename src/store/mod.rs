@@ -44,7 +44,7 @@ mod transitions;
 mod wallets;
 
 pub use allocator::KeyAllocator;
-pub use conn::{Store, WalletConfig, EVENT_LOG_MAX};
+pub use conn::{Store, WalletConfig, EVENT_LOG_MAX, RESUME_WINDOW_MS};
 pub use events::{Event, EventKind, LogState, Movement};
 pub use limits::Bucket;
 pub use market_data::{Day, MarketData, Trade};

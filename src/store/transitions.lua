@@ -85,8 +85,12 @@ local function flush()
   cmd[#cmd + 1] = '*'
   cmd[#cmd + 1] = 'n'; cmd[#cmd + 1] = last - count + 1
   for j = 1, #evbuf do cmd[#cmd + 1] = evbuf[j] end
-  redis.call(unpack(cmd))
+  local id = redis.call(unpack(cmd))
   evbuf = {}
+  -- Tells the nodes' live streams (src/live) that the log grew: "<statement> <entry id>"
+  -- on "<prefix>:events". A hint only: a node that misses it reads on from its cursor.
+  local prefix, stmt = string.match(B, '^(.*):{stmt:(%d+)}$')
+  if prefix then redis.call('PUBLISH', prefix .. ':events', stmt .. ' ' .. id) end
 end
 
 local function emit(event)

@@ -30,7 +30,11 @@ local function get(f)
 end
 
 local function ledger(kind, db, dd, ref)
-  redis.call('XADD', LED, '*', 'k', kind, 'b', db, 'd', dd, 'r', ref)
+  local id = redis.call('XADD', LED, '*', 'k', kind, 'b', db, 'd', dd, 'r', ref)
+  -- Tells the nodes' live streams (src/live) of the movement: "w <entry id> <name>" on
+  -- "<prefix>:events" (a hint; see transitions.lua).
+  local prefix, name = string.match(B, '^(.*):{u:(.*)}$')
+  if prefix then redis.call('PUBLISH', prefix .. ':events', 'w ' .. id .. ' ' .. name) end
 end
 
 -- A wallet opens on first use, with the market's signup amounts.

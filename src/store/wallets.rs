@@ -614,6 +614,21 @@ impl Store {
         r.ids.iter().map(LedgerEntry::parse).collect()
     }
 
+    /// At most `max` entries of `user`'s wallet ledger from `from` on (an XRANGE
+    /// start: `-`, an entry id, or `(<id>` for the entries after it).
+    pub async fn wallet_ledger_from(
+        &self,
+        user: &str,
+        from: &str,
+        max: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut c = self.conn.clone();
+        let r: redis::streams::StreamRangeReply = c
+            .xrange_count(format!("{}:led", self.keys.wallet(user)), from, "+", max)
+            .await?;
+        r.ids.iter().map(LedgerEntry::parse).collect()
+    }
+
     /// Wallets whose ledgers may hold entries not yet archived since at or before
     /// `cutoff` (ms), oldest first, at most `max`, lowercased.
     pub async fn ledgers_due(&self, cutoff: Millis, max: usize) -> Result<Vec<String>, StoreError> {

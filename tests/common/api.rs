@@ -101,6 +101,16 @@ impl Api {
             .await
     }
 
+    /// `get` with one extra header.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .header(name, value),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.http.delete(format!("{}{path}", self.base)))
             .await
