@@ -537,7 +537,8 @@ impl Store {
     }
 
     /// Removes at most `max` archived closed records that closed at or before `cutoff`,
-    /// and their locators. Returns the keys removed.
+    /// and their locators, and trims archived events past the resume window from the
+    /// log. Returns the keys removed.
     pub async fn sweep_closed(
         &self,
         stmt: Key,
@@ -548,7 +549,8 @@ impl Store {
         let mut inv = SWEEP.key(self.keys.statement(stmt).base());
         inv.arg(fence.map(|f| f.to_string()).unwrap_or_default())
             .arg(cutoff.0)
-            .arg(max);
+            .arg(max)
+            .arg(self.resume_window_ms);
         let mut c = self.conn.clone();
         let reply: redis::Value = inv.invoke_async(&mut c).await?;
         fenced_or_ok(&reply)?;

@@ -1,17 +1,29 @@
 -- Removes archived closed records whose retention has passed: orders (their hash and
--- index entry) and proofs (their hash). Only members of the `closed` set are removed,
+-- index entry) and proofs (their hash); and trims archived events older than the resume
+-- window from the log (archived.lua keeps them there for live streams). Only members of the `closed` set are removed,
 -- and the archiver adds a member only after PostgreSQL committed the record. Run by the
 -- statement's owner only (fenced).
 --
 -- KEYS[1]: the statement's key base, "<prefix>:{stmt:<key>}" (one cluster slot).
 -- ARGV[1]: fencing token ("" = none); ARGV[2]: remove what closed at or before this
--- time (ms); ARGV[3]: at most this many members.
+-- time (ms); ARGV[3]: at most this many members; ARGV[4]: the resume window (ms).
 -- Returns the keys of the orders and proofs removed, or "FENCED".
 local B = KEYS[1]
 local fence = ARGV[1]
 if fence ~= "" and redis.call('GET', B .. ':fence') ~= fence then
   redis.call('INCR', B .. ':fenced')
   return 'FENCED'
+end
+local archived = redis.call('GET', B .. ':archived_id')
+if archived then
+  local t = redis.call('TIME')
+  local keep_from = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+  local ms, sq = string.match(archived, '^(%d+)-(%d+)$')
+  if ms and keep_from >= 0 then
+    local minid = ms .. '-' .. string.format('%d', tonumber(sq) + 1)
+    if keep_from < tonumber(ms) then minid = string.format('%d', keep_from) .. '-0' end
+    redis.call('XTRIM', B .. ':events', 'MINID', minid)
+  end
 end
 local closed = B .. ':closed'
 local members = redis.call('ZRANGEBYSCORE', closed, '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
