@@ -314,9 +314,13 @@ struct ProducerArgs {
     /// Open proposals to keep per statement.
     #[arg(long = "max-open", alias = "max_open", default_value_t = 2)]
     max_open: usize,
-    /// Milliseconds between rounds.
-    #[arg(long = "poll-ms", default_value_t = 500)]
+    /// Longest milliseconds between rounds: a round also runs as soon as the live
+    /// stream tells of a match or another change to this producer's orders.
+    #[arg(long = "poll-ms", default_value_t = 5000)]
     poll_ms: u64,
+    /// Poll only: do not follow the market's live stream (`GET /events`).
+    #[arg(long = "no-stream")]
+    no_stream: bool,
     /// Proofs made at once (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -357,6 +361,7 @@ fn producer(opts: &ClientOpts, a: ProducerArgs) -> anyhow::Result<()> {
             eval_time: a.eval_time,
             max_open: a.max_open,
             poll: std::time::Duration::from_millis(a.poll_ms.max(10)),
+            stream: !a.no_stream,
             threads: a.threads,
             max_proofs: a.max_proofs,
         };

@@ -1,7 +1,10 @@
 //! The producer daemon: keeps proposals open, proves what matches, pushes the proofs.
 //!
 //! `proof-market producer --statement K --cost C` replaces the original market's
-//! separate proof-producer scripts. Each round it (1) finds its proposals that are
+//! separate proof-producer scripts. A round runs when the market's live stream
+//! (`GET /events`) tells of a change to its orders (matched, rolled back, withdrawn,
+//! proved), and every `--poll-ms` in any case (the fallback when the stream is down or
+//! turned off with `--no-stream`). Each round it (1) finds its proposals that are
 //! `processing` — matched but not yet proved, including those left over from before a
 //! restart of the daemon or of the market — proves each on a bounded set of threads and
 //! pushes the proof; then (2) tops up its open proposals to `--max-open` per statement.
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::client::{ClientError, ListFilter, MarketClient};
 use crate::domain::{Cost, Side};
@@ -36,8 +39,10 @@ pub struct ProducerConfig {
     pub eval_time: Option<u32>,
     /// Open proposals to keep per statement.
     pub max_open: usize,
-    /// Pause between rounds.
+    /// Longest pause between rounds (a stream event starts one sooner).
     pub poll: Duration,
+    /// Whether rounds follow the live stream (else only the poll).
+    pub stream: bool,
     /// Proofs made at once (0: one per core).
     pub threads: usize,
     /// Stop after this many proofs (None: run until killed).
@@ -55,6 +60,66 @@ pub struct Producer {
     user: String,
     /// Re-login when the token expires.
     credentials: Option<(String, String)>,
+    /// Woken by the stream watcher when the market tells of a change to our orders.
+    wake: Arc<Notify>,
+    /// The token the watcher opens the stream with (renewed on re-login).
+    token: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The events that call for a round: our proposals matched, released or settled.
+const WAKING: &[&str] = &[
+    "matched",
+    "rolled_back",
+    "withdrawn",
+    "proved",
+    "resold",
+    "reset",
+    "lagged",
+];
+
+/// Follows the caller's live stream for as long as the daemon runs, waking `wake` on
+/// each event of [`WAKING`]; reconnects with the last event id when the stream drops.
+async fn watch(
+    client: MarketClient,
+    token: Arc<std::sync::Mutex<Option<String>>>,
+    wake: Arc<Notify>,
+) {
+    let mut last: Option<String> = None;
+    let mut down = false;
+    loop {
+        let mut c = client.clone();
+        c.set_jwt(token.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        match c.events(None, last.as_deref()).await {
+            Ok(mut stream) => {
+                tracing::info!(
+                    resumed = last.is_some(),
+                    "following the market's live stream"
+                );
+                down = false;
+                // Anything missed while it was down.
+                wake.notify_one();
+                loop {
+                    match stream.next().await {
+                        Ok(Some(e)) if WAKING.contains(&e.event.as_str()) => wake.notify_one(),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::info!(error = %e, "live stream lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                last = stream.last_id().map(str::to_owned);
+            }
+            Err(e) => {
+                if !down {
+                    tracing::warn!(error = %e, "cannot open the live stream; polling until it is back");
+                }
+                down = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn keys_of(list: &Value) -> Vec<(String, Option<String>)> {
@@ -85,6 +150,7 @@ impl Producer {
         } else {
             cfg.threads
         };
+        let token = Arc::new(std::sync::Mutex::new(client.jwt().map(str::to_owned)));
         Producer {
             client,
             cfg,
@@ -93,12 +159,29 @@ impl Producer {
             proved: 0,
             user,
             credentials,
+            wake: Arc::new(Notify::new()),
+            token,
         }
     }
 
     /// Runs rounds until `max_proofs` proofs are pushed (or forever).
     pub async fn run(&mut self) -> anyhow::Result<()> {
-        tracing::info!(statements = ?self.cfg.statements, cost = %self.cfg.cost, max_open = self.cfg.max_open, "producer started");
+        tracing::info!(statements = ?self.cfg.statements, cost = %self.cfg.cost, max_open = self.cfg.max_open, stream = self.cfg.stream, "producer started");
+        let watcher = self.cfg.stream.then(|| {
+            tokio::spawn(watch(
+                self.client.clone(),
+                self.token.clone(),
+                self.wake.clone(),
+            ))
+        });
+        let done = self.rounds().await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        done
+    }
+
+    async fn rounds(&mut self) -> anyhow::Result<()> {
         loop {
             for stmt in self.cfg.statements.clone() {
                 if let Err(e) = self.round(&stmt).await {
@@ -113,7 +196,10 @@ impl Producer {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(self.cfg.poll).await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.poll) => {}
+            }
         }
     }
 
@@ -124,7 +210,8 @@ impl Producer {
             )
         })?;
         let jwt = self.client.login(&user, &pass).await?;
-        self.client.set_jwt(Some(jwt));
+        self.client.set_jwt(Some(jwt.clone()));
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(jwt);
         tracing::info!(%user, "logged in again");
         Ok(())
     }

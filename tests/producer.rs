@@ -14,6 +14,10 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(url: &str, stmt: &str) -> Daemon {
+        Self::start_with(url, stmt, &["--poll-ms", "100"])
+    }
+
+    fn start_with(url: &str, stmt: &str, extra: &[&str]) -> Daemon {
         let child = Command::new(bin())
             .args([
                 "--url",
@@ -26,7 +30,8 @@ impl Daemon {
                 "--max-open",
                 "2",
             ])
-            .args(["--user", "paul", "--passwd", "pw-", "--poll-ms", "100"])
+            .args(["--user", "paul", "--passwd", "pw-"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -126,4 +131,64 @@ async fn producer_daemon_earns_and_survives_restarts() {
         |v| v["status"] == "completed",
     )
     .await;
+}
+
+/// With polls an hour apart, only the live stream can tell the daemon of a match: it
+/// proves at once. With the stream turned off, the same match waits for the poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_learns_of_its_matches_from_the_live_stream() {
+    let backend = Backend::new();
+    let server = Server::start(&backend).await;
+    let rita = server.api().user("rita").await;
+    server.api().user("paul").await;
+    let stmt = push_statement(&rita).await;
+    let hourly = ["--poll-ms", "3600000"];
+    let daemon = Daemon::start_with(&server.url, &stmt, &hourly);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_proposals(&rita, &stmt).await < 2 {
+        assert!(Instant::now() < deadline, "producer placed no proposals");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = |a: u64| {
+        let rita = rita.clone();
+        let stmt = stmt.clone();
+        async move {
+            let (s, v) = rita
+                .post(
+                    &format!("{ROOT}/request/"),
+                    &json!({"statement_key": stmt, "cost": 3, "input": [{"field": a}, {"field": a + 1}]}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["status"], "processing", "{v}");
+            v["_key"].as_str().unwrap().to_owned()
+        }
+    };
+    let k = request(40).await;
+    wait_for(
+        &rita,
+        &format!("{ROOT}/request/{k}"),
+        "a proof from the stream",
+        |v| v["status"] == "completed",
+    )
+    .await;
+    drop(daemon);
+
+    let polling = Daemon::start_with(&server.url, &stmt, &["--poll-ms", "3600000", "--no-stream"]);
+    // Its first round proves what is matched; wait for its proposals to be topped up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_proposals(&rita, &stmt).await < 2 {
+        assert!(Instant::now() < deadline, "producer placed no proposals");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... and for that first round to be over (its proposals may be the first one's).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let k = request(50).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, v) = rita.get(&format!("{ROOT}/request/{k}")).await;
+    assert_eq!(
+        v["status"], "processing",
+        "without the stream the match waits for the poll: {v}"
+    );
+    drop(polling);
 }

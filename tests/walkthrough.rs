@@ -113,8 +113,35 @@ async fn requester_producer_flow_with_the_cli() {
         let (ok, out, err) = prod.run(args);
         assert!(ok, "{out} {err}");
     }
+    // `--wait` returns at the next status change, from the live stream; with nothing
+    // happening it fails with one line after its timeout.
+    let (ok, _, err) = cli.run(&["request", "get", "--key", &rk, "--wait", "--timeout", "1"]);
+    assert!(!ok && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        err.contains("did not change within 1 s (still created)"),
+        "{err}"
+    );
+    let waiter = Command::new(bin())
+        .args(["--url", &cli.url, "--auth"])
+        .arg(&cli.auth)
+        .args(["request", "get", "--key", &rk, "--wait", "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it subscribe (a change before that is caught by its second read anyway).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let prop = prod.json(&["proposal", "push", "--cost", "2", "--key", &key]);
     let pk = prop["_key"].as_str().unwrap().to_owned();
+    let out = waiter.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let waited: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(waited["status"], "processing", "{waited}");
+    assert_eq!(waited["proposal_key"], pk.as_str(), "{waited}");
     let req = cli.json(&["request", "get", "--key", &rk]);
     let prop = cli.json(&["proposal", "get", "--key", &pk]);
     assert_eq!(req["status"], "processing");

@@ -207,6 +207,12 @@ pub struct OrderGetArgs {
     /// The order's key; lists orders when absent.
     #[arg(long, conflicts_with_all = ["status", "statement", "sender", "limit", "skipped"])]
     pub key: Option<String>,
+    /// Wait until the order's status changes (from the live stream) and show it then.
+    #[arg(long, requires = "key")]
+    pub wait: bool,
+    /// Most seconds `--wait` waits; then it fails.
+    #[arg(long, value_name = "S", default_value_t = 600, requires = "wait", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
     /// List filters.
     #[command(flatten)]
     pub filter: OrderFilterArgs,

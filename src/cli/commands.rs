@@ -156,6 +156,11 @@ async fn get_orders(
     a: OrderGetArgs,
 ) -> Result<Value, ClientError> {
     match a.key {
+        Some(key) if a.wait => {
+            client
+                .wait_for_change(side, &key, std::time::Duration::from_secs(a.timeout))
+                .await
+        }
         Some(key) => client.get_order(side, &key).await,
         None => client.list_orders(side, &list_filter(a.filter)).await,
     }
@@ -356,6 +361,8 @@ mod tests {
         .save(&opts.auth)?;
         let get = |key: Option<&str>, status: Option<&str>| OrderGetArgs {
             key: key.map(str::to_owned),
+            wait: false,
+            timeout: 600,
             filter: OrderFilterArgs {
                 status: status.map(str::to_owned),
                 ..OrderFilterArgs::default()

@@ -43,6 +43,9 @@ pub enum ClientError {
     /// The call needs a token and there is none usable.
     #[error("not logged in: {0}")]
     NotLoggedIn(String),
+    /// A wait ran out of time (`--wait --timeout`); the line says what did not happen.
+    #[error("{0}")]
+    TimedOut(String),
     /// `get_proof_by_request`: the request exists but holds no `proof_key` yet.
     #[error("request {request_key} has no proof yet (status: {status})")]
     NoProofYet {

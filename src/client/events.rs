@@ -217,3 +217,74 @@ mod tests {
         assert!(buf.is_empty());
     }
 }
+
+/// True when the data of a market event names order `key` (as the order itself, or as
+/// a match's request or proposal).
+pub fn names_order(data: &serde_json::Value, key: &str) -> bool {
+    ["_key", "key", "request_key", "proposal_key"]
+        .iter()
+        .any(|f| data.get(*f).and_then(|v| v.as_str()) == Some(key))
+}
+
+impl crate::client::MarketClient {
+    /// Waits for order `key` of `side` to change status, for at most `timeout`, and
+    /// answers it as it is then. Listens on the live stream of the order's statement
+    /// (reconnecting with the last id when the stream drops) and reads the order again
+    /// whenever an event names it.
+    pub async fn wait_for_change(
+        &self,
+        side: crate::domain::Side,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let before = self.get_order(side, key).await?;
+        let status = |o: &serde_json::Value| o["status"].as_str().unwrap_or("").to_owned();
+        let was = status(&before);
+        let stmt = before["statement_key"].as_str().map(str::to_owned);
+        let mut last: Option<String> = None;
+        loop {
+            let opened =
+                tokio::time::timeout_at(deadline, self.events(stmt.as_deref(), last.as_deref()))
+                    .await;
+            let mut stream = match opened {
+                Err(_) => break,
+                Ok(s) => s?,
+            };
+            // Anything that happened before the stream opened.
+            let now = self.get_order(side, key).await?;
+            if status(&now) != was {
+                return Ok(now);
+            }
+            loop {
+                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => break,
+                    Ok(n) => n,
+                };
+                match next {
+                    Ok(Some(e)) => {
+                        let resync = e.event == "reset" || e.event == "lagged";
+                        if resync || e.json().is_ok_and(|d| names_order(&d, key)) {
+                            let now = self.get_order(side, key).await?;
+                            if status(&now) != was {
+                                return Ok(now);
+                            }
+                        }
+                    }
+                    // The stream ended or broke: open it again where it stopped.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            last = stream.last_id().map(str::to_owned);
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(ClientError::TimedOut(format!(
+            "{} {key} did not change within {} s (still {was})",
+            side.as_str(),
+            timeout.as_secs()
+        )))
+    }
+}
