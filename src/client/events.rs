@@ -181,43 +181,6 @@ impl EventSource {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_split_across_chunks_come_out_whole() {
-        let wire = "retry: 1000\nevent: hello\ndata: {\"a\":1}\n\n: ping\n\nid: 1-0/5/7\r\nevent: order\r\ndata: x\r\ndata: y\r\n\r\ndata:z\n\n";
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        for b in wire.as_bytes().chunks(3) {
-            buf.extend_from_slice(b);
-            got.extend(take_events(&mut buf));
-        }
-        assert_eq!(
-            got,
-            vec![
-                SseEvent {
-                    id: None,
-                    event: "hello".into(),
-                    data: "{\"a\":1}".into()
-                },
-                SseEvent {
-                    id: Some("1-0/5/7".into()),
-                    event: "order".into(),
-                    data: "x\ny".into()
-                },
-                SseEvent {
-                    id: None,
-                    event: "message".into(),
-                    data: "z".into()
-                },
-            ]
-        );
-        assert!(buf.is_empty());
-    }
-}
-
 /// True when the data of a market event names order `key` (as the order itself, or as
 /// a match's request or proposal).
 pub fn names_order(data: &serde_json::Value, key: &str) -> bool {
@@ -286,5 +249,42 @@ impl crate::client::MarketClient {
             side.as_str(),
             timeout.as_secs()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_come_out_whole() {
+        let wire = "retry: 1000\nevent: hello\ndata: {\"a\":1}\n\n: ping\n\nid: 1-0/5/7\r\nevent: order\r\ndata: x\r\ndata: y\r\n\r\ndata:z\n\n";
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for b in wire.as_bytes().chunks(3) {
+            buf.extend_from_slice(b);
+            got.extend(take_events(&mut buf));
+        }
+        assert_eq!(
+            got,
+            vec![
+                SseEvent {
+                    id: None,
+                    event: "hello".into(),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    id: Some("1-0/5/7".into()),
+                    event: "order".into(),
+                    data: "x\ny".into()
+                },
+                SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: "z".into()
+                },
+            ]
+        );
+        assert!(buf.is_empty());
     }
 }
