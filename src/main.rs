@@ -93,6 +93,10 @@ struct ServeArgs {
     /// Live event streams one user may hold open at once on this node.
     #[arg(long, env = "PROOF_MARKET_MAX_EVENT_STREAMS_PER_USER", default_value_t = proof_market::live::LiveConfig::MAX_STREAMS_PER_USER as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_event_streams_per_user: u64,
+    /// Serve the market page (`/`) from this directory's index.html, app.js and
+    /// style.css instead of the copies built in.
+    #[arg(long, env = "PROOF_MARKET_WEB_DIR")]
+    web_dir: Option<std::path::PathBuf>,
     /// Seconds between keep-alive comments on an idle event stream (a proxy's idle
     /// timeout must be longer; a client gone away is noticed at the next one).
     #[arg(long, env = "PROOF_MARKET_EVENT_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -533,6 +537,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ping: Duration::from_secs(args.event_keepalive_secs),
             ..Default::default()
         },
+        web: proof_market::api::page::WebAssets { dir: args.web_dir },
         wallets: WalletConfig {
             signup_credit: args.signup_credit,
             signup_deposit: args.signup_deposit,

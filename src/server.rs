@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub event_resume: Duration,
     /// Caps of live streams.
     pub live: crate::live::LiveConfig,
+    /// Where the market page's files come from.
+    pub web: crate::api::page::WebAssets,
     /// How wallets open and how long money may travel.
     pub wallets: crate::store::WalletConfig,
     /// The operator's token for `/admin` calls (`None`: those calls are refused).
@@ -186,6 +188,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
         warn_if_not_alone(router.clone());
     }
     let body_limits = web::Data::new(cfg.http.body.clone());
+    let web_assets = web::Data::new(cfg.web.clone());
     let addr = listener.local_addr()?;
     let workers = if cfg.http_workers == 0 {
         cores()
@@ -197,6 +200,7 @@ pub async fn run(listener: TcpListener, cfg: ServeConfig) -> anyhow::Result<()> 
             .app_data(market.clone())
             .app_data(router_data.clone())
             .app_data(hub_data.clone())
+            .app_data(web_assets.clone())
             .app_data(body_limits.clone())
             .app_data(web::Data::new(Forwarder::new()))
             .app_data(node_auth.clone())

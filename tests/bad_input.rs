@@ -424,7 +424,8 @@ async fn tokens_are_checked() {
     let backend = Backend::new();
     let server = Server::start(&backend).await;
     let api = server.api().user("judy").await;
-    let path = format!("{ROOT}/statement/");
+    // Orders need a login (market data such as statements and books do not).
+    let path = format!("{ROOT}/request/");
     let (s, v) = server.api().get(&path).await;
     assert_error(s, &v, 401, "authorization");
     let (s, v) = server.api().with_token("not.a.token").get(&path).await;

@@ -92,3 +92,30 @@ impl FromRequest for CallerToken {
         })
     }
 }
+
+/// The caller of a route anyone may read (market data): `None` without an
+/// `Authorization` header; with one, the token must be valid like [`Caller`]'s (a bad
+/// token is refused, never read as anonymous).
+#[derive(Debug, Clone)]
+pub struct MaybeCaller(pub Option<UserName>);
+
+impl FromRequest for MaybeCaller {
+    type Error = ApiError;
+    type Future = Either<
+        Ready<Result<MaybeCaller, ApiError>>,
+        LocalBoxFuture<'static, Result<MaybeCaller, ApiError>>,
+    >;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        if !req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION)
+        {
+            return Either::Left(ready(Ok(MaybeCaller(None))));
+        }
+        let caller = Caller::from_request(req, payload);
+        Either::Right(Box::pin(
+            async move { Ok(MaybeCaller(Some(caller.await?.0))) },
+        ))
+    }
+}

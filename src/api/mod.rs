@@ -14,6 +14,7 @@ pub mod forward;
 pub mod live;
 pub mod log_gate;
 pub mod node_auth;
+pub mod page;
 pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
@@ -42,6 +43,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .route("/health", web::get().to(r::health))
         .route("/metrics", web::get().to(r::metrics))
+        .route("/", web::get().to(page::page))
+        .route("/assets/{name}", web::get().to(page::asset))
         .service(post(
             "/_open/auth",
             BodyClass::Account,

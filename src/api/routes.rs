@@ -9,7 +9,7 @@ use crate::error::MarketError;
 use crate::market::{Market, Router};
 
 use super::bodies::{self, JsonBody, ListQuery, StatementQuery};
-use super::caller::{Caller, CallerToken};
+use super::caller::{Caller, CallerToken, MaybeCaller};
 use super::error::ApiError;
 use super::forward::{dispatch, Resend};
 use super::views;
@@ -79,7 +79,7 @@ pub async fn push_statement(m: web::Data<Market>, c: Caller, body: JsonBody) -> 
 /// key, without `definition` unless `full=true`.
 pub async fn list_statements(
     m: web::Data<Market>,
-    _c: Caller,
+    _c: MaybeCaller,
     q: web::Query<StatementQuery>,
 ) -> Res {
     let (limit, skipped, full) = q.page()?;
@@ -96,7 +96,7 @@ pub async fn list_statements(
 pub async fn get_statement(
     m: web::Data<Market>,
     req: HttpRequest,
-    _c: Caller,
+    _c: MaybeCaller,
     key: web::Path<String>,
 ) -> Res {
     let key = bodies::path_key("statement", &key)?;
@@ -118,7 +118,7 @@ pub async fn get_statement(
 /// first.
 pub async fn trades(
     m: web::Data<Market>,
-    _c: Caller,
+    _c: MaybeCaller,
     key: web::Path<String>,
     q: web::Query<TradesQuery>,
 ) -> Res {
@@ -278,7 +278,7 @@ pub async fn book(
     m: web::Data<Market>,
     router: web::Data<Router>,
     req: HttpRequest,
-    _c: Caller,
+    _c: MaybeCaller,
     key: web::Path<String>,
 ) -> Res {
     let stmt = bodies::path_key("statement", &key)?;
@@ -311,7 +311,7 @@ pub async fn admin_credit(m: web::Data<Market>, req: HttpRequest, body: JsonBody
 }
 
 /// `GET /producer/{user}/stats`: a producer's public track record.
-pub async fn producer_stats(m: web::Data<Market>, _c: Caller, user: web::Path<String>) -> Res {
+pub async fn producer_stats(m: web::Data<Market>, _c: MaybeCaller, user: web::Path<String>) -> Res {
     let r = m.track_record(&user).await?;
     ok(views::track_record(&user, &r))
 }
