@@ -72,6 +72,10 @@ async fn requester_producer_flow_with_the_cli() {
     let key = st["_key"].as_str().unwrap().to_owned();
     assert_eq!(st["type"], "placeholder-zkllvm");
     assert_eq!(st["sender"], "carol");
+    // What the market made of the circuit: the example's two public inputs.
+    assert_eq!(st["circuit"]["public_inputs"], 2, "{}", st["circuit"]);
+    assert!(st["circuit"]["instructions"].as_u64().unwrap() > 0);
+    assert!(st["circuit"]["rows"].as_u64().unwrap().is_power_of_two());
     let listed = cli.json(&["statement", "get"]);
     assert!(listed
         .as_array()

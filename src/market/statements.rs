@@ -36,6 +36,7 @@ impl Market {
     ) -> Result<StatementRecord, MarketError> {
         self.charge_statement(sender).await?;
         let circuit = self.circuits.compile(s.proving_key.clone()).await?;
+        let ir_bytes = s.proving_key.len();
         let key = self.next_key().await?;
         let now = Millis::now().0;
         let record = StatementRecord {
@@ -54,6 +55,13 @@ impl Market {
             sender: sender.as_str().to_owned(),
             created: now,
             updated: now,
+            circuit: Some(crate::store::CircuitSummary {
+                function: circuit.function_name().to_owned(),
+                public_inputs: circuit.program().num_inputs(),
+                instructions: circuit.program().instrs().len(),
+                rows: 1u64 << circuit.k(),
+                ir_bytes,
+            }),
         };
         self.store.create_statement(key, &record).await?;
         self.circuits.insert(key, circuit);

@@ -51,7 +51,8 @@ pub use market_data::{Day, MarketData, Trade};
 pub use nodes::Lease;
 pub use reads::Remembered;
 pub use records::{
-    Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord, UserRecord,
+    CircuitSummary, Definition, OrderRecord, ProducerRecord, ProofRecord, StatementRecord,
+    UserRecord,
 };
 pub use target::{install_crypto_provider, redact_url, RedisTarget, RedisTls};
 pub use transitions::{Money, Op, Payout, Refusal};

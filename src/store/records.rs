@@ -268,6 +268,25 @@ pub struct StatementRecord {
     /// Last change, ms.
     #[serde(rename = "updatedOn")]
     pub updated: u64,
+    /// What the market made of its circuit when it was pushed (statements pushed
+    /// before this was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<CircuitSummary>,
+}
+
+/// A statement's circuit as the market compiled it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CircuitSummary {
+    /// The IR function proved.
+    pub function: String,
+    /// Public inputs it takes (field elements).
+    pub public_inputs: usize,
+    /// Field operations of the compiled program.
+    pub instructions: usize,
+    /// Rows of the proving system's table (2^k).
+    pub rows: u64,
+    /// Size of its LLVM IR text, bytes.
+    pub ir_bytes: usize,
 }
 
 /// A producer profile as stored and shown (the original market's field names).
