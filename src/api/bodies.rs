@@ -711,10 +711,14 @@ fn page(
 
 /// Query string of `GET /statement`: a page of statements, with their definitions only
 /// when `full=true` (then at most [`StatementQuery::MAX_FULL`] a page).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatementQuery {
+    /// Most statements (default 100, at most 1000; 10 with `full`).
     limit: Option<usize>,
+    /// Statements to skip first.
     skipped: Option<usize>,
+    /// Include each statement's `definition`.
     full: Option<bool>,
 }
 
@@ -736,10 +740,15 @@ impl StatementQuery {
 }
 
 /// Query string of list calls.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Filter: a JSON array of `{"key": <field>, "value": <value>}` (fields `status`,
+    /// `statement_key`, `sender`).
     q: Option<String>,
+    /// Most orders (default 100, at most 1000).
     limit: Option<usize>,
+    /// Orders to skip first.
     skipped: Option<usize>,
 }
 

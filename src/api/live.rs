@@ -17,12 +17,18 @@ use crate::market::{Market, Router};
 pub const LAST_EVENT_ID: &str = "Last-Event-ID";
 
 /// Query of `GET /events`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Also stream this statement's public book depth, orders and trades.
     statement: Option<String>,
 }
 
 /// `GET /events[?statement=K]` with `Last-Event-ID` to resume.
+#[utoipa::path(get, path = "/_db/market/v0_0/events", tag = "live", security(("bearer" = [])),
+    description = "Server-Sent Events: the caller's own orders (placed, matched, proved, withdrawn, rolled_back, resold) and money movements, and with `statement` that statement's public `book`, `order`, `trade` frames. Each event's `id` resumes the stream when sent back as `Last-Event-ID` (on any node, within the resume window); `reset` says events were lost and state should be read again.",
+    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "The stream", content_type = "text/event-stream", body = String), super::openapi::Errors))]
 pub async fn events(
     m: web::Data<Market>,
     hub: web::Data<Hub>,

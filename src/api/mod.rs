@@ -14,6 +14,7 @@ pub mod forward;
 pub mod live;
 pub mod log_gate;
 pub mod node_auth;
+pub mod openapi;
 pub mod page;
 pub mod ratelimit;
 pub mod request_id;
@@ -22,100 +23,117 @@ pub mod views;
 
 use actix_web::{guard, web};
 
-use crate::domain::Side;
-
 use bodies::BodyClass;
 
 pub use crate::protocol::ROOT;
 
-/// A `POST` route on `path` whose body is read under `class`'s limit.
-fn post(path: &str, class: BodyClass, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .guard(guard::Post())
-        .app_data(class)
-        .route(route)
+/// One route: method, path (under the API root when `rooted`), the body class of a route
+/// that takes a body, and its handler.
+struct Entry {
+    method: actix_web::http::Method,
+    path: &'static str,
+    rooted: bool,
+    body: Option<BodyClass>,
+    route: fn() -> actix_web::Route,
+}
+
+macro_rules! entry {
+    ($method:ident $path:literal => $handler:path $(, body $class:expr)?) => {
+        Entry {
+            method: actix_web::http::Method::$method,
+            path: $path,
+            rooted: true,
+            body: None $(.or(Some($class)))?,
+            route: || web::route().to($handler),
+        }
+    };
+}
+
+/// Every route of the API: registered from here and only from here, and checked
+/// against the OpenAPI document ([`openapi`]) by a test, so neither lists a route the
+/// other does not.
+fn entries() -> Vec<Entry> {
+    use routes as r;
+    use BodyClass as B;
+    // Outside the API root (the original market's login path included).
+    let top = vec![
+        entry!(GET "/health" => r::health),
+        entry!(GET "/metrics" => r::metrics),
+        entry!(GET "/" => page::page),
+        entry!(GET "/assets/{name}" => page::asset),
+        entry!(GET "/openapi.json" => openapi::document),
+        entry!(GET "/docs" => openapi::docs_page),
+        entry!(GET "/docs/{file}" => openapi::docs_asset),
+        entry!(POST "/_open/auth" => r::login, body B::Account),
+    ];
+    let api = vec![
+        entry!(POST "/user/signup" => r::signup, body B::Account),
+        entry!(POST "/user/renew" => r::renew),
+        entry!(POST "/user/logout" => r::logout),
+        entry!(POST "/user/password" => r::change_password, body B::Account),
+        entry!(GET "/user/{user}/balance" => r::balance),
+        entry!(POST "/producer/register" => r::register_producer, body B::Producer),
+        entry!(GET "/producer/{user}/stats" => r::producer_stats),
+        entry!(POST "/producer/deposit" => r::deposit, body B::Account),
+        entry!(POST "/producer/deposit/release" => r::release_deposit, body B::Account),
+        entry!(POST "/admin/credit" => r::admin_credit, body B::Account),
+        entry!(POST "/statement" => r::push_statement, body B::Statement),
+        entry!(GET "/statement" => r::list_statements),
+        entry!(GET "/statement/{key}" => r::get_statement),
+        entry!(GET "/statement/{key}/trades" => r::trades),
+        entry!(POST "/request" => r::push_request, body B::Order),
+        entry!(GET "/request" => r::list_requests),
+        entry!(GET "/request/{key}" => r::get_request),
+        entry!(DELETE "/request/{key}" => r::withdraw_request),
+        entry!(POST "/proposal" => r::push_proposal, body B::Order),
+        entry!(GET "/proposal" => r::list_proposals),
+        entry!(GET "/proposal/{key}" => r::get_proposal),
+        entry!(DELETE "/proposal/{key}" => r::withdraw_proposal),
+        entry!(POST "/proof" => r::push_proof, body B::Proof),
+        entry!(GET "/proof/{key}" => r::get_proof),
+        entry!(GET "/book/{key}" => r::book),
+        entry!(GET "/cluster" => r::cluster),
+        entry!(GET "/events" => live::events),
+    ];
+    top.into_iter()
+        .map(|e| Entry { rooted: false, ..e })
+        .chain(api)
+        .collect()
+}
+
+impl Entry {
+    /// The full path as served.
+    fn full_path(&self) -> String {
+        if self.rooted {
+            format!("{ROOT}{}", self.path)
+        } else {
+            self.path.to_owned()
+        }
+    }
+}
+
+/// Every route as (method, full path), for the OpenAPI test.
+pub fn route_list() -> Vec<(String, String)> {
+    entries()
+        .iter()
+        .map(|e| (e.method.to_string(), e.full_path()))
+        .collect()
 }
 
 /// Registers routes and error mapping.
 pub fn config(cfg: &mut web::ServiceConfig) {
-    use routes as r;
     cfg.app_data(web::QueryConfig::default().error_handler(error::query_error))
-        .app_data(web::PathConfig::default().error_handler(error::path_error))
-        .route("/health", web::get().to(r::health))
-        .route("/metrics", web::get().to(r::metrics))
-        .route("/", web::get().to(page::page))
-        .route("/assets/{name}", web::get().to(page::asset))
-        .service(post(
-            "/_open/auth",
-            BodyClass::Account,
-            web::post().to(r::login),
-        ))
-        .service(
-            web::scope(ROOT)
-                .service(post(
-                    "/user/signup",
-                    BodyClass::Account,
-                    web::post().to(r::signup),
-                ))
-                .route("/user/renew", web::post().to(r::renew))
-                .route("/user/logout", web::post().to(r::logout))
-                .service(post(
-                    "/user/password",
-                    BodyClass::Account,
-                    web::post().to(r::change_password),
-                ))
-                .service(post(
-                    "/producer/register",
-                    BodyClass::Producer,
-                    web::post().to(r::register_producer),
-                ))
-                .service(post(
-                    "/statement",
-                    BodyClass::Statement,
-                    web::post().to(r::push_statement),
-                ))
-                .route("/statement", web::get().to(r::list_statements))
-                .route("/statement/{key}", web::get().to(r::get_statement))
-                .route("/statement/{key}/trades", web::get().to(r::trades))
-                .service(orders(Side::Request))
-                .service(orders(Side::Proposal))
-                .service(post(
-                    "/proof",
-                    BodyClass::Proof,
-                    web::post().to(r::push_proof),
-                ))
-                .route("/proof/{key}", web::get().to(r::get_proof))
-                .route("/book/{key}", web::get().to(r::book))
-                .route("/cluster", web::get().to(r::cluster))
-                .route("/events", web::get().to(live::events))
-                .route("/user/{user}/balance", web::get().to(r::balance))
-                .route("/producer/{user}/stats", web::get().to(r::producer_stats))
-                .service(post(
-                    "/admin/credit",
-                    BodyClass::Account,
-                    web::post().to(r::admin_credit),
-                ))
-                .service(post(
-                    "/producer/deposit",
-                    BodyClass::Account,
-                    web::post().to(r::deposit),
-                ))
-                .service(post(
-                    "/producer/deposit/release",
-                    BodyClass::Account,
-                    web::post().to(r::release_deposit),
-                )),
-        )
-        .default_service(web::to(r::not_found));
-}
-
-/// `/request` or `/proposal`: the same calls over either side of the book.
-fn orders(side: Side) -> actix_web::Scope {
-    use routes as r;
-    web::scope(&format!("/{}", side.as_str()))
-        .app_data(web::Data::new(side))
-        .service(post("", BodyClass::Order, web::post().to(r::push_order)))
-        .route("", web::get().to(r::list_orders))
-        .route("/{key}", web::get().to(r::get_order))
-        .route("/{key}", web::delete().to(r::withdraw_order))
+        .app_data(web::PathConfig::default().error_handler(error::path_error));
+    for e in entries() {
+        // A resource per method: a call with another method falls through to the next
+        // resource of the path, and finally to `not_found`.
+        let mut resource = web::resource(e.full_path())
+            .guard(guard::Method(e.method.clone()))
+            .route((e.route)());
+        if let Some(class) = e.body {
+            resource = resource.app_data(class);
+        }
+        cfg.service(resource);
+    }
+    cfg.default_service(web::to(routes::not_found));
 }

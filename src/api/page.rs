@@ -62,11 +62,16 @@ async fn serve(assets: &WebAssets, name: &str) -> Result<HttpResponse, ApiError>
 }
 
 /// `GET /`: the market page.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "The market page", content_type = "text/html", body = String), super::openapi::Errors))]
 pub async fn page(assets: web::Data<WebAssets>) -> Result<HttpResponse, ApiError> {
     serve(&assets, "index.html").await
 }
 
 /// `GET /assets/{name}`: its script and style sheet.
+#[utoipa::path(get, path = "/assets/{name}", tag = "operations",
+    params(("name" = String, Path, description = "`app.js` or `style.css`")),
+    responses((status = 200, description = "The file", content_type = "text/plain", body = String), super::openapi::Errors))]
 pub async fn asset(
     assets: web::Data<WebAssets>,
     name: web::Path<String>,

@@ -117,32 +117,45 @@ pub fn order(o: &OrderRecord) -> OrderView<'_> {
 
 /// The JSON of an order ([`order`]). `failed`: the producer missed the match's deadline
 /// (its proposal was withdrawn for it).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Order)]
 pub struct OrderView<'a> {
     #[serde(rename = "_id")]
+    #[schema(value_type = String)]
     id: IdText,
     #[serde(rename = "_key")]
+    #[schema(value_type = String)]
     key: KeyText,
+    #[schema(value_type = f64)]
     cost: Value,
     #[serde(rename = "createdOn")]
     created_on: u64,
     eval_time: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failed: Option<u64>,
+    /// A request's public input, as placed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     input: Option<InputJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     matched_time: Option<u64>,
+    /// The trade price, once matched.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     price: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     proof_key: Option<KeyText>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     proposal_key: Option<KeyText>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     request_key: Option<KeyText>,
     sender: &'a str,
+    #[schema(value_type = String)]
     statement_key: KeyText,
+    /// `created`, `processing`, `completed` or `withdrawn`.
     status: &'static str,
     #[serde(rename = "updatedOn")]
     updated_on: u64,

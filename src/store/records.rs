@@ -227,7 +227,7 @@ impl ProofRecord {
 /// Statements and producer profiles are stored as the JSON the original market shows,
 /// so reading one back is a parse and showing it a serialization.
 /// `definition` of a stored statement.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Definition {
     /// The circuit as zkLLVM LLVM IR text.
     pub proving_key: String,
@@ -236,7 +236,7 @@ pub struct Definition {
 }
 
 /// A statement as stored and shown (the original market's field names).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StatementRecord {
     /// Decimal key.
     #[serde(rename = "_key")]
@@ -258,7 +258,8 @@ pub struct StatementRecord {
     /// As the client sent it.
     #[serde(rename = "isPrivate")]
     pub is_private: bool,
-    /// The circuit.
+    /// The circuit (left out of lists unless asked for).
+    #[schema(required = false)]
     pub definition: Definition,
     /// Who pushed it.
     pub sender: String,
@@ -275,7 +276,7 @@ pub struct StatementRecord {
 }
 
 /// A statement's circuit as the market compiled it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CircuitSummary {
     /// The IR function proved.
     pub function: String,
@@ -290,7 +291,7 @@ pub struct CircuitSummary {
 }
 
 /// A producer profile as stored and shown (the original market's field names).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ProducerRecord {
     /// The producer's user name.
     #[serde(rename = "_key")]
