@@ -12,6 +12,11 @@ SCHEMATHESIS_VERSION=4.32.5
 venv="${PROOF_MARKET_PYENV:-$HOME/.cache/proof-market/pyenv}"
 pins="playwright==$PLAYWRIGHT_VERSION schemathesis==$SCHEMATHESIS_VERSION"
 
+# Tests run in parallel and may call this at once: one sets up, the others wait.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
 if ! command -v chromium >/dev/null 2>&1; then
   echo "chromium not found; installing Debian's with apt-get" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
