@@ -63,7 +63,7 @@ pub enum ErrorKind {
     #[error("unsupported instruction `{0}`")]
     UnsupportedInstruction(String),
     /// A type outside the supported subset.
-    #[error("unsupported type `{0}`")]
+    #[error("unsupported type `{0}`{hint}", hint = field_hint(.0))]
     UnsupportedType(String),
     /// Any other construct outside the supported subset (the text names it).
     #[error("unsupported {0}")]
@@ -105,10 +105,10 @@ pub enum ErrorKind {
     #[error("more than one circuit function (`@{0}` and `@{1}`)")]
     MultipleCircuits(String, String),
     /// A circuit-function parameter that is not a field element.
-    #[error("circuit parameter of unsupported type `{0}` (only `__zkllvm_field_pallas_base` is accepted)")]
+    #[error("circuit parameter of unsupported type `{0}` (only the Pallas base field, `__zkllvm_field_pallas_base` or `field_pallasb`, is accepted)")]
     CircuitParameter(String),
     /// A circuit function that does not return a field element.
-    #[error("circuit function returns `{0}`, not `__zkllvm_field_pallas_base`")]
+    #[error("circuit function returns `{0}`, not the Pallas base field (`__zkllvm_field_pallas_base` or `field_pallasb`)")]
     CircuitReturn(String),
     /// The unrolled program exceeds the instruction cap.
     #[error("program too large (over {0} instructions)")]
@@ -135,4 +135,17 @@ pub fn excerpt(text: &str) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// For a type that names another of zkLLVM's fields: that the market proves over the
+/// Pallas base field only.
+fn field_hint(ty: &str) -> &'static str {
+    if crate::circuit::ir::OTHER_FIELD_TYPES.iter().any(|f| {
+        ty.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == *f)
+    }) {
+        " (another field than the Pallas base field, the only one this market proves over)"
+    } else {
+        ""
+    }
 }

@@ -13,8 +13,32 @@ pub type Slot = u32;
 /// Index of a basic block in [`Function::blocks`].
 pub type BlockId = u32;
 
-/// The name zkLLVM gives the Pallas base field type.
+/// The name zkLLVM gives the Pallas base field type (in C++ sources, and in the IR of
+/// the zkLLVM versions the original market's statements came from).
 pub const FIELD_TYPE: &str = "__zkllvm_field_pallas_base";
+
+/// Every spelling of the Pallas base field type zkLLVM's IR printers use: the C++ name,
+/// and the short name of newer versions' LLVM (`field_pallasb`, whose functions'
+/// mangled names then carry `u13field_pallasb`).
+pub const FIELD_TYPE_SPELLINGS: &[&str] = &[FIELD_TYPE, "field_pallasb"];
+
+/// zkLLVM's other field types, in both spellings: refused with a word on why.
+pub const OTHER_FIELD_TYPES: &[&str] = &[
+    "__zkllvm_field_pallas_scalar",
+    "field_pallass",
+    "__zkllvm_field_vesta_base",
+    "field_vestab",
+    "__zkllvm_field_vesta_scalar",
+    "field_vestas",
+    "__zkllvm_field_bls12381_base",
+    "field_bls12381b",
+    "__zkllvm_field_bls12381_scalar",
+    "field_bls12381s",
+    "__zkllvm_field_curve25519_base",
+    "field_curve25519b",
+    "__zkllvm_field_curve25519_scalar",
+    "field_curve25519s",
+];
 
 /// A first-class value type of the subset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

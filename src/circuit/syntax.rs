@@ -8,7 +8,7 @@
 use ark_ff::{BigInt, PrimeField};
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
-use crate::circuit::ir::{Ty, FIELD_TYPE};
+use crate::circuit::ir::{Ty, FIELD_TYPE_SPELLINGS};
 use crate::circuit::lex::{Tok, Token};
 use crate::circuit::program::Fe;
 
@@ -265,7 +265,7 @@ impl<'t, 'a> Cursor<'t, 'a> {
 
 /// The type named by one word, if it is in the subset.
 pub fn ty_word(w: &str) -> Option<Ty> {
-    if w == FIELD_TYPE {
+    if FIELD_TYPE_SPELLINGS.contains(&w) {
         return Some(Ty::Field);
     }
     let digits = w.strip_prefix('i')?;
@@ -423,6 +423,9 @@ mod tests {
         for (src, want) in [
             ("i32", Ok(Ty::Int(32))),
             ("__zkllvm_field_pallas_base", Ok(Ty::Field)),
+            ("field_pallasb", Ok(Ty::Field)),
+            ("field_pallass", Err("field_pallass")),
+            ("field_pallasb*", Err("field_pallasb*")),
             ("i8*", Err("i8*")),
             (
                 "%\"class.std::ios_base::Init\"*",

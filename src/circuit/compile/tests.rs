@@ -48,6 +48,35 @@ fn fixture_compiles_to_the_known_value() {
     );
 }
 
+/// Newer zkLLVM versions print the field type as `field_pallasb` (and mangle it into
+/// function names as `u13field_pallasb`): the same circuit, the same program.
+#[test]
+fn the_short_spelling_of_the_field_type_compiles_alike() {
+    let short = FIXTURE
+        .replace("u26__zkllvm_field_pallas_base", "u13field_pallasb")
+        .replace("__zkllvm_field_pallas_base", "field_pallasb");
+    assert!(!short.contains("__zkllvm_field_pallas_base"));
+    let c = compile(&short).unwrap();
+    assert_eq!(
+        c.function_name,
+        "_Z24field_arithmetic_exampleu13field_pallasbu13field_pallasb"
+    );
+    let long = compile(FIXTURE).unwrap();
+    assert_eq!(c.program.instrs(), long.program.instrs());
+    for (a, b) in [(1, 11), (5, 7), (123, 4)] {
+        assert_eq!(
+            c.program.eval(&[fe(a), fe(b)]).unwrap(),
+            arithmetics(fe(a), fe(b)).unwrap()
+        );
+    }
+    // Another field, in either spelling, is refused naming it and why.
+    for other in ["field_pallass", "__zkllvm_field_vesta_base"] {
+        let src = short.replace("field_pallasb", other);
+        let e = compile(&src).unwrap_err().to_string();
+        assert!(e.contains(other) && e.contains("Pallas base field"), "{e}");
+    }
+}
+
 #[test]
 fn fixture_program_is_compact() {
     let p = compile(FIXTURE).unwrap().program;
