@@ -15,17 +15,7 @@ async fn the_market_page_follows_a_trade_live_in_chromium() {
     let backend = Backend::new();
     let node = Server::start(&backend).await;
     let root = env!("CARGO_MANIFEST_DIR");
-    let python = Command::new("bash")
-        .arg("deploy/pyenv.sh")
-        .current_dir(root)
-        .output()
-        .unwrap();
-    assert!(
-        python.status.success(),
-        "deploy/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&python.stderr)
-    );
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let python = pyenv_python();
     let dir = tempfile::tempdir().unwrap();
     let proof = dir.path().join("proof.hex");
     std::fs::write(&proof, example_proof(&[1, 11])).unwrap();

@@ -55,18 +55,8 @@ async fn the_document_is_served_with_its_page_and_the_node_keeps_to_it() {
     let stmt = push_statement(&req).await;
     matched_pair(&req, &prod, &stmt, [3, 4]).await;
 
-    let python = Command::new("bash")
-        .arg("deploy/pyenv.sh")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        python.status.success(),
-        "deploy/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&python.stderr)
-    );
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
-    let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
+    let python = pyenv_python();
+    let schemathesis = python.with_file_name("schemathesis");
     let token = req.token.clone().unwrap();
     let out = Command::new(&schemathesis)
         .args(["run", &format!("{}/openapi.json", node.url)])

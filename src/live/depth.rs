@@ -8,7 +8,7 @@
 //! gone), so applying events the read already reflected changes nothing in the end.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Value};
 
@@ -74,30 +74,16 @@ impl Orders {
     /// The keys `events` name without this tracker knowing them (and without placing
     /// them first): what to read from Redis before applying them.
     pub fn unknown(&self, events: &[Event]) -> Vec<Key> {
-        let mut placed: Vec<Key> = Vec::new();
+        let mut placed: HashSet<Key> = HashSet::new();
+        let mut asked: HashSet<Key> = HashSet::new();
         let mut out = Vec::new();
         for e in events {
-            let named: &[Key] = match &e.what {
-                EventKind::Placed(o) => {
-                    placed.push(o.key);
-                    &[]
-                }
-                EventKind::Matched {
-                    request, proposal, ..
-                }
-                | EventKind::RolledBack {
-                    request, proposal, ..
-                }
-                | EventKind::Proved {
-                    request, proposal, ..
-                } => &[*request, *proposal],
-                EventKind::Withdrawn { key, .. } => std::slice::from_ref(key),
-                EventKind::Resold { request, .. } => std::slice::from_ref(request),
-                EventKind::Moved(_) => &[],
-            };
-            for k in named {
-                if !self.known.contains_key(k) && !placed.contains(k) && !out.contains(k) {
-                    out.push(*k);
+            if let EventKind::Placed(o) = &e.what {
+                placed.insert(o.key);
+            }
+            for k in e.named_orders() {
+                if !self.known.contains_key(&k) && !placed.contains(&k) && asked.insert(k) {
+                    out.push(k);
                 }
             }
         }

@@ -212,24 +212,14 @@ pub fn public(stmt: Key, e: &Event, known: &dyn Fn(Key) -> Option<Known>) -> Opt
 /// The users (lowercased) an event concerns, with `known` telling the sender of an
 /// order the event names only by key.
 pub fn concerned(e: &Event, known: &dyn Fn(Key) -> Option<Known>) -> Vec<String> {
-    let sender = |k: &Key| known(*k).map(|k| k.sender);
     let mut users: Vec<String> = match &e.what {
         EventKind::Placed(o) => vec![o.sender.to_lowercase()],
-        EventKind::Matched {
-            request, proposal, ..
-        }
-        | EventKind::RolledBack {
-            request, proposal, ..
-        }
-        | EventKind::Proved {
-            request, proposal, ..
-        } => [sender(request), sender(proposal)]
-            .into_iter()
-            .flatten()
-            .collect(),
-        EventKind::Withdrawn { key, .. } => sender(key).into_iter().collect(),
-        EventKind::Resold { request, .. } => sender(request).into_iter().collect(),
         EventKind::Moved(m) => m.iter().map(|m| m.user.to_lowercase()).collect(),
+        _ => e
+            .named_orders()
+            .into_iter()
+            .filter_map(|k| known(k).map(|k| k.sender))
+            .collect(),
     };
     users.sort();
     users.dedup();

@@ -362,6 +362,25 @@ impl Event {
         Ok(out)
     }
 
+    /// The orders this event names by key (not a placement, which carries its order,
+    /// nor movements).
+    pub fn named_orders(&self) -> Vec<Key> {
+        match &self.what {
+            EventKind::Matched {
+                request, proposal, ..
+            }
+            | EventKind::RolledBack {
+                request, proposal, ..
+            }
+            | EventKind::Proved {
+                request, proposal, ..
+            } => vec![*request, *proposal],
+            EventKind::Withdrawn { key, .. } => vec![*key],
+            EventKind::Resold { request, .. } => vec![*request],
+            EventKind::Placed(_) | EventKind::Moved(_) => Vec::new(),
+        }
+    }
+
     /// The records this event closed, as members of the `closed` set
     /// (`o:<order>`, `p:<proof>`).
     pub fn closed(&self) -> Vec<String> {

@@ -42,3 +42,20 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The Python of the tools' virtualenv (Playwright, Schemathesis), set up by
+/// `deploy/pyenv.sh` when missing (it installs Debian's Chromium too).
+#[allow(dead_code)] // used by the browser and OpenAPI tests only
+pub fn pyenv_python() -> std::path::PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg("deploy/pyenv.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy/pyenv.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().into()
+}
