@@ -5,10 +5,13 @@
 //! Every node serves streams on its own, from Redis, whichever node owns a statement:
 //! `transitions.lua` and `wallet.lua` publish a hint on the `events` channel each time
 //! a log or a ledger grows; the hub reads on from its cursor and fans the frames out
-//! through one bounded broadcast channel per statement and per user. A hint is only a
-//! hint: the hub also reads each statement it tracks once a second, and checks that
-//! event numbers follow each other, so a lost hint delays a frame and a lost event
-//! sends its streams a `reset`. Frames are rendered once per node, not per stream.
+//! through one bounded broadcast channel per statement and per user. Hints arrive in
+//! order over one connection; when it drops, the hub subscribes again, reads on from
+//! its cursors and sends user streams a `reset` (what untracked statements did
+//! meanwhile is unknown to it). Statements with a stream of their own are also read
+//! once a second regardless, and event numbers are checked to follow each other, so a
+//! lost event sends its streams a `reset`. Frames are rendered once per node, not per
+//! stream.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -384,7 +387,16 @@ impl Reader {
                         None => return,
                     },
                     _ = tick.tick() => {
-                        stmts.extend(self.tracked.keys().map(|k| (*k, None)));
+                        // Statements someone watches are read regardless of hints
+                        // (bounded by the streams open); the rest follow their hints.
+                        if let Some(h) = self.hub.upgrade() {
+                            stmts.extend(
+                                self.tracked
+                                    .keys()
+                                    .filter(|k| h.statement_sender(**k).is_some())
+                                    .map(|k| (*k, None)),
+                            );
+                        }
                         self.housekeeping();
                     }
                 }
