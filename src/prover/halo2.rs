@@ -49,7 +49,7 @@ use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
 pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v1";
 
 /// The commitment curve: the circuit's field (Pallas' base field) is Vesta's scalar field.
-type Curve = vesta::Affine;
+pub(super) type Curve = vesta::Affine;
 
 /// Why keys could not be built, a proof could not be made, or a proof was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +121,15 @@ struct Hex<'a>(&'a [u8]);
 impl fmt::Debug for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+#[cfg(test)]
+impl CircuitKeys {
+    /// The commitment parameters and proving key, for the forged-proof tests
+    /// (`prover::forged`), which prove against the market's own keys.
+    pub(super) fn proving_parts(&self) -> (&'static Params<Curve>, &ProvingKey<Curve>) {
+        (self.params, &self.pk)
     }
 }
 

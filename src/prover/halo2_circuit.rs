@@ -52,10 +52,10 @@ pub const MAX_K: u32 = 20;
 /// The columns and selectors of the program circuit.
 #[derive(Clone, Debug)]
 pub struct ProgramConfig {
-    a: Column<Advice>,
-    b: Column<Advice>,
-    c: Column<Advice>,
-    inv: Column<Advice>,
+    pub(super) a: Column<Advice>,
+    pub(super) b: Column<Advice>,
+    pub(super) c: Column<Advice>,
+    pub(super) inv: Column<Advice>,
     constant: Column<Fixed>,
     instance: Column<Instance>,
     s_add: Selector,

@@ -7,6 +7,8 @@
 //! - [`field`]: exact conversions between the program's field type and halo2's.
 //! - [`statements`]: each statement's compiled circuit and keys, cached; what the
 //!   market calls to check, prove and verify.
+//! - `forged` (tests): a dishonest producer, who fills the advice table freely and
+//!   proves against the market's own keys; every forgery must fail the verifier.
 //! - [`pool`]: the bounded pools this CPU work runs on, one per kind of work (argon2,
 //!   compile and evaluate, keygen and verify), so none starves another.
 pub mod field;
@@ -15,5 +17,7 @@ pub mod halo2_circuit;
 pub mod pool;
 pub mod statements;
 
+#[cfg(test)]
+mod forged;
 #[cfg(test)]
 mod test_programs;
