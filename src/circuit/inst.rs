@@ -199,8 +199,13 @@ fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileEr
     let bits = match c.ty()? {
         Ty::Int(bits) => bits,
         Ty::Field => {
+            // A decision of this market (issue 15, item 5): comparing field values would
+            // make a witness-dependent bit, which needs equality and range gadgets the
+            // circuit does not have; so it is refused, for branches and `select` alike.
             let what = format!(
-                "`icmp` on `{}` values (circuit values cannot steer control flow)",
+                "`icmp` on `{}` values: comparisons of circuit values (for a branch or a \
+                 `select`) are not provable here; compare outside the circuit, or make the \
+                 choice a public input",
                 Ty::Field
             );
             return Err(CompileError::at(line, ErrorKind::Unsupported(what)));

@@ -118,6 +118,16 @@ fn control_flow_on_field_values() {
         Some(3),
         "`icmp` on `__zkllvm_field_pallas_base` values",
     );
+    // Witness-dependent selection (zkLLVM's `a == b ? x : y` on field values): the
+    // comparison is refused by name, whatever uses its bit; `field_pallasb` alike.
+    for (ty, pred) in [
+        ("__zkllvm_field_pallas_base", "eq"),
+        ("field_pallasb", "ult"),
+    ] {
+        let ir = circuit(&format!("  %c = icmp {pred} {ty} %a, %b\n  %s = select i1 %c, __zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b\n  ret __zkllvm_field_pallas_base %s"));
+        let e = rejects(&ir, Some(3), "comparisons of circuit values");
+        assert!(e.to_string().contains("`select`"), "{e}");
+    }
     let ir = circuit("  br i1 %a, label %x, label %x\nx:\n  ret __zkllvm_field_pallas_base %b");
     let e = rejects(&ir, Some(3), "control flow must be known at compile time");
     assert!(matches!(e.kind(), ErrorKind::NonConstantControl(_)));
