@@ -1,0 +1,124 @@
+//! zkLLVM circuits as people write them, end to end: each example of `example/` pushed
+//! as a statement, a trade on it, the proof made by `proof-generator` (the original
+//! toolchain's tool and flags), a tampered proof and a proof of another input refused
+//! on push, the real one verified, and the output the market stores equal to an
+//! independent reference.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Makes a proof of `statement_file` on `input_file` with `proof-generator`; its hex.
+fn generate(statement_file: &str, input_file: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("proof.hex");
+    let gen = Command::new(env!("CARGO_BIN_EXE_proof-generator"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--circuit_input",
+            statement_file,
+            "--public_input",
+            input_file,
+            "--proof_out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    std::fs::read_to_string(&out).unwrap().trim().to_owned()
+}
+
+/// The example's circuit computed directly over the Pallas base field (ark-pallas):
+/// `c = (a+b)*a + b*(a+b)*(a+b)`, `c^3 / (b-a) + a^2 + 0x12345678901234567890`.
+fn arithmetic_reference(a: u64, b: u64) -> String {
+    use ark_ff::{BigInteger, Field, PrimeField};
+    use ark_pallas::Fq as Fp;
+    let (a, b) = (Fp::from(a), Fp::from(b));
+    let c = (a + b) * a + b * (a + b) * (a + b);
+    let k = Fp::from(0x1234_5678_9012_3456_7890u128);
+    let r = c * c * c * (b - a).inverse().unwrap() + a * a + k;
+    let bytes = r.into_bigint().to_bytes_be();
+    format!("0x{}", hex::encode(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_field_pallasb_spelling_trades_end_to_end() {
+    let backend = Backend::new();
+    let node = Server::start(&backend).await;
+    let api = node.api();
+    let req = api.user("fid-req").await;
+    let prod = api.user("fid-prod").await;
+    let file = "example/statements/arithmetic-pallasb.json";
+    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let statement: Value = serde_json::from_str(&text).unwrap();
+    assert!(statement["definition"]["proving_key"]
+        .as_str()
+        .unwrap()
+        .contains("define dso_local field_pallasb"));
+    let (s, st) = req.post(&format!("{ROOT}/statement"), &statement).await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["circuit"]["public_inputs"], 2, "{st}");
+    let stmt = st["_key"].as_str().unwrap().to_owned();
+
+    let (s, r) = req
+        .post(
+            &format!("{ROOT}/request"),
+            &json!({"statement_key": stmt, "cost": 7, "input": {"input": "1\n11"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, p) = prod
+        .post(
+            &format!("{ROOT}/proposal"),
+            &json!({"statement_key": stmt, "cost": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "processing", "{p}");
+    let pk = p["_key"].as_str().unwrap().to_owned();
+
+    let proof = generate(file, "example/input/arithmetic/input.json");
+    // A tampered proof, and a real proof of another input, are refused and change nothing.
+    let mut tampered = proof.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let other = generate(file, "example/input/arithmetic/input-5-7.json");
+    for bad in [&tampered, &other] {
+        let (s, v) = prod
+            .post(
+                &format!("{ROOT}/proof"),
+                &json!({"proof": bad, "proposal_key": pk}),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+    }
+    let (_, still) = req
+        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
+        .await;
+    assert_eq!(still["status"], "processing", "{still}");
+
+    let (s, v) = prod
+        .post(
+            &format!("{ROOT}/proof"),
+            &json!({"proof": proof, "proposal_key": pk}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["output"], arithmetic_reference(1, 11).as_str(), "{v}");
+    assert_eq!(
+        v["output"],
+        "0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be"
+    );
+    let (_, done) = req
+        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+}
