@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -15,23 +13,7 @@ use serde_json::{json, Value};
 fn generate(statement_file: &str, input_file: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("proof.hex");
-    let gen = Command::new(env!("CARGO_BIN_EXE_proof-generator"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--circuit_input",
-            statement_file,
-            "--public_input",
-            input_file,
-            "--proof_out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    run_proof_generator(statement_file, input_file, &out);
     std::fs::read_to_string(&out).unwrap().trim().to_owned()
 }
 

@@ -156,24 +156,12 @@ async fn requester_producer_flow_with_the_cli() {
 
     // The producer makes the proof with proof-generator, the original's tool and flags.
     let proof_file = dir.path().join("proof.bin");
-    let gen = Command::new(env!("CARGO_BIN_EXE_proof-generator"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--circuit_input",
-            "example/statements/arithmetic.json",
-            "--public_input",
-            "example/input/arithmetic/input.json",
-            "--proof_out",
-        ])
-        .arg(&proof_file)
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
+    let printed = run_proof_generator(
+        "example/statements/arithmetic.json",
+        "example/input/arithmetic/input.json",
+        &proof_file,
     );
-    assert!(String::from_utf8_lossy(&gen.stdout).contains("Inner verification passed"));
+    assert!(printed.contains("Inner verification passed"));
     let proof_text = std::fs::read_to_string(&proof_file).unwrap();
     let (ok, out, err) = prod.run(&[
         "proof",

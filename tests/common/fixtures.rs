@@ -56,3 +56,31 @@ pub async fn matched_pair(req: &Api, prod: &Api, stmt: &str, inputs: [u64; 2]) -
     assert_eq!(p["request_key"], r["_key"], "{p}");
     (r, p)
 }
+
+/// Runs `proof-generator` (the original toolchain's flags) on `statement_file` and
+/// `input_file` (paths under the repository), writing the proof to `out`; answers what
+/// it printed. Fails the test if it fails.
+pub fn run_proof_generator(
+    statement_file: &str,
+    input_file: &str,
+    out: &std::path::Path,
+) -> String {
+    let gen = std::process::Command::new(env!("CARGO_BIN_EXE_proof-generator"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--circuit_input",
+            statement_file,
+            "--public_input",
+            input_file,
+            "--proof_out",
+        ])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    String::from_utf8_lossy(&gen.stdout).into_owned()
+}
