@@ -1,7 +1,11 @@
 //! Public inputs and the text forms of field elements.
 //!
 //! Two shapes arrive from clients: zkLLVM's `[{"field": 5}, {"field": "0x0b"}]` and the
-//! older `{"input": "1\n11"}`. Both become a vector of Pallas base field elements.
+//! older `{"input": "1\n11"}`. Both become a vector of Pallas base field elements. A
+//! circuit parameter that is a vector (`<N x field>`) takes N consecutive elements: in
+//! zkLLVM's form one item `{"vector": [{"field": ..}, ...]}` (checked against the
+//! circuit's parameters: see [`PublicInput::groups`]), or flattened, its elements as
+//! consecutive items (or lines of the older form).
 //! Values outside the field are refused, never reduced: a requester who sends p+1 made
 //! a mistake the market should name.
 //!
@@ -29,8 +33,12 @@ fn err<T>(msg: impl Into<String>) -> Result<T, InputError> {
 /// A parsed public input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicInput {
-    /// The elements, in order.
+    /// The elements, in order (vectors flattened).
     pub values: Vec<Fe>,
+    /// The elements per top-level item when the input names its structure (it holds a
+    /// `{"vector": ...}` item): then it must match the circuit's parameters one for
+    /// one. `None` for a flat input, which only has to have the right count.
+    pub groups: Option<Vec<usize>>,
 }
 
 impl PublicInput {
@@ -41,11 +49,37 @@ impl PublicInput {
                 if items.len() > MAX_ELEMENTS {
                     return err(format!("more than {MAX_ELEMENTS} elements"));
                 }
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| element(i, item))
-                    .collect::<Result<Vec<_>, _>>()?
+                let mut values = Vec::with_capacity(items.len());
+                let mut groups = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item.get("vector") {
+                        Some(lanes) if item.as_object().is_some_and(|o| o.len() == 1) => {
+                            let lanes = lanes.as_array().ok_or_else(|| {
+                                InputError(format!(
+                                    "element {i}: a vector is {{\"vector\": [{{\"field\": <value>}}, ...]}}"
+                                ))
+                            })?;
+                            if lanes.is_empty() || values.len() + lanes.len() > MAX_ELEMENTS {
+                                return err(format!(
+                                    "element {i}: a vector has 1 to {MAX_ELEMENTS} elements in all"
+                                ));
+                            }
+                            for (j, lane) in lanes.iter().enumerate() {
+                                values.push(element(&format!("element {i}, lane {j}"), lane)?);
+                            }
+                            groups.push(lanes.len());
+                        }
+                        _ => {
+                            values.push(element(&format!("element {i}"), item)?);
+                            groups.push(1);
+                        }
+                    }
+                }
+                let structured = groups.len() != values.len();
+                return Ok(PublicInput {
+                    values,
+                    groups: structured.then_some(groups),
+                });
             }
             serde_json::Value::Object(map) => match (map.get("input"), map.len()) {
                 (Some(serde_json::Value::String(text)), 1) => {
@@ -73,7 +107,39 @@ impl PublicInput {
                 )
             }
         };
-        Ok(PublicInput { values })
+        Ok(PublicInput {
+            values,
+            groups: None,
+        })
+    }
+
+    /// Checks the input's structure against a circuit whose parameters take `params`
+    /// elements each (1 for a field element, N for `<N x field>`): a structured input
+    /// must have one item per parameter, each of its size.
+    pub fn check_groups(&self, params: &[usize]) -> Result<(), InputError> {
+        let Some(groups) = &self.groups else {
+            return Ok(());
+        };
+        if groups.as_slice() == params {
+            return Ok(());
+        }
+        let show = |g: &[usize]| {
+            g.iter()
+                .map(|&n| {
+                    if n == 1 {
+                        "field".to_string()
+                    } else {
+                        format!("vector of {n}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        err(format!(
+            "the circuit takes ({}), the input gives ({})",
+            show(params),
+            show(groups)
+        ))
     }
 
     /// The canonical text: decimal values separated by commas.
@@ -101,18 +167,29 @@ pub fn fe_to_hex(x: Fe) -> String {
     format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))
 }
 
-fn element(i: usize, item: &serde_json::Value) -> Result<Fe, InputError> {
+/// A circuit's outputs as stored and shown: each as [`fe_to_hex`], in order, separated
+/// by commas (a single output is just its hex form).
+pub fn outputs_to_text(outputs: &[Fe]) -> String {
+    outputs
+        .iter()
+        .map(|&x| fe_to_hex(x))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn element(i: &str, item: &serde_json::Value) -> Result<Fe, InputError> {
     let obj = match item.as_object() {
         Some(o) if o.len() == 1 => o,
-        _ => return err(format!("element {i}: expected {{\"field\": <value>}}")),
+        _ => return err(format!("{i}: expected {{\"field\": <value>}}")),
     };
     let (kind, value) = match obj.iter().next() {
         Some(kv) => kv,
-        None => return err(format!("element {i}: empty object")),
+        None => return err(format!("{i}: empty object")),
     };
     if kind != "field" {
         return err(format!(
-            "element {i}: unsupported element type `{kind}`: only `field` (Pallas base field) is accepted"
+            "{i}: unsupported element type `{}`: only `field` (Pallas base field) and `vector` of them are accepted",
+            clip(kind)
         ));
     }
     let text = match value {
@@ -120,11 +197,11 @@ fn element(i: usize, item: &serde_json::Value) -> Result<Fe, InputError> {
         serde_json::Value::String(s) => s.clone(),
         _ => {
             return err(format!(
-                "element {i}: a field value is an integer or a decimal/0x-hex string"
+                "{i}: a field value is an integer or a decimal/0x-hex string"
             ))
         }
     };
-    parse_field(&text).map_err(|e| InputError(format!("element {i}: {e}")))
+    parse_field(&text).map_err(|e| InputError(format!("{i}: {e}")))
 }
 
 /// Parses a decimal or `0x` hexadecimal field element, refusing values ≥ the modulus.
@@ -222,6 +299,7 @@ mod tests {
         ] {
             let text = PublicInput {
                 values: values.clone(),
+                groups: None,
             }
             .canonical();
             assert_eq!(parse_canonical(&text).unwrap(), values, "{text}");
@@ -254,12 +332,44 @@ mod tests {
             raw in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 0..5)
         ) {
             let values: Vec<Fe> = raw.iter().map(|b| Fe::from_le_bytes_mod_order(b)).collect();
-            let text = PublicInput { values: values.clone() }.canonical();
+            let text = PublicInput { values: values.clone(), groups: None }.canonical();
             proptest::prop_assert_eq!(parse_canonical(&text).unwrap(), values.clone());
             for v in values {
                 proptest::prop_assert_eq!(parse_field(&fe_to_hex(v)).unwrap(), v);
             }
         }
+    }
+
+    #[test]
+    fn vectors_are_flattened_and_their_shape_checked() {
+        let v = PublicInput::from_json(&json!([
+            {"vector": [{"field": 1}, {"field": "0x02"}]},
+            {"field": 3}
+        ]))
+        .unwrap();
+        let flat =
+            PublicInput::from_json(&json!([{"field": 1}, {"field": 2}, {"field": 3}])).unwrap();
+        assert_eq!(v.values, flat.values);
+        assert_eq!(v.canonical(), "1,2,3");
+        assert_eq!(v.groups, Some(vec![2, 1]));
+        assert_eq!(flat.groups, None);
+        v.check_groups(&[2, 1]).unwrap();
+        flat.check_groups(&[1, 2]).unwrap();
+        assert_eq!(
+            v.check_groups(&[1, 2]).unwrap_err().to_string(),
+            "input: the circuit takes (field, vector of 2), the input gives (vector of 2, field)"
+        );
+        for bad in [
+            json!([{"vector": []}]),
+            json!([{"vector": {"field": 1}}]),
+            json!([{"vector": [1, 2]}]),
+            json!([{"vector": [{"vector": [{"field": 1}]}]}]),
+            json!([{"vector": [{"field": 1}], "field": 2}]),
+        ] {
+            assert!(PublicInput::from_json(&bad).is_err(), "{bad} accepted");
+        }
+        let huge: Vec<_> = (0..=MAX_ELEMENTS).map(|i| json!({"field": i})).collect();
+        assert!(PublicInput::from_json(&json!([{"vector": huge}])).is_err());
     }
 
     #[test]

@@ -485,17 +485,21 @@ fn tidy_input(raw: &Value) -> Value {
             let lines: Vec<&str> = text.split_whitespace().collect();
             serde_json::json!({ "input": lines.join("\n") })
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| match item.get("field") {
-                    Some(Value::String(s)) => serde_json::json!({"field": s.trim()}),
-                    Some(v) => serde_json::json!({ "field": v }),
-                    None => item.clone(),
-                })
-                .collect(),
-        ),
+        Value::Array(items) => Value::Array(items.iter().map(tidy_item).collect()),
         other => other.clone(),
+    }
+}
+
+/// One item of an array input: `{"field": v}` with its value trimmed, or a
+/// `{"vector": [...]}` of such items.
+fn tidy_item(item: &Value) -> Value {
+    match (item.get("field"), item.get("vector")) {
+        (Some(Value::String(s)), _) => serde_json::json!({"field": s.trim()}),
+        (Some(v), _) => serde_json::json!({ "field": v }),
+        (None, Some(Value::Array(lanes))) => {
+            serde_json::json!({"vector": lanes.iter().map(tidy_item).collect::<Vec<_>>()})
+        }
+        _ => item.clone(),
     }
 }
 

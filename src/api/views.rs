@@ -221,6 +221,8 @@ pub fn proof(p: &ProofRecord, full: bool) -> Value {
         "createdOn": p.created.0,
         "updatedOn": p.created.0,
         "output": p.output,
+        // The same, one string per output (a circuit returning a vector has several).
+        "outputs": p.output.as_deref().map(|o| o.split(',').collect::<Vec<_>>()),
         "proof_system": p.proof_system,
     });
     if full {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Parser;
 
-use proof_market::input::fe_to_hex;
+use proof_market::input::outputs_to_text;
 use proof_market::input::PublicInput;
 use proof_market::prover::statements::StatementCircuit;
 
@@ -91,9 +91,7 @@ fn run(a: Args) -> anyhow::Result<()> {
         PublicInput::from_json(&json).map_err(|e| anyhow!("{}: {e}", a.public_input.display()))?;
     let circuit = step("compiling the circuit", || StatementCircuit::compile(&ir))
         .map_err(|e| anyhow!("{e}"))?;
-    circuit
-        .evaluate(&input.values)
-        .map_err(|e| anyhow!("{e}"))?;
+    circuit.evaluate_input(&input).map_err(|e| anyhow!("{e}"))?;
     step("making the keys", || circuit.keys()).map_err(|e| anyhow!("keygen: {e}"))?;
     let (output, proof) =
         step("proving", || circuit.prove(&input.values)).map_err(|e| anyhow!("proving: {e}"))?;
@@ -103,7 +101,7 @@ fn run(a: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", a.proof_out.display()))?;
     eprintln!(
         "output {} ; proof {} bytes written to {}",
-        fe_to_hex(output),
+        outputs_to_text(&output),
         proof.len(),
         a.proof_out.display()
     );

@@ -28,8 +28,11 @@ pub enum FVal {
 pub struct Builder {
     num_inputs: usize,
     instrs: Vec<Instr>,
+    /// Wires defined so far (inputs included).
+    num_wires: usize,
     consts: HashMap<Fe, Wire>,
     ops: HashMap<(u8, Wire, Wire), Wire>,
+    permutations: HashMap<[Wire; 3], Wire>,
     max_instrs: usize,
 }
 
@@ -40,8 +43,10 @@ impl Builder {
         Builder {
             num_inputs,
             instrs: Vec::new(),
+            num_wires: num_inputs,
             consts: HashMap::new(),
             ops: HashMap::new(),
+            permutations: HashMap::new(),
             max_instrs,
         }
     }
@@ -58,7 +63,8 @@ impl Builder {
                 ErrorKind::ProgramTooLarge(self.max_instrs),
             ));
         }
-        let w = Wire((self.num_inputs + self.instrs.len()) as u32);
+        let w = Wire(self.num_wires as u32);
+        self.num_wires += ins.defines();
         self.instrs.push(ins);
         Ok(w)
     }
@@ -135,21 +141,60 @@ impl Builder {
         Ok(FVal::Wire(w))
     }
 
-    /// Finishes the program with `out` as its output, dropping dead instructions.
-    pub fn finish(mut self, out: FVal, line: usize) -> Result<Program, CompileError> {
-        let out = self.wire(out, line)?;
+    /// The Poseidon permutation of `state`: computed now if every element is known,
+    /// else emitted (once per distinct state).
+    pub fn poseidon(&mut self, state: [FVal; 3], line: usize) -> Result<[FVal; 3], CompileError> {
+        if let [FVal::Const(a), FVal::Const(b), FVal::Const(c)] = state {
+            return Ok(crate::circuit::poseidon::permute([a, b, c]).map(FVal::Const));
+        }
+        let mut wires = [Wire(0); 3];
+        for (w, v) in wires.iter_mut().zip(state) {
+            *w = self.wire(v, line)?;
+        }
+        let first = match self.permutations.get(&wires) {
+            Some(&w) => w,
+            None => {
+                let w = self.push(Instr::Poseidon(wires), line)?;
+                self.permutations.insert(wires, w);
+                w
+            }
+        };
+        Ok([0, 1, 2].map(|i| FVal::Wire(Wire(first.0 + i))))
+    }
+
+    /// Finishes the program with `outs` as its outputs (in order), dropping dead
+    /// instructions.
+    pub fn finish(mut self, outs: &[FVal], line: usize) -> Result<Program, CompileError> {
+        let outs = outs
+            .iter()
+            .map(|&o| self.wire(o, line))
+            .collect::<Result<Vec<Wire>, _>>()?;
         let n = self.num_inputs;
-        let mut live = vec![false; n + self.instrs.len()];
+        // The first wire each instruction defines.
+        let mut first = Vec::with_capacity(self.instrs.len());
+        let mut next = n;
+        for ins in &self.instrs {
+            first.push(next);
+            next += ins.defines();
+        }
+        let mut live = vec![false; next];
         let mark = |live: &mut Vec<bool>, w: Wire| {
             if let Some(l) = live.get_mut(w.index()) {
                 *l = true;
             }
         };
-        mark(&mut live, out);
+        for &out in &outs {
+            mark(&mut live, out);
+        }
+        let is_live = |live: &Vec<bool>, i: usize, ins: &Instr| {
+            let from = first[i];
+            live.get(from..from + ins.defines())
+                .is_some_and(|ws| ws.iter().any(|&l| l))
+        };
+        let mut keep = vec![false; self.instrs.len()];
         for (i, ins) in self.instrs.iter().enumerate().rev() {
-            let keep = matches!(ins, Instr::Div(..)) || live.get(n + i).copied().unwrap_or(false);
-            if keep {
-                mark(&mut live, Wire((n + i) as u32));
+            if matches!(ins, Instr::Div(..)) || is_live(&live, i, ins) {
+                keep[i] = true;
                 for w in ins.operands() {
                     mark(&mut live, w);
                 }
@@ -158,25 +203,29 @@ impl Builder {
         // New numbering: inputs keep theirs, live instructions are packed in order.
         let mut renumber: Vec<u32> = (0..n as u32).collect();
         let mut instrs = Vec::new();
+        let mut defined = n;
         let map = |renumber: &Vec<u32>, w: Wire| {
             Wire(renumber.get(w.index()).copied().unwrap_or(u32::MAX))
         };
         for (i, ins) in self.instrs.iter().enumerate() {
-            if !live.get(n + i).copied().unwrap_or(false) {
-                renumber.push(u32::MAX);
+            if !keep[i] {
+                renumber.extend(std::iter::repeat_n(u32::MAX, ins.defines()));
                 continue;
             }
-            renumber.push((n + instrs.len()) as u32);
+            renumber.extend((defined..defined + ins.defines()).map(|w| w as u32));
+            defined += ins.defines();
             instrs.push(match *ins {
                 Instr::Const(c) => Instr::Const(c),
                 Instr::Add(a, b) => Instr::Add(map(&renumber, a), map(&renumber, b)),
                 Instr::Sub(a, b) => Instr::Sub(map(&renumber, a), map(&renumber, b)),
                 Instr::Mul(a, b) => Instr::Mul(map(&renumber, a), map(&renumber, b)),
                 Instr::Div(a, b) => Instr::Div(map(&renumber, a), map(&renumber, b)),
+                Instr::Poseidon(s) => Instr::Poseidon(s.map(|w| map(&renumber, w))),
             });
         }
-        let out = map(&renumber, out);
-        Program::new(n, instrs, out).map_err(|e| CompileError::global(ErrorKind::Program(e)))
+        let outs = outs.into_iter().map(|o| map(&renumber, o)).collect();
+        Program::with_outputs(n, instrs, outs)
+            .map_err(|e| CompileError::global(ErrorKind::Program(e)))
     }
 }
 
@@ -203,7 +252,7 @@ mod tests {
         assert!(matches!(d, FVal::Wire(_)));
         let _dead = b.op(FieldOp::Mul, x, x, 1).unwrap();
         let out = b.op(FieldOp::Mul, s1, c(7), 1).unwrap();
-        let p = b.finish(out, 1).unwrap();
+        let p = b.finish(&[out], 1).unwrap();
         // x+y, 7, (x+y)*7, and the kept division 5/0 with its two constants.
         assert_eq!(p.instrs().len(), 6);
         assert!(p.eval(&[Fe::from(1u64), Fe::from(2u64)]).is_err());
@@ -225,7 +274,16 @@ mod tests {
     #[test]
     fn constant_output_is_materialised() {
         let b = Builder::new(0, 10);
-        let p = b.finish(c(42), 1).unwrap();
-        assert_eq!(p.eval(&[]).unwrap(), Fe::from(42u64));
+        let p = b.finish(&[c(42)], 1).unwrap();
+        assert_eq!(p.eval(&[]).unwrap(), vec![Fe::from(42u64)]);
+        // Several outputs, the same constant twice: one instruction, two outputs.
+        let b = Builder::new(1, 10);
+        let x = b.input(0);
+        let p = b.finish(&[c(7), x, c(7)], 1).unwrap();
+        assert_eq!(p.instrs().len(), 1);
+        assert_eq!(
+            p.eval(&[Fe::from(3u64)]).unwrap(),
+            vec![Fe::from(7u64), Fe::from(3u64), Fe::from(7u64)]
+        );
     }
 }

@@ -32,6 +32,9 @@ pub struct Compiled {
     pub program: Program,
     /// The circuit function's (mangled) name, without `@`.
     pub function_name: String,
+    /// Field elements each circuit parameter takes, in order (1 for a field element, N
+    /// for `<N x field>`); they sum to the program's inputs.
+    pub params: Vec<usize>,
 }
 
 /// Compiles zkLLVM IR text into a program, using the function with the `circuit`
@@ -56,9 +59,15 @@ pub fn compile_with_limits(ir_text: &str, limits: Limits) -> Result<Compiled, Co
         )
     })?;
     let program = crate::circuit::exec::run(&funcs, circuit, limits)?;
+    let params = circuit
+        .params
+        .iter()
+        .map(|(ty, _)| ty.field_lanes().unwrap_or(0))
+        .collect();
     Ok(Compiled {
         program,
         function_name: circuit_def.name.to_string(),
+        params,
     })
 }
 

@@ -8,11 +8,14 @@
 //! the builder's instruction cap this bounds time and memory for any input text.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+
+use ark_ff::Zero as _;
 
 use crate::circuit::builder::{Builder, FVal};
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
 use crate::circuit::ir::{BlockId, CastOp, Function, InstKind, IntOp, Operand, Pred, Term, Ty};
-use crate::circuit::program::Program;
+use crate::circuit::program::{Fe, Program};
 use crate::circuit::syntax::mask;
 
 /// Resource caps for one compilation.
@@ -24,7 +27,8 @@ pub struct Limits {
     pub max_steps: u64,
     /// Nested inlined calls.
     pub max_depth: usize,
-    /// Values held by all live frames together.
+    /// Values held by all live frames together (a vector counts one per lane, on top
+    /// of its slot).
     pub max_frame_values: usize,
 }
 
@@ -42,10 +46,25 @@ impl Default for Limits {
 }
 
 /// A runtime value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Val {
-    Int { bits: u32, v: u64 },
+    Int {
+        bits: u32,
+        v: u64,
+    },
     Field(FVal),
+    /// A vector of field values (lanes shared between copies of the value).
+    Vec(Rc<[FVal]>),
+}
+
+impl Val {
+    /// Lanes held beyond the value's own slot (charged to the frame-values cap).
+    fn lanes(&self) -> usize {
+        match self {
+            Val::Vec(v) => v.len(),
+            _ => 0,
+        }
+    }
 }
 
 struct Frame<'f> {
@@ -69,10 +88,30 @@ pub fn run(
     circuit: &Function,
     limits: Limits,
 ) -> Result<Program, CompileError> {
-    let builder = Builder::new(circuit.params.len(), limits.max_instrs);
-    let args: Vec<Val> = (0..circuit.params.len())
-        .map(|i| Val::Field(builder.input(i)))
+    // Each parameter takes as many consecutive inputs as it has lanes.
+    let lanes: Vec<usize> = circuit
+        .params
+        .iter()
+        .map(|(ty, _)| ty.field_lanes().unwrap_or(0))
         .collect();
+    let builder = Builder::new(lanes.iter().sum(), limits.max_instrs);
+    let mut next = 0usize;
+    let mut args: Vec<Val> = Vec::with_capacity(lanes.len());
+    for (ty, _) in &circuit.params {
+        args.push(match *ty {
+            Ty::FieldVec(n) => {
+                let v: Rc<[FVal]> = (next..next + n as usize)
+                    .map(|i| builder.input(i))
+                    .collect();
+                next += n as usize;
+                Val::Vec(v)
+            }
+            _ => {
+                next += 1;
+                Val::Field(builder.input(next - 1))
+            }
+        });
+    }
     let mut ex = Exec {
         funcs,
         builder,
@@ -82,19 +121,30 @@ pub fn run(
         frame_values: 0,
     };
     let out = ex.call(circuit, args, circuit.line)?;
-    let Some(Val::Field(out)) = out else {
-        let kind = ErrorKind::CircuitReturn(describe(out));
-        return Err(CompileError::at(circuit.line, kind));
+    let outs: Vec<FVal> = match out {
+        Some(Val::Field(out)) => vec![out],
+        Some(Val::Vec(lanes)) => lanes.to_vec(),
+        other => {
+            let kind = ErrorKind::CircuitReturn(describe(other.as_ref()));
+            return Err(CompileError::at(circuit.line, kind));
+        }
     };
-    ex.builder.finish(out, circuit.line)
+    ex.builder.finish(&outs, circuit.line)
 }
 
-fn describe(v: Option<Val>) -> String {
+fn describe(v: Option<&Val>) -> String {
     match v {
         None => "void".into(),
         Some(Val::Int { bits, .. }) => format!("i{bits}"),
         Some(Val::Field(_)) => Ty::Field.to_string(),
+        Some(Val::Vec(v)) => Ty::FieldVec(v.len() as u32).to_string(),
     }
+}
+
+/// A lane of a vector constant: an undefined (`undef`/`poison`) lane may be any value;
+/// it is zero here.
+fn lane(c: Option<Fe>) -> FVal {
+    FVal::Const(c.unwrap_or_else(Fe::zero))
 }
 
 fn sext(v: u64, bits: u32) -> i64 {
@@ -145,14 +195,19 @@ impl<'f> Exec<'f> {
             func: f,
             values: vec![None; n],
         };
+        let mut result = Ok(None);
         for (&(_, slot), v) in f.params.iter().zip(args) {
-            if let Some(s) = frame.values.get_mut(slot as usize) {
-                *s = Some(v);
+            if let Err(e) = self.set(&mut frame, Some(slot), v, line) {
+                result = Err(e);
+                break;
             }
         }
-        let result = self.run_body(&mut frame);
+        if result.is_ok() {
+            result = self.run_body(&mut frame);
+        }
+        let lanes: usize = frame.values.iter().flatten().map(Val::lanes).sum();
         self.depth -= 1;
-        self.frame_values -= n;
+        self.frame_values -= n + lanes;
         result
     }
 
@@ -179,17 +234,17 @@ impl<'f> Exec<'f> {
                         };
                         return Err(CompileError::at(phi.line, ErrorKind::Syntax(msg)));
                     };
-                    vals.push((phi.dest, self.val(fr, op, phi.ty, phi.line)?));
+                    vals.push((phi.dest, self.val(fr, op, phi.ty, phi.line)?, phi.line));
                 }
-                for (dest, v) in vals {
-                    set(fr, Some(dest), v);
+                for (dest, v, line) in vals {
+                    self.set(fr, Some(dest), v, line)?;
                 }
             }
             for inst in &block.insts {
                 self.step(inst.line)?;
                 let v = self.inst(fr, &inst.kind, inst.line)?;
                 if let Some(v) = v {
-                    set(fr, inst.dest, v);
+                    self.set(fr, inst.dest, v, inst.line)?;
                 }
             }
             let line = block.term_line;
@@ -240,10 +295,11 @@ impl<'f> Exec<'f> {
         v: Option<Val>,
         line: usize,
     ) -> Result<Option<Val>, CompileError> {
-        let ok = match (f.ret, v) {
+        let ok = match (f.ret, &v) {
             (None, None) => true,
             (Some(Ty::Field), Some(Val::Field(_))) => true,
-            (Some(Ty::Int(a)), Some(Val::Int { bits, .. })) => a == bits,
+            (Some(Ty::FieldVec(n)), Some(Val::Vec(v))) => v.len() == n as usize,
+            (Some(Ty::Int(a)), Some(Val::Int { bits, .. })) => a == *bits,
             _ => false,
         };
         if ok {
@@ -253,14 +309,14 @@ impl<'f> Exec<'f> {
         let msg = format!(
             "`@{}` returns `{want}` but `ret` gives `{}`",
             excerpt(&f.name),
-            describe(v)
+            describe(v.as_ref())
         );
         Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
     }
 
     fn read(&self, fr: &Frame<'_>, op: &Operand, ty: Ty, line: usize) -> Result<Val, CompileError> {
         match (op, ty) {
-            (Operand::Slot(s), _) => match fr.values.get(*s as usize).copied().flatten() {
+            (Operand::Slot(s), _) => match fr.values.get(*s as usize).cloned().flatten() {
                 Some(v) => Ok(v),
                 None => {
                     let name = fr
@@ -274,6 +330,9 @@ impl<'f> Exec<'f> {
             },
             (Operand::Int(v), Ty::Int(bits)) => Ok(Val::Int { bits, v: *v }),
             (Operand::Field(c), Ty::Field) => Ok(Val::Field(FVal::Const(*c))),
+            (Operand::FieldVec(lanes), Ty::FieldVec(n)) if lanes.len() == n as usize => {
+                Ok(Val::Vec(lanes.iter().map(|&c| lane(c)).collect()))
+            }
             _ => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("constant of the wrong type".into()),
@@ -284,15 +343,16 @@ impl<'f> Exec<'f> {
     /// Reads an operand, checking it has type `ty`.
     fn val(&self, fr: &Frame<'_>, op: &Operand, ty: Ty, line: usize) -> Result<Val, CompileError> {
         let v = self.read(fr, op, ty, line)?;
-        let ok = match (v, ty) {
-            (Val::Int { bits, .. }, Ty::Int(want)) => bits == want,
+        let ok = match (&v, ty) {
+            (Val::Int { bits, .. }, Ty::Int(want)) => *bits == want,
             (Val::Field(_), Ty::Field) => true,
+            (Val::Vec(v), Ty::FieldVec(n)) => v.len() == n as usize,
             _ => false,
         };
         if ok {
             return Ok(v);
         }
-        let msg = format!("operand is `{}`, expected `{ty}`", describe(Some(v)));
+        let msg = format!("operand is `{}`, expected `{ty}`", describe(Some(&v)));
         let kind = match (v, ty) {
             (Val::Field(_), Ty::Int(1)) => ErrorKind::NonConstantControl(
                 "a condition is a field value, unknown until proving".into(),
@@ -311,7 +371,7 @@ impl<'f> Exec<'f> {
     ) -> Result<u64, CompileError> {
         match self.val(fr, op, Ty::Int(bits), line)? {
             Val::Int { v, .. } => Ok(v),
-            Val::Field(_) => Err(CompileError::at(
+            Val::Field(_) | Val::Vec(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("field operand".into()),
             )),
@@ -321,11 +381,70 @@ impl<'f> Exec<'f> {
     fn field(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<FVal, CompileError> {
         match self.val(fr, op, Ty::Field, line)? {
             Val::Field(v) => Ok(v),
-            Val::Int { .. } => Err(CompileError::at(
+            Val::Int { .. } | Val::Vec(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("integer operand".into()),
             )),
         }
+    }
+
+    /// Reads a `<lanes x field>` operand, charging a step per 16 lanes.
+    fn vector(
+        &mut self,
+        fr: &Frame<'_>,
+        op: &Operand,
+        lanes: u32,
+        line: usize,
+    ) -> Result<Rc<[FVal]>, CompileError> {
+        self.charge(line, lanes as usize)?;
+        match self.val(fr, op, Ty::FieldVec(lanes), line)? {
+            Val::Vec(v) => Ok(v),
+            _ => Err(CompileError::at(
+                line,
+                ErrorKind::TypeMismatch("scalar operand for a vector".into()),
+            )),
+        }
+    }
+
+    /// A lane index known at compile time, checked against the vector's lanes.
+    fn lane_index(
+        &self,
+        fr: &Frame<'_>,
+        idx: &Operand,
+        bits: u32,
+        lanes: u32,
+        what: &str,
+        line: usize,
+    ) -> Result<usize, CompileError> {
+        let i = self.int(fr, idx, bits, line)?;
+        if i >= u64::from(lanes) {
+            let msg = format!("`{what}` at lane {i} of a vector of {lanes} (poison)");
+            return Err(CompileError::at(line, ErrorKind::UndefinedBehaviour(msg)));
+        }
+        Ok(i as usize)
+    }
+
+    /// Stores `v` in slot `dest` (if named), keeping the lanes of live vectors within
+    /// the frame-values cap.
+    fn set(
+        &mut self,
+        fr: &mut Frame<'_>,
+        dest: Option<u32>,
+        v: Val,
+        line: usize,
+    ) -> Result<(), CompileError> {
+        let Some(slot) = dest.and_then(|d| fr.values.get_mut(d as usize)) else {
+            return Ok(());
+        };
+        let old = slot.as_ref().map_or(0, Val::lanes);
+        let total = (self.frame_values - old).saturating_add(v.lanes());
+        if total > self.limits.max_frame_values {
+            let kind = ErrorKind::FrameTooLarge(self.limits.max_frame_values);
+            return Err(CompileError::at(line, kind));
+        }
+        self.frame_values = total;
+        *slot = Some(v);
+        Ok(())
     }
 
     fn inst(
@@ -338,6 +457,65 @@ impl<'f> Exec<'f> {
             InstKind::Field { op, a, b } => {
                 let (a, b) = (self.field(fr, a, line)?, self.field(fr, b, line)?);
                 Val::Field(self.builder.op(*op, a, b, line)?)
+            }
+            InstKind::FieldVec { op, lanes, a, b } => {
+                let a = self.vector(fr, a, *lanes, line)?;
+                let b = self.vector(fr, b, *lanes, line)?;
+                let mut out = Vec::with_capacity(a.len());
+                for (&x, &y) in a.iter().zip(b.iter()) {
+                    out.push(self.builder.op(*op, x, y, line)?);
+                }
+                Val::Vec(out.into())
+            }
+            InstKind::Extract {
+                lanes,
+                v,
+                idx_bits,
+                idx,
+            } => {
+                let v = self.vector(fr, v, *lanes, line)?;
+                let i = self.lane_index(fr, idx, *idx_bits, *lanes, "extractelement", line)?;
+                Val::Field(v[i])
+            }
+            InstKind::Insert {
+                lanes,
+                v,
+                elt,
+                idx_bits,
+                idx,
+            } => {
+                let v = self.vector(fr, v, *lanes, line)?;
+                let x = self.field(fr, elt, line)?;
+                let i = self.lane_index(fr, idx, *idx_bits, *lanes, "insertelement", line)?;
+                let mut out = v.to_vec();
+                out[i] = x;
+                Val::Vec(out.into())
+            }
+            InstKind::Poseidon { state } => {
+                // 55 rounds of work when folded at compile time: charged as such.
+                self.charge(line, 16 * 1024)?;
+                let s = self.vector(fr, state, 3, line)?;
+                let [a, b, c] = [s[0], s[1], s[2]];
+                Val::Vec(self.builder.poseidon([a, b, c], line)?.to_vec().into())
+            }
+            InstKind::Shuffle { lanes, a, b, mask } => {
+                let a = self.vector(fr, a, *lanes, line)?;
+                let b = self.vector(fr, b, *lanes, line)?;
+                self.charge(line, mask.len())?;
+                let out: Vec<FVal> = mask
+                    .iter()
+                    .map(|m| match m {
+                        Some(k) => {
+                            let k = *k as usize;
+                            a.get(k)
+                                .or_else(|| b.get(k - a.len().min(k)))
+                                .copied()
+                                .unwrap_or_else(|| lane(None))
+                        }
+                        None => lane(None),
+                    })
+                    .collect();
+                Val::Vec(out.into())
             }
             InstKind::Int { op, bits, a, b } => {
                 let (a, b) = (self.int(fr, a, *bits, line)?, self.int(fr, b, *bits, line)?);
@@ -416,12 +594,6 @@ impl<'f> Exec<'f> {
             vals.push(self.val(fr, op, *ty, line)?);
         }
         self.call(f, vals, line)
-    }
-}
-
-fn set(fr: &mut Frame<'_>, dest: Option<u32>, v: Val) {
-    if let Some(slot) = dest.and_then(|d| fr.values.get_mut(d as usize)) {
-        *slot = Some(v);
     }
 }
 

@@ -7,9 +7,12 @@
 //! ignored, so an unexpected construct can never be compiled into a wrong circuit.
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
-use crate::circuit::ir::{CastOp, FieldOp, Inst, InstKind, IntOp, Operand, Phi, Pred, Term, Ty};
+use crate::circuit::ir::{
+    CastOp, FieldOp, Inst, InstKind, IntOp, Operand, Phi, Pred, Term, Ty, MAX_VECTOR_LANES,
+};
 use crate::circuit::lex::{Tok, Token};
 use crate::circuit::parse::Scope;
+use crate::circuit::program::Fe;
 use crate::circuit::syntax::{field_literal, int_literal, ret_type, Cursor};
 
 /// What a statement turned out to be.
@@ -57,6 +60,9 @@ pub fn parse_statement(
         "icmp" => icmp(&mut c, scope)?,
         "select" => select(&mut c, scope)?,
         "zext" | "sext" | "trunc" => cast(op, &mut c, scope)?,
+        "extractelement" => extract(&mut c, scope)?,
+        "insertelement" => insert(&mut c, scope)?,
+        "shufflevector" => shuffle(&mut c, scope)?,
         "freeze" => {
             let ty = c.ty()?;
             let v = operand(&mut c, ty, scope)?;
@@ -110,6 +116,9 @@ pub fn parse_statement(
 /// Parses one value of type `ty`: a `%name` or a constant.
 fn operand(c: &mut Cursor<'_, '_>, ty: Ty, scope: &mut Scope) -> Result<Operand, CompileError> {
     let t = c.peek().ok_or_else(|| c.unexpected("a value"))?;
+    if let (Ty::FieldVec(lanes), true) = (ty, t.is_punct(b'<')) {
+        return vector_literal(c, lanes);
+    }
     if !matches!(t.tok, Tok::Local(_) | Tok::Global(_) | Tok::Word(_)) {
         return Err(c.unexpected("a value"));
     }
@@ -122,11 +131,21 @@ fn operand_token(t: Token<'_>, ty: Ty, scope: &mut Scope) -> Result<Operand, Com
     let at = |kind| CompileError::at(t.line, kind);
     match (t.tok, ty) {
         (Tok::Local(name), _) => Ok(Operand::Slot(scope.use_value(name, t.line))),
+        (Tok::Word("zeroinitializer"), Ty::FieldVec(n)) => {
+            Ok(Operand::FieldVec(vec![Some(Fe::from(0u64)); n as usize]))
+        }
+        (Tok::Word("undef" | "poison"), Ty::FieldVec(n)) => {
+            Ok(Operand::FieldVec(vec![None; n as usize]))
+        }
         (Tok::Word(w @ ("undef" | "poison" | "null" | "zeroinitializer" | "none")), _) => {
             Err(at(ErrorKind::Unsupported(format!("constant `{w}`"))))
         }
         (Tok::Word(w), Ty::Int(bits)) => int_literal(w, bits).map(Operand::Int).map_err(at),
         (Tok::Word(w), Ty::Field) => field_literal(w).map(Operand::Field).map_err(at),
+        (Tok::Word(_), Ty::FieldVec(_)) => Err(at(ErrorKind::Syntax(
+            "expected a vector value: `%name`, `<ty v, ...>`, `zeroinitializer`, `undef` or `poison`"
+                .into(),
+        ))),
         (Tok::Global(g), _) => Err(at(ErrorKind::Unsupported(format!(
             "use of global `@{}` as a value",
             excerpt(g)
@@ -142,20 +161,28 @@ fn binary(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKin
     let a = operand(c, ty, scope)?;
     c.expect(b',')?;
     let b = operand(c, ty, scope)?;
-    match ty {
-        Ty::Field => {
-            let op = match op {
-                "add" => FieldOp::Add,
-                "sub" => FieldOp::Sub,
-                "mul" => FieldOp::Mul,
-                "sdiv" | "udiv" => FieldOp::Div,
-                _ => {
-                    let what = format!("`{op}` on `{ty}` values");
-                    return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
-                }
-            };
-            Ok(InstKind::Field { op, a, b })
+    let field_op = || match op {
+        "add" => Ok(FieldOp::Add),
+        "sub" => Ok(FieldOp::Sub),
+        "mul" => Ok(FieldOp::Mul),
+        "sdiv" | "udiv" => Ok(FieldOp::Div),
+        _ => {
+            let what = format!("`{op}` on `{ty}` values");
+            Err(CompileError::at(line, ErrorKind::Unsupported(what)))
         }
+    };
+    match ty {
+        Ty::Field => Ok(InstKind::Field {
+            op: field_op()?,
+            a,
+            b,
+        }),
+        Ty::FieldVec(lanes) => Ok(InstKind::FieldVec {
+            op: field_op()?,
+            lanes,
+            a,
+            b,
+        }),
         Ty::Int(bits) => {
             let op = match op {
                 "add" => IntOp::Add,
@@ -198,7 +225,7 @@ fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileEr
     let line = c.line();
     let bits = match c.ty()? {
         Ty::Int(bits) => bits,
-        Ty::Field => {
+        Ty::Field | Ty::FieldVec(_) => {
             // A decision of this market (issue 15, item 5): comparing field values would
             // make a witness-dependent bit, which needs equality and range gadgets the
             // circuit does not have; so it is refused, for branches and `select` alike.
@@ -276,6 +303,179 @@ fn cast(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind,
     Ok(InstKind::Cast { op, from, to, v })
 }
 
+/// `<ty v, ty v, ...>` with `lanes` field lanes; a lane may be `undef` or `poison`.
+fn vector_literal(c: &mut Cursor<'_, '_>, lanes: u32) -> Result<Operand, CompileError> {
+    c.expect(b'<')?;
+    let mut out = Vec::new();
+    loop {
+        let line = c.line();
+        if c.ty()? != Ty::Field {
+            let msg = format!(
+                "a lane of a `{}` constant of another type",
+                Ty::FieldVec(lanes)
+            );
+            return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+        }
+        let w = c.word("a field constant")?;
+        out.push(match w {
+            "undef" | "poison" => None,
+            "zeroinitializer" => Some(Fe::from(0u64)),
+            _ => Some(field_literal(w).map_err(|k| CompileError::at(line, k))?),
+        });
+        if out.len() > lanes as usize {
+            break;
+        }
+        if c.peek().is_some_and(|t| t.is_punct(b'>')) {
+            c.next_tok();
+            break;
+        }
+        c.expect(b',')?;
+    }
+    if out.len() != lanes as usize {
+        let msg = format!(
+            "a `{}` constant with {} lanes",
+            Ty::FieldVec(lanes),
+            out.len()
+        );
+        return Err(c.err(ErrorKind::TypeMismatch(msg)));
+    }
+    Ok(Operand::FieldVec(out))
+}
+
+/// A field vector type, or an error saying what the instruction needs.
+fn vector_ty(c: &mut Cursor<'_, '_>, what: &str) -> Result<u32, CompileError> {
+    let line = c.line();
+    match c.ty()? {
+        Ty::FieldVec(lanes) => Ok(lanes),
+        other => Err(CompileError::at(
+            line,
+            ErrorKind::Unsupported(format!("`{what}` on `{other}`")),
+        )),
+    }
+}
+
+/// An index operand `iN v`.
+fn index(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<(u32, Operand), CompileError> {
+    let line = c.line();
+    match c.ty()? {
+        Ty::Int(bits) => Ok((bits, operand(c, Ty::Int(bits), scope)?)),
+        other => {
+            let msg = format!("a vector index must be an integer, not `{other}`");
+            Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+        }
+    }
+}
+
+fn extract(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    let lanes = vector_ty(c, "extractelement")?;
+    let v = operand(c, Ty::FieldVec(lanes), scope)?;
+    c.expect(b',')?;
+    let (idx_bits, idx) = index(c, scope)?;
+    Ok(InstKind::Extract {
+        lanes,
+        v,
+        idx_bits,
+        idx,
+    })
+}
+
+fn insert(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    let lanes = vector_ty(c, "insertelement")?;
+    let v = operand(c, Ty::FieldVec(lanes), scope)?;
+    c.expect(b',')?;
+    let line = c.line();
+    if c.ty()? != Ty::Field {
+        let msg = format!(
+            "`insertelement` into `{}` of another type",
+            Ty::FieldVec(lanes)
+        );
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    let elt = operand(c, Ty::Field, scope)?;
+    c.expect(b',')?;
+    let (idx_bits, idx) = index(c, scope)?;
+    Ok(InstKind::Insert {
+        lanes,
+        v,
+        elt,
+        idx_bits,
+        idx,
+    })
+}
+
+/// `shufflevector <n x field> a, <n x field> b, <m x i32> <i32 k, ...>` (or a
+/// `zeroinitializer` / `undef` / `poison` mask).
+fn shuffle(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    let lanes = vector_ty(c, "shufflevector")?;
+    let a = operand(c, Ty::FieldVec(lanes), scope)?;
+    c.expect(b',')?;
+    let line = c.line();
+    if c.ty()? != Ty::FieldVec(lanes) {
+        let msg = "`shufflevector` of two vectors of different types".to_string();
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    let b = operand(c, Ty::FieldVec(lanes), scope)?;
+    c.expect(b',')?;
+    // The mask type `<m x i32>` is not a value type of the subset: read it here.
+    let line = c.line();
+    c.expect(b'<')?;
+    let m = c.word("the mask length")?;
+    let m: u32 = m
+        .parse()
+        .ok()
+        .filter(|m| (1..=MAX_VECTOR_LANES).contains(m))
+        .ok_or_else(|| {
+            let msg = format!("a `shufflevector` mask has 1 to {MAX_VECTOR_LANES} lanes");
+            CompileError::at(line, ErrorKind::Unsupported(msg))
+        })?;
+    if !c.eat_word("x") || !c.eat_word("i32") {
+        return Err(c.unexpected("`x i32>`"));
+    }
+    c.expect(b'>')?;
+    let total = 2 * u64::from(lanes);
+    let mask = if c.eat_word("zeroinitializer") {
+        vec![Some(0); m as usize]
+    } else if c.eat_word("undef") || c.eat_word("poison") {
+        vec![None; m as usize]
+    } else {
+        c.expect(b'<')?;
+        let mut mask = Vec::new();
+        loop {
+            if !c.eat_word("i32") {
+                return Err(c.unexpected("`i32`"));
+            }
+            let line = c.line();
+            let w = c.word("a mask lane")?;
+            mask.push(match w {
+                "undef" | "poison" => None,
+                _ => {
+                    let k = int_literal(w, 32).map_err(|k| CompileError::at(line, k))?;
+                    if k >= total {
+                        let msg =
+                            format!("mask lane {k} is past the {total} lanes of the two vectors");
+                        return Err(CompileError::at(line, ErrorKind::Syntax(msg)));
+                    }
+                    Some(k as u32)
+                }
+            });
+            if mask.len() > m as usize {
+                break;
+            }
+            if c.peek().is_some_and(|t| t.is_punct(b'>')) {
+                c.next_tok();
+                break;
+            }
+            c.expect(b',')?;
+        }
+        mask
+    };
+    if mask.len() != m as usize {
+        let msg = format!("a `<{m} x i32>` mask with {} lanes", mask.len());
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    Ok(InstKind::Shuffle { lanes, a, b, mask })
+}
+
 /// Parses `ty [ v, %bb ], ...`; the caller fills in the result slot.
 fn phi(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Phi, CompileError> {
     let line = c.line();
@@ -347,6 +547,15 @@ fn call(
         );
         return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
     }
+    if let Some(name) = callee.strip_prefix("llvm.assigner.") {
+        if !name.starts_with("poseidon") {
+            let what = format!(
+                "zkLLVM builtin `@{}` (this market proves `poseidon` only)",
+                excerpt(callee)
+            );
+            return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+        }
+    }
     let ret = ret_type(c.src(), head, line)?;
     c.seek(start + k + 2);
     let mut args = Vec::new();
@@ -379,6 +588,18 @@ fn call(
     {
         c.next_tok();
     }
+    if callee.starts_with("llvm.assigner.poseidon") {
+        let state = Ty::FieldVec(3);
+        return match (ret, args.as_slice()) {
+            (Some(r), [(t, v)]) if r == state && *t == state => {
+                Ok(Some(InstKind::Poseidon { state: v.clone() }))
+            }
+            _ => {
+                let msg = format!("`@{}` takes and returns `{state}`", excerpt(callee));
+                Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+            }
+        };
+    }
     calls.push((callee.to_string(), line));
     Ok(Some(InstKind::Call {
         callee: callee.to_string(),
@@ -396,6 +617,19 @@ fn argument(
 ) -> Result<(Ty, Operand), CompileError> {
     let mut ac = Cursor::new(src, item, line);
     let ty = ac.ty()?;
+    if let (Ty::FieldVec(lanes), Some(last)) = (ty, item.last()) {
+        if last.is_punct(b'>') {
+            // A vector constant: from its `<` (the first one after the type) on.
+            let open =
+                (ac.pos()..item.len()).find(|&i| item.get(i).is_some_and(|t| t.is_punct(b'<')));
+            if let Some(open) = open {
+                let mut vc = Cursor::new(src, item.get(open..).unwrap_or_default(), line);
+                let v = vector_literal(&mut vc, lanes)?;
+                vc.finish()?;
+                return Ok((ty, v));
+            }
+        }
+    }
     let value = match item.last() {
         Some(v) if ac.pos() < item.len() => *v,
         _ => return Err(ac.unexpected("an argument value")),
@@ -429,7 +663,7 @@ fn terminator(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Ter
         _ => {
             let bits = match c.ty()? {
                 Ty::Int(bits) => bits,
-                Ty::Field => {
+                Ty::Field | Ty::FieldVec(_) => {
                     let what = "`switch` on a field value, unknown until proving".to_string();
                     return Err(CompileError::at(line, ErrorKind::NonConstantControl(what)));
                 }

@@ -40,19 +40,39 @@ pub const OTHER_FIELD_TYPES: &[&str] = &[
     "field_curve25519s",
 ];
 
+/// The most lanes a vector of field elements may have (`<N x field>`). zkLLVM's own
+/// vectors are tiny (a Poseidon state has 3, a SHA-256 block 4); the cap bounds what
+/// one value can hold.
+pub const MAX_VECTOR_LANES: u32 = 1024;
+
 /// A first-class value type of the subset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
     /// `__zkllvm_field_pallas_base`: a wire of the program.
     Field,
+    /// `<N x __zkllvm_field_pallas_base>`, 1 <= N <= [`MAX_VECTOR_LANES`]: N wires.
+    FieldVec(u32),
     /// `iN`, 1 <= N <= 64: a compile-time integer.
     Int(u32),
+}
+
+impl Ty {
+    /// How many field elements a value of this type holds as a circuit parameter or
+    /// result (`None` for integers).
+    pub fn field_lanes(self) -> Option<usize> {
+        match self {
+            Ty::Field => Some(1),
+            Ty::FieldVec(n) => Some(n as usize),
+            Ty::Int(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Ty {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Ty::Field => f.write_str(FIELD_TYPE),
+            Ty::FieldVec(n) => write!(f, "<{n} x {FIELD_TYPE}>"),
             Ty::Int(n) => write!(f, "i{n}"),
         }
     }
@@ -67,6 +87,9 @@ pub enum Operand {
     Int(u64),
     /// A field constant.
     Field(Fe),
+    /// A vector constant: `zeroinitializer`, `<ty v, ...>`; a lane that is `undef` or
+    /// `poison` is `None` (and a whole `undef`/`poison` vector is all `None`).
+    FieldVec(Vec<Option<Fe>>),
 }
 
 /// A field operation; each becomes one program instruction.
@@ -154,6 +177,37 @@ pub enum CastOp {
 pub enum InstKind {
     /// A field operation.
     Field { op: FieldOp, a: Operand, b: Operand },
+    /// A field operation on `<lanes x field>` vectors, lane by lane.
+    FieldVec {
+        op: FieldOp,
+        lanes: u32,
+        a: Operand,
+        b: Operand,
+    },
+    /// `extractelement <lanes x field> v, iN idx`.
+    Extract {
+        lanes: u32,
+        v: Operand,
+        idx_bits: u32,
+        idx: Operand,
+    },
+    /// `insertelement <lanes x field> v, field elt, iN idx`.
+    Insert {
+        lanes: u32,
+        v: Operand,
+        elt: Operand,
+        idx_bits: u32,
+        idx: Operand,
+    },
+    /// `shufflevector <lanes x field> a, <lanes x field> b, <M x i32> mask`: lane `i`
+    /// of the result is lane `mask[i]` of `a ++ b`; a `None` (undef/poison) mask lane
+    /// gives an unspecified lane, which is zero here.
+    Shuffle {
+        lanes: u32,
+        a: Operand,
+        b: Operand,
+        mask: Vec<Option<u32>>,
+    },
     /// An integer operation on `iN` operands.
     Int {
         op: IntOp,
@@ -184,6 +238,9 @@ pub enum InstKind {
     },
     /// `freeze`: compile-time values are never poison, so it is the identity.
     Copy { ty: Ty, v: Operand },
+    /// zkLLVM's `poseidon` builtin (`call <3 x field> @llvm.assigner.poseidon.*(<3 x
+    /// field> state)`): the permuted state.
+    Poseidon { state: Operand },
     /// A call to a function defined in the module, inlined when executed.
     Call {
         callee: String,

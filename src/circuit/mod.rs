@@ -13,6 +13,7 @@ pub mod ir;
 pub mod lex;
 pub mod module;
 pub mod parse;
+pub mod poseidon;
 pub mod program;
 pub mod ssa;
 pub mod syntax;

@@ -336,7 +336,7 @@ pub fn check_circuit_signature(src: &str, def: &FuncDef<'_>) -> Result<(), Compi
         let mut c = Cursor::new(src, toks, def.name_line);
         let line = c.line();
         match c.ty() {
-            Ok(Ty::Field) => {}
+            Ok(Ty::Field | Ty::FieldVec(_)) => {}
             Ok(other) => {
                 return Err(CompileError::at(
                     line,
@@ -347,7 +347,7 @@ pub fn check_circuit_signature(src: &str, def: &FuncDef<'_>) -> Result<(), Compi
         }
     }
     match ret_type(src, &def.before_name, def.name_line) {
-        Ok(Some(Ty::Field)) => Ok(()),
+        Ok(Some(Ty::Field | Ty::FieldVec(_))) => Ok(()),
         Ok(other) => {
             let text = other.map_or("void".to_string(), |t| t.to_string());
             Err(CompileError::at(

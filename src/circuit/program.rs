@@ -7,9 +7,10 @@
 //! resolved at compile time, so the same program (and so the same proving keys) serves
 //! every input.
 //!
-//! Wires are numbered densely: wires `0..num_inputs` are the public inputs, and
-//! instruction `i` defines wire `num_inputs + i`. An instruction only reads wires
-//! defined before it, which [`Program::new`] checks.
+//! Wires are numbered densely: wires `0..num_inputs` are the public inputs, then each
+//! instruction defines the next wire ([`Instr::Poseidon`] the next three). An
+//! instruction only reads wires defined before it, which [`Program::new`] checks. A program has one or more outputs
+//! (a circuit returning a vector has one per element), in order.
 
 use ark_ff::Field;
 use ark_pallas::Fq;
@@ -29,7 +30,7 @@ impl Wire {
     }
 }
 
-/// One step of a program; it defines exactly one new wire.
+/// One step of a program; it defines one new wire ([`Instr::Poseidon`]: three).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instr {
     /// A field constant.
@@ -42,6 +43,10 @@ pub enum Instr {
     Mul(Wire, Wire),
     /// `a / b`, i.e. `a * b^-1`; evaluating it with `b = 0` is an error.
     Div(Wire, Wire),
+    /// zkLLVM's `poseidon` builtin: the Kimchi Poseidon permutation
+    /// ([`crate::circuit::poseidon::permute`]) of a 3-element state; defines the three
+    /// wires of the permuted state, in order.
+    Poseidon([Wire; 3]),
 }
 
 impl Instr {
@@ -52,6 +57,15 @@ impl Instr {
             Instr::Add(a, b) | Instr::Sub(a, b) | Instr::Mul(a, b) | Instr::Div(a, b) => {
                 vec![a, b]
             }
+            Instr::Poseidon(s) => s.to_vec(),
+        }
+    }
+
+    /// How many wires this instruction defines.
+    pub fn defines(&self) -> usize {
+        match self {
+            Instr::Poseidon(_) => 3,
+            _ => 1,
         }
     }
 }
@@ -75,6 +89,17 @@ pub enum ProgramError {
         /// The number of values given.
         got: usize,
     },
+    /// The number of claimed outputs differs from the program's.
+    #[error("the circuit has {expected} outputs, got {got}")]
+    OutputArity {
+        /// The program's number of outputs.
+        expected: usize,
+        /// The number of values given.
+        got: usize,
+    },
+    /// A program must have at least one output.
+    #[error("a program needs at least one output")]
+    NoOutput,
     /// A division whose divisor evaluated to zero.
     #[error("division by zero in the field (instruction {instr})")]
     DivisionByZero {
@@ -83,38 +108,54 @@ pub enum ProgramError {
     },
 }
 
-/// A checked straight-line program with one output.
+/// A checked straight-line program with one or more outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     num_inputs: usize,
     instrs: Vec<Instr>,
-    output: Wire,
+    outputs: Vec<Wire>,
+    num_wires: usize,
 }
 
 impl Program {
-    /// Builds a program, checking that every wire is defined before it is read.
+    /// Builds a program with one output, checking that every wire is defined before it
+    /// is read.
     pub fn new(num_inputs: usize, instrs: Vec<Instr>, output: Wire) -> Result<Self, ProgramError> {
+        Program::with_outputs(num_inputs, instrs, vec![output])
+    }
+
+    /// Builds a program with the given outputs (at least one), in order.
+    pub fn with_outputs(
+        num_inputs: usize,
+        instrs: Vec<Instr>,
+        outputs: Vec<Wire>,
+    ) -> Result<Self, ProgramError> {
+        if outputs.is_empty() {
+            return Err(ProgramError::NoOutput);
+        }
+        let mut defined = num_inputs;
         for (i, ins) in instrs.iter().enumerate() {
-            let defined = (num_inputs + i) as u64;
             for w in ins.operands() {
-                if u64::from(w.0) >= defined {
+                if w.index() >= defined {
                     return Err(ProgramError::UndefinedWire {
                         instr: i,
                         wire: w.0,
                     });
                 }
             }
+            defined += ins.defines();
         }
-        if output.index() >= num_inputs + instrs.len() {
+        if let Some(w) = outputs.iter().find(|w| w.index() >= defined) {
             return Err(ProgramError::UndefinedWire {
                 instr: usize::MAX,
-                wire: output.0,
+                wire: w.0,
             });
         }
         Ok(Program {
             num_inputs,
             instrs,
-            output,
+            outputs,
+            num_wires: defined,
         })
     }
 
@@ -128,14 +169,14 @@ impl Program {
         &self.instrs
     }
 
-    /// The wire holding the result.
-    pub fn output(&self) -> Wire {
-        self.output
+    /// The wires holding the results, in order (at least one).
+    pub fn outputs(&self) -> &[Wire] {
+        &self.outputs
     }
 
-    /// Total number of wires (inputs plus one per instruction).
+    /// Total number of wires (inputs plus those the instructions define).
     pub fn num_wires(&self) -> usize {
-        self.num_inputs + self.instrs.len()
+        self.num_wires
     }
 
     /// Checks that `inputs` holds one value per public input of the program.
@@ -150,6 +191,18 @@ impl Program {
         }
     }
 
+    /// Checks that `outputs` holds one value per output of the program.
+    pub fn check_outputs<T>(&self, outputs: &[T]) -> Result<(), ProgramError> {
+        if outputs.len() == self.outputs.len() {
+            Ok(())
+        } else {
+            Err(ProgramError::OutputArity {
+                expected: self.outputs.len(),
+                got: outputs.len(),
+            })
+        }
+    }
+
     /// Evaluates every wire on `inputs` (the witness), in wire order.
     pub fn eval_wires(&self, inputs: &[Fe]) -> Result<Vec<Fe>, ProgramError> {
         self.check_arity(inputs)?;
@@ -157,6 +210,11 @@ impl Program {
         w.extend_from_slice(inputs);
         for (i, ins) in self.instrs.iter().enumerate() {
             let v = match *ins {
+                Instr::Poseidon(s) => {
+                    let out = crate::circuit::poseidon::permute(s.map(|x| w[x.index()]));
+                    w.extend_from_slice(&out);
+                    continue;
+                }
                 Instr::Const(c) => c,
                 Instr::Add(a, b) => w[a.index()] + w[b.index()],
                 Instr::Sub(a, b) => w[a.index()] - w[b.index()],
@@ -173,10 +231,10 @@ impl Program {
         Ok(w)
     }
 
-    /// Evaluates the program on `inputs` and returns its output.
-    pub fn eval(&self, inputs: &[Fe]) -> Result<Fe, ProgramError> {
+    /// Evaluates the program on `inputs` and returns its outputs, in order.
+    pub fn eval(&self, inputs: &[Fe]) -> Result<Vec<Fe>, ProgramError> {
         let w = self.eval_wires(inputs)?;
-        Ok(w[self.output.index()])
+        Ok(self.outputs.iter().map(|o| w[o.index()]).collect())
     }
 }
 
@@ -198,7 +256,17 @@ mod tests {
         )
         .unwrap();
         let out = p.eval(&[Fe::from(3u64), Fe::from(4u64)]).unwrap();
-        assert_eq!(out * Fe::from(4u64), Fe::from(21u64));
+        assert_eq!(out, vec![Fe::from(21u64) / Fe::from(4u64)]);
+        // Several outputs, in the order given; an input may be one of them.
+        let two = Program::with_outputs(2, p.instrs().to_vec(), vec![Wire(3), Wire(0)]).unwrap();
+        assert_eq!(
+            two.eval(&[Fe::from(3u64), Fe::from(4u64)]).unwrap(),
+            vec![Fe::from(21u64), Fe::from(3u64)]
+        );
+        assert_eq!(
+            Program::with_outputs(2, vec![], vec![]),
+            Err(ProgramError::NoOutput)
+        );
         assert_eq!(
             p.eval(&[Fe::from(3u64), Fe::from(0u64)]),
             Err(ProgramError::DivisionByZero { instr: 2 })

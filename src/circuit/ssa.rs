@@ -172,9 +172,14 @@ fn def_sites(f: &Function) -> Vec<Option<(usize, usize)>> {
 
 fn operands(kind: &InstKind) -> Vec<&Operand> {
     match kind {
-        InstKind::Field { a, b, .. } | InstKind::Int { a, b, .. } | InstKind::Icmp { a, b, .. } => {
-            vec![a, b]
-        }
+        InstKind::Field { a, b, .. }
+        | InstKind::FieldVec { a, b, .. }
+        | InstKind::Shuffle { a, b, .. }
+        | InstKind::Int { a, b, .. }
+        | InstKind::Icmp { a, b, .. } => vec![a, b],
+        InstKind::Extract { v, idx, .. } => vec![v, idx],
+        InstKind::Poseidon { state } => vec![state],
+        InstKind::Insert { v, elt, idx, .. } => vec![v, elt, idx],
         InstKind::Select { cond, a, b, .. } => vec![cond, a, b],
         InstKind::Cast { v, .. } | InstKind::Copy { v, .. } => vec![v],
         InstKind::Call { args, .. } => args.iter().map(|(_, o)| o).collect(),

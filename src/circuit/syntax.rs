@@ -8,7 +8,7 @@
 use ark_ff::{BigInt, PrimeField};
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
-use crate::circuit::ir::{Ty, FIELD_TYPE_SPELLINGS};
+use crate::circuit::ir::{Ty, FIELD_TYPE_SPELLINGS, MAX_VECTOR_LANES};
 use crate::circuit::lex::{Tok, Token};
 use crate::circuit::program::Fe;
 
@@ -190,7 +190,17 @@ impl<'t, 'a> Cursor<'t, 'a> {
         let base = match t.tok {
             Tok::Word(w) => ty_word(w),
             Tok::Local(_) => None,
-            Tok::Punct(b'[' | b'{' | b'<') => {
+            Tok::Punct(b'<') => match vector_type(self.toks.get(self.pos..).unwrap_or_default()) {
+                Some(ty) => {
+                    self.pos += 4;
+                    Some(ty)
+                }
+                None => {
+                    self.skip_group()?;
+                    None
+                }
+            },
+            Tok::Punct(b'[' | b'{') => {
                 self.skip_group()?;
                 None
             }
@@ -263,6 +273,26 @@ impl<'t, 'a> Cursor<'t, 'a> {
     }
 }
 
+/// `N x field >` (the tokens after a `<`): a vector of field elements in the subset.
+fn vector_type(toks: &[Token<'_>]) -> Option<Ty> {
+    let [n, x, elem, close, ..] = toks else {
+        return None;
+    };
+    let (Tok::Word(n), Tok::Word(elem)) = (n.tok, elem.tok) else {
+        return None;
+    };
+    if !x.is_word("x") || !close.is_punct(b'>') || ty_word(elem) != Some(Ty::Field) {
+        return None;
+    }
+    if n.is_empty() || n.len() > 4 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = n.parse().ok()?;
+    (1..=MAX_VECTOR_LANES)
+        .contains(&n)
+        .then_some(Ty::FieldVec(n))
+}
+
 /// The type named by one word, if it is in the subset.
 pub fn ty_word(w: &str) -> Option<Ty> {
     if FIELD_TYPE_SPELLINGS.contains(&w) {
@@ -289,6 +319,14 @@ pub fn ret_type(src: &str, toks: &[Token<'_>], line: usize) -> Result<Option<Ty>
         }
         if let Some(ty) = ty_word(w) {
             return Ok(Some(ty));
+        }
+    }
+    if let Some(start) = toks.len().checked_sub(5) {
+        let tail = toks.get(start..).unwrap_or_default();
+        if tail.first().is_some_and(|t| t.is_punct(b'<')) {
+            if let Some(ty) = vector_type(tail.get(1..).unwrap_or_default()) {
+                return Ok(Some(ty));
+            }
         }
     }
     // Not in the subset: quote from the start of the type, which is found by walking
@@ -432,6 +470,14 @@ mod tests {
                 Err("%\"class.std::ios_base::Init\"*"),
             ),
             ("[6 x [2 x i64]]", Err("[6 x [2 x i64]]")),
+            ("<3 x __zkllvm_field_pallas_base>", Ok(Ty::FieldVec(3))),
+            ("<1 x field_pallasb>", Ok(Ty::FieldVec(1))),
+            ("<1024 x field_pallasb>", Ok(Ty::FieldVec(1024))),
+            ("<1025 x field_pallasb>", Err("<1025 x field_pallasb>")),
+            ("<0 x field_pallasb>", Err("<0 x field_pallasb>")),
+            ("<4 x i32>", Err("<4 x i32>")),
+            ("<3 x field_pallass>", Err("<3 x field_pallass>")),
+            ("<3 x field_pallasb>*", Err("<3 x field_pallasb>*")),
             ("ptr addrspace(1)", Err("ptr addrspace(1)")),
             ("double", Err("double")),
             ("i128", Err("i128")),
@@ -451,6 +497,8 @@ mod tests {
         let src = "dso_local noundef __zkllvm_field_pallas_base";
         assert_eq!(ret_type(src, &lex(src), 1), Ok(Some(Ty::Field)));
         assert_eq!(ret_type("void", &lex("void"), 1), Ok(None));
+        let src = "dso_local <3 x __zkllvm_field_pallas_base>";
+        assert_eq!(ret_type(src, &lex(src), 1), Ok(Some(Ty::FieldVec(3))));
         let src = "internal { i32, i8* }";
         let e = ret_type(src, &lex(src), 1).unwrap_err();
         assert_eq!(e.kind(), &ErrorKind::UnsupportedType("{ i32, i8* }".into()));

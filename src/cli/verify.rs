@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::args::ProofVerifyArgs;
 use crate::cli::files::{read_input_file, read_proof_file, read_statement_file};
 use crate::client::{ClientError, MarketClient};
-use crate::input::fe_to_hex;
+use crate::input::outputs_to_text;
 use crate::input::PublicInput;
 use crate::prover::halo2::PROOF_SYSTEM;
 use crate::prover::statements::StatementCircuit;
@@ -96,7 +96,7 @@ pub async fn verify(
     })
     .await
     .map_err(invalid)??;
-    let output = fe_to_hex(output);
+    let output = outputs_to_text(&output);
     if let Some(claimed) = claimed_output.filter(|c| *c != output) {
         return Err(invalid(format!(
             "NOT verified: the market records output {claimed}, the circuit gives {output}"

@@ -163,14 +163,14 @@ impl Market {
     /// by zero on them (no proof of such an input can exist).
     async fn check_input(&self, stmt: Key, input: &PublicInput) -> Result<(), MarketError> {
         let c = self.circuits.get(stmt).await?;
-        let values = input.values.clone();
         let r = if c.program().instrs().len() <= INLINE_EVAL_INSTRS {
-            c.evaluate(&values)
+            c.evaluate_input(input)
         } else {
+            let input = input.clone();
             self.circuits
                 .pools()
                 .circuit
-                .run("evaluate", move || c.evaluate(&values))
+                .run("evaluate", move || c.evaluate_input(&input))
                 .await?
         };
         r.map(|_| ()).map_err(MarketError::BadRequest)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::domain::{Key, Millis, Side, Status, UserName};
 use crate::error::MarketError;
-use crate::input::{fe_to_hex, parse_canonical};
+use crate::input::{outputs_to_text, parse_canonical};
 use crate::prover::halo2::PROOF_SYSTEM;
 use crate::store::{OrderRecord, ProofRecord};
 
@@ -171,7 +171,7 @@ impl Market {
                 .0
                 .saturating_sub(proposal.matched_time.map_or(now.0, |m| m.0)),
             created: now,
-            output: Some(fe_to_hex(output)),
+            output: Some(outputs_to_text(&output)),
             proof_system: PROOF_SYSTEM.into(),
             proof_hex: hex::encode(&p.proof),
         };

@@ -58,6 +58,7 @@ impl Market {
             circuit: Some(crate::store::CircuitSummary {
                 function: circuit.function_name().to_owned(),
                 public_inputs: circuit.program().num_inputs(),
+                public_outputs: circuit.program().outputs().len(),
                 instructions: circuit.program().instrs().len(),
                 rows: 1u64 << circuit.k(),
                 ir_bytes,

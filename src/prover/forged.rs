@@ -19,11 +19,12 @@ use halo2_rand::{rngs::StdRng, SeedableRng as _};
 use super::field::{fe_to_fp, fp_to_fe};
 use super::halo2::{self, CircuitKeys, Curve};
 use super::halo2_circuit::ProgramConfig;
+use super::poseidon_chip;
 use super::test_programs::arithmetic_example;
 use crate::circuit::program::{Fe, Instr, Program, Wire};
 
-/// One row of the advice table: `a`, `b`, `c`, `inv`.
-type Row = [Fp; 4];
+/// One row of the advice table: `a`, `b`, `c`, `inv`, `d`, `e`.
+type Row = [Fp; 6];
 
 /// A circuit of the market's shape whose advice cells hold `rows`, whatever they say.
 struct Forged {
@@ -51,7 +52,7 @@ impl Circuit<Fp> for Forged {
             || "forged",
             |mut region| {
                 for (row, cells) in self.rows.iter().enumerate() {
-                    let columns = [config.a, config.b, config.c, config.inv];
+                    let columns = [config.a, config.b, config.c, config.inv, config.d, config.e];
                     for (column, v) in columns.into_iter().zip(cells) {
                         region.assign_advice(|| "forged", column, row, || Value::known(*v))?;
                     }
@@ -71,20 +72,22 @@ fn honest(program: &Program, inputs: &[Fe]) -> Vec<Row> {
         .map(fe_to_fp)
         .collect();
     let w = |x: Wire| wires[x.index()];
-    let n = program.num_inputs();
-    program
-        .instrs()
-        .iter()
-        .enumerate()
-        .map(|(row, ins)| {
-            let c = wires[n + row];
-            match *ins {
-                Instr::Const(_) => [Fp::ZERO, Fp::ZERO, c, Fp::ZERO],
-                Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) => [w(x), w(y), c, Fp::ZERO],
-                Instr::Div(x, y) => [w(x), w(y), c, w(y).invert().unwrap_or(Fp::ZERO)],
+    let z = Fp::ZERO;
+    let mut next = program.num_inputs();
+    let mut rows = Vec::new();
+    for ins in program.instrs() {
+        let c = wires[next];
+        next += ins.defines();
+        match *ins {
+            Instr::Const(_) => rows.push([z, z, c, z, z, z]),
+            Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) => {
+                rows.push([w(x), w(y), c, z, z, z])
             }
-        })
-        .collect()
+            Instr::Div(x, y) => rows.push([w(x), w(y), c, w(y).invert().unwrap_or(z), z, z]),
+            Instr::Poseidon(s) => rows.extend(poseidon_chip::trace(s.map(w))),
+        }
+    }
+    rows
 }
 
 /// What a row computes from its operands (the gate's own rule).
@@ -98,13 +101,14 @@ fn apply(ins: &Instr, a: Fp, b: Fp, k: Fp) -> (Fp, Fp) {
             let inv = b.invert().unwrap_or(Fp::ZERO);
             (a * inv, inv)
         }
+        Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
     }
 }
 
 /// `rows` with row `from` set to `forced` and every later row recomputed from the
 /// (forged) values it reads, each gate satisfied after it: a wrong value carried
-/// consistently to the end. Returns the table and the output it arrives at.
-fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<Row>, Fp) {
+/// consistently to the end. Returns the table and the outputs it arrives at.
+fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<Row>, Vec<Fp>) {
     let n = program.num_inputs();
     let mut wires: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
     let mut rows = honest(program, inputs);
@@ -115,25 +119,30 @@ fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<R
             Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) | Instr::Div(x, y) => {
                 (get(&wires, x), get(&wires, y))
             }
+            Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
         };
         let k = match *ins {
             Instr::Const(k) => fe_to_fp(k),
             _ => Fp::ZERO,
         };
         let (c, inv) = apply(ins, a, b, k);
-        rows[row] = if row == from { forced } else { [a, b, c, inv] };
+        rows[row] = if row == from {
+            forced
+        } else {
+            [a, b, c, inv, Fp::ZERO, Fp::ZERO]
+        };
         wires.push(rows[row][2]);
         debug_assert_eq!(wires.len(), n + row + 1);
     }
-    let out = wires[program.output().index()];
-    (rows, out)
+    let outs = program.outputs().iter().map(|o| wires[o.index()]).collect();
+    (rows, outs)
 }
 
-/// Proves `rows` against `keys` for the public `inputs` and claimed `output`.
-fn forge(keys: &CircuitKeys, inputs: &[Fe], output: Fp, rows: Vec<Row>) -> Vec<u8> {
+/// Proves `rows` against `keys` for the public `inputs` and claimed `outputs`.
+fn forge(keys: &CircuitKeys, inputs: &[Fe], outputs: &[Fp], rows: Vec<Row>) -> Vec<u8> {
     let (params, pk) = keys.proving_parts();
     let mut instance: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
-    instance.push(output);
+    instance.extend_from_slice(outputs);
     let mut transcript = Blake2bWrite::<_, Curve, Challenge255<_>>::init(Vec::new());
     create_proof(
         params,
@@ -147,10 +156,30 @@ fn forge(keys: &CircuitKeys, inputs: &[Fe], output: Fp, rows: Vec<Row>) -> Vec<u
     transcript.finalize()
 }
 
-/// The market's verdict on a forged table claiming `output`.
-fn verdict(keys: &CircuitKeys, inputs: &[Fe], output: Fp, rows: Vec<Row>) -> bool {
-    let proof = forge(keys, inputs, output, rows);
-    halo2::verify(keys, inputs, fp_to_fe(output), &proof).is_ok()
+/// The market's verdict on a forged table claiming `outputs`.
+fn verdict(keys: &CircuitKeys, inputs: &[Fe], outputs: &[Fp], rows: Vec<Row>) -> bool {
+    let proof = forge(keys, inputs, outputs, rows);
+    let outputs: Vec<Fe> = outputs.iter().copied().map(fp_to_fe).collect();
+    halo2::verify(keys, inputs, &outputs, &proof).is_ok()
+}
+
+/// The program's outputs on `inputs`, as the circuit's field type.
+fn outputs(program: &Program, inputs: &[Fe]) -> Vec<Fp> {
+    program
+        .eval(inputs)
+        .unwrap()
+        .into_iter()
+        .map(fe_to_fp)
+        .collect()
+}
+
+/// `outs` with the last output made one more.
+fn plus_one(outs: &[Fp]) -> Vec<Fp> {
+    let mut v = outs.to_vec();
+    if let Some(last) = v.last_mut() {
+        *last += Fp::ONE;
+    }
+    v
 }
 
 fn fe(v: u64) -> Fe {
@@ -162,11 +191,16 @@ fn the_honest_table_forged_by_hand_verifies() {
     let p = arithmetic_example();
     let keys = CircuitKeys::setup(&p).unwrap();
     let inputs = [fe(1), fe(11)];
-    let out = fe_to_fp(p.eval(&inputs).unwrap());
-    assert!(verdict(&keys, &inputs, out, honest(&p, &inputs)));
+    let out = outputs(&p, &inputs);
+    assert!(verdict(&keys, &inputs, &out, honest(&p, &inputs)));
     // The same table under a wrong claim, or for other inputs, does not.
-    assert!(!verdict(&keys, &inputs, out + Fp::ONE, honest(&p, &inputs)));
-    assert!(!verdict(&keys, &[fe(2), fe(11)], out, honest(&p, &inputs)));
+    assert!(!verdict(
+        &keys,
+        &inputs,
+        &plus_one(&out),
+        honest(&p, &inputs)
+    ));
+    assert!(!verdict(&keys, &[fe(2), fe(11)], &out, honest(&p, &inputs)));
 }
 
 #[test]
@@ -175,13 +209,13 @@ fn forged_tables_are_refused() {
     let keys = CircuitKeys::setup(&p).unwrap();
     let inputs = [fe(1), fe(11)];
     let good = honest(&p, &inputs);
-    let out = fe_to_fp(p.eval(&inputs).unwrap());
+    let out = outputs(&p, &inputs);
     let last = good.len() - 1;
 
     // A wrong output: the last row's result changed to what the claim says.
     let mut t = good.clone();
     t[last][2] += Fp::ONE;
-    assert!(!verdict(&keys, &inputs, out + Fp::ONE, t), "wrong output");
+    assert!(!verdict(&keys, &inputs, &plus_one(&out), t), "wrong output");
 
     // A gate broken in the middle (row 0, a + b, made one more) with every row after it
     // computed consistently from the wrong value: a different, "consistent" output.
@@ -190,7 +224,7 @@ fn forged_tables_are_refused() {
     let (t, forged_out) = carried(&p, &inputs, 0, forced);
     assert_ne!(forged_out, out);
     assert!(
-        !verdict(&keys, &inputs, forged_out, t),
+        !verdict(&keys, &inputs, &forged_out, t),
         "broken add gate carried through"
     );
 
@@ -201,7 +235,7 @@ fn forged_tables_are_refused() {
     forced[2] = forced[0] * forced[1];
     let (t, forged_out) = carried(&p, &inputs, 1, forced);
     assert!(
-        !verdict(&keys, &inputs, forged_out, t),
+        !verdict(&keys, &inputs, &forged_out, t),
         "operand not a copy"
     );
 
@@ -211,7 +245,7 @@ fn forged_tables_are_refused() {
     forced[2] = forced[0] + forced[1];
     let (t, forged_out) = carried(&p, &inputs, 0, forced);
     assert!(
-        !verdict(&keys, &inputs, forged_out, t),
+        !verdict(&keys, &inputs, &forged_out, t),
         "operand not the input"
     );
 
@@ -219,7 +253,10 @@ fn forged_tables_are_refused() {
     let mut forced = good[11];
     forced[2] = Fp::ONE;
     let (t, forged_out) = carried(&p, &inputs, 11, forced);
-    assert!(!verdict(&keys, &inputs, forged_out, t), "constant replaced");
+    assert!(
+        !verdict(&keys, &inputs, &forged_out, t),
+        "constant replaced"
+    );
 
     // A division with a wrong quotient whose check `c * b = a` is dodged by a wrong
     // inverse.
@@ -227,7 +264,7 @@ fn forged_tables_are_refused() {
     forced[2] += Fp::ONE;
     forced[3] = Fp::ZERO;
     let (t, forged_out) = carried(&p, &inputs, 8, forced);
-    assert!(!verdict(&keys, &inputs, forged_out, t), "division forged");
+    assert!(!verdict(&keys, &inputs, &forged_out, t), "division forged");
 }
 
 #[test]
@@ -241,11 +278,112 @@ fn a_division_by_zero_cannot_be_proved() {
         (Fp::from(42), Fp::ONE),
         (Fp::from(7), Fp::from(3)),
     ] {
-        let rows = vec![[Fp::ZERO, Fp::ZERO, c, inv]];
-        assert!(!verdict(&keys, &inputs, c, rows), "0 / 0 = {c:?}");
+        let rows = vec![[Fp::ZERO, Fp::ZERO, c, inv, Fp::ZERO, Fp::ZERO]];
+        assert!(!verdict(&keys, &inputs, &[c], rows), "0 / 0 = {c:?}");
     }
     // The harness proves a real division of the same program.
     let inputs = [fe(6), fe(3)];
     let rows = honest(&p, &inputs);
-    assert!(verdict(&keys, &inputs, Fp::from(2), rows));
+    assert!(verdict(&keys, &inputs, &[Fp::from(2)], rows));
+}
+
+/// `x0 * x1`, then the permutation of `(x0, x0 * x1, x2)`, its three lanes the outputs:
+/// a Poseidon gadget fed by both an input and an arithmetic row.
+fn poseidon_program() -> Program {
+    Program::with_outputs(
+        3,
+        vec![
+            Instr::Mul(Wire(0), Wire(1)),
+            Instr::Poseidon([Wire(0), Wire(3), Wire(2)]),
+        ],
+        vec![Wire(4), Wire(5), Wire(6)],
+    )
+    .unwrap()
+}
+
+/// The honest table with round `r`'s next state changed by one in lane 0 and every
+/// later round recomputed from it: a consistent trace from a broken round.
+fn poseidon_carried(good: &[Row], r: usize) -> (Vec<Row>, Vec<Fp>) {
+    // Rows: the Mul row, then the permutation's 111 rows; round r's next state is on
+    // the permutation's row 2r + 2.
+    let base = 1;
+    let mut state = [0, 1, 2].map(|i| good[base + 2 * r + 2][i]);
+    state[0] += Fp::ONE;
+    let mut rows = good.to_vec();
+    // Re-run the remaining rounds from the forged state, reusing the gadget's trace
+    // for a permutation whose first rounds are skipped.
+    let mut s = state;
+    let m = crate::circuit::poseidon::mds();
+    for round in r + 1..crate::circuit::poseidon::ROUNDS {
+        let at = base + 2 * round;
+        let sq = s.map(|x| x * x);
+        let cu = [0, 1, 2].map(|i| sq[i] * s[i]);
+        let six = cu.map(|x| x * x);
+        rows[at] = [s[0], s[1], s[2], sq[0], sq[1], sq[2]];
+        rows[at + 1] = [cu[0], cu[1], cu[2], six[0], six[1], six[2]];
+        let rc = poseidon_chip::round_constants_fp(round);
+        s = [0, 1, 2].map(|j| (0..3).fold(rc[j], |acc, i| acc + fe_to_fp(m[j][i]) * six[i] * s[i]));
+    }
+    let last = base + poseidon_chip::ROWS - 1;
+    rows[base + 2 * r + 2][..3].copy_from_slice(&state);
+    if r + 1 == crate::circuit::poseidon::ROUNDS {
+        s = state;
+    }
+    rows[last] = [s[0], s[1], s[2], Fp::ZERO, Fp::ZERO, Fp::ZERO];
+    (rows, s.to_vec())
+}
+
+#[test]
+fn poseidon_forgeries_are_refused() {
+    let p = poseidon_program();
+    let keys = CircuitKeys::setup(&p).unwrap();
+    let inputs = [fe(3), fe(5), fe(7)];
+    let good = honest(&p, &inputs);
+    let out = outputs(&p, &inputs);
+    assert_eq!(
+        out,
+        crate::circuit::poseidon::permute([fe(3), fe(15), fe(7)])
+            .map(fe_to_fp)
+            .to_vec()
+    );
+    let real = halo2::prove(&keys, &p, &inputs).unwrap();
+    assert_eq!(
+        real.outputs,
+        out.iter().copied().map(fp_to_fe).collect::<Vec<_>>()
+    );
+    halo2::verify(&keys, &inputs, &real.outputs, &real.proof).unwrap();
+    // The harness proves the honest table.
+    assert!(verdict(&keys, &inputs, &out, good.clone()), "honest table");
+
+    // A wrong output: the last row changed to what the claim says.
+    let mut t = good.clone();
+    let last = t.len() - 1;
+    t[last][2] += Fp::ONE;
+    assert!(!verdict(&keys, &inputs, &plus_one(&out), t), "wrong output");
+
+    // One round's result changed, everything after it consistent: round 0, a middle
+    // round and the last round.
+    for r in [0, 27, 54] {
+        let (t, forged_out) = poseidon_carried(&good, r);
+        assert_ne!(forged_out, out);
+        assert!(!verdict(&keys, &inputs, &forged_out, t), "round {r} forged");
+    }
+
+    // A decoupled state: the permutation run on (x0, x0 * x1 + 1, x2) instead of its
+    // operands, honestly from there on.
+    let mut t = good.clone();
+    let forged_state = [fe_to_fp(fe(3)), fe_to_fp(fe(16)), fe_to_fp(fe(7))];
+    let trace = poseidon_chip::trace(forged_state);
+    t.splice(1.., trace.iter().copied());
+    let forged_out = trace[trace.len() - 1][..3].to_vec();
+    assert!(
+        !verdict(&keys, &inputs, &forged_out, t),
+        "state not its operands"
+    );
+
+    // An S-box shortcut: one lane's s^6 replaced (the next state made consistent with
+    // it is the same forgery as a changed round, so change only the square here).
+    let mut t = good.clone();
+    t[1 + 2 * 10][3] += Fp::ONE;
+    assert!(!verdict(&keys, &inputs, &out, t), "square changed");
 }

@@ -45,8 +45,9 @@ use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
 /// Names the proof format, to be stored with each proof: halo2_proofs 0.4 PLONK with
 /// IPA commitments on Vesta (circuit over the Pallas base field), Blake2b transcript
 /// with 255-bit challenges, one circuit instance per proof, the circuit layout of
-/// `prover::halo2_circuit` version 1. Changing any of these must change this name.
-pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v1";
+/// `prover::halo2_circuit` version 2 (which added the Poseidon gadget's columns and a
+/// 2^4-row floor). Changing any of these must change this name.
+pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v2";
 
 /// The commitment curve: the circuit's field (Pallas' base field) is Vesta's scalar field.
 pub(super) type Curve = vesta::Affine;
@@ -190,11 +191,17 @@ impl CircuitKeys {
         self.pk.get_vk()
     }
 
-    /// The public instance column for `inputs` and `output`, after checking arity.
-    fn instance(&self, inputs: &[Fe], output: Fe) -> Result<Vec<Fp>, ProverError> {
+    /// The public instance column for `inputs` and `outputs`, after checking both
+    /// counts.
+    fn instance(&self, inputs: &[Fe], outputs: &[Fe]) -> Result<Vec<Fp>, ProverError> {
         self.program.check_arity(inputs)?;
-        let mut inst: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
-        inst.push(fe_to_fp(output));
+        self.program.check_outputs(outputs)?;
+        let inst = inputs
+            .iter()
+            .chain(outputs)
+            .copied()
+            .map(fe_to_fp)
+            .collect();
         Ok(inst)
     }
 }
@@ -270,11 +277,11 @@ pub fn proof_len(k: u32) -> Result<usize, ProverError> {
 /// Two compressed Vesta points per inner-product-argument round.
 const IPA_BYTES_PER_K: usize = 64;
 
-/// A program's output on some inputs, with a proof of it.
+/// A program's outputs on some inputs, with a proof of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvedOutput {
-    /// The program's output.
-    pub output: Fe,
+    /// The program's outputs, in order.
+    pub outputs: Vec<Fe>,
     /// The proof (exactly [`CircuitKeys::proof_len`] bytes).
     pub proof: Vec<u8>,
 }
@@ -293,7 +300,7 @@ pub fn prove(
         return Err(ProverError::ProgramMismatch);
     }
     let circuit = ProgramCircuit::with_inputs(program, inputs)?;
-    let (instance, output) = match (circuit.instance(), circuit.output()) {
+    let (instance, outputs) = match (circuit.instance(), circuit.outputs()) {
         (Some(i), Some(o)) => (i, o),
         _ => {
             return Err(ProverError::Synthesis(
@@ -311,23 +318,23 @@ pub fn prove(
         )));
     }
     Ok(ProvedOutput {
-        output: fp_to_fe(output),
+        outputs: outputs.into_iter().map(fp_to_fe).collect(),
         proof,
     })
 }
 
-/// Checks that `proof` proves that the keys' program maps `inputs` to `output`.
+/// Checks that `proof` proves that the keys' program maps `inputs` to `outputs`.
 ///
-/// Errors: [`ProverError::Program`] if `inputs` has the wrong length,
+/// Errors: [`ProverError::Program`] if `inputs` or `outputs` has the wrong length,
 /// [`ProverError::InvalidProof`] for anything else wrong (including proofs of the wrong
 /// length, which are refused before any cryptographic work).
 pub fn verify(
     keys: &CircuitKeys,
     inputs: &[Fe],
-    output: Fe,
+    outputs: &[Fe],
     proof: &[u8],
 ) -> Result<(), ProverError> {
-    let instance = keys.instance(inputs, output)?;
+    let instance = keys.instance(inputs, outputs)?;
     verify_instance(keys, &instance, proof)
 }
 
@@ -359,7 +366,7 @@ fn verify_instance(keys: &CircuitKeys, instance: &[Fp], proof: &[u8]) -> Result<
 
 /// Checks many proofs for the same keys at once with halo2's `BatchVerifier` (one
 /// combined multi-scalar multiplication, markedly cheaper per proof than [`verify`]).
-/// Items are `(inputs, output, proof)`; an empty batch is valid.
+/// Items are `(inputs, outputs, proof)`; an empty batch is valid.
 ///
 /// If the batch fails (or an item has the wrong arity or proof length), every
 /// remaining item is verified on its own to find the culprits, and the error is
@@ -372,12 +379,12 @@ fn verify_instance(keys: &CircuitKeys, instance: &[Fp], proof: &[u8]) -> Result<
 /// panics if that fails; that concerns the machine, not the proofs.
 pub fn verify_batch(
     keys: &CircuitKeys,
-    items: &[(Vec<Fe>, Fe, Vec<u8>)],
+    items: &[(Vec<Fe>, Vec<Fe>, Vec<u8>)],
 ) -> Result<(), ProverError> {
     let mut invalid = Vec::new();
     let mut checked: Vec<(usize, Vec<Fp>)> = Vec::with_capacity(items.len());
-    for (i, (inputs, output, proof)) in items.iter().enumerate() {
-        match keys.instance(inputs, *output) {
+    for (i, (inputs, outputs, proof)) in items.iter().enumerate() {
+        match keys.instance(inputs, outputs) {
             Ok(inst) if proof.len() == keys.proof_len => checked.push((i, inst)),
             _ => invalid.push(i),
         }
@@ -418,6 +425,15 @@ mod tests {
         KEYS.get_or_init(|| CircuitKeys::setup(&arithmetic_example()).unwrap())
     }
 
+    /// `outputs` with the last one changed.
+    fn bump(outputs: &[Fe]) -> Vec<Fe> {
+        let mut v = outputs.to_vec();
+        if let Some(last) = v.last_mut() {
+            *last += Fe::one();
+        }
+        v
+    }
+
     fn ab(a: u64, b: u64) -> Vec<Fe> {
         vec![Fe::from(a), Fe::from(b)]
     }
@@ -433,13 +449,13 @@ mod tests {
         let keys = example_keys();
         assert_eq!(keys.k(), 5);
         let p = example_proof();
-        assert_eq!(p.output, arithmetic_example_expected());
+        assert_eq!(p.outputs, vec![arithmetic_example_expected()]);
         assert_eq!(p.proof.len(), keys.proof_len());
-        verify(keys, &ab(1, 11), p.output, &p.proof).unwrap();
+        verify(keys, &ab(1, 11), &p.outputs, &p.proof).unwrap();
         // A second, independent proof (fresh randomness) differs but also verifies.
         let q = prove(keys, &arithmetic_example(), &ab(1, 11)).unwrap();
         assert_ne!(q.proof, p.proof);
-        verify(keys, &ab(1, 11), q.output, &q.proof).unwrap();
+        verify(keys, &ab(1, 11), &q.outputs, &q.proof).unwrap();
     }
 
     #[test]
@@ -447,15 +463,12 @@ mod tests {
         let keys = example_keys();
         let p = example_proof();
         let bad = Err(ProverError::InvalidProof);
-        assert_eq!(verify(keys, &ab(11, 1), p.output, &p.proof), bad);
-        assert_eq!(verify(keys, &ab(1, 12), p.output, &p.proof), bad);
+        assert_eq!(verify(keys, &ab(11, 1), &p.outputs, &p.proof), bad);
+        assert_eq!(verify(keys, &ab(1, 12), &p.outputs, &p.proof), bad);
+        assert_eq!(verify(keys, &ab(1, 11), &bump(&p.outputs), &p.proof), bad);
+        assert_eq!(verify(keys, &ab(1, 11), &[Fe::zero()], &p.proof), bad);
         assert_eq!(
-            verify(keys, &ab(1, 11), p.output + Fe::one(), &p.proof),
-            bad
-        );
-        assert_eq!(verify(keys, &ab(1, 11), Fe::zero(), &p.proof), bad);
-        assert_eq!(
-            verify(keys, &[Fe::one()], p.output, &p.proof),
+            verify(keys, &[Fe::one()], &p.outputs, &p.proof),
             Err(ProverError::Program(ProgramError::Arity {
                 expected: 2,
                 got: 1
@@ -472,29 +485,37 @@ mod tests {
             let mut t = p.proof.clone();
             t[pos] ^= 1 << (pos % 8);
             assert_eq!(
-                verify(keys, &ab(1, 11), p.output, &t),
+                verify(keys, &ab(1, 11), &p.outputs, &t),
                 Err(ProverError::InvalidProof),
                 "flip at {pos}"
             );
         }
         let bad = Err(ProverError::InvalidProof);
-        assert_eq!(verify(keys, &ab(1, 11), p.output, &[]), bad);
+        assert_eq!(verify(keys, &ab(1, 11), &p.outputs, &[]), bad);
         assert_eq!(
-            verify(keys, &ab(1, 11), p.output, &p.proof[..p.proof.len() - 1]),
+            verify(keys, &ab(1, 11), &p.outputs, &p.proof[..p.proof.len() - 1]),
             bad
         );
         let mut longer = p.proof.clone();
         longer.push(0);
-        assert_eq!(verify(keys, &ab(1, 11), p.output, &longer), bad);
+        assert_eq!(verify(keys, &ab(1, 11), &p.outputs, &longer), bad);
         assert_eq!(
-            verify(keys, &ab(1, 11), p.output, &vec![0u8; keys.proof_len()]),
+            verify(keys, &ab(1, 11), &p.outputs, &vec![0u8; keys.proof_len()]),
             bad
         );
         assert_eq!(
-            verify(keys, &ab(1, 11), p.output, &vec![0xffu8; keys.proof_len()]),
+            verify(
+                keys,
+                &ab(1, 11),
+                &p.outputs,
+                &vec![0xffu8; keys.proof_len()]
+            ),
             bad
         );
-        assert_eq!(verify(keys, &ab(1, 11), p.output, &vec![7u8; 1 << 20]), bad);
+        assert_eq!(
+            verify(keys, &ab(1, 11), &p.outputs, &vec![7u8; 1 << 20]),
+            bad
+        );
     }
 
     #[test]
@@ -510,13 +531,13 @@ mod tests {
         assert_eq!(other_keys.proof_len(), keys.proof_len());
         assert_ne!(other_keys.vk_fingerprint(), keys.vk_fingerprint());
         assert_eq!(
-            verify(&other_keys, &ab(1, 11), p.output, &p.proof),
+            verify(&other_keys, &ab(1, 11), &p.outputs, &p.proof),
             Err(ProverError::InvalidProof)
         );
         let q = prove(&other_keys, &other, &ab(1, 11)).unwrap();
-        verify(&other_keys, &ab(1, 11), q.output, &q.proof).unwrap();
+        verify(&other_keys, &ab(1, 11), &q.outputs, &q.proof).unwrap();
         assert_eq!(
-            verify(keys, &ab(1, 11), q.output, &q.proof),
+            verify(keys, &ab(1, 11), &q.outputs, &q.proof),
             Err(ProverError::InvalidProof)
         );
         // Keys are tied to their program.
@@ -557,11 +578,11 @@ mod tests {
     fn batch_verification() {
         let keys = example_keys();
         let prog = arithmetic_example();
-        let mut items: Vec<(Vec<Fe>, Fe, Vec<u8>)> = [(1, 11), (2, 3), (5, 100), (0, 9)]
+        let mut items: Vec<(Vec<Fe>, Vec<Fe>, Vec<u8>)> = [(1, 11), (2, 3), (5, 100), (0, 9)]
             .into_iter()
             .map(|(a, b)| {
                 let p = prove(keys, &prog, &ab(a, b)).unwrap();
-                (ab(a, b), p.output, p.proof)
+                (ab(a, b), p.outputs, p.proof)
             })
             .collect();
         verify_batch(keys, &items).unwrap();
@@ -569,7 +590,7 @@ mod tests {
 
         // One wrong output: the batch fails and names it.
         let mut one_bad = items.clone();
-        one_bad[1].1 += Fe::one();
+        one_bad[1].1[0] += Fe::one();
         assert_eq!(
             verify_batch(keys, &one_bad),
             Err(ProverError::BatchRejected { invalid: vec![1] })
@@ -596,14 +617,14 @@ mod tests {
             format!("{:?}", b.vk().pinned())
         );
         let p = example_proof();
-        verify(&b, &ab(1, 11), p.output, &p.proof).unwrap();
+        verify(&b, &ab(1, 11), &p.outputs, &p.proof).unwrap();
         // The cached parameters are the ones any other process would build.
         let (mut cached, mut fresh) = (Vec::new(), Vec::new());
         a.params.write(&mut cached).unwrap();
         Params::<Curve>::new(a.k()).write(&mut fresh).unwrap();
         assert_eq!(cached, fresh);
         let q = prove(&b, &arithmetic_example(), &ab(1, 11)).unwrap();
-        verify(a, &ab(1, 11), q.output, &q.proof).unwrap();
+        verify(a, &ab(1, 11), &q.outputs, &q.proof).unwrap();
     }
 
     #[test]
@@ -632,10 +653,10 @@ mod tests {
         for (prog, inputs) in cases {
             let keys = CircuitKeys::setup(&prog).unwrap();
             let p = prove(&keys, &prog, &inputs).unwrap();
-            assert_eq!(p.output, prog.eval(&inputs).unwrap());
-            verify(&keys, &inputs, p.output, &p.proof).unwrap();
+            assert_eq!(p.outputs, prog.eval(&inputs).unwrap());
+            verify(&keys, &inputs, &p.outputs, &p.proof).unwrap();
             assert_eq!(
-                verify(&keys, &inputs, p.output + Fe::one(), &p.proof),
+                verify(&keys, &inputs, &bump(&p.outputs), &p.proof),
                 Err(ProverError::InvalidProof)
             );
         }
@@ -666,10 +687,10 @@ mod tests {
         for _ in 0..reps {
             let (p, t) = time(|| prove(&keys, prog, inputs).unwrap());
             t_prove += t;
-            let (r, t) = time(|| verify(&keys, inputs, p.output, &p.proof));
+            let (r, t) = time(|| verify(&keys, inputs, &p.outputs, &p.proof));
             r.unwrap();
             t_verify += t;
-            items.push((inputs.to_vec(), p.output, p.proof));
+            items.push((inputs.to_vec(), p.outputs, p.proof));
         }
         let (r, t_batch) = time(|| verify_batch(&keys, &items));
         r.unwrap();
@@ -697,9 +718,9 @@ mod tests {
         let keys = CircuitKeys::setup(&prog).unwrap();
         assert_eq!(keys.k(), 11);
         let p = prove(&keys, &prog, &[x]).unwrap();
-        verify(&keys, &[x], p.output, &p.proof).unwrap();
+        verify(&keys, &[x], &p.outputs, &p.proof).unwrap();
         assert_eq!(
-            verify(&keys, &[x + Fe::one()], p.output, &p.proof),
+            verify(&keys, &[x + Fe::one()], &p.outputs, &p.proof),
             Err(ProverError::InvalidProof)
         );
         measure("2^10 multiplications", &prog, &[x], 2);
@@ -738,7 +759,7 @@ mod tests {
             let key_mib = rss().saturating_sub(before) as f64 / (1 << 20) as f64;
             assert_eq!(keys.k(), k);
             let (p, t_prove) = time(|| prove(&keys, &prog, &x).unwrap());
-            let (r, t_verify) = time(|| verify(&keys, &x, p.output, &p.proof));
+            let (r, t_verify) = time(|| verify(&keys, &x, &p.outputs, &p.proof));
             r.unwrap();
             println!(
                 "k = {k}: {rows} rows, params {t_params:.0} ms, keygen {t_keygen:.0} ms, \
@@ -750,7 +771,7 @@ mod tests {
 
     /// Builds a valid program from raw choices: each step picks an operation and two
     /// operands among the wires defined so far (a constant when there are none).
-    fn program_from(num_inputs: usize, raw: &[(u8, u32, u32, u64)], out: u32) -> Program {
+    fn program_from(num_inputs: usize, raw: &[(u8, u32, u32, u64)], out: &[u32]) -> Program {
         let mut instrs = Vec::new();
         for (i, &(op, x, y, c)) in raw.iter().enumerate() {
             let defined = (num_inputs + i) as u32;
@@ -768,7 +789,8 @@ mod tests {
             });
         }
         let total = (num_inputs + raw.len()) as u32;
-        Program::new(num_inputs, instrs, Wire(out % total)).unwrap()
+        let outs = out.iter().map(|o| Wire(o % total)).collect();
+        Program::with_outputs(num_inputs, instrs, outs).unwrap()
     }
 
     proptest! {
@@ -778,20 +800,20 @@ mod tests {
         fn random_programs_prove_and_verify(
             num_inputs in 0usize..4,
             raw in prop::collection::vec(any::<(u8, u32, u32, u64)>(), 1..14),
-            out in any::<u32>(),
+            out in prop::collection::vec(any::<u32>(), 1..4),
             seeds in prop::collection::vec(any::<u64>(), 4),
         ) {
-            let prog = program_from(num_inputs, &raw, out);
+            let prog = program_from(num_inputs, &raw, &out);
             let inputs: Vec<Fe> = seeds[..num_inputs].iter().map(|&s| Fe::from(s % 5)).collect();
             let keys = CircuitKeys::setup(&prog).unwrap();
             match prog.eval(&inputs) {
                 Ok(expected) => {
                     let p = prove(&keys, &prog, &inputs).unwrap();
-                    prop_assert_eq!(p.output, expected);
+                    prop_assert_eq!(&p.outputs, &expected);
                     prop_assert_eq!(p.proof.len(), keys.proof_len());
-                    prop_assert_eq!(verify(&keys, &inputs, p.output, &p.proof), Ok(()));
+                    prop_assert_eq!(verify(&keys, &inputs, &p.outputs, &p.proof), Ok(()));
                     prop_assert_eq!(
-                        verify(&keys, &inputs, p.output + Fe::one(), &p.proof),
+                        verify(&keys, &inputs, &bump(&p.outputs), &p.proof),
                         Err(ProverError::InvalidProof)
                     );
                 }
@@ -822,14 +844,14 @@ mod tests {
                 let n = t.len();
                 t[at.index(n)] ^= x;
             }
-            prop_assert_eq!(verify(keys, &inputs, p.output, &t), Err(ProverError::InvalidProof));
+            prop_assert_eq!(verify(keys, &inputs, &p.outputs, &t), Err(ProverError::InvalidProof));
             let cut = cut.index(p.proof.len());
-            prop_assert_eq!(verify(keys, &inputs, p.output, &p.proof[..cut]), Err(ProverError::InvalidProof));
-            prop_assert_eq!(verify(keys, &inputs, p.output, &garbage), Err(ProverError::InvalidProof));
+            prop_assert_eq!(verify(keys, &inputs, &p.outputs, &p.proof[..cut]), Err(ProverError::InvalidProof));
+            prop_assert_eq!(verify(keys, &inputs, &p.outputs, &garbage), Err(ProverError::InvalidProof));
             // Garbage of exactly the right length reaches the cryptographic checks.
             let mut sized = garbage.clone();
             sized.resize(keys.proof_len(), 0x5a);
-            prop_assert_eq!(verify(keys, &inputs, p.output, &sized), Err(ProverError::InvalidProof));
+            prop_assert_eq!(verify(keys, &inputs, &p.outputs, &sized), Err(ProverError::InvalidProof));
             // Swapping two 32-byte items keeps every point and scalar well-formed, so
             // this reaches the final equations rather than a decoding error.
             let items = p.proof.len() / 32;
@@ -839,7 +861,7 @@ mod tests {
                 for b in 0..32 {
                     s.swap(i * 32 + b, j * 32 + b);
                 }
-                prop_assert_eq!(verify(keys, &inputs, p.output, &s), Err(ProverError::InvalidProof));
+                prop_assert_eq!(verify(keys, &inputs, &p.outputs, &s), Err(ProverError::InvalidProof));
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The halo2 circuit that proves one run of a straight-line [`Program`].
 //!
 //! The statement is "`program`, on the public inputs in instance rows `0..num_inputs`,
-//! outputs the value in instance row `num_inputs`". Its shape depends only on the
+//! outputs the values in the instance rows after them, in order". Its shape depends only on the
 //! program, never on the inputs, so one set of keys (see `prover::halo2`) serves every
 //! input.
 //!
@@ -16,7 +16,11 @@
 //! | `c`     | advice   | result: the wire the instruction defines            |
 //! | `inv`   | advice   | `b^-1`, on division rows only                       |
 //! | `k`     | fixed    | the constant, on `Const` rows only                  |
-//! | `pub`   | instance | inputs, then the output                             |
+//! | `pub`   | instance | inputs, then the outputs                            |
+//!
+//! Columns `d`, `e` (advice) and `rc1`, `rc2` (fixed) serve the Poseidon gadget only
+//! (see `prover::poseidon_chip`): a `Poseidon` instruction takes 111 rows instead of
+//! one, and its rows also use `a`, `b`, `c`, `inv` and `k`.
 //!
 //! Gates, each behind its own selector: `add: a + b = c`, `sub: a - b = c`,
 //! `mul: a * b = c`, `div: c * b = a` and `b * inv = 1` (the second makes a zero
@@ -24,13 +28,13 @@
 //!
 //! Copy constraints (the permutation argument over `a`, `b`, `c` and `pub`) tie every
 //! operand cell to the cell that defines its wire: the `c` cell of the defining
-//! instruction, or the instance cell of an input. The output wire's cell is tied to
-//! instance row `num_inputs`. Inputs thus need no rows of their own; only a program
-//! whose output *is* an input gets one extra row, a `c` cell copied from that input.
+//! instruction, or the instance cell of an input. Output `j`'s cell is tied to
+//! instance row `num_inputs + j`. Inputs thus need no rows of their own; only an output
+//! that *is* an input gets one extra row, a `c` cell copied from that input.
 //!
 //! All queries are at the current row, so halo2 needs 5 blinding rows plus one
 //! (`l_last`) at the bottom of the table: a program fits in `2^k` rows when
-//! `max(rows, num_inputs + 1) <= 2^k - 6` ([`min_k`] computes it from the constraint
+//! `max(rows, num_inputs + num_outputs) <= 2^k - 6` ([`min_k`] computes it from the constraint
 //! system rather than assuming the 6).
 
 use halo2_proofs::{
@@ -42,6 +46,7 @@ use halo2_proofs::{
 };
 
 use super::field::fe_to_fp;
+use super::poseidon_chip::{self, ROWS as POSEIDON_ROWS};
 use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
 
 /// The largest `k` (table of `2^k` rows) this module will build keys for. Parameters
@@ -56,7 +61,12 @@ pub struct ProgramConfig {
     pub(super) b: Column<Advice>,
     pub(super) c: Column<Advice>,
     pub(super) inv: Column<Advice>,
+    pub(super) d: Column<Advice>,
+    pub(super) e: Column<Advice>,
     constant: Column<Fixed>,
+    rc1: Column<Fixed>,
+    rc2: Column<Fixed>,
+    s_poseidon: Selector,
     instance: Column<Instance>,
     s_add: Selector,
     s_sub: Selector,
@@ -73,7 +83,11 @@ impl ProgramConfig {
         let c = meta.advice_column();
         // `inv` takes part in no copy constraint, so it stays out of the permutation.
         let inv = meta.advice_column();
+        let d = meta.advice_column();
+        let e = meta.advice_column();
         let constant = meta.fixed_column();
+        let rc1 = meta.fixed_column();
+        let rc2 = meta.fixed_column();
         let instance = meta.instance_column();
         meta.enable_equality(a);
         meta.enable_equality(b);
@@ -85,6 +99,14 @@ impl ProgramConfig {
         let s_mul = meta.selector();
         let s_div = meta.selector();
         let s_const = meta.selector();
+        let s_poseidon = meta.selector();
+        poseidon_chip::configure(
+            meta,
+            [a, b, c],
+            [inv, d, e],
+            [constant, rc1, rc2],
+            s_poseidon,
+        );
 
         // One gate per operation, so a row only requires the cells its own operation
         // reads to be assigned (MockProver checks that).
@@ -138,7 +160,12 @@ impl ProgramConfig {
             b,
             c,
             inv,
+            d,
+            e,
             constant,
+            rc1,
+            rc2,
+            s_poseidon,
             instance,
             s_add,
             s_sub,
@@ -179,21 +206,24 @@ impl<'p> ProgramCircuit<'p> {
         })
     }
 
-    /// The public instance column for this witness: the inputs, then the output.
+    /// The public instance column for this witness: the inputs, then the outputs.
     /// `None` without a witness.
     pub fn instance(&self) -> Option<Vec<Fp>> {
         let wires = self.wires.as_ref()?;
         let n = self.program.num_inputs();
         let mut inst = wires.get(..n)?.to_vec();
-        inst.push(*wires.get(self.program.output().index())?);
+        inst.extend(self.outputs()?);
         Some(inst)
     }
 
-    /// The program's output value, if the witness is known.
-    pub fn output(&self) -> Option<Fp> {
-        self.wires
-            .as_ref()
-            .and_then(|w| w.get(self.program.output().index()).copied())
+    /// The program's output values, in order, if the witness is known.
+    pub fn outputs(&self) -> Option<Vec<Fp>> {
+        let wires = self.wires.as_ref()?;
+        self.program
+            .outputs()
+            .iter()
+            .map(|o| wires.get(o.index()).copied())
+            .collect()
     }
 
     fn value(&self, w: Wire) -> Value<Fp> {
@@ -204,6 +234,10 @@ impl<'p> ProgramCircuit<'p> {
     }
 }
 
+/// What assigning the program gives: the operand cells that read an input (with the
+/// input's index), and the output wires' cells in order.
+type Assigned = (Vec<(Cell, usize)>, Vec<Cell>);
+
 /// Where an operand cell must be tied to: an input's instance row, or a defining cell.
 enum Source {
     Input(usize),
@@ -212,14 +246,32 @@ enum Source {
 
 /// Table rows the program's own assignments occupy (see the module docs).
 pub fn rows_needed(program: &Program) -> usize {
-    let extra = usize::from(program.output().index() < program.num_inputs());
-    program.instrs().len().saturating_add(extra)
+    program
+        .instrs()
+        .iter()
+        .map(instr_rows)
+        .fold(0usize, usize::saturating_add)
+        .saturating_add(output_inputs(program))
+}
+
+/// Table rows one instruction occupies.
+pub fn instr_rows(ins: &Instr) -> usize {
+    match ins {
+        Instr::Poseidon(_) => POSEIDON_ROWS,
+        _ => 1,
+    }
+}
+
+/// Outputs that are inputs: each takes a row of its own.
+fn output_inputs(program: &Program) -> usize {
+    let n = program.num_inputs();
+    program.outputs().iter().filter(|o| o.index() < n).count()
 }
 
 /// Rows that must be usable (above the blinding rows): the program's rows, and the
-/// instance column's `num_inputs + 1` entries, whichever is larger.
+/// instance column's `num_inputs + num_outputs` entries, whichever is larger.
 pub fn usable_rows_needed(program: &Program) -> usize {
-    rows_needed(program).max(program.num_inputs().saturating_add(1))
+    rows_needed(program).max(program.num_inputs().saturating_add(program.outputs().len()))
 }
 
 /// The constraint system of the circuit (independent of the program).
@@ -240,11 +292,17 @@ pub fn usable_rows(k: u32) -> Option<usize> {
     n.checked_sub(cs.blinding_factors() + 1)
 }
 
+/// The smallest table any program gets: `2^MIN_K` rows. At `k = 3` the Poseidon gate's
+/// rotation `+2` and the permutation argument's last-row rotation `-6` name the same
+/// point, which shortens the proof by one evaluation; from `k = 4` on every program's
+/// proof has the same shape, so its length is `base + 64 k` (see `halo2::proof_len`).
+pub const MIN_K: u32 = 4;
+
 /// The smallest `k` whose table fits the program, or `Err(rows)` (the usable rows it
 /// needs) if even `2^MAX_K` rows are too few.
 pub fn min_k(program: &Program) -> Result<u32, usize> {
     let need = usable_rows_needed(program);
-    (1..=MAX_K)
+    (MIN_K..=MAX_K)
         .find(|&k| usable_rows(k).is_some_and(|usable| usable >= need))
         .ok_or(need)
 }
@@ -275,22 +333,93 @@ impl ProgramCircuit<'_> {
         Ok((cell.cell(), source))
     }
 
+    /// Assigns one permutation from `row` on (see `prover::poseidon_chip`): its first
+    /// state row copies `state`'s wires, its last row defines wires `out..out + 3`.
+    #[allow(clippy::too_many_arguments)]
+    fn assign_poseidon(
+        &self,
+        config: &ProgramConfig,
+        region: &mut Region<'_, Fp>,
+        row: usize,
+        state: [Wire; 3],
+        out: Wire,
+        defined: &mut [Option<Cell>],
+        input_uses: &mut Vec<(Cell, usize)>,
+    ) -> Result<(), Error> {
+        let values = Value::from_iter(state.map(|w| self.value(w)))
+            .map(|v: Vec<Fp>| poseidon_chip::trace([v[0], v[1], v[2]]));
+        let columns = [config.a, config.b, config.c, config.inv, config.d, config.e];
+        for r in 0..POSEIDON_ROWS {
+            let at = row + r;
+            if r % 2 == 0 && r + 1 < POSEIDON_ROWS {
+                config.s_poseidon.enable(region, at)?;
+                let rc = poseidon_chip::round_constants_fp(r / 2);
+                for (col, v) in [config.constant, config.rc1, config.rc2]
+                    .into_iter()
+                    .zip(rc)
+                {
+                    region.assign_fixed(|| "round constant", col, at, || Value::known(v))?;
+                }
+            }
+            let last = r + 1 == POSEIDON_ROWS;
+            let used = if last { 3 } else { 6 };
+            for (i, col) in columns.into_iter().enumerate().take(used) {
+                let v = values.as_ref().map(|t| t[r][i]);
+                let cell = region.assign_advice(|| "poseidon", col, at, || v)?.cell();
+                if r == 0 && i < 3 {
+                    let w = state[i];
+                    if w.index() < self.program.num_inputs() {
+                        input_uses.push((cell, w.index()));
+                    } else {
+                        let def = defined
+                            .get(w.index())
+                            .copied()
+                            .flatten()
+                            .ok_or(Error::Synthesis)?;
+                        region.constrain_equal(cell, def)?;
+                    }
+                }
+                if last {
+                    if let Some(slot) = defined.get_mut(out.index() + i) {
+                        *slot = Some(cell);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Assigns the whole program as one region. Returns the operand cells that read an
-    /// input (to be tied to the instance column) and the output wire's cell.
+    /// input (to be tied to the instance column) and the output wires' cells, in order.
     fn assign_program(
         &self,
         config: &ProgramConfig,
         region: &mut Region<'_, Fp>,
-    ) -> Result<(Vec<(Cell, usize)>, Cell), Error> {
+    ) -> Result<Assigned, Error> {
         let prog = self.program;
         let n_in = prog.num_inputs();
         // defined[w]: the cell holding wire w (None for inputs, which live in `pub`).
         let mut defined: Vec<Option<Cell>> = vec![None; prog.num_wires()];
         let mut input_uses = Vec::new();
 
-        for (row, ins) in prog.instrs().iter().enumerate() {
-            let out = Wire((n_in + row) as u32);
+        let mut row = 0usize;
+        let mut out = Wire(n_in as u32);
+        for ins in prog.instrs() {
             let (selector, operands) = match *ins {
+                Instr::Poseidon(state) => {
+                    self.assign_poseidon(
+                        config,
+                        region,
+                        row,
+                        state,
+                        out,
+                        &mut defined,
+                        &mut input_uses,
+                    )?;
+                    row += POSEIDON_ROWS;
+                    out = Wire(out.0 + 3);
+                    continue;
+                }
                 Instr::Const(k) => {
                     region.assign_fixed(
                         || "k",
@@ -326,28 +455,34 @@ impl ProgramCircuit<'_> {
             if let Some(slot) = defined.get_mut(out.index()) {
                 *slot = Some(c.cell());
             }
+            row += 1;
+            out = Wire(out.0 + 1);
         }
 
-        let output = prog.output();
-        let output_cell = if output.index() < n_in {
-            // The output is an input: give it a cell, copied from its instance row.
-            region
-                .assign_advice_from_instance(
+        let mut extra_row = row;
+        let mut output_cells = Vec::with_capacity(prog.outputs().len());
+        for output in prog.outputs() {
+            let cell = if output.index() < n_in {
+                // The output is an input: give it a cell, copied from its instance row.
+                let cell = region.assign_advice_from_instance(
                     || "output (an input)",
                     config.instance,
                     output.index(),
                     config.c,
-                    prog.instrs().len(),
-                )?
-                .cell()
-        } else {
-            defined
-                .get(output.index())
-                .copied()
-                .flatten()
-                .ok_or(Error::Synthesis)?
-        };
-        Ok((input_uses, output_cell))
+                    extra_row,
+                )?;
+                extra_row += 1;
+                cell.cell()
+            } else {
+                defined
+                    .get(output.index())
+                    .copied()
+                    .flatten()
+                    .ok_or(Error::Synthesis)?
+            };
+            output_cells.push(cell);
+        }
+        Ok((input_uses, output_cells))
     }
 }
 
@@ -375,14 +510,18 @@ impl Circuit<Fp> for ProgramCircuit<'_> {
         }
         // A single region: the program is one straight line of rows, and cross-row
         // wiring is all done with copy constraints, so there is nothing to floor-plan.
-        let (input_uses, output_cell) = layouter.assign_region(
+        let (input_uses, output_cells) = layouter.assign_region(
             || "program",
             |mut region| self.assign_program(&config, &mut region),
         )?;
         for (cell, i) in input_uses {
             layouter.constrain_instance(cell, config.instance, i)?;
         }
-        layouter.constrain_instance(output_cell, config.instance, self.program.num_inputs())
+        let n = self.program.num_inputs();
+        for (j, cell) in output_cells.into_iter().enumerate() {
+            layouter.constrain_instance(cell, config.instance, n + j)?;
+        }
+        Ok(())
     }
 }
 
@@ -428,7 +567,10 @@ mod tests {
     fn arithmetic_example_is_satisfied() {
         let p = arithmetic_example();
         let inputs = [Fe::from(1u64), Fe::from(11u64)];
-        assert_eq!(p.eval(&inputs).unwrap(), arithmetic_example_expected());
+        assert_eq!(
+            p.eval(&inputs).unwrap(),
+            vec![arithmetic_example_expected()]
+        );
         assert_eq!(min_k(&p), Ok(5));
         assert_mock_ok(&p, &inputs);
         assert_mock_ok(&p, &[Fe::from(7u64), -Fe::from(3u64)]);
@@ -467,6 +609,31 @@ mod tests {
         assert_mock_ok(&identity, &[Fe::from(4u64), Fe::from(8u64)]);
         let early = Program::new(1, vec![Instr::Add(Wire(0), Wire(0))], Wire(0)).unwrap();
         assert_mock_ok(&early, &[Fe::from(4u64)]);
+    }
+
+    #[test]
+    fn poseidon_programs_are_satisfied() {
+        // The permutation of (x0, x0 * x1, x2), all three lanes out, plus a lane reused.
+        let p = Program::with_outputs(
+            3,
+            vec![
+                Instr::Mul(Wire(0), Wire(1)),
+                Instr::Poseidon([Wire(0), Wire(3), Wire(2)]),
+                Instr::Add(Wire(5), Wire(0)),
+            ],
+            vec![Wire(4), Wire(5), Wire(6), Wire(7)],
+        )
+        .unwrap();
+        assert_eq!(rows_needed(&p), 1 + POSEIDON_ROWS + 1);
+        assert_mock_ok(&p, &[Fe::from(3u64), Fe::from(5u64), Fe::from(7u64)]);
+        // A permutation of inputs only, with an input also an output.
+        let q = Program::with_outputs(
+            3,
+            vec![Instr::Poseidon([Wire(2), Wire(1), Wire(0)])],
+            vec![Wire(0), Wire(3)],
+        )
+        .unwrap();
+        assert_mock_ok(&q, &[Fe::from(1u64), Fe::from(2u64), Fe::from(3u64)]);
     }
 
     #[test]
@@ -516,18 +683,20 @@ mod tests {
     #[test]
     fn k_boundary() {
         // Usable rows at k: 2^k - 6. A chain of r multiplications needs r rows.
-        for (r, k) in [(1, 3), (2, 3), (3, 4), (10, 4), (11, 5), (26, 5), (27, 6)] {
+        for (r, k) in [(1, 4), (2, 4), (3, 4), (10, 4), (11, 5), (26, 5), (27, 6)] {
             let p = mul_chain(r);
             assert_eq!(min_k(&p), Ok(k), "{r} rows");
             let (prover, _) = mock(&p, &[Fe::from(3u64)]);
             prover.assert_satisfied();
-            // One k smaller does not fit.
-            let circuit = ProgramCircuit::with_inputs(&p, &[Fe::from(3u64)]).unwrap();
-            let inst = circuit.instance().unwrap();
-            assert!(
-                MockProver::run(k - 1, &circuit, vec![inst]).is_err(),
-                "{r} rows at k-1"
-            );
+            // One k smaller does not fit (below MIN_K it might: MIN_K is a floor).
+            if k > MIN_K {
+                let circuit = ProgramCircuit::with_inputs(&p, &[Fe::from(3u64)]).unwrap();
+                let inst = circuit.instance().unwrap();
+                assert!(
+                    MockProver::run(k - 1, &circuit, vec![inst]).is_err(),
+                    "{r} rows at k-1"
+                );
+            }
         }
         // The instance column also has to fit: many inputs, one instruction.
         let p = Program::new(10, vec![Instr::Add(Wire(0), Wire(9))], Wire(10)).unwrap();

@@ -15,6 +15,7 @@ pub mod field;
 pub mod halo2;
 pub mod halo2_circuit;
 pub mod pool;
+pub mod poseidon_chip;
 pub mod statements;
 
 #[cfg(test)]

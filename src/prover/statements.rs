@@ -21,7 +21,7 @@ use crate::circuit::compile::{compile_with_limits, ErrorKind, Limits};
 use crate::circuit::program::{Fe, Program, ProgramError};
 use crate::domain::Key;
 use crate::error::MarketError;
-use crate::input::fe_to_hex;
+use crate::input::{outputs_to_text, PublicInput};
 use crate::prover::halo2::{self, CircuitKeys, ProverError};
 use crate::prover::halo2_circuit::{min_k, usable_rows, usable_rows_needed, MAX_K};
 use crate::prover::pool::Pools;
@@ -83,6 +83,7 @@ const KEY_BYTES_PER_ROW: usize = 1536;
 pub struct StatementCircuit {
     program: Program,
     function_name: String,
+    params: Vec<usize>,
     k: u32,
     keys: OnceLock<Result<Arc<CircuitKeys>, String>>,
 }
@@ -129,6 +130,7 @@ impl StatementCircuit {
         Ok(StatementCircuit {
             program: c.program,
             function_name: c.function_name,
+            params: c.params,
             k,
             keys: OnceLock::new(),
         })
@@ -137,6 +139,20 @@ impl StatementCircuit {
     /// The straight-line program.
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// Field elements each circuit parameter takes (1, or N for `<N x field>`).
+    pub fn params(&self) -> &[usize] {
+        &self.params
+    }
+
+    /// Checks an input against the circuit: its structure (if it gives one), its
+    /// arity, and that the circuit has outputs on it. Returns the outputs.
+    pub fn evaluate_input(&self, input: &PublicInput) -> Result<Vec<Fe>, String> {
+        input
+            .check_groups(&self.params)
+            .map_err(|e| e.to_string())?;
+        self.evaluate(&input.values)
     }
 
     /// The circuit function's (mangled) name.
@@ -173,9 +189,9 @@ impl StatementCircuit {
         self.keys.get().is_some()
     }
 
-    /// Checks an input against the circuit: arity, and that the circuit has an output
-    /// on it (no division by zero). Returns the output.
-    pub fn evaluate(&self, inputs: &[Fe]) -> Result<Fe, String> {
+    /// Checks an input against the circuit: arity, and that the circuit has outputs
+    /// on it (no division by zero). Returns the outputs, in order.
+    pub fn evaluate(&self, inputs: &[Fe]) -> Result<Vec<Fe>, String> {
         self.program.eval(inputs).map_err(|e| match e {
             ProgramError::DivisionByZero { .. } => {
                 format!("input: the circuit divides by zero on this input, so no proof of it can exist ({e})")
@@ -197,27 +213,27 @@ impl StatementCircuit {
         )))
     }
 
-    /// Verifies a proof that the circuit maps `inputs` to the output the market computes
-    /// itself. Returns that output.
-    pub fn verify(&self, inputs: &[Fe], proof: &[u8]) -> Result<Fe, MarketError> {
+    /// Verifies a proof that the circuit maps `inputs` to the outputs the market
+    /// computes itself. Returns those outputs.
+    pub fn verify(&self, inputs: &[Fe], proof: &[u8]) -> Result<Vec<Fe>, MarketError> {
         self.check_proof_len(proof)?;
-        let output = self.evaluate(inputs).map_err(MarketError::BadRequest)?;
+        let outputs = self.evaluate(inputs).map_err(MarketError::BadRequest)?;
         let keys = self.keys().map_err(MarketError::Internal)?;
-        halo2::verify(&keys, inputs, output, proof).map_err(|e| match e {
+        halo2::verify(&keys, inputs, &outputs, proof).map_err(|e| match e {
             ProverError::InvalidProof => MarketError::BadRequest(format!(
                 "proof rejected: it does not verify for this statement, input and output ({})",
-                fe_to_hex(output)
+                outputs_to_text(&outputs)
             )),
             other => MarketError::BadRequest(format!("proof rejected: {other}")),
         })?;
-        Ok(output)
+        Ok(outputs)
     }
 
-    /// Proves the circuit on `inputs`.
-    pub fn prove(&self, inputs: &[Fe]) -> Result<(Fe, Vec<u8>), String> {
+    /// Proves the circuit on `inputs`; returns its outputs and the proof.
+    pub fn prove(&self, inputs: &[Fe]) -> Result<(Vec<Fe>, Vec<u8>), String> {
         let keys = self.keys()?;
         let p = halo2::prove(&keys, &self.program, inputs).map_err(|e| e.to_string())?;
-        Ok((p.output, p.proof))
+        Ok((p.outputs, p.proof))
     }
 }
 
@@ -393,7 +409,7 @@ mod tests {
         let inputs = parse_canonical("1,11").unwrap();
         let out = c.evaluate(&inputs).unwrap();
         assert_eq!(
-            fe_to_hex(out),
+            outputs_to_text(&out),
             "0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be"
         );
         let (o, proof) = c.prove(&inputs).unwrap();

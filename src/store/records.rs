@@ -275,6 +275,10 @@ pub struct StatementRecord {
     pub circuit: Option<CircuitSummary>,
 }
 
+fn one_output() -> usize {
+    1
+}
+
 /// A statement's circuit as the market compiled it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CircuitSummary {
@@ -282,6 +286,9 @@ pub struct CircuitSummary {
     pub function: String,
     /// Public inputs it takes (field elements).
     pub public_inputs: usize,
+    /// Outputs it returns (field elements: 1, or N for a `<N x field>` result).
+    #[serde(default = "one_output")]
+    pub public_outputs: usize,
     /// Field operations of the compiled program.
     pub instructions: usize,
     /// Rows of the proving system's table (2^k).

@@ -39,7 +39,7 @@ fn fixture_compiles_to_the_known_value() {
     assert_eq!(c.program.num_inputs(), 2);
     let want = "f0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be";
     assert_eq!(
-        c.program.eval(&[fe(1), fe(11)]).unwrap(),
+        c.program.eval(&[fe(1), fe(11)]).unwrap()[0],
         field_literal(want).unwrap()
     );
     assert_eq!(
@@ -65,7 +65,7 @@ fn the_short_spelling_of_the_field_type_compiles_alike() {
     assert_eq!(c.program.instrs(), long.program.instrs());
     for (a, b) in [(1, 11), (5, 7), (123, 4)] {
         assert_eq!(
-            c.program.eval(&[fe(a), fe(b)]).unwrap(),
+            c.program.eval(&[fe(a), fe(b)]).unwrap()[0],
             arithmetics(fe(a), fe(b)).unwrap()
         );
     }
@@ -149,7 +149,7 @@ attributes #3 = { nounwind }
 fn typed_pointer_dialect_with_inlined_loop() {
     let c = compile(TYPED_POINTER_LOOP).unwrap();
     assert_eq!(c.function_name, "_Z4pow5u26__zkllvm_field_pallas_base");
-    assert_eq!(c.program.eval(&[fe(3)]).unwrap(), fe(243));
+    assert_eq!(c.program.eval(&[fe(3)]).unwrap()[0], fe(243));
     // x^2, x^3, x^4, x^5: the `f0x1 * x` of the first iteration folds away.
     assert_eq!(c.program.instrs().len(), 4);
 }
@@ -188,7 +188,7 @@ attributes #0 = { circuit }
 fn old_style_labels_select_casts_and_switch() {
     let c = compile(OLD_STYLE).unwrap();
     // select picks b (-1 > 0 is false signed), switch goes to %10 from %2: 7 * b / a.
-    assert_eq!(c.program.eval(&[fe(2), fe(4)]).unwrap(), fe(14));
+    assert_eq!(c.program.eval(&[fe(2), fe(4)]).unwrap()[0], fe(14));
 }
 
 /// Calls: the fixture's pow with a computed exponent, a void call, an integer-valued
@@ -241,7 +241,7 @@ fn calls_ir() -> String {
 fn calls_are_inlined() {
     let c = compile(&calls_ir()).unwrap();
     // a^6 + b^3
-    assert_eq!(c.program.eval(&[fe(2), fe(3)]).unwrap(), fe(64 + 27));
+    assert_eq!(c.program.eval(&[fe(2), fe(3)]).unwrap()[0], fe(64 + 27));
 }
 
 #[test]
@@ -267,7 +267,7 @@ no:
 }
 "#;
     let c = compile(ir).unwrap();
-    assert_eq!(c.program.eval(&[fe(21)]).unwrap(), fe(42));
+    assert_eq!(c.program.eval(&[fe(21)]).unwrap()[0], fe(42));
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn constant_results_and_decimal_constants() {
     let ir = "define __zkllvm_field_pallas_base @k() circuit {\n  %a = sub __zkllvm_field_pallas_base f10, f0xa\n  %b = add __zkllvm_field_pallas_base %a, f5\n  ret __zkllvm_field_pallas_base %b\n}\n";
     let c = compile(ir).unwrap();
     assert_eq!(c.program.num_inputs(), 0);
-    assert_eq!(c.program.eval(&[]).unwrap(), fe(5));
+    assert_eq!(c.program.eval(&[]).unwrap()[0], fe(5));
 }
 
 #[test]
@@ -297,7 +297,7 @@ e:
 "#;
     let c = compile(ir).unwrap();
     assert_eq!(c.program.instrs().len(), 10000);
-    assert_eq!(c.program.eval(&[fe(3)]).unwrap(), fe(30003));
+    assert_eq!(c.program.eval(&[fe(3)]).unwrap()[0], fe(30003));
 }
 
 fn arb_fe() -> impl Strategy<Value = Fe> {
@@ -313,7 +313,7 @@ proptest! {
     fn fixture_matches_direct_arithmetic(a in arb_fe(), b in arb_fe()) {
         let p = compile(FIXTURE).unwrap().program;
         match arithmetics(a, b) {
-            Some(want) => prop_assert_eq!(p.eval(&[a, b]).unwrap(), want),
+            Some(want) => prop_assert_eq!(p.eval(&[a, b]).unwrap()[0], want),
             None => {
                 let divides_by_zero = matches!(p.eval(&[a, b]), Err(ProgramError::DivisionByZero { .. }));
                 prop_assert!(divides_by_zero);
@@ -324,13 +324,73 @@ proptest! {
     #[test]
     fn handwritten_circuits_match_direct_arithmetic(a in arb_fe(), b in arb_fe()) {
         let pow5 = compile(TYPED_POINTER_LOOP).unwrap().program;
-        prop_assert_eq!(pow5.eval(&[a]).unwrap(), a.pow([5u64]));
+        prop_assert_eq!(pow5.eval(&[a]).unwrap()[0], a.pow([5u64]));
         let old = compile(OLD_STYLE).unwrap().program;
         match a.inverse() {
-            Some(inv) => prop_assert_eq!(old.eval(&[a, b]).unwrap(), fe(7) * b * inv),
+            Some(inv) => prop_assert_eq!(old.eval(&[a, b]).unwrap()[0], fe(7) * b * inv),
             None => prop_assert!(old.eval(&[a, b]).is_err()),
         }
         let calls = compile(&calls_ir()).unwrap().program;
-        prop_assert_eq!(calls.eval(&[a, b]).unwrap(), a.pow([6u64]) + b.pow([3u64]));
+        prop_assert_eq!(calls.eval(&[a, b]).unwrap()[0], a.pow([6u64]) + b.pow([3u64]));
     }
+}
+
+/// zkLLVM's Poseidon hash of two elements as its C++ library emits it (`hash<poseidon>`:
+/// the permutation of `(0, a, b)`, lane 2), and a vector circuit: vector arguments and
+/// result, lane-wise arithmetic, `shufflevector`, a vector constant with undef lanes.
+const POSEIDON_AND_VECTORS: &str = r#"
+define dso_local <3 x __zkllvm_field_pallas_base> @_Z7circuitDv2_u26__zkllvm_field_pallas_baseu26__zkllvm_field_pallas_base(<2 x __zkllvm_field_pallas_base> noundef %v, __zkllvm_field_pallas_base noundef %k) local_unnamed_addr #3 {
+entry:
+  %a = extractelement <2 x __zkllvm_field_pallas_base> %v, i32 0
+  %b = extractelement <2 x __zkllvm_field_pallas_base> %v, i64 1
+  %h = call noundef __zkllvm_field_pallas_base @hash(__zkllvm_field_pallas_base noundef %a, __zkllvm_field_pallas_base noundef %b)
+  %s = insertelement <2 x __zkllvm_field_pallas_base> zeroinitializer, __zkllvm_field_pallas_base %k, i32 1
+  %w = mul <2 x __zkllvm_field_pallas_base> %v, %s
+  %x = add <2 x __zkllvm_field_pallas_base> %w, <__zkllvm_field_pallas_base f0x5, __zkllvm_field_pallas_base f7>
+  %y = shufflevector <2 x __zkllvm_field_pallas_base> %x, <2 x __zkllvm_field_pallas_base> undef, <3 x i32> <i32 1, i32 0, i32 undef>
+  %r = insertelement <3 x __zkllvm_field_pallas_base> %y, __zkllvm_field_pallas_base %h, i32 2
+  ret <3 x __zkllvm_field_pallas_base> %r
+}
+
+define linkonce_odr dso_local noundef __zkllvm_field_pallas_base @hash(__zkllvm_field_pallas_base noundef %1, __zkllvm_field_pallas_base noundef %2) {
+  %4 = insertelement <3 x __zkllvm_field_pallas_base> <__zkllvm_field_pallas_base f0x0, __zkllvm_field_pallas_base undef, __zkllvm_field_pallas_base undef>, __zkllvm_field_pallas_base %1, i32 1
+  %5 = insertelement <3 x __zkllvm_field_pallas_base> %4, __zkllvm_field_pallas_base %2, i32 2
+  %6 = tail call <3 x __zkllvm_field_pallas_base> @llvm.assigner.poseidon.v3field(<3 x __zkllvm_field_pallas_base> %5)
+  %7 = extractelement <3 x __zkllvm_field_pallas_base> %6, i32 2
+  ret __zkllvm_field_pallas_base %7
+}
+
+declare <3 x __zkllvm_field_pallas_base> @llvm.assigner.poseidon.v3field(<3 x __zkllvm_field_pallas_base>) #1
+
+attributes #3 = { circuit mustprogress }
+"#;
+
+#[test]
+fn poseidon_and_vectors_compile_to_several_outputs() {
+    let c = compile(POSEIDON_AND_VECTORS).unwrap();
+    assert_eq!(c.params, vec![2, 1]);
+    assert_eq!(c.program.num_inputs(), 3);
+    let (a, b, k) = (fe(3), fe(4), fe(10));
+    let out = c.program.eval(&[a, b, k]).unwrap();
+    let h = crate::circuit::poseidon::permute([fe(0), a, b])[2];
+    // x = (a * 0 + 5, b * k + 7); y = (x1, x0, undef = 0); lane 2 replaced by h.
+    assert_eq!(out, vec![b * k + fe(7), fe(5), h]);
+    let poseidons = c
+        .program
+        .instrs()
+        .iter()
+        .filter(|i| matches!(i, Instr::Poseidon(_)))
+        .count();
+    assert_eq!(poseidons, 1);
+    // Another builtin is refused by name; a lane past the end is refused.
+    let sha =
+        POSEIDON_AND_VECTORS.replace("llvm.assigner.poseidon.v3field", "llvm.assigner.sha2_256");
+    let e = compile(&sha).unwrap_err().to_string();
+    assert!(
+        e.contains("zkLLVM builtin `@llvm.assigner.sha2_256`"),
+        "{e}"
+    );
+    let past = POSEIDON_AND_VECTORS.replace("%v, i64 1", "%v, i64 2");
+    let e = compile(&past).unwrap_err().to_string();
+    assert!(e.contains("lane 2 of a vector of 2"), "{e}");
 }
