@@ -229,8 +229,11 @@ pub struct Proof {
     created_on: u64,
     #[schema(rename = "updatedOn")]
     updated_on: u64,
-    /// The circuit's output on the input (hex), when known.
+    /// The circuit's outputs on the input (hex, comma separated; one output: its hex),
+    /// when known.
     output: Option<String>,
+    /// The same outputs, one string each, in order.
+    outputs: Option<Vec<String>>,
     proof_system: String,
     /// Hex with `0x`.
     proof: Option<String>,
