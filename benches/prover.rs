@@ -66,8 +66,25 @@ fn bench_circuit(c: &mut Criterion, name: &str, ir: &str, inputs: &str, samples:
     g.finish();
 }
 
+/// One Poseidon permutation as zkLLVM's `hash<poseidon>(a, b)` emits it: the builtin on
+/// `(0, a, b)`, lane 2 returned.
+const POSEIDON_IR: &str = r#"
+define dso_local __zkllvm_field_pallas_base @hash(__zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b) #0 {
+  %1 = insertelement <3 x __zkllvm_field_pallas_base> <__zkllvm_field_pallas_base f0x0, __zkllvm_field_pallas_base undef, __zkllvm_field_pallas_base undef>, __zkllvm_field_pallas_base %a, i32 1
+  %2 = insertelement <3 x __zkllvm_field_pallas_base> %1, __zkllvm_field_pallas_base %b, i32 2
+  %3 = tail call <3 x __zkllvm_field_pallas_base> @llvm.assigner.poseidon.v3field(<3 x __zkllvm_field_pallas_base> %2)
+  %4 = extractelement <3 x __zkllvm_field_pallas_base> %3, i32 2
+  ret __zkllvm_field_pallas_base %4
+}
+
+declare <3 x __zkllvm_field_pallas_base> @llvm.assigner.poseidon.v3field(<3 x __zkllvm_field_pallas_base>)
+
+attributes #0 = { circuit }
+"#;
+
 fn prover(c: &mut Criterion) {
     bench_circuit(c, "arithmetic", EXAMPLE, "1,11", 20);
+    bench_circuit(c, "poseidon_permutation", POSEIDON_IR, "3,4", 20);
     bench_circuit(c, "mul_2^10", &power_ir(1 << 10), "3", 10);
     if std::env::var_os("PROVER_BENCH_SKIP_2_14").is_none() {
         bench_circuit(c, "mul_2^14", &power_ir(1 << 14), "3", 10);
