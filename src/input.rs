@@ -2,10 +2,12 @@
 //!
 //! Two shapes arrive from clients: zkLLVM's `[{"field": 5}, {"field": "0x0b"}]` and the
 //! older `{"input": "1\n11"}`. Both become a vector of Pallas base field elements. A
-//! circuit parameter that is a vector (`<N x field>`) takes N consecutive elements: in
-//! zkLLVM's form one item `{"vector": [{"field": ..}, ...]}` (checked against the
-//! circuit's parameters: see [`PublicInput::groups`]), or flattened, its elements as
-//! consecutive items (or lines of the older form).
+//! circuit parameter that is a vector (`<N x field>`), or a `std::array`/struct passed
+//! by pointer, takes N consecutive elements: in zkLLVM's form one item
+//! `{"vector": [{"field": ..}, ...]}`, `{"array": [...]}` or `{"struct": [...]}` (arrays
+//! and structs may nest; all are flattened in order and checked against the circuit's
+//! parameters: see [`PublicInput::groups`]), or flattened, its elements as consecutive
+//! items (or lines of the older form).
 //! Values outside the field are refused, never reduced: a requester who sends p+1 made
 //! a mistake the market should name.
 //!
@@ -52,28 +54,9 @@ impl PublicInput {
                 let mut values = Vec::with_capacity(items.len());
                 let mut groups = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    match item.get("vector") {
-                        Some(lanes) if item.as_object().is_some_and(|o| o.len() == 1) => {
-                            let lanes = lanes.as_array().ok_or_else(|| {
-                                InputError(format!(
-                                    "element {i}: a vector is {{\"vector\": [{{\"field\": <value>}}, ...]}}"
-                                ))
-                            })?;
-                            if lanes.is_empty() || values.len() + lanes.len() > MAX_ELEMENTS {
-                                return err(format!(
-                                    "element {i}: a vector has 1 to {MAX_ELEMENTS} elements in all"
-                                ));
-                            }
-                            for (j, lane) in lanes.iter().enumerate() {
-                                values.push(element(&format!("element {i}, lane {j}"), lane)?);
-                            }
-                            groups.push(lanes.len());
-                        }
-                        _ => {
-                            values.push(element(&format!("element {i}"), item)?);
-                            groups.push(1);
-                        }
-                    }
+                    let before = values.len();
+                    flatten(&format!("element {i}"), item, &mut values, 0)?;
+                    groups.push(values.len() - before);
                 }
                 let structured = groups.len() != values.len();
                 return Ok(PublicInput {
@@ -129,7 +112,7 @@ impl PublicInput {
                     if n == 1 {
                         "field".to_string()
                     } else {
-                        format!("vector of {n}")
+                        format!("{n} elements")
                     }
                 })
                 .collect::<Vec<_>>()
@@ -177,6 +160,57 @@ pub fn outputs_to_text(outputs: &[Fe]) -> String {
         .join(",")
 }
 
+/// How deeply `array`/`struct` items may nest.
+const MAX_NESTING: usize = 8;
+
+/// Appends the elements of one item to `out`: a `{"field": v}`, or a group
+/// (`{"vector": [...]}` of fields, `{"array": [...]}` or `{"struct": [...]}` of items,
+/// as zkLLVM's input JSON writes `<N x field>`, `std::array` and structs), flattened in
+/// order.
+fn flatten(
+    at: &str,
+    item: &serde_json::Value,
+    out: &mut Vec<Fe>,
+    depth: usize,
+) -> Result<(), InputError> {
+    let group = item.as_object().filter(|o| o.len() == 1).and_then(|o| {
+        ["vector", "array", "struct"]
+            .into_iter()
+            .find_map(|k| o.get(k).map(|v| (k, v)))
+    });
+    let Some((kind, members)) = group else {
+        if out.len() >= MAX_ELEMENTS {
+            return err(format!("more than {MAX_ELEMENTS} elements in all"));
+        }
+        out.push(element(at, item)?);
+        return Ok(());
+    };
+    let members = match members.as_array() {
+        Some(m) if !m.is_empty() => m,
+        _ => {
+            return err(format!(
+                "{at}: {{\"{kind}\": [...]}} holds a non-empty list of elements"
+            ))
+        }
+    };
+    if depth >= MAX_NESTING {
+        return err(format!("{at}: groups nested more than {MAX_NESTING} deep"));
+    }
+    for (j, m) in members.iter().enumerate() {
+        let at = format!("{at}, member {j}");
+        if kind == "vector" {
+            // The lanes of a vector are field elements, never groups.
+            if out.len() >= MAX_ELEMENTS {
+                return err(format!("more than {MAX_ELEMENTS} elements in all"));
+            }
+            out.push(element(&at, m)?);
+        } else {
+            flatten(&at, m, out, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 fn element(i: &str, item: &serde_json::Value) -> Result<Fe, InputError> {
     let obj = match item.as_object() {
         Some(o) if o.len() == 1 => o,
@@ -188,7 +222,7 @@ fn element(i: &str, item: &serde_json::Value) -> Result<Fe, InputError> {
     };
     if kind != "field" {
         return err(format!(
-            "{i}: unsupported element type `{}`: only `field` (Pallas base field) and `vector` of them are accepted",
+            "{i}: unsupported element type `{}`: only `field` (Pallas base field), and `vector`, `array` and `struct` of them, are accepted",
             clip(kind)
         ));
     }
@@ -357,7 +391,7 @@ mod tests {
         flat.check_groups(&[1, 2]).unwrap();
         assert_eq!(
             v.check_groups(&[1, 2]).unwrap_err().to_string(),
-            "input: the circuit takes (field, vector of 2), the input gives (vector of 2, field)"
+            "input: the circuit takes (field, 2 elements), the input gives (2 elements, field)"
         );
         for bad in [
             json!([{"vector": []}]),
@@ -370,6 +404,32 @@ mod tests {
         }
         let huge: Vec<_> = (0..=MAX_ELEMENTS).map(|i| json!({"field": i})).collect();
         assert!(PublicInput::from_json(&json!([{"vector": huge}])).is_err());
+        // std::array and structs (zkLLVM's `array` and `struct` items), nested.
+        let a = PublicInput::from_json(&json!([
+            {"array": [{"field": 1}, {"struct": [{"field": 2}, {"vector": [{"field": 3}, {"field": 4}]}]}]},
+            {"field": 5}
+        ]))
+        .unwrap();
+        assert_eq!(a.canonical(), "1,2,3,4,5");
+        assert_eq!(a.groups, Some(vec![4, 1]));
+        let mut deep = json!({"field": 1});
+        for _ in 0..=MAX_NESTING {
+            deep = json!({ "array": [deep] });
+        }
+        assert!(PublicInput::from_json(&json!([deep])).is_err());
+        let mut wide = json!({"field": 1});
+        for _ in 0..MAX_NESTING {
+            wide = json!({ "array": [wide.clone(), wide.clone(), wide.clone(), wide] });
+        }
+        // 4^8 = 65,536 elements: at the cap; one more is refused.
+        assert_eq!(
+            PublicInput::from_json(&json!([wide.clone()]))
+                .unwrap()
+                .values
+                .len(),
+            MAX_ELEMENTS
+        );
+        assert!(PublicInput::from_json(&json!([wide, {"field": 1}])).is_err());
     }
 
     #[test]

@@ -30,79 +30,122 @@ fn arithmetic_reference(a: u64, b: u64) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_field_pallasb_spelling_trades_end_to_end() {
-    let backend = Backend::new();
-    let node = Server::start(&backend).await;
-    let api = node.api();
-    let req = api.user("fid-req").await;
-    let prod = api.user("fid-prod").await;
-    let file = "example/statements/arithmetic-pallasb.json";
-    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let statement: Value = serde_json::from_str(&text).unwrap();
-    assert!(statement["definition"]["proving_key"]
-        .as_str()
-        .unwrap()
-        .contains("define dso_local field_pallasb"));
-    let (s, st) = req.post(&format!("{ROOT}/statement"), &statement).await;
-    assert_eq!(s, 200, "{st}");
-    assert_eq!(st["circuit"]["public_inputs"], 2, "{st}");
-    let stmt = st["_key"].as_str().unwrap().to_owned();
+/// An example statement of `example/`, pushed and traded end to end.
+struct Example<'a> {
+    /// Users' name prefix (each test its own).
+    tag: &'a str,
+    /// The statement file.
+    file: &'a str,
+    /// The request's input (the same as `input_file`'s, in the market's API).
+    input: Value,
+    /// The input file `proof-generator` proves.
+    input_file: &'a str,
+    /// Another input, whose real proof must be refused for this request.
+    other_file: &'a str,
+    /// The circuit's public inputs and outputs, as the statement shows them.
+    public_inputs: usize,
+    public_outputs: usize,
+}
 
-    let (s, r) = req
-        .post(
-            &format!("{ROOT}/request"),
-            &json!({"statement_key": stmt, "cost": 7, "input": {"input": "1\n11"}}),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
-    let (s, p) = prod
-        .post(
-            &format!("{ROOT}/proposal"),
-            &json!({"statement_key": stmt, "cost": 5}),
-        )
-        .await;
-    assert_eq!(s, 200, "{p}");
-    assert_eq!(p["status"], "processing", "{p}");
-    let pk = p["_key"].as_str().unwrap().to_owned();
+impl Example<'_> {
+    /// Pushes the statement, matches a request with a proposal, checks that a tampered
+    /// proof and a real proof of another input are refused on push (changing nothing),
+    /// pushes the real proof and returns the market's answer, after checking that the
+    /// request completed. `before_trade` runs with the requester and statement key
+    /// before the request is placed (for input checks).
+    async fn trade<F, Fut>(&self, before_trade: F) -> Value
+    where
+        F: FnOnce(Api, String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let backend = Backend::new();
+        let node = Server::start(&backend).await;
+        let api = node.api();
+        let req = api.user(&format!("{}-req", self.tag)).await;
+        let prod = api.user(&format!("{}-prod", self.tag)).await;
+        let path = format!("{}/{}", env!("CARGO_MANIFEST_DIR"), self.file);
+        let statement: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let (s, st) = req.post(&format!("{ROOT}/statement"), &statement).await;
+        assert_eq!(s, 200, "{st}");
+        assert_eq!(st["circuit"]["public_inputs"], self.public_inputs, "{st}");
+        assert_eq!(st["circuit"]["public_outputs"], self.public_outputs, "{st}");
+        let stmt = st["_key"].as_str().unwrap().to_owned();
+        before_trade(req.clone(), stmt.clone()).await;
 
-    let proof = generate(file, "example/input/arithmetic/input.json");
-    // A tampered proof, and a real proof of another input, are refused and change nothing.
-    let mut tampered = proof.clone().into_bytes();
-    let last = tampered.len() - 1;
-    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
-    let tampered = String::from_utf8(tampered).unwrap();
-    let other = generate(file, "example/input/arithmetic/input-5-7.json");
-    for bad in [&tampered, &other] {
+        let (s, r) = req
+            .post(
+                &format!("{ROOT}/request"),
+                &json!({"statement_key": stmt, "cost": 7, "input": self.input}),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+        let (s, p) = prod
+            .post(
+                &format!("{ROOT}/proposal"),
+                &json!({"statement_key": stmt, "cost": 5}),
+            )
+            .await;
+        assert_eq!(s, 200, "{p}");
+        assert_eq!(p["status"], "processing", "{p}");
+        let pk = p["_key"].as_str().unwrap().to_owned();
+
+        let proof = generate(self.file, self.input_file);
+        let mut tampered = proof.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        // A real proof of another input: other outputs than this request's.
+        let other = generate(self.file, self.other_file);
+        for bad in [&tampered, &other] {
+            let (s, v) = prod
+                .post(
+                    &format!("{ROOT}/proof"),
+                    &json!({"proof": bad, "proposal_key": pk}),
+                )
+                .await;
+            assert_eq!(s, 400, "{v}");
+        }
+        let rk = r["_key"].as_str().unwrap().to_owned();
+        let (_, still) = req.get(&format!("{ROOT}/request/{rk}")).await;
+        assert_eq!(still["status"], "processing", "{still}");
+
         let (s, v) = prod
             .post(
                 &format!("{ROOT}/proof"),
-                &json!({"proof": bad, "proposal_key": pk}),
+                &json!({"proof": proof, "proposal_key": pk}),
             )
             .await;
-        assert_eq!(s, 400, "{v}");
+        assert_eq!(s, 200, "{v}");
+        let (_, done) = req.get(&format!("{ROOT}/request/{rk}")).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        v
     }
-    let (_, still) = req
-        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
-        .await;
-    assert_eq!(still["status"], "processing", "{still}");
+}
 
-    let (s, v) = prod
-        .post(
-            &format!("{ROOT}/proof"),
-            &json!({"proof": proof, "proposal_key": pk}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+async fn no_checks(_: Api, _: String) {}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_field_pallasb_spelling_trades_end_to_end() {
+    let file = "example/statements/arithmetic-pallasb.json";
+    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(text.contains("define dso_local field_pallasb"));
+    let v = Example {
+        tag: "fid",
+        file,
+        input: json!({"input": "1\n11"}),
+        input_file: "example/input/arithmetic/input.json",
+        other_file: "example/input/arithmetic/input-5-7.json",
+        public_inputs: 2,
+        public_outputs: 1,
+    }
+    .trade(no_checks)
+    .await;
     assert_eq!(v["output"], arithmetic_reference(1, 11).as_str(), "{v}");
     assert_eq!(
         v["output"],
         "0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be"
     );
-    let (_, done) = req
-        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
 }
 
 /// Hex of a Pallas base field element, as the market shows outputs.
@@ -128,79 +171,74 @@ fn poseidon_reference(mut s: [ark_pallas::Fq; 3]) -> [ark_pallas::Fq; 3] {
 #[tokio::test(flavor = "multi_thread")]
 async fn vectors_and_poseidon_trade_end_to_end() {
     use ark_pallas::Fq as Fp;
-    let backend = Backend::new();
-    let node = Server::start(&backend).await;
-    let api = node.api();
-    let req = api.user("vec-req").await;
-    let prod = api.user("vec-prod").await;
-    let file = "example/statements/poseidon-vectors.json";
-    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let statement: Value = serde_json::from_str(&text).unwrap();
-    let (s, st) = req.post(&format!("{ROOT}/statement"), &statement).await;
-    assert_eq!(s, 200, "{st}");
-    assert_eq!(st["circuit"]["public_inputs"], 3, "{st}");
-    assert_eq!(st["circuit"]["public_outputs"], 3, "{st}");
-    let stmt = st["_key"].as_str().unwrap().to_owned();
-
-    // An input whose structure does not match the parameters is refused by name.
-    let (s, v) = req
-        .post(
-            &format!("{ROOT}/request"),
-            &json!({"statement_key": stmt, "cost": 7,
-                    "input": [{"field": 10}, {"vector": [{"field": 3}, {"field": 4}]}]}),
-        )
-        .await;
-    assert_eq!(s, 400, "{v}");
-    assert!(v.to_string().contains("vector of 2"), "{v}");
-
-    let input = json!([{"vector": [{"field": 3}, {"field": 4}]}, {"field": 10}]);
-    let (s, r) = req
-        .post(
-            &format!("{ROOT}/request"),
-            &json!({"statement_key": stmt, "cost": 7, "input": input}),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
-    let (s, p) = prod
-        .post(
-            &format!("{ROOT}/proposal"),
-            &json!({"statement_key": stmt, "cost": 5}),
-        )
-        .await;
-    assert_eq!(s, 200, "{p}");
-    assert_eq!(p["status"], "processing", "{p}");
-    let pk = p["_key"].as_str().unwrap().to_owned();
-
-    let proof = generate(file, "example/input/poseidon-vectors/input.json");
-    let mut tampered = proof.clone().into_bytes();
-    let last = tampered.len() - 1;
-    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
-    let tampered = String::from_utf8(tampered).unwrap();
-    // A real proof of another input: other outputs (another hash) than this request's.
-    let other = generate(file, "example/input/poseidon-vectors/input-other.json");
-    for bad in [&tampered, &other] {
-        let (s, v) = prod
+    let v = Example {
+        tag: "vec",
+        file: "example/statements/poseidon-vectors.json",
+        input: json!([{"vector": [{"field": 3}, {"field": 4}]}, {"field": 10}]),
+        input_file: "example/input/poseidon-vectors/input.json",
+        other_file: "example/input/poseidon-vectors/input-other.json",
+        public_inputs: 3,
+        public_outputs: 3,
+    }
+    .trade(|req, stmt| async move {
+        // An input whose structure does not match the parameters is refused by name.
+        let (s, v) = req
             .post(
-                &format!("{ROOT}/proof"),
-                &json!({"proof": bad, "proposal_key": pk}),
+                &format!("{ROOT}/request"),
+                &json!({"statement_key": stmt, "cost": 7,
+                        "input": [{"field": 10}, {"vector": [{"field": 3}, {"field": 4}]}]}),
             )
             .await;
         assert_eq!(s, 400, "{v}");
-    }
-    let (s, v) = prod
-        .post(
-            &format!("{ROOT}/proof"),
-            &json!({"proof": proof, "proposal_key": pk}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+        assert!(v.to_string().contains("(field, 2 elements)"), "{v}");
+    })
+    .await;
     let (x, y, k) = (Fp::from(3u64), Fp::from(4u64), Fp::from(10u64));
     let h = poseidon_reference([Fp::from(0u64), x, y])[2];
     let want = [y * k + Fp::from(7u64), Fp::from(5u64), h].map(hex_of);
     assert_eq!(v["output"], want.join(","), "{v}");
     assert_eq!(v["outputs"], json!(want), "{v}");
-    let (_, done) = req
-        .get(&format!("{ROOT}/request/{}", r["_key"].as_str().unwrap()))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn std_array_memory_trades_end_to_end() {
+    use ark_pallas::Fq as Fp;
+    let leaves: Vec<u64> = (0..8).map(|i| i * i + 3).collect();
+    let v = Example {
+        tag: "mem",
+        file: "example/statements/merkle-memory.json",
+        input: json!([{"array": leaves.iter().map(|l| json!({"field": l})).collect::<Vec<_>>()}]),
+        input_file: "example/input/merkle-memory/input.json",
+        other_file: "example/input/merkle-memory/input-other.json",
+        public_inputs: 8,
+        public_outputs: 2,
+    }
+    .trade(|req, stmt| async move {
+        // Seven elements for an array of eight: refused, naming both shapes.
+        let seven: Vec<Value> = (0..7).map(|i| json!({"field": i})).collect();
+        let (s, v) = req
+            .post(
+                &format!("{ROOT}/request"),
+                &json!({"statement_key": stmt, "cost": 7, "input": [{"array": seven}]}),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert!(
+            v.to_string().contains("the circuit takes (8 elements)"),
+            "{v}"
+        );
+    })
+    .await;
+    // The reference: a Poseidon Merkle tree written out here, and the leaves' sum.
+    let leaves: Vec<Fp> = leaves.into_iter().map(Fp::from).collect();
+    let mut layer = leaves.clone();
+    while layer.len() > 1 {
+        layer = layer
+            .chunks(2)
+            .map(|p| poseidon_reference([Fp::from(0u64), p[0], p[1]])[2])
+            .collect();
+    }
+    let sum: Fp = leaves.iter().sum();
+    let want = [layer[0], sum].map(hex_of);
+    assert_eq!(v["outputs"], json!(want), "{v}");
 }

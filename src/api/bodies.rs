@@ -491,16 +491,21 @@ fn tidy_input(raw: &Value) -> Value {
 }
 
 /// One item of an array input: `{"field": v}` with its value trimmed, or a
-/// `{"vector": [...]}` of such items.
+/// `{"vector"|"array"|"struct": [...]}` of such items.
 fn tidy_item(item: &Value) -> Value {
-    match (item.get("field"), item.get("vector")) {
-        (Some(Value::String(s)), _) => serde_json::json!({"field": s.trim()}),
-        (Some(v), _) => serde_json::json!({ "field": v }),
-        (None, Some(Value::Array(lanes))) => {
-            serde_json::json!({"vector": lanes.iter().map(tidy_item).collect::<Vec<_>>()})
-        }
-        _ => item.clone(),
+    if let Some(v) = item.get("field") {
+        return match v {
+            Value::String(s) => serde_json::json!({"field": s.trim()}),
+            v => serde_json::json!({ "field": v }),
+        };
     }
+    for kind in ["vector", "array", "struct"] {
+        if let Some(Value::Array(members)) = item.get(kind) {
+            let members: Vec<Value> = members.iter().map(tidy_item).collect();
+            return serde_json::json!({ kind: members });
+        }
+    }
+    item.clone()
 }
 
 /// A sign-up.

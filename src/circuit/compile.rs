@@ -33,7 +33,8 @@ pub struct Compiled {
     /// The circuit function's (mangled) name, without `@`.
     pub function_name: String,
     /// Field elements each circuit parameter takes, in order (1 for a field element, N
-    /// for `<N x field>`); they sum to the program's inputs.
+    /// for `<N x field>`, the elements of a field array passed by pointer); they sum
+    /// to the program's inputs.
     pub params: Vec<usize>,
 }
 
@@ -50,7 +51,7 @@ pub fn compile_with_limits(ir_text: &str, limits: Limits) -> Result<Compiled, Co
     }
     let index = ModuleIndex::scan(ir_text)?;
     let circuit_def = index.circuit()?;
-    check_circuit_signature(ir_text, circuit_def)?;
+    check_circuit_signature(ir_text, circuit_def, &index.types)?;
     let funcs = parse_reachable(ir_text, &index, circuit_def.name)?;
     let circuit = funcs.get(circuit_def.name).ok_or_else(|| {
         CompileError::at(
@@ -59,11 +60,7 @@ pub fn compile_with_limits(ir_text: &str, limits: Limits) -> Result<Compiled, Co
         )
     })?;
     let program = crate::circuit::exec::run(&funcs, circuit, limits)?;
-    let params = circuit
-        .params
-        .iter()
-        .map(|(ty, _)| ty.field_lanes().unwrap_or(0))
-        .collect();
+    let params = circuit.input_lanes();
     Ok(Compiled {
         program,
         function_name: circuit_def.name.to_string(),
@@ -88,7 +85,7 @@ fn parse_reachable(
         let Some(def) = index.defined.get(name) else {
             continue;
         };
-        let f = parse_function(src, def)?;
+        let f = parse_function(src, def, &index.types)?;
         for (callee, line) in &f.calls {
             match index.defined.get_key_value(callee.as_str()) {
                 Some((&key, _)) => queue.push_back(key),

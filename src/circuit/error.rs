@@ -104,11 +104,13 @@ pub enum ErrorKind {
     /// The module has several functions with the `circuit` attribute.
     #[error("more than one circuit function (`@{0}` and `@{1}`)")]
     MultipleCircuits(String, String),
-    /// A circuit-function parameter that is not a field element or a vector of them.
-    #[error("circuit parameter of unsupported type `{0}` (only the Pallas base field, `__zkllvm_field_pallas_base` or `field_pallasb`, and vectors `<N x ...>` of it are accepted)")]
+    /// A circuit-function parameter that is not a field element, a vector of them, or
+    /// a pointer to an array or struct of them.
+    #[error("circuit parameter of unsupported type `{0}` (only the Pallas base field, `__zkllvm_field_pallas_base` or `field_pallasb`, vectors `<N x ...>` of it, and pointers to arrays and structs of it are accepted)")]
     CircuitParameter(String),
-    /// A circuit function that does not return a field element or a vector of them.
-    #[error("circuit function returns `{0}`, not the Pallas base field (`__zkllvm_field_pallas_base` or `field_pallasb`) or a vector `<N x ...>` of it")]
+    /// A circuit function that does not return a field element or a vector of them
+    /// (or fill an `sret` array of them).
+    #[error("circuit function returns `{0}`, not the Pallas base field (`__zkllvm_field_pallas_base` or `field_pallasb`), a vector `<N x ...>` of it, or (`void` with an `sret` parameter) an array of it")]
     CircuitReturn(String),
     /// The unrolled program exceeds the instruction cap.
     #[error("program too large (over {0} instructions)")]

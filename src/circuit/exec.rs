@@ -14,9 +14,16 @@ use ark_ff::Zero as _;
 
 use crate::circuit::builder::{Builder, FVal};
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
-use crate::circuit::ir::{BlockId, CastOp, Function, InstKind, IntOp, Operand, Pred, Term, Ty};
+use crate::circuit::ir::{
+    BlockId, CastOp, CellKind, Function, InstKind, IntOp, MemTy, Operand, ParamAttr, Pred, Term, Ty,
+};
+use crate::circuit::memory::{Memory, Ptr, Scalar};
 use crate::circuit::program::{Fe, Program};
 use crate::circuit::syntax::mask;
+
+/// Memory objects (`alloca`s executed, `byval` copies, pointer inputs) one compilation
+/// may create: each costs a little bookkeeping even after its function returns.
+pub const MAX_OBJECTS: usize = 1 << 16;
 
 /// Resource caps for one compilation.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +62,8 @@ enum Val {
     Field(FVal),
     /// A vector of field values (lanes shared between copies of the value).
     Vec(Rc<[FVal]>),
+    /// An address in [`Memory`].
+    Ptr(Ptr),
 }
 
 impl Val {
@@ -70,11 +79,14 @@ impl Val {
 struct Frame<'f> {
     func: &'f Function,
     values: Vec<Option<Val>>,
+    /// Memory objects this call allocated, freed when it returns.
+    objects: Vec<u32>,
 }
 
 struct Exec<'f> {
     funcs: &'f HashMap<String, Function>,
     builder: Builder,
+    mem: Memory,
     limits: Limits,
     steps: u64,
     depth: usize,
@@ -88,43 +100,63 @@ pub fn run(
     circuit: &Function,
     limits: Limits,
 ) -> Result<Program, CompileError> {
-    // Each parameter takes as many consecutive inputs as it has lanes.
-    let lanes: Vec<usize> = circuit
-        .params
-        .iter()
-        .map(|(ty, _)| ty.field_lanes().unwrap_or(0))
-        .collect();
-    let builder = Builder::new(lanes.iter().sum(), limits.max_instrs);
-    let mut next = 0usize;
-    let mut args: Vec<Val> = Vec::with_capacity(lanes.len());
-    for (ty, _) in &circuit.params {
-        args.push(match *ty {
-            Ty::FieldVec(n) => {
-                let v: Rc<[FVal]> = (next..next + n as usize)
-                    .map(|i| builder.input(i))
-                    .collect();
-                next += n as usize;
-                Val::Vec(v)
-            }
-            _ => {
-                next += 1;
-                Val::Field(builder.input(next - 1))
-            }
-        });
-    }
+    // Each input parameter takes as many consecutive inputs as it has lanes.
+    let builder = Builder::new(circuit.input_lanes().iter().sum(), limits.max_instrs);
     let mut ex = Exec {
         funcs,
         builder,
+        mem: Memory::new(MAX_OBJECTS.min(limits.max_frame_values)),
         limits,
         steps: 0,
         depth: 0,
         frame_values: 0,
     };
+    let mut next = 0usize;
+    let mut args: Vec<Val> = Vec::with_capacity(circuit.params.len());
+    let mut sret = None;
+    for ((ty, _), attr) in circuit.params.iter().zip(&circuit.param_attrs) {
+        let mut inputs = |n: usize| -> Vec<FVal> {
+            let v = (next..next + n).map(|i| ex.builder.input(i)).collect();
+            next += n;
+            v
+        };
+        args.push(match (*ty, attr) {
+            (Ty::FieldVec(n), _) => Val::Vec(inputs(n as usize).into()),
+            (Ty::Ptr, ParamAttr::ByVal(t) | ParamAttr::Pointee(t)) => {
+                let vals = inputs(t.cells() as usize);
+                let init = vals.into_iter().map(Scalar::Field).collect();
+                Val::Ptr(ex.alloc_object(None, t, Some(init), circuit.line)?)
+            }
+            (Ty::Ptr, ParamAttr::Sret(t)) => {
+                let p = ex.alloc_object(None, t, None, circuit.line)?;
+                sret = Some((p, t.cells()));
+                Val::Ptr(p)
+            }
+            _ => Val::Field(inputs(1)[0]),
+        });
+    }
     let out = ex.call(circuit, args, circuit.line)?;
-    let outs: Vec<FVal> = match out {
-        Some(Val::Field(out)) => vec![out],
-        Some(Val::Vec(lanes)) => lanes.to_vec(),
-        other => {
+    let outs: Vec<FVal> = match (out, sret) {
+        (Some(Val::Field(out)), None) => vec![out],
+        (Some(Val::Vec(lanes)), None) => lanes.to_vec(),
+        (None, Some((p, n))) => {
+            let kinds = vec![CellKind::Field; n as usize];
+            let cells = ex.mem.load(p, &kinds).map_err(|k| match k {
+                ErrorKind::UndefinedBehaviour(m) => {
+                    ErrorKind::CircuitReturn(format!("an `sret` result not fully written ({m})"))
+                }
+                other => other,
+            });
+            let cells = cells.map_err(|k| CompileError::at(circuit.line, k))?;
+            cells
+                .into_iter()
+                .map(|c| match c {
+                    Scalar::Field(f) => f,
+                    _ => FVal::Const(Fe::zero()),
+                })
+                .collect()
+        }
+        (other, _) => {
             let kind = ErrorKind::CircuitReturn(describe(other.as_ref()));
             return Err(CompileError::at(circuit.line, kind));
         }
@@ -138,7 +170,39 @@ fn describe(v: Option<&Val>) -> String {
         Some(Val::Int { bits, .. }) => format!("i{bits}"),
         Some(Val::Field(_)) => Ty::Field.to_string(),
         Some(Val::Vec(v)) => Ty::FieldVec(v.len() as u32).to_string(),
+        Some(Val::Ptr(_)) => Ty::Ptr.to_string(),
     }
+}
+
+/// A value as memory cells.
+fn to_scalars(v: &Val) -> Vec<Scalar> {
+    match v {
+        Val::Field(f) => vec![Scalar::Field(*f)],
+        Val::Int { bits, v } => vec![Scalar::Int { bits: *bits, v: *v }],
+        Val::Ptr(p) => vec![Scalar::Ptr(*p)],
+        Val::Vec(lanes) => lanes.iter().map(|&f| Scalar::Field(f)).collect(),
+    }
+}
+
+/// Memory cells read as a value of type `ty` (their kinds were checked by the load).
+fn from_scalars(ty: Ty, cells: Vec<Scalar>) -> Val {
+    let field = |c: &Scalar| match c {
+        Scalar::Field(f) => *f,
+        _ => FVal::Const(Fe::zero()),
+    };
+    match (ty, cells.first()) {
+        (Ty::FieldVec(_), _) => Val::Vec(cells.iter().map(field).collect()),
+        (_, Some(Scalar::Int { bits, v })) => Val::Int { bits: *bits, v: *v },
+        (_, Some(Scalar::Ptr(p))) => Val::Ptr(*p),
+        (_, Some(c)) => Val::Field(field(c)),
+        (_, None) => Val::Field(FVal::Const(Fe::zero())),
+    }
+}
+
+fn kinds_of(ty: Ty) -> Vec<CellKind> {
+    let mut k = Vec::new();
+    MemTy::of(ty).cell_kinds(&mut k);
+    k
 }
 
 /// A lane of a vector constant: an undefined (`undef`/`poison`) lane may be any value;
@@ -194,9 +258,23 @@ impl<'f> Exec<'f> {
         let mut frame = Frame {
             func: f,
             values: vec![None; n],
+            objects: Vec::new(),
         };
         let mut result = Ok(None);
-        for (&(_, slot), v) in f.params.iter().zip(args) {
+        for ((&(_, slot), v), attr) in f.params.iter().zip(args).zip(&f.param_attrs) {
+            let v = match (attr, v) {
+                // The callee's own copy of a `byval` argument.
+                (ParamAttr::ByVal(t), Val::Ptr(p)) => {
+                    match self.copy_object(&mut frame, p, t.cells(), line) {
+                        Ok(q) => Val::Ptr(q),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                (_, v) => v,
+            };
             if let Err(e) = self.set(&mut frame, Some(slot), v, line) {
                 result = Err(e);
                 break;
@@ -206,9 +284,144 @@ impl<'f> Exec<'f> {
             result = self.run_body(&mut frame);
         }
         let lanes: usize = frame.values.iter().flatten().map(Val::lanes).sum();
+        let cells: usize = frame.objects.iter().map(|&o| self.mem.free(o)).sum();
         self.depth -= 1;
-        self.frame_values -= n + lanes;
+        self.frame_values -= n + lanes + cells;
         result
+    }
+
+    /// Charges `cells` new memory cells against the frame-values cap.
+    fn charge_cells(&mut self, cells: usize, line: usize) -> Result<(), CompileError> {
+        self.charge(line, cells)?;
+        let total = self.frame_values.saturating_add(cells);
+        if total > self.limits.max_frame_values {
+            let kind = ErrorKind::FrameTooLarge(self.limits.max_frame_values);
+            return Err(CompileError::at(line, kind));
+        }
+        self.frame_values = total;
+        Ok(())
+    }
+
+    /// A new object of type `t` (`init` gives its cells), owned by `frame` if given
+    /// (else it lives for the whole compilation).
+    fn alloc_object(
+        &mut self,
+        frame: Option<&mut Frame<'_>>,
+        t: &MemTy,
+        init: Option<Vec<Scalar>>,
+        line: usize,
+    ) -> Result<Ptr, CompileError> {
+        let n = t.cells() as usize;
+        self.charge_cells(n, line)?;
+        let mut kinds = Vec::with_capacity(n);
+        t.cell_kinds(&mut kinds);
+        let p = self.mem.alloc(kinds, init);
+        let p = match p {
+            Ok(p) => p,
+            Err(k) => {
+                self.frame_values -= n;
+                return Err(CompileError::at(line, k));
+            }
+        };
+        // Not owned by a frame: never freed, so never uncharged either.
+        if let Some(fr) = frame {
+            fr.objects.push(p.obj);
+        }
+        Ok(p)
+    }
+
+    /// A copy of the `n` cells at `p`, owned by `frame`.
+    fn copy_object(
+        &mut self,
+        frame: &mut Frame<'_>,
+        p: Ptr,
+        n: u64,
+        line: usize,
+    ) -> Result<Ptr, CompileError> {
+        self.charge_cells(n as usize, line)?;
+        match self.mem.duplicate(p, n) {
+            Ok(q) => {
+                frame.objects.push(q.obj);
+                Ok(q)
+            }
+            Err(k) => {
+                self.frame_values -= n as usize;
+                Err(CompileError::at(line, k))
+            }
+        }
+    }
+
+    fn pointer(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<Ptr, CompileError> {
+        match self.val(fr, op, Ty::Ptr, line)? {
+            Val::Ptr(p) => Ok(p),
+            _ => Err(CompileError::at(
+                line,
+                ErrorKind::TypeMismatch("operand is not a pointer".into()),
+            )),
+        }
+    }
+
+    /// `getelementptr`: the base moved by the indices over `ty`'s layout.
+    fn gep(
+        &mut self,
+        fr: &Frame<'_>,
+        ty: &MemTy,
+        base: &Operand,
+        indices: &[(u32, Operand)],
+        line: usize,
+    ) -> Result<Ptr, CompileError> {
+        let at = |k| CompileError::at(line, k);
+        self.charge(line, indices.len())?;
+        let p = self.pointer(fr, base, line)?;
+        let mut idx = Vec::with_capacity(indices.len());
+        for (bits, op) in indices {
+            idx.push(sext(self.int(fr, op, *bits, line)?, *bits));
+        }
+        let Some((&first, rest)) = idx.split_first() else {
+            return Ok(p);
+        };
+        // A byte offset (`getelementptr i8, ptr p, i64 n`, as optimisers write
+        // constant offsets) over memory that is not bytes.
+        if *ty == MemTy::Int(8) && rest.is_empty() {
+            let (q, walked) = self.mem.byte_offset(p, first).map_err(at)?;
+            self.charge(line, walked)?;
+            return Ok(q);
+        }
+        let far = || {
+            at(ErrorKind::UndefinedBehaviour(
+                "address arithmetic overflow".into(),
+            ))
+        };
+        let mut off = first.checked_mul(ty.cells() as i64).ok_or_else(far)?;
+        let mut cur = ty.clone();
+        for &i in rest {
+            let (step, next) = match &cur {
+                MemTy::Array { elem, .. } => (
+                    i.checked_mul(elem.cells() as i64).ok_or_else(far)?,
+                    (**elem).clone(),
+                ),
+                MemTy::FieldVec(_) => (i, MemTy::Field),
+                MemTy::Struct {
+                    fields, offsets, ..
+                } => {
+                    let field = usize::try_from(i)
+                        .ok()
+                        .and_then(|i| Some((*offsets.get(i)? as i64, fields.get(i)?.clone())));
+                    field.ok_or_else(|| {
+                        let msg =
+                            format!("`getelementptr` field {i} of a struct of {}", fields.len());
+                        at(ErrorKind::UndefinedBehaviour(msg))
+                    })?
+                }
+                scalar => {
+                    let msg = format!("`getelementptr` index into a `{scalar}`");
+                    return Err(at(ErrorKind::TypeMismatch(msg)));
+                }
+            };
+            off = off.checked_add(step).ok_or_else(far)?;
+            cur = next;
+        }
+        Memory::offset(p, off).map_err(at)
     }
 
     fn run_body(&mut self, fr: &mut Frame<'f>) -> Result<Option<Val>, CompileError> {
@@ -242,7 +455,23 @@ impl<'f> Exec<'f> {
             }
             for inst in &block.insts {
                 self.step(inst.line)?;
-                let v = self.inst(fr, &inst.kind, inst.line)?;
+                let v = match &inst.kind {
+                    InstKind::Alloca { ty, count } => {
+                        let t = MemTy::array(*count, ty.clone()).ok_or_else(|| {
+                            CompileError::at(
+                                inst.line,
+                                ErrorKind::Unsupported("`alloca` too large".into()),
+                            )
+                        })?;
+                        Some(Val::Ptr(self.alloc_object(
+                            Some(fr),
+                            &t,
+                            None,
+                            inst.line,
+                        )?))
+                    }
+                    kind => self.inst(fr, kind, inst.line)?,
+                };
                 if let Some(v) = v {
                     self.set(fr, inst.dest, v, inst.line)?;
                 }
@@ -300,6 +529,7 @@ impl<'f> Exec<'f> {
             (Some(Ty::Field), Some(Val::Field(_))) => true,
             (Some(Ty::FieldVec(n)), Some(Val::Vec(v))) => v.len() == n as usize,
             (Some(Ty::Int(a)), Some(Val::Int { bits, .. })) => a == *bits,
+            (Some(Ty::Ptr), Some(Val::Ptr(_))) => true,
             _ => false,
         };
         if ok {
@@ -329,6 +559,7 @@ impl<'f> Exec<'f> {
                 }
             },
             (Operand::Int(v), Ty::Int(bits)) => Ok(Val::Int { bits, v: *v }),
+            (Operand::Null, Ty::Ptr) => Ok(Val::Ptr(Ptr::NULL)),
             (Operand::Field(c), Ty::Field) => Ok(Val::Field(FVal::Const(*c))),
             (Operand::FieldVec(lanes), Ty::FieldVec(n)) if lanes.len() == n as usize => {
                 Ok(Val::Vec(lanes.iter().map(|&c| lane(c)).collect()))
@@ -347,6 +578,7 @@ impl<'f> Exec<'f> {
             (Val::Int { bits, .. }, Ty::Int(want)) => *bits == want,
             (Val::Field(_), Ty::Field) => true,
             (Val::Vec(v), Ty::FieldVec(n)) => v.len() == n as usize,
+            (Val::Ptr(_), Ty::Ptr) => true,
             _ => false,
         };
         if ok {
@@ -371,7 +603,7 @@ impl<'f> Exec<'f> {
     ) -> Result<u64, CompileError> {
         match self.val(fr, op, Ty::Int(bits), line)? {
             Val::Int { v, .. } => Ok(v),
-            Val::Field(_) | Val::Vec(_) => Err(CompileError::at(
+            Val::Field(_) | Val::Vec(_) | Val::Ptr(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("field operand".into()),
             )),
@@ -381,7 +613,7 @@ impl<'f> Exec<'f> {
     fn field(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<FVal, CompileError> {
         match self.val(fr, op, Ty::Field, line)? {
             Val::Field(v) => Ok(v),
-            Val::Int { .. } | Val::Vec(_) => Err(CompileError::at(
+            Val::Int { .. } | Val::Vec(_) | Val::Ptr(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("integer operand".into()),
             )),
@@ -563,6 +795,82 @@ impl<'f> Exec<'f> {
             InstKind::Copy { ty, v } => self.val(fr, v, *ty, line)?,
             InstKind::Call { callee, ret, args } => {
                 return self.call_inst(fr, callee, *ret, args, line)
+            }
+            InstKind::Alloca { .. } => {
+                // Handled by `run_body`, which owns the frame.
+                let kind = ErrorKind::Syntax("`alloca` outside a function body".into());
+                return Err(CompileError::at(line, kind));
+            }
+            InstKind::Load { ty, ptr } => {
+                let p = self.pointer(fr, ptr, line)?;
+                let kinds = kinds_of(*ty);
+                self.charge(line, kinds.len())?;
+                let cells = self
+                    .mem
+                    .load(p, &kinds)
+                    .map_err(|k| CompileError::at(line, k))?;
+                from_scalars(*ty, cells)
+            }
+            InstKind::Store { ty, v, ptr } => {
+                let v = self.val(fr, v, *ty, line)?;
+                let p = self.pointer(fr, ptr, line)?;
+                let cells = to_scalars(&v);
+                self.charge(line, cells.len())?;
+                self.mem
+                    .store(p, &cells)
+                    .map_err(|k| CompileError::at(line, k))?;
+                return Ok(None);
+            }
+            InstKind::Gep { ty, ptr, indices } => Val::Ptr(self.gep(fr, ty, ptr, indices, line)?),
+            InstKind::MemOp {
+                dst,
+                src,
+                set,
+                len_bits,
+                len,
+            } => {
+                let d = self.pointer(fr, dst, line)?;
+                let n = self.int(fr, len, *len_bits, line)?;
+                let done = match (src, set) {
+                    (Some(s), _) => {
+                        let s = self.pointer(fr, s, line)?;
+                        self.mem.copy(d, s, n)
+                    }
+                    (None, Some(b)) => {
+                        let b = self.int(fr, b, 8, line)?;
+                        self.mem.fill(d, b, n)
+                    }
+                    (None, None) => Ok(0),
+                };
+                let cells = done.map_err(|k| CompileError::at(line, k))?;
+                self.charge(line, cells)?;
+                return Ok(None);
+            }
+            InstKind::Lifetime { size, ptr } => {
+                let p = self.pointer(fr, ptr, line)?;
+                self.mem
+                    .lifetime(p, *size)
+                    .map_err(|k| CompileError::at(line, k))?;
+                return Ok(None);
+            }
+            InstKind::IcmpPtr { pred, a, b } => {
+                let (a, b) = (self.pointer(fr, a, line)?, self.pointer(fr, b, line)?);
+                let r = match pred {
+                    Pred::Eq => a == b,
+                    Pred::Ne => a != b,
+                    _ if a.obj != b.obj => {
+                        let msg = "ordering of pointers into different objects".to_string();
+                        return Err(CompileError::at(line, ErrorKind::UndefinedBehaviour(msg)));
+                    }
+                    Pred::Ult | Pred::Slt => a.off < b.off,
+                    Pred::Ule | Pred::Sle => a.off <= b.off,
+                    Pred::Ugt | Pred::Sgt => a.off > b.off,
+                    Pred::Uge | Pred::Sge => a.off >= b.off,
+                };
+                Val::Int {
+                    bits: 1,
+                    v: u64::from(r),
+                }
             }
         };
         Ok(Some(v))

@@ -8,9 +8,11 @@
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
 use crate::circuit::ir::{
-    CastOp, FieldOp, Inst, InstKind, IntOp, Operand, Phi, Pred, Term, Ty, MAX_VECTOR_LANES,
+    CastOp, FieldOp, Inst, InstKind, IntOp, Operand, Phi, Pred, Term, Ty, MAX_TYPE_CELLS,
+    MAX_VECTOR_LANES,
 };
 use crate::circuit::lex::{Tok, Token};
+use crate::circuit::module::TypeTable;
 use crate::circuit::parse::Scope;
 use crate::circuit::program::Fe;
 use crate::circuit::syntax::{field_literal, int_literal, ret_type, Cursor};
@@ -28,12 +30,14 @@ pub enum Parsed {
     Nothing,
 }
 
-/// Parses `toks`, one statement. Callees of calls are appended to `calls`.
+/// Parses `toks`, one statement. Callees of calls are appended to `calls`; named
+/// types are looked up in `types`.
 pub fn parse_statement(
     src: &str,
     toks: &[Token<'_>],
     scope: &mut Scope,
     calls: &mut Vec<(String, usize)>,
+    types: &TypeTable<'_>,
 ) -> Result<Parsed, CompileError> {
     let mut c = Cursor::new(src, toks, toks.first().map_or(0, |t| t.line));
     let line = c.line();
@@ -60,6 +64,18 @@ pub fn parse_statement(
         "icmp" => icmp(&mut c, scope)?,
         "select" => select(&mut c, scope)?,
         "zext" | "sext" | "trunc" => cast(op, &mut c, scope)?,
+        "bitcast" => bitcast(&mut c, scope)?,
+        "alloca" => alloca(&mut c, types)?,
+        "load" => load(&mut c, scope)?,
+        "store" => store(&mut c, scope)?,
+        "getelementptr" => gep(&mut c, scope, types)?,
+        "ptrtoint" | "inttoptr" | "addrspacecast" => {
+            let what = format!(
+                "`{op}`: addresses are not values in a circuit (memory is addressed by \
+                 `getelementptr` with indices known at compile time)"
+            );
+            return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+        }
         "extractelement" => extract(&mut c, scope)?,
         "insertelement" => insert(&mut c, scope)?,
         "shufflevector" => shuffle(&mut c, scope)?,
@@ -97,7 +113,13 @@ pub fn parse_statement(
         }
     };
     c.finish()?;
-    let void = matches!(kind, InstKind::Call { ret: None, .. });
+    let void = matches!(
+        kind,
+        InstKind::Call { ret: None, .. }
+            | InstKind::Store { .. }
+            | InstKind::MemOp { .. }
+            | InstKind::Lifetime { .. }
+    );
     let dest = match (dest, void) {
         (Some(_), true) => {
             let msg = "a `void` call has no result to name".to_string();
@@ -131,6 +153,11 @@ fn operand_token(t: Token<'_>, ty: Ty, scope: &mut Scope) -> Result<Operand, Com
     let at = |kind| CompileError::at(t.line, kind);
     match (t.tok, ty) {
         (Tok::Local(name), _) => Ok(Operand::Slot(scope.use_value(name, t.line))),
+        (Tok::Word("null"), Ty::Ptr) => Ok(Operand::Null),
+        (Tok::Word(w), Ty::Ptr) => Err(at(ErrorKind::Unsupported(format!(
+            "pointer constant `{}` (pointers come from `alloca`, parameters and `getelementptr`)",
+            excerpt(w)
+        )))),
         (Tok::Word("zeroinitializer"), Ty::FieldVec(n)) => {
             Ok(Operand::FieldVec(vec![Some(Fe::from(0u64)); n as usize]))
         }
@@ -201,6 +228,10 @@ fn binary(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKin
             };
             Ok(InstKind::Int { op, bits, a, b })
         }
+        Ty::Ptr => {
+            let what = format!("`{op}` on pointers (use `getelementptr`)");
+            Err(CompileError::at(line, ErrorKind::Unsupported(what)))
+        }
     }
 }
 
@@ -225,6 +256,12 @@ fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileEr
     let line = c.line();
     let bits = match c.ty()? {
         Ty::Int(bits) => bits,
+        Ty::Ptr => {
+            let a = operand(c, Ty::Ptr, scope)?;
+            c.expect(b',')?;
+            let b = operand(c, Ty::Ptr, scope)?;
+            return Ok(InstKind::IcmpPtr { pred, a, b });
+        }
         Ty::Field | Ty::FieldVec(_) => {
             // A decision of this market (issue 15, item 5): comparing field values would
             // make a witness-dependent bit, which needs equality and range gadgets the
@@ -476,6 +513,177 @@ fn shuffle(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, Compil
     Ok(InstKind::Shuffle { lanes, a, b, mask })
 }
 
+/// `bitcast ptr %p to ptr`: the same address (typed pointers change type by casting;
+/// memory is typed by cells, not by the pointer). Other bitcasts reinterpret bits,
+/// which field elements do not have.
+fn bitcast(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    let line = c.line();
+    let from = c.ty()?;
+    let v = operand(c, from, scope)?;
+    if !c.eat_word("to") {
+        return Err(c.unexpected("`to`"));
+    }
+    let to = c.ty()?;
+    if from != Ty::Ptr || to != Ty::Ptr {
+        let what = format!("`bitcast` from `{from}` to `{to}` (only pointer to pointer)");
+        return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+    }
+    Ok(InstKind::Copy { ty: Ty::Ptr, v })
+}
+
+/// `alloca T [, iN count] [, align A]`: `count` must be a constant.
+fn alloca(c: &mut Cursor<'_, '_>, types: &TypeTable<'_>) -> Result<InstKind, CompileError> {
+    c.skip_flags(&["inalloca"]);
+    let line = c.line();
+    let ty = c.mem_ty(types)?;
+    let mut count = 1u64;
+    while c.peek().is_some_and(|t| t.is_punct(b',')) {
+        match c.peek_at(1).map(|t| t.tok) {
+            Some(Tok::Word("align")) => {
+                c.seek(c.pos() + 3);
+            }
+            Some(Tok::Word("addrspace")) => {
+                let what = "`alloca` in another address space".to_string();
+                return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+            }
+            Some(Tok::Word(w)) if w.starts_with('!') => break,
+            _ => {
+                c.next_tok();
+                let l = c.line();
+                let bits = match c.ty()? {
+                    Ty::Int(bits) => bits,
+                    other => {
+                        let msg = format!("`alloca` count of type `{other}`");
+                        return Err(CompileError::at(l, ErrorKind::TypeMismatch(msg)));
+                    }
+                };
+                let w = c.word("a constant count")?;
+                count = int_literal(w, bits).map_err(|k| CompileError::at(l, k))?;
+            }
+        }
+    }
+    if ty
+        .cells()
+        .checked_mul(count)
+        .is_none_or(|n| n > MAX_TYPE_CELLS)
+    {
+        let msg = format!("`alloca` of {count} x `{ty}`: more than {MAX_TYPE_CELLS} elements");
+        return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+    }
+    Ok(InstKind::Alloca { ty, count })
+}
+
+/// Skips `, align N` and metadata after a memory access.
+fn skip_align(c: &mut Cursor<'_, '_>) {
+    while c.peek().is_some_and(|t| t.is_punct(b','))
+        && c.peek_at(1).is_some_and(|t| t.is_word("align"))
+    {
+        c.seek(c.pos() + 3);
+    }
+}
+
+fn no_atomics(c: &mut Cursor<'_, '_>, op: &str) -> Result<(), CompileError> {
+    c.skip_flags(&["volatile"]);
+    if c.peek().is_some_and(|t| t.is_word("atomic")) {
+        let what = format!("atomic `{op}`");
+        return Err(c.err(ErrorKind::Unsupported(what)));
+    }
+    Ok(())
+}
+
+/// A `ptr %p` operand.
+fn pointer(c: &mut Cursor<'_, '_>, scope: &mut Scope, what: &str) -> Result<Operand, CompileError> {
+    let line = c.line();
+    let ty = c.ty()?;
+    if ty != Ty::Ptr {
+        let msg = format!("{what} must be a pointer, not `{ty}`");
+        return Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)));
+    }
+    operand(c, Ty::Ptr, scope)
+}
+
+/// `load T, ptr %p [, align A]`: T is a scalar, a pointer or a field vector.
+fn load(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    no_atomics(c, "load")?;
+    let line = c.line();
+    let ty = c.ty().map_err(|e| aggregate_access(e, "load", line))?;
+    c.expect(b',')?;
+    let ptr = pointer(c, scope, "the `load` address")?;
+    skip_align(c);
+    Ok(InstKind::Load { ty, ptr })
+}
+
+/// `store T v, ptr %p [, align A]`.
+fn store(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
+    no_atomics(c, "store")?;
+    let line = c.line();
+    let ty = c.ty().map_err(|e| aggregate_access(e, "store", line))?;
+    let v = operand(c, ty, scope)?;
+    c.expect(b',')?;
+    let ptr = pointer(c, scope, "the `store` address")?;
+    skip_align(c);
+    Ok(InstKind::Store { ty, v, ptr })
+}
+
+/// Names loads and stores of whole aggregates (first-class arrays and structs).
+fn aggregate_access(e: CompileError, op: &str, line: usize) -> CompileError {
+    match e.kind() {
+        ErrorKind::UnsupportedType(t) => CompileError::at(
+            line,
+            ErrorKind::Unsupported(format!(
+                "`{op}` of a `{t}` value (access memory one element at a time)"
+            )),
+        ),
+        _ => e,
+    }
+}
+
+/// `getelementptr [inbounds] T, ptr %p, iN i, ...`. Indices are integers, so known at
+/// compile time; an index of a field type would make an address depend on a circuit
+/// value and is refused by name.
+fn gep(
+    c: &mut Cursor<'_, '_>,
+    scope: &mut Scope,
+    types: &TypeTable<'_>,
+) -> Result<InstKind, CompileError> {
+    c.skip_flags(&["inbounds", "nuw", "nusw"]);
+    if c.peek().is_some_and(|t| t.is_word("inrange")) {
+        let what = "`getelementptr inrange`".to_string();
+        return Err(c.err(ErrorKind::Unsupported(what)));
+    }
+    let ty = c.mem_ty(types)?;
+    c.expect(b',')?;
+    let ptr = pointer(c, scope, "the `getelementptr` base")?;
+    let mut indices = Vec::new();
+    while c.peek().is_some_and(|t| t.is_punct(b','))
+        && !c
+            .peek_at(1)
+            .is_some_and(|t| matches!(t.tok, Tok::Word(w) if w.starts_with('!')))
+    {
+        c.next_tok();
+        c.skip_flags(&["inrange"]);
+        let line = c.line();
+        match c.ty()? {
+            Ty::Int(bits) => indices.push((bits, operand(c, Ty::Int(bits), scope)?)),
+            Ty::Field => {
+                let what = "address depending on a field value (a `getelementptr` index of \
+                            a field type): memory addresses must be known at compile time"
+                    .to_string();
+                return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+            }
+            other => {
+                let msg = format!("`getelementptr` index of type `{other}`");
+                return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+            }
+        }
+        if indices.len() > 64 {
+            let msg = "`getelementptr` with more than 64 indices".to_string();
+            return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+        }
+    }
+    Ok(InstKind::Gep { ty, ptr, indices })
+}
+
 /// Parses `ty [ v, %bb ], ...`; the caller fills in the result slot.
 fn phi(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Phi, CompileError> {
     let line = c.line();
@@ -535,7 +743,15 @@ fn call(
             _ => k += 1,
         }
     };
-    if callee.starts_with("llvm.dbg.") {
+    // Intrinsics without meaning for the circuit: debug info, the end of an object's
+    // lifetime, optimiser hints.
+    const NO_EFFECT: &[&str] = &[
+        "llvm.dbg.",
+        "llvm.lifetime.end",
+        "llvm.assume",
+        "llvm.experimental.noalias.scope.decl",
+    ];
+    if NO_EFFECT.iter().any(|p| callee.starts_with(p)) {
         c.seek(usize::MAX);
         return Ok(None);
     }
@@ -588,6 +804,9 @@ fn call(
     {
         c.next_tok();
     }
+    if let Some(kind) = memory_intrinsic(callee, &args, line)? {
+        return Ok(Some(kind));
+    }
     if callee.starts_with("llvm.assigner.poseidon") {
         let state = Ty::FieldVec(3);
         return match (ret, args.as_slice()) {
@@ -606,6 +825,61 @@ fn call(
         ret,
         args,
     }))
+}
+
+/// `llvm.memcpy`, `llvm.memmove`, `llvm.memset` and `llvm.lifetime.start`, from their
+/// parsed arguments.
+fn memory_intrinsic(
+    callee: &str,
+    args: &[(Ty, Operand)],
+    line: usize,
+) -> Result<Option<InstKind>, CompileError> {
+    let bad = || {
+        let msg = format!("unexpected arguments to `@{}`", excerpt(callee));
+        Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+    };
+    if callee.starts_with("llvm.memcpy.") || callee.starts_with("llvm.memmove.") {
+        return match args {
+            [(Ty::Ptr, d), (Ty::Ptr, s), (Ty::Int(bits), len), (Ty::Int(1), _)] => {
+                Ok(Some(InstKind::MemOp {
+                    dst: d.clone(),
+                    src: Some(s.clone()),
+                    set: None,
+                    len_bits: *bits,
+                    len: len.clone(),
+                }))
+            }
+            _ => bad(),
+        };
+    }
+    if callee.starts_with("llvm.memset.") {
+        return match args {
+            [(Ty::Ptr, d), (Ty::Int(8), v), (Ty::Int(bits), len), (Ty::Int(1), _)] => {
+                Ok(Some(InstKind::MemOp {
+                    dst: d.clone(),
+                    src: None,
+                    set: Some(v.clone()),
+                    len_bits: *bits,
+                    len: len.clone(),
+                }))
+            }
+            _ => bad(),
+        };
+    }
+    if callee.starts_with("llvm.lifetime.start") {
+        return match args {
+            [(Ty::Int(64), Operand::Int(size)), (Ty::Ptr, p)] => Ok(Some(InstKind::Lifetime {
+                size: *size,
+                ptr: p.clone(),
+            })),
+            _ => bad(),
+        };
+    }
+    if callee.starts_with("llvm.") && !callee.starts_with("llvm.assigner.") {
+        let what = format!("LLVM intrinsic `@{}`", excerpt(callee));
+        return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+    }
+    Ok(None)
 }
 
 /// One call argument: `ty [attrs] value`.
@@ -666,6 +940,10 @@ fn terminator(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<Ter
                 Ty::Field | Ty::FieldVec(_) => {
                     let what = "`switch` on a field value, unknown until proving".to_string();
                     return Err(CompileError::at(line, ErrorKind::NonConstantControl(what)));
+                }
+                Ty::Ptr => {
+                    let what = "`switch` on a pointer".to_string();
+                    return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
                 }
             };
             let v = operand(c, Ty::Int(bits), scope)?;

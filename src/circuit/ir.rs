@@ -54,6 +54,9 @@ pub enum Ty {
     FieldVec(u32),
     /// `iN`, 1 <= N <= 64: a compile-time integer.
     Int(u32),
+    /// `ptr` or a typed pointer `T*`: an address known at compile time (an object
+    /// and a cell offset in it); never a field value.
+    Ptr,
 }
 
 impl Ty {
@@ -63,7 +66,7 @@ impl Ty {
         match self {
             Ty::Field => Some(1),
             Ty::FieldVec(n) => Some(n as usize),
-            Ty::Int(_) => None,
+            Ty::Int(_) | Ty::Ptr => None,
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Display for Ty {
             Ty::Field => f.write_str(FIELD_TYPE),
             Ty::FieldVec(n) => write!(f, "<{n} x {FIELD_TYPE}>"),
             Ty::Int(n) => write!(f, "i{n}"),
+            Ty::Ptr => f.write_str("ptr"),
         }
     }
 }
@@ -90,6 +94,174 @@ pub enum Operand {
     /// A vector constant: `zeroinitializer`, `<ty v, ...>`; a lane that is `undef` or
     /// `poison` is `None` (and a whole `undef`/`poison` vector is all `None`).
     FieldVec(Vec<Option<Fe>>),
+    /// The `null` pointer.
+    Null,
+}
+
+/// The most cells (field elements, integers, pointers) one memory type may span.
+pub const MAX_TYPE_CELLS: u64 = 1 << 20;
+
+/// A type as laid out in memory. Memory is modelled as cells, one per scalar (field
+/// element, integer or pointer; a `<N x field>` vector takes N cells), not bytes:
+/// addresses are (object, cell) pairs, so no byte layout is ever guessed. Aggregates
+/// carry their cell count (and a struct its field offsets), and share their element
+/// types, so named types used many times stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemTy {
+    /// A field element.
+    Field,
+    /// `iN`.
+    Int(u32),
+    /// A pointer.
+    Ptr,
+    /// `<N x field>`: N field cells.
+    FieldVec(u32),
+    /// `[N x T]`.
+    Array {
+        /// Elements.
+        len: u64,
+        /// The element type.
+        elem: std::rc::Rc<MemTy>,
+        /// `len * elem.cells()`.
+        cells: u64,
+    },
+    /// `{ T, ... }` or `<{ T, ... }>`.
+    Struct {
+        /// Field types.
+        fields: std::rc::Rc<[MemTy]>,
+        /// Cell offset of each field.
+        offsets: std::rc::Rc<[u64]>,
+        /// Total cells.
+        cells: u64,
+    },
+}
+
+/// What a memory cell may hold, as its type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// A field element.
+    Field,
+    /// An `iN` integer.
+    Int(u32),
+    /// A pointer.
+    Ptr,
+}
+
+impl MemTy {
+    /// Cells a value of this type spans.
+    pub fn cells(&self) -> u64 {
+        match self {
+            MemTy::Field | MemTy::Int(_) | MemTy::Ptr => 1,
+            MemTy::FieldVec(n) => u64::from(*n),
+            MemTy::Array { cells, .. } | MemTy::Struct { cells, .. } => *cells,
+        }
+    }
+
+    /// An array type, or `None` when it would span more than [`MAX_TYPE_CELLS`].
+    pub fn array(len: u64, elem: MemTy) -> Option<MemTy> {
+        let cells = len.checked_mul(elem.cells())?;
+        (cells <= MAX_TYPE_CELLS).then(|| MemTy::Array {
+            len,
+            elem: std::rc::Rc::new(elem),
+            cells,
+        })
+    }
+
+    /// A struct type, or `None` when it would span more than [`MAX_TYPE_CELLS`].
+    pub fn structure(fields: Vec<MemTy>) -> Option<MemTy> {
+        let mut offsets = Vec::with_capacity(fields.len());
+        let mut cells = 0u64;
+        for f in &fields {
+            offsets.push(cells);
+            cells = cells.checked_add(f.cells())?;
+        }
+        (cells <= MAX_TYPE_CELLS).then(|| MemTy::Struct {
+            fields: fields.into(),
+            offsets: offsets.into(),
+            cells,
+        })
+    }
+
+    /// The memory form of a value type.
+    pub fn of(ty: Ty) -> MemTy {
+        match ty {
+            Ty::Field => MemTy::Field,
+            Ty::FieldVec(n) => MemTy::FieldVec(n),
+            Ty::Int(b) => MemTy::Int(b),
+            Ty::Ptr => MemTy::Ptr,
+        }
+    }
+
+    /// The kind of each cell, in order (`out` receives [`MemTy::cells`] entries).
+    pub fn cell_kinds(&self, out: &mut Vec<CellKind>) {
+        match self {
+            MemTy::Field => out.push(CellKind::Field),
+            MemTy::Int(b) => out.push(CellKind::Int(*b)),
+            MemTy::Ptr => out.push(CellKind::Ptr),
+            MemTy::FieldVec(n) => out.extend((0..*n).map(|_| CellKind::Field)),
+            MemTy::Array { len, elem, .. } => {
+                let start = out.len();
+                elem.cell_kinds(out);
+                let one = out.len() - start;
+                for _ in 1..*len {
+                    out.extend_from_within(start..start + one);
+                }
+            }
+            MemTy::Struct { fields, .. } => fields.iter().for_each(|f| f.cell_kinds(out)),
+        }
+    }
+
+    /// Whether every cell is a field element (so the type can be a circuit input or
+    /// output).
+    pub fn all_field(&self) -> bool {
+        match self {
+            MemTy::Field | MemTy::FieldVec(_) => true,
+            MemTy::Int(_) | MemTy::Ptr => false,
+            MemTy::Array { elem, .. } => elem.all_field(),
+            MemTy::Struct { fields, .. } => fields.iter().all(MemTy::all_field),
+        }
+    }
+}
+
+impl std::fmt::Display for MemTy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemTy::Field => f.write_str(FIELD_TYPE),
+            MemTy::Int(n) => write!(f, "i{n}"),
+            MemTy::Ptr => f.write_str("ptr"),
+            MemTy::FieldVec(n) => write!(f, "<{n} x {FIELD_TYPE}>"),
+            MemTy::Array { len, elem, .. } => write!(f, "[{len} x {elem}]"),
+            MemTy::Struct { fields, .. } => {
+                f.write_str("{ ")?;
+                for (i, t) in fields.iter().enumerate().take(8) {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{t}")?;
+                }
+                if fields.len() > 8 {
+                    f.write_str(", ...")?;
+                }
+                f.write_str(" }")
+            }
+        }
+    }
+}
+
+/// How a pointer parameter is passed, from its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamAttr {
+    /// A plain value (or a pointer shared with the caller).
+    Plain,
+    /// `byval(T)`: the callee gets its own copy of the pointed-to `T`. For the
+    /// circuit function, a pointer to a field array without `byval` is read the same
+    /// way: the pointed-to elements are the inputs.
+    ByVal(MemTy),
+    /// `sret(T)`: where the function writes its result; for the circuit, the outputs.
+    Sret(MemTy),
+    /// A typed pointer `T*` without `byval`: shared with the caller; for the circuit
+    /// function, `T`'s elements are inputs.
+    Pointee(MemTy),
 }
 
 /// A field operation; each becomes one program instruction.
@@ -238,6 +410,33 @@ pub enum InstKind {
     },
     /// `freeze`: compile-time values are never poison, so it is the identity.
     Copy { ty: Ty, v: Operand },
+    /// `alloca T [, iN count]`: a fresh object of `count` times `T`.
+    Alloca { ty: MemTy, count: u64 },
+    /// `load ty, ptr p`.
+    Load { ty: Ty, ptr: Operand },
+    /// `store ty v, ptr p` (no result).
+    Store { ty: Ty, v: Operand, ptr: Operand },
+    /// `getelementptr T, ptr p, iN idx, ...`: the address `idx` cells-of-`T` on from
+    /// `p`, then into `T` by the other indices.
+    Gep {
+        ty: MemTy,
+        ptr: Operand,
+        indices: Vec<(u32, Operand)>,
+    },
+    /// `llvm.memcpy` / `llvm.memmove` (`set` = `None`) or `llvm.memset` (`set` = the
+    /// byte): `len` bytes (an `iN` operand) at `dst`.
+    MemOp {
+        dst: Operand,
+        src: Option<Operand>,
+        set: Option<Operand>,
+        len_bits: u32,
+        len: Operand,
+    },
+    /// `llvm.lifetime.start(i64 size, ptr p)`: says how many bytes the object at `p`
+    /// takes, which tells the size of a field element in memory.
+    Lifetime { size: u64, ptr: Operand },
+    /// An `icmp` between two pointers.
+    IcmpPtr { pred: Pred, a: Operand, b: Operand },
     /// zkLLVM's `poseidon` builtin (`call <3 x field> @llvm.assigner.poseidon.*(<3 x
     /// field> state)`): the permuted state.
     Poseidon { state: Operand },
@@ -321,6 +520,8 @@ pub struct Function {
     pub line: usize,
     /// Parameter types and slots, in order.
     pub params: Vec<(Ty, Slot)>,
+    /// How each parameter is passed (pointer parameters may be `byval` or `sret`).
+    pub param_attrs: Vec<ParamAttr>,
     /// Return type; `None` for `void`.
     pub ret: Option<Ty>,
     /// Blocks indexed by [`BlockId`].
@@ -331,4 +532,22 @@ pub struct Function {
     pub slot_names: Vec<String>,
     /// Every callee with the line of (one of) its calls, to resolve before running.
     pub calls: Vec<(String, usize)>,
+}
+
+impl Function {
+    /// For the circuit function: how many field elements each input parameter takes,
+    /// in order (1 for a field element, N for `<N x field>`, the elements of the
+    /// pointed-to type for a `byval` or typed pointer); `sret` parameters are outputs,
+    /// not inputs, and are left out.
+    pub fn input_lanes(&self) -> Vec<usize> {
+        self.params
+            .iter()
+            .zip(&self.param_attrs)
+            .filter_map(|((ty, _), attr)| match (ty, attr) {
+                (Ty::Ptr, ParamAttr::ByVal(t) | ParamAttr::Pointee(t)) => Some(t.cells() as usize),
+                (Ty::Ptr, _) => None,
+                (ty, _) => ty.field_lanes(),
+            })
+            .collect()
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! `compile` is the entry point; the other modules are its stages, in order: `lex`
 //! (tokens), `module` (locating functions), `syntax`/`parse`/`inst` (parsing reachable
-//! functions into `ir`), `ssa` (dominance check), `exec` (symbolic execution) and
-//! `builder` (emitting the `program`). `error` is shared by all stages.
+//! functions into `ir`), `ssa` (dominance check), `exec` (symbolic execution, with `memory` for
+//! `alloca`/`load`/`store`) and `builder` (emitting the `program`). `error` is shared by all stages.
 pub mod builder;
 pub mod compile;
 pub mod error;
@@ -11,6 +11,7 @@ pub mod exec;
 pub mod inst;
 pub mod ir;
 pub mod lex;
+pub mod memory;
 pub mod module;
 pub mod parse;
 pub mod poseidon;

@@ -7,10 +7,55 @@
 //! an error. Bodies are located by brace matching but not parsed here: the parser is
 //! only run on functions reachable from the circuit function.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use crate::circuit::error::{CompileError, ErrorKind};
+use crate::circuit::error::{excerpt, CompileError, ErrorKind};
+use crate::circuit::ir::MemTy;
 use crate::circuit::lex::{Lexer, Tok, Token};
+use crate::circuit::syntax::Cursor;
+
+/// Named types (`%name = type { ... }`) a module may define.
+const MAX_NAMED_TYPES: usize = 1 << 14;
+
+/// The module's named types, resolved into memory layouts on first use (and shared
+/// after that, so a type used a million times is laid out once).
+#[derive(Debug, Default)]
+pub struct TypeTable<'a> {
+    src: &'a str,
+    defs: HashMap<&'a str, Vec<Token<'a>>>,
+    resolved: RefCell<HashMap<&'a str, MemTy>>,
+    resolving: RefCell<Vec<&'a str>>,
+}
+
+impl<'a> TypeTable<'a> {
+    /// The layout of `%name`, referenced at `line`.
+    pub fn resolve(&self, name: &str, line: usize) -> Result<MemTy, CompileError> {
+        if let Some(t) = self.resolved.borrow().get(name) {
+            return Ok(t.clone());
+        }
+        let Some((&key, toks)) = self.defs.get_key_value(name) else {
+            let msg = format!("undefined type `%{}`", excerpt(name));
+            return Err(CompileError::at(line, ErrorKind::Syntax(msg)));
+        };
+        if self.resolving.borrow().contains(&key) {
+            let msg = format!("type `%{}` contains itself", excerpt(name));
+            return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+        }
+        let def_line = toks.first().map_or(line, |t| t.line);
+        if toks.first().is_some_and(|t| t.is_word("opaque")) {
+            let msg = format!("opaque type `%{}` in memory", excerpt(name));
+            return Err(CompileError::at(def_line, ErrorKind::Unsupported(msg)));
+        }
+        self.resolving.borrow_mut().push(key);
+        let mut c = Cursor::new(self.src, toks, def_line);
+        let ty = c.mem_ty(self).and_then(|t| c.finish().map(|()| t));
+        self.resolving.borrow_mut().pop();
+        let ty = ty?;
+        self.resolved.borrow_mut().insert(key, ty.clone());
+        Ok(ty)
+    }
+}
 
 /// Header tokens kept per `define`; a header longer than this is rejected rather than
 /// letting one line of input claim unbounded memory.
@@ -44,6 +89,8 @@ pub struct ModuleIndex<'a> {
     pub defined: HashMap<&'a str, FuncDef<'a>>,
     /// Names that are only declared.
     pub declared: HashSet<&'a str>,
+    /// Named types.
+    pub types: TypeTable<'a>,
     circuit_groups: HashSet<&'a str>,
 }
 
@@ -53,11 +100,30 @@ impl<'a> ModuleIndex<'a> {
         let mut index = ModuleIndex {
             defined: HashMap::new(),
             declared: HashSet::new(),
+            types: TypeTable {
+                src,
+                ..TypeTable::default()
+            },
             circuit_groups: HashSet::new(),
         };
         let mut lx = Lexer::new(src);
         while let Some(t) = lx.next_token()? {
             match t.tok {
+                Tok::Local(name) if lx.peek()?.is_some_and(|p| p.is_punct(b'=')) => {
+                    lx.next_token()?;
+                    if lx.peek()?.is_some_and(|p| p.is_word("type")) {
+                        lx.next_token()?;
+                        let toks = scan_line(&mut lx, t.line)?;
+                        if index.types.defs.len() >= MAX_NAMED_TYPES {
+                            let msg = format!("more than {MAX_NAMED_TYPES} named types");
+                            return Err(CompileError::at(t.line, ErrorKind::Syntax(msg)));
+                        }
+                        if index.types.defs.insert(name, toks).is_some() {
+                            let msg = format!("type `%{}` is defined twice", excerpt(name));
+                            return Err(CompileError::at(t.line, ErrorKind::Syntax(msg)));
+                        }
+                    }
+                }
                 Tok::Word("define") => {
                     let def = scan_define(&mut lx, t.line)?;
                     if index.defined.contains_key(def.name) {
@@ -191,6 +257,19 @@ fn scan_define<'a>(lx: &mut Lexer<'a>, line: usize) -> Result<FuncDef<'a>, Compi
         inline_circuit,
         groups,
     })
+}
+
+/// The rest of line `line` (a type definition), bounded like a header.
+fn scan_line<'a>(lx: &mut Lexer<'a>, line: usize) -> Result<Vec<Token<'a>>, CompileError> {
+    let mut toks = Vec::new();
+    while let Some(t) = lx.peek()? {
+        if t.line != line {
+            break;
+        }
+        lx.next_token()?;
+        push_header(&mut toks, t)?;
+    }
+    Ok(toks)
 }
 
 fn push_group<'a>(groups: &mut Vec<&'a str>, g: &'a str, line: usize) -> Result<(), CompileError> {

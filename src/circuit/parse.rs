@@ -12,9 +12,9 @@ use std::collections::HashMap;
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
 use crate::circuit::inst::{parse_statement, Parsed};
-use crate::circuit::ir::{Block, BlockId, Function, Inst, Phi, Slot, Term, Ty};
+use crate::circuit::ir::{Block, BlockId, Function, Inst, ParamAttr, Phi, Slot, Term, Ty};
 use crate::circuit::lex::{Lexer, Tok, Token};
-use crate::circuit::module::FuncDef;
+use crate::circuit::module::{FuncDef, TypeTable};
 use crate::circuit::syntax::{ret_type, Cursor};
 
 /// Tokens per statement; a longer one is rejected so one statement cannot claim
@@ -107,11 +107,55 @@ struct OpenBlock {
     insts: Vec<Inst>,
 }
 
+/// How a parameter or argument written as `toks` is passed: `byval(T)`, `sret(T)`, a
+/// typed pointer `T*` (whose `T` is kept if it has a layout), or plainly.
+pub fn param_attr(
+    src: &str,
+    toks: &[Token<'_>],
+    ty: Ty,
+    types: &TypeTable<'_>,
+) -> Result<ParamAttr, CompileError> {
+    if ty != Ty::Ptr {
+        return Ok(ParamAttr::Plain);
+    }
+    let line = toks.first().map_or(0, |t| t.line);
+    for (i, t) in toks.iter().enumerate() {
+        let attr = match t.tok {
+            Tok::Word("byval") => ParamAttr::ByVal,
+            Tok::Word("sret") => ParamAttr::Sret,
+            _ => continue,
+        };
+        if !toks.get(i + 1).is_some_and(|t| t.is_punct(b'(')) {
+            continue;
+        }
+        let mut c = Cursor::new(src, toks.get(i + 2..).unwrap_or_default(), line);
+        let inner = c.mem_ty(types)?;
+        c.expect(b')')?;
+        return Ok(attr(inner));
+    }
+    // A typed pointer: the tokens before the last `*` of the type name the pointee.
+    let star = toks.iter().position(|t| t.is_punct(b'*'));
+    if let Some(star) = star {
+        let mut c = Cursor::new(src, toks.get(..star).unwrap_or_default(), line);
+        if let Ok(t) = c.mem_ty(types) {
+            if c.at_end() {
+                return Ok(ParamAttr::Pointee(t));
+            }
+        }
+    }
+    Ok(ParamAttr::Plain)
+}
+
 /// Parses the function `def` of `src`.
-pub fn parse_function(src: &str, def: &FuncDef<'_>) -> Result<Function, CompileError> {
+pub fn parse_function(
+    src: &str,
+    def: &FuncDef<'_>,
+    types: &TypeTable<'_>,
+) -> Result<Function, CompileError> {
     let ret = ret_type(src, &def.before_name, def.name_line)?;
     let mut scope = Scope::default();
     let mut params = Vec::new();
+    let mut param_attrs = Vec::new();
     let header = Cursor::new(src, &def.params, def.name_line);
     for (a, b) in header.split_commas() {
         let toks = def.params.get(a..b).unwrap_or_default();
@@ -129,6 +173,7 @@ pub fn parse_function(src: &str, def: &FuncDef<'_>) -> Result<Function, CompileE
             }
         };
         params.push((ty, slot));
+        param_attrs.push(param_attr(src, toks, ty, types)?);
     }
 
     let (start, end) = def.body;
@@ -162,7 +207,7 @@ pub fn parse_function(src: &str, def: &FuncDef<'_>) -> Result<Function, CompileE
                 start_block(&mut scope, name, line, &mut entry)
             }
         };
-        match parse_statement(src, &stmt, &mut scope, &mut calls)? {
+        match parse_statement(src, &stmt, &mut scope, &mut calls, types)? {
             Parsed::Phi(phi) => {
                 if !block.insts.is_empty() {
                     let msg = "`phi` after a non-phi instruction".to_string();
@@ -191,6 +236,7 @@ pub fn parse_function(src: &str, def: &FuncDef<'_>) -> Result<Function, CompileE
         name: def.name.to_string(),
         line: def.line,
         params,
+        param_attrs,
         ret,
         blocks,
         entry,
@@ -318,10 +364,17 @@ fn next_statement<'a>(lx: &mut Lexer<'a>, buf: &mut Vec<Token<'a>>) -> Result<bo
     Ok(true)
 }
 
-/// Checks the circuit function's signature: field parameters (the public inputs) and a
-/// field result. Errors name the offending type, which the generic parse would report
-/// less helpfully (an `i32` parameter is fine for a callee but not for the circuit).
-pub fn check_circuit_signature(src: &str, def: &FuncDef<'_>) -> Result<(), CompileError> {
+/// Checks the circuit function's signature: its parameters are the public inputs
+/// (field elements, vectors of them, or pointers to field arrays and structs, passed
+/// `byval` or as typed pointers) and its result a field element, a vector, or an
+/// `sret` field array it fills (then it returns `void`). Errors name the offending
+/// type, which the generic parse would report less helpfully (an `i32` parameter is
+/// fine for a callee but not for the circuit).
+pub fn check_circuit_signature(
+    src: &str,
+    def: &FuncDef<'_>,
+    types: &TypeTable<'_>,
+) -> Result<(), CompileError> {
     let as_param = |e: CompileError, text: String| match e.kind() {
         ErrorKind::UnsupportedType(t) => CompileError::at(
             e.line().unwrap_or(def.name_line),
@@ -331,23 +384,41 @@ pub fn check_circuit_signature(src: &str, def: &FuncDef<'_>) -> Result<(), Compi
         _ => e,
     };
     let header = Cursor::new(src, &def.params, def.name_line);
+    let mut srets = 0usize;
     for (a, b) in header.split_commas() {
         let toks = def.params.get(a..b).unwrap_or_default();
         let mut c = Cursor::new(src, toks, def.name_line);
         let line = c.line();
+        let param = |text: String| CompileError::at(line, ErrorKind::CircuitParameter(text));
         match c.ty() {
             Ok(Ty::Field | Ty::FieldVec(_)) => {}
-            Ok(other) => {
-                return Err(CompileError::at(
-                    line,
-                    ErrorKind::CircuitParameter(other.to_string()),
-                ))
-            }
+            Ok(Ty::Ptr) => match param_attr(src, toks, Ty::Ptr, types)? {
+                ParamAttr::ByVal(t) | ParamAttr::Pointee(t) if t.all_field() => {}
+                ParamAttr::Sret(t) if t.all_field() => srets += 1,
+                ParamAttr::ByVal(t) | ParamAttr::Pointee(t) | ParamAttr::Sret(t) => {
+                    return Err(param(format!("pointer to `{t}`")))
+                }
+                ParamAttr::Plain => {
+                    return Err(param(format!(
+                        "{}: a pointer whose pointee is not stated (pass it `byval(T)` or as a typed `T*`)",
+                        c.text(0, toks.len())
+                    )))
+                }
+            },
+            Ok(other) => return Err(param(other.to_string())),
             Err(e) => return Err(as_param(e, c.text(0, toks.len()))),
         }
     }
+    if srets > 1 {
+        let msg = "more than one `sret` parameter".to_string();
+        return Err(CompileError::at(
+            def.name_line,
+            ErrorKind::CircuitReturn(msg),
+        ));
+    }
     match ret_type(src, &def.before_name, def.name_line) {
-        Ok(Some(Ty::Field | Ty::FieldVec(_))) => Ok(()),
+        Ok(Some(Ty::Field | Ty::FieldVec(_))) if srets == 0 => Ok(()),
+        Ok(None) if srets == 1 => Ok(()),
         Ok(other) => {
             let text = other.map_or("void".to_string(), |t| t.to_string());
             Err(CompileError::at(

@@ -183,6 +183,19 @@ fn operands(kind: &InstKind) -> Vec<&Operand> {
         InstKind::Select { cond, a, b, .. } => vec![cond, a, b],
         InstKind::Cast { v, .. } | InstKind::Copy { v, .. } => vec![v],
         InstKind::Call { args, .. } => args.iter().map(|(_, o)| o).collect(),
+        InstKind::Alloca { .. } => Vec::new(),
+        InstKind::Load { ptr, .. } | InstKind::Lifetime { ptr, .. } => vec![ptr],
+        InstKind::Store { v, ptr, .. } => vec![v, ptr],
+        InstKind::Gep { ptr, indices, .. } => std::iter::once(ptr)
+            .chain(indices.iter().map(|(_, o)| o))
+            .collect(),
+        InstKind::MemOp {
+            dst, src, set, len, ..
+        } => [Some(dst), src.as_ref(), set.as_ref(), Some(len)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        InstKind::IcmpPtr { a, b, .. } => vec![a, b],
     }
 }
 

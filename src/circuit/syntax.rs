@@ -8,8 +8,9 @@
 use ark_ff::{BigInt, PrimeField};
 
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
-use crate::circuit::ir::{Ty, FIELD_TYPE_SPELLINGS, MAX_VECTOR_LANES};
+use crate::circuit::ir::{MemTy, Ty, FIELD_TYPE_SPELLINGS, MAX_TYPE_CELLS, MAX_VECTOR_LANES};
 use crate::circuit::lex::{Tok, Token};
+use crate::circuit::module::TypeTable;
 use crate::circuit::program::Fe;
 
 /// A cursor over the tokens of one statement.
@@ -181,13 +182,17 @@ impl<'t, 'a> Cursor<'t, 'a> {
         Ok(())
     }
 
-    /// Parses a value type of the subset; anything else (including pointers to a
-    /// supported type) is an error quoting the whole type.
+    /// Parses a value type of the subset: a field element, `<N x field>`, `iN`, or a
+    /// pointer (`ptr`, or `T*` for any `T`: the pointee of a typed pointer does not
+    /// matter, the instructions that use it name their types). Anything else
+    /// (aggregates as values, address spaces, other scalars) is an error quoting the
+    /// whole type.
     pub fn ty(&mut self) -> Result<Ty, CompileError> {
         let start = self.pos;
         let line = self.line();
         let t = self.next_tok().ok_or_else(|| self.unexpected("a type"))?;
         let base = match t.tok {
+            Tok::Word("ptr") => Some(Ty::Ptr),
             Tok::Word(w) => ty_word(w),
             Tok::Local(_) => None,
             Tok::Punct(b'<') => match vector_type(self.toks.get(self.pos..).unwrap_or_default()) {
@@ -209,28 +214,141 @@ impl<'t, 'a> Cursor<'t, 'a> {
                 return Err(self.unexpected("a type"));
             }
         };
-        let mut derived = false;
+        let mut stars = false;
+        let mut addrspace = false;
         loop {
             if self.peek().is_some_and(|t| t.is_punct(b'*')) {
                 self.pos += 1;
-                derived = true;
+                stars = true;
             } else if self.peek().is_some_and(|t| t.is_word("addrspace"))
                 && self.peek_at(1).is_some_and(|t| t.is_punct(b'('))
             {
                 self.pos += 2;
                 self.skip_group()?;
-                derived = true;
+                addrspace = true;
             } else {
                 break;
             }
         }
-        match base {
-            Some(ty) if !derived => Ok(ty),
+        match (base, stars, addrspace) {
+            (_, true, false) => Ok(Ty::Ptr),
+            (Some(ty), false, false) => Ok(ty),
             _ => Err(CompileError::at(
                 line,
                 ErrorKind::UnsupportedType(self.text(start, self.pos)),
             )),
         }
+    }
+
+    /// Parses a type as laid out in memory (`alloca`, `getelementptr`, `byval`):
+    /// scalars, `<N x field>`, `[N x T]`, `{T, ...}`, `<{T, ...}>`, pointers and
+    /// named types (resolved through `types`).
+    pub fn mem_ty(&mut self, types: &TypeTable<'_>) -> Result<MemTy, CompileError> {
+        self.mem_ty_at(types, 0)
+    }
+
+    fn mem_ty_at(&mut self, types: &TypeTable<'_>, depth: usize) -> Result<MemTy, CompileError> {
+        let start = self.pos;
+        let line = self.line();
+        let unsupported =
+            |c: &Self| CompileError::at(line, ErrorKind::UnsupportedType(c.text(start, c.pos)));
+        if depth > MAX_TYPE_NESTING {
+            let msg = format!("types nested more than {MAX_TYPE_NESTING} deep");
+            return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+        }
+        let t = self.next_tok().ok_or_else(|| self.unexpected("a type"))?;
+        let base = match t.tok {
+            // A named type behind a pointer is never resolved: it may be recursive
+            // (`%node = type { i64, %node* }`) or opaque.
+            Tok::Local(_) if self.peek().is_some_and(|t| t.is_punct(b'*')) => MemTy::Ptr,
+            Tok::Local(name) => types.resolve(name, line)?,
+            Tok::Word("ptr") => MemTy::Ptr,
+            Tok::Word(w) => match ty_word(w) {
+                Some(ty) => MemTy::of(ty),
+                None => {
+                    if self.peek().is_some_and(|t| t.is_punct(b'(')) {
+                        // A function type, only ever behind a pointer.
+                        self.next_tok();
+                        self.skip_group()?;
+                    }
+                    if self.peek().is_some_and(|t| t.is_punct(b'*')) {
+                        MemTy::Ptr
+                    } else {
+                        return Err(unsupported(self));
+                    }
+                }
+            },
+            Tok::Punct(b'[') => {
+                let len = self.word("an array length")?;
+                let len: u64 = len
+                    .parse()
+                    .map_err(|_| self.err(ErrorKind::Syntax("bad array length".into())))?;
+                if !self.eat_word("x") {
+                    return Err(self.unexpected("`x`"));
+                }
+                let elem = self.mem_ty_at(types, depth + 1)?;
+                self.expect(b']')?;
+                MemTy::array(len, elem).ok_or_else(|| too_big(self, start))?
+            }
+            Tok::Punct(b'<') if self.peek().is_some_and(|t| t.is_punct(b'{')) => {
+                self.next_tok();
+                let s = self.struct_body(types, depth, start)?;
+                self.expect(b'>')?;
+                s
+            }
+            Tok::Punct(b'<') => match vector_type(self.toks.get(self.pos..).unwrap_or_default()) {
+                Some(Ty::FieldVec(n)) => {
+                    self.pos += 4;
+                    MemTy::FieldVec(n)
+                }
+                _ => {
+                    self.skip_group()?;
+                    return Err(unsupported(self));
+                }
+            },
+            Tok::Punct(b'{') => self.struct_body(types, depth, start)?,
+            _ => {
+                self.pos = start;
+                return Err(self.unexpected("a type"));
+            }
+        };
+        let mut ty = base;
+        while self.peek().is_some_and(|t| t.is_punct(b'*')) {
+            self.pos += 1;
+            ty = MemTy::Ptr;
+        }
+        if self.peek().is_some_and(|t| t.is_word("addrspace")) {
+            self.next_tok();
+            if self.peek().is_some_and(|t| t.is_punct(b'(')) {
+                self.next_tok();
+                self.skip_group()?;
+            }
+            return Err(unsupported(self));
+        }
+        Ok(ty)
+    }
+
+    /// `T, ... }` after a `{`.
+    fn struct_body(
+        &mut self,
+        types: &TypeTable<'_>,
+        depth: usize,
+        start: usize,
+    ) -> Result<MemTy, CompileError> {
+        let mut fields = Vec::new();
+        if self.peek().is_some_and(|t| t.is_punct(b'}')) {
+            self.next_tok();
+        } else {
+            loop {
+                fields.push(self.mem_ty_at(types, depth + 1)?);
+                if self.peek().is_some_and(|t| t.is_punct(b'}')) {
+                    self.next_tok();
+                    break;
+                }
+                self.expect(b',')?;
+            }
+        }
+        MemTy::structure(fields).ok_or_else(|| too_big(self, start))
     }
 
     /// Accepts trailing metadata attachments (`, !dbg !12, !llvm.loop !9`) and nothing
@@ -271,6 +389,17 @@ impl<'t, 'a> Cursor<'t, 'a> {
         }
         out
     }
+}
+
+/// How deeply aggregate types may nest.
+const MAX_TYPE_NESTING: usize = 32;
+
+fn too_big(c: &Cursor<'_, '_>, start: usize) -> CompileError {
+    let msg = format!(
+        "type `{}` spans more than {MAX_TYPE_CELLS} elements",
+        c.text(start, c.pos)
+    );
+    c.err(ErrorKind::Unsupported(msg))
 }
 
 /// `N x field >` (the tokens after a `<`): a vector of field elements in the subset.
@@ -317,9 +446,15 @@ pub fn ret_type(src: &str, toks: &[Token<'_>], line: usize) -> Result<Option<Ty>
         if w == "void" {
             return Ok(None);
         }
+        if w == "ptr" {
+            return Ok(Some(Ty::Ptr));
+        }
         if let Some(ty) = ty_word(w) {
             return Ok(Some(ty));
         }
+    }
+    if last.is_punct(b'*') {
+        return Ok(Some(Ty::Ptr));
     }
     if let Some(start) = toks.len().checked_sub(5) {
         let tail = toks.get(start..).unwrap_or_default();
@@ -463,11 +598,13 @@ mod tests {
             ("__zkllvm_field_pallas_base", Ok(Ty::Field)),
             ("field_pallasb", Ok(Ty::Field)),
             ("field_pallass", Err("field_pallass")),
-            ("field_pallasb*", Err("field_pallasb*")),
-            ("i8*", Err("i8*")),
+            ("field_pallasb*", Ok(Ty::Ptr)),
+            ("i8*", Ok(Ty::Ptr)),
+            ("ptr", Ok(Ty::Ptr)),
+            ("%\"class.std::ios_base::Init\"*", Ok(Ty::Ptr)),
             (
-                "%\"class.std::ios_base::Init\"*",
-                Err("%\"class.std::ios_base::Init\"*"),
+                "%\"class.std::ios_base::Init\"",
+                Err("%\"class.std::ios_base::Init\""),
             ),
             ("[6 x [2 x i64]]", Err("[6 x [2 x i64]]")),
             ("<3 x __zkllvm_field_pallas_base>", Ok(Ty::FieldVec(3))),
@@ -477,7 +614,8 @@ mod tests {
             ("<0 x field_pallasb>", Err("<0 x field_pallasb>")),
             ("<4 x i32>", Err("<4 x i32>")),
             ("<3 x field_pallass>", Err("<3 x field_pallass>")),
-            ("<3 x field_pallasb>*", Err("<3 x field_pallasb>*")),
+            ("<3 x field_pallasb>*", Ok(Ty::Ptr)),
+            ("i8* addrspace(1)*", Err("i8* addrspace(1)*")),
             ("ptr addrspace(1)", Err("ptr addrspace(1)")),
             ("double", Err("double")),
             ("i128", Err("i128")),

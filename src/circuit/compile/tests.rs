@@ -394,3 +394,167 @@ fn poseidon_and_vectors_compile_to_several_outputs() {
     let e = compile(&past).unwrap_err().to_string();
     assert!(e.contains("lane 2 of a vector of 2"), "{e}");
 }
+
+/// The memory example of `example/` (typed pointers, as the original market's zkLLVM
+/// wrote them): a `byval` std::array input, an `sret` std::array result, `alloca`,
+/// `getelementptr` through an `operator[]` that returns a pointer, loads and stores
+/// in loops, `llvm.memcpy`, `llvm.memset` and `llvm.lifetime.start`.
+const MERKLE_MEMORY: &str = include_str!("../../../example/statements/merkle-memory.ll");
+
+#[test]
+fn std_array_memory_compiles_to_a_merkle_root_and_a_sum() {
+    let c = compile(MERKLE_MEMORY).unwrap();
+    assert_eq!(c.params, vec![8]);
+    assert_eq!(c.program.outputs().len(), 2);
+    let leaves: Vec<Fe> = (0..8u64).map(|i| fe(i * i + 3)).collect();
+    let out = c.program.eval(&leaves).unwrap();
+    let hash = |a: Fe, b: Fe| crate::circuit::poseidon::permute([fe(0), a, b])[2];
+    let mut layer = leaves.clone();
+    while layer.len() > 1 {
+        layer = layer.chunks(2).map(|p| hash(p[0], p[1])).collect();
+    }
+    let sum = leaves.iter().fold(fe(0), |s, x| s + x);
+    assert_eq!(out, vec![layer[0], sum]);
+    // Memory costs no instructions: 7 permutations and the additions remain.
+    let poseidons = c
+        .program
+        .instrs()
+        .iter()
+        .filter(|i| matches!(i, Instr::Poseidon(_)))
+        .count();
+    assert_eq!(poseidons, 7);
+    // Without the lifetime marker the size of a field in memory comes from the whole
+    // array copy; with a contradicting size, the error names both.
+    let no_lifetime = MERKLE_MEMORY.replace(
+        "call void @llvm.lifetime.start.p0i8(i64 32, i8* nonnull %0) #3",
+        "",
+    );
+    assert_eq!(compile(&no_lifetime).unwrap().program, c.program);
+    let clash = MERKLE_MEMORY.replace("i8 0, i64 8, i1 false", "i8 0, i64 64, i1 false");
+    let e = compile(&clash).unwrap_err().to_string();
+    assert!(
+        e.contains("fill of 64 bytes runs outside its object of 2"),
+        "{e}"
+    );
+    // Reading the result before it is written, or a leaf past the end.
+    let early = MERKLE_MEMORY.replace("i8 0, i64 8, i1 false", "i8 0, i64 4, i1 false");
+    let e = compile(&early).unwrap_err().to_string();
+    assert!(
+        e.contains("line 46: undefined behaviour: load of memory never written"),
+        "{e}"
+    );
+    let past = MERKLE_MEMORY.replace(
+        "%sum.done = icmp eq i64 %i.next, 8",
+        "%sum.done = icmp eq i64 %i.next, 9",
+    );
+    let e = compile(&past).unwrap_err().to_string();
+    assert!(
+        e.contains("load of 1 element(s) at element 8 of an object of 8"),
+        "{e}"
+    );
+}
+
+/// Opaque pointers (newer zkLLVM): a struct with an integer and a field array on the
+/// stack, byte-offset `getelementptr i8`, a pointer phi walking an array, pointer
+/// comparison, a `byval` copy into a callee that changes only its own copy, `select`
+/// between pointers, and `[N x field]` passed by pointer to the circuit.
+const OPAQUE_MEMORY: &str = r#"
+%struct.acc = type { [4 x field_pallasb], i64 }
+
+define dso_local field_pallasb @_Z3dotPu13field_pallasbS_(ptr noundef byval([4 x field_pallasb]) %xs, ptr noundef byval([4 x field_pallasb]) align 8 %ys) #0 {
+entry:
+  %acc = alloca %struct.acc, align 8
+  call void @llvm.lifetime.start.p0(i64 136, ptr %acc)
+  call void @llvm.memset.p0.i64(ptr %acc, i8 0, i64 136, i1 false)
+  %terms = getelementptr inbounds i8, ptr %acc, i64 0
+  %end = getelementptr inbounds [4 x field_pallasb], ptr %ys, i64 1
+  br label %loop
+
+loop:
+  %p = phi ptr [ %ys, %entry ], [ %p.next, %loop ]
+  %k = phi i64 [ 0, %entry ], [ %k.next, %loop ]
+  %y = load field_pallasb, ptr %p, align 8
+  %xp = getelementptr inbounds field_pallasb, ptr %xs, i64 %k
+  %x = load field_pallasb, ptr %xp, align 8
+  %xy = mul field_pallasb %x, %y
+  %tp = getelementptr inbounds [4 x field_pallasb], ptr %terms, i64 0, i64 %k
+  store field_pallasb %xy, ptr %tp, align 8
+  %k.next = add i64 %k, 1
+  %p.next = getelementptr inbounds i8, ptr %p, i64 32
+  %again = icmp ne ptr %p.next, %end
+  br i1 %again, label %loop, label %sum
+
+sum:
+  %count = getelementptr inbounds %struct.acc, ptr %acc, i64 0, i32 1
+  store i64 4, ptr %count, align 8
+  %s = call field_pallasb @_Z3sum(ptr byval([4 x field_pallasb]) %terms)
+  %t0 = load field_pallasb, ptr %terms, align 8
+  %first = icmp eq i64 %k.next, 4
+  %which = select i1 %first, ptr %terms, ptr %xs
+  %w = load field_pallasb, ptr %which, align 8
+  %r0 = add field_pallasb %s, %t0
+  %r = sub field_pallasb %r0, %w
+  ret field_pallasb %r
+}
+
+; Sums its own copy of the terms, zeroing it as it goes (the caller's stays intact).
+define internal field_pallasb @_Z3sum(ptr noundef byval([4 x field_pallasb]) %v) {
+entry:
+  br label %loop
+loop:
+  %i = phi i32 [ 0, %entry ], [ %i.next, %loop ]
+  %a = phi field_pallasb [ f0x0, %entry ], [ %a.next, %loop ]
+  %q = getelementptr inbounds [4 x field_pallasb], ptr %v, i32 0, i32 %i
+  %e = load field_pallasb, ptr %q, align 8
+  store field_pallasb f0x0, ptr %q, align 8
+  %a.next = add field_pallasb %a, %e
+  %i.next = add i32 %i, 1
+  %done = icmp eq i32 %i.next, 4
+  br i1 %done, label %out, label %loop
+out:
+  ret field_pallasb %a.next
+}
+
+declare void @llvm.lifetime.start.p0(i64 immarg, ptr nocapture)
+declare void @llvm.memset.p0.i64(ptr nocapture writeonly, i8, i64, i1 immarg)
+attributes #0 = { circuit }
+"#;
+
+#[test]
+fn opaque_pointer_memory_compiles() {
+    let c = match compile(OPAQUE_MEMORY) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.params, vec![4, 4]);
+    let xs: Vec<Fe> = (1..=4).map(fe).collect();
+    let ys: Vec<Fe> = (10..=13).map(fe).collect();
+    let input: Vec<Fe> = xs.iter().chain(&ys).copied().collect();
+    let terms: Vec<Fe> = xs.iter().zip(&ys).map(|(x, y)| *x * y).collect();
+    let dot = terms.iter().fold(fe(0), |s, t| s + t);
+    // sum(terms) + terms[0] - terms[0]: the callee's zeroing did not reach the caller.
+    assert_eq!(c.program.eval(&input).unwrap(), vec![dot]);
+    // With the other `select` arm the subtraction takes x0 instead.
+    let other = OPAQUE_MEMORY.replace(
+        "%k.next, 4
+",
+        "%k.next, 5
+",
+    );
+    let c2 = compile(&other).unwrap();
+    assert_eq!(
+        c2.program.eval(&input).unwrap(),
+        vec![dot + terms[0] - xs[0]]
+    );
+    // An opaque `ptr` parameter without `byval` says nothing of what it points to.
+    let bare = OPAQUE_MEMORY.replace(
+        "ptr noundef byval([4 x field_pallasb]) %xs",
+        "ptr noundef %xs",
+    );
+    let e = compile(&bare).unwrap_err().to_string();
+    assert!(e.contains("a pointer whose pointee is not stated"), "{e}");
+    // A byte offset that splits a field element is refused.
+    let split = OPAQUE_MEMORY.replace("i8, ptr %p, i64 32", "i8, ptr %p, i64 16");
+    let e = compile(&split).unwrap_err().to_string();
+    assert!(e.contains("16 bytes ends inside an element"), "{e}");
+}

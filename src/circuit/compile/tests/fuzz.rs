@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::super::*;
-use super::{calls_ir, FIXTURE, OLD_STYLE, TYPED_POINTER_LOOP};
+use super::{calls_ir, FIXTURE, MERKLE_MEMORY, OLD_STYLE, OPAQUE_MEMORY, TYPED_POINTER_LOOP};
 
 /// Small caps keep each mutated run fast; the paths exercised are the same.
 fn quick(ir: &str) -> Result<Compiled, CompileError> {
@@ -21,7 +21,7 @@ fn every_prefix_of_the_fixture() {
     for (i, _) in FIXTURE.char_indices() {
         let _ = quick(&FIXTURE[..i]);
     }
-    for ir in [TYPED_POINTER_LOOP, OLD_STYLE] {
+    for ir in [TYPED_POINTER_LOOP, OLD_STYLE, OPAQUE_MEMORY, MERKLE_MEMORY] {
         for (i, _) in ir.char_indices() {
             let _ = quick(&ir[..i]);
         }
@@ -30,14 +30,16 @@ fn every_prefix_of_the_fixture() {
 
 #[test]
 fn every_line_dropped_or_duplicated() {
-    let lines: Vec<&str> = FIXTURE.lines().collect();
-    for i in 0..lines.len() {
-        let mut v = lines.clone();
-        v.remove(i);
-        let _ = quick(&v.join("\n"));
-        let mut v = lines.clone();
-        v.insert(i, lines[i]);
-        let _ = quick(&v.join("\n"));
+    for ir in [FIXTURE, MERKLE_MEMORY, OPAQUE_MEMORY] {
+        let lines: Vec<&str> = ir.lines().collect();
+        for i in 0..lines.len() {
+            let mut v = lines.clone();
+            v.remove(i);
+            let _ = quick(&v.join("\n"));
+            let mut v = lines.clone();
+            v.insert(i, lines[i]);
+            let _ = quick(&v.join("\n"));
+        }
     }
 }
 
@@ -86,6 +88,21 @@ const SPLICES: &[&str] = &[
     "define",
     "declare",
     "attributes",
+    "alloca",
+    "getelementptr",
+    "load",
+    "store",
+    "ptr",
+    "i8*",
+    "null",
+    "byval(",
+    "sret(",
+    " = type ",
+    "%struct.acc",
+    "i64 -1",
+    "i64 4294967296",
+    "llvm.memcpy.p0.p0.i64",
+    "llvm.lifetime.start.p0",
 ];
 
 #[derive(Debug, Clone)]
@@ -137,9 +154,9 @@ proptest! {
     }
 
     #[test]
-    fn mutated_handwritten_never_panics(which in 0usize..3, muts in proptest::collection::vec(mutation(), 1..8)) {
+    fn mutated_handwritten_never_panics(which in 0usize..5, muts in proptest::collection::vec(mutation(), 1..8)) {
         let calls = calls_ir();
-        let base = [TYPED_POINTER_LOOP, OLD_STYLE, calls.as_str()][which];
+        let base = [TYPED_POINTER_LOOP, OLD_STYLE, calls.as_str(), MERKLE_MEMORY, OPAQUE_MEMORY][which];
         let _ = quick(&apply(base, &muts));
     }
 
