@@ -14,6 +14,7 @@ pub mod lex;
 pub mod module;
 pub mod parse;
 pub mod poseidon;
+pub mod sha256;
 pub mod program;
 pub mod ssa;
 pub mod syntax;
