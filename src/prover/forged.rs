@@ -85,6 +85,7 @@ fn honest(program: &Program, inputs: &[Fe]) -> Vec<Row> {
             }
             Instr::Div(x, y) => rows.push([w(x), w(y), c, w(y).invert().unwrap_or(z), z, z]),
             Instr::Poseidon(s) => rows.extend(poseidon_chip::trace(s.map(w))),
+            Instr::Sha256(_) => panic!("no SHA-256 gadget yet"),
         }
     }
     rows
@@ -101,7 +102,9 @@ fn apply(ins: &Instr, a: Fp, b: Fp, k: Fp) -> (Fp, Fp) {
             let inv = b.invert().unwrap_or(Fp::ZERO);
             (a * inv, inv)
         }
-        Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
+        Instr::Poseidon(_) | Instr::Sha256(_) => {
+            panic!("one row per instruction: arithmetic programs only")
+        }
     }
 }
 
@@ -119,7 +122,9 @@ fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<R
             Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) | Instr::Div(x, y) => {
                 (get(&wires, x), get(&wires, y))
             }
-            Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
+            Instr::Poseidon(_) | Instr::Sha256(_) => {
+                panic!("one row per instruction: arithmetic programs only")
+            }
         };
         let k = match *ins {
             Instr::Const(k) => fe_to_fp(k),

@@ -420,6 +420,9 @@ impl ProgramCircuit<'_> {
                     out = Wire(out.0 + 3);
                     continue;
                 }
+                // The gadget comes in the next step; until then such programs cannot be
+                // proved.
+                Instr::Sha256(_) => return Err(Error::Synthesis),
                 Instr::Const(k) => {
                     region.assign_fixed(
                         || "k",
