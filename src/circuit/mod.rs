@@ -14,7 +14,7 @@ pub mod lex;
 pub mod module;
 pub mod parse;
 pub mod poseidon;
-pub mod sha256;
 pub mod program;
+pub mod sha256;
 pub mod ssa;
 pub mod syntax;

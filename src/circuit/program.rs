@@ -320,10 +320,12 @@ mod tests {
         .unwrap();
         assert_eq!(p.num_wires(), 7);
         assert_eq!(p.instrs()[2].defines(), 2);
-        assert_eq!(p.instrs()[2].operands(), vec![Wire(0), Wire(1), Wire(2), Wire(3)]);
+        assert_eq!(
+            p.instrs()[2].operands(),
+            vec![Wire(0), Wire(1), Wire(2), Wire(3)]
+        );
         let (x0, x1) = (Fe::from(7u64), Fe::from(9u64));
-        let h = crate::circuit::sha256::sha256_blocks([x0, x1, x0 + x1, Fe::from(1u64)])
-            .unwrap();
+        let h = crate::circuit::sha256::sha256_blocks([x0, x1, x0 + x1, Fe::from(1u64)]).unwrap();
         assert_eq!(p.eval(&[x0, x1]).unwrap(), vec![h[0], h[1], h[1] * x0]);
         // A lane of 2^128: the instruction (index 2) and the lane (2, x0 + x1) named.
         let big = Fe::from(u128::MAX);

@@ -24,22 +24,19 @@ use crate::circuit::program::Fe;
 
 /// SHA-256's round constants `K_0..K_63`.
 pub const K: [u32; 64] = [
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2,
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
 
 /// SHA-256's initial state `H_0..H_7`.
 pub const IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-    0x5be0cd19,
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
 /// The second block the builtin compresses: the padding of a 64-byte message (a `1`
@@ -92,7 +89,11 @@ pub fn sha256_blocks(x: [Fe; 4]) -> Result<[Fe; 2], Sha256Error> {
         message[16 * j..16 * j + 16].copy_from_slice(&v.to_be_bytes());
     }
     let digest = Sha256::digest(message);
-    let half = |bytes: &[u8]| bytes.iter().fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    let half = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b))
+    };
     Ok([Fe::from(half(&digest[..16])), Fe::from(half(&digest[16..]))])
 }
 
@@ -333,7 +334,10 @@ mod tests {
             let mut x = [fe(5); 4];
             x[j] = big;
             assert_eq!(sha256_blocks(x), Err(Sha256Error::LaneTooLarge(j)));
-            assert_eq!(sha256_blocks_by_rounds(x), Err(Sha256Error::LaneTooLarge(j)));
+            assert_eq!(
+                sha256_blocks_by_rounds(x),
+                Err(Sha256Error::LaneTooLarge(j))
+            );
             x[j] = -Fe::from(1u64);
             assert_eq!(sha256_blocks(x), Err(Sha256Error::LaneTooLarge(j)));
         }
@@ -351,7 +355,10 @@ mod tests {
             fe(u128::MAX),
         ];
         let block = message_block(x).unwrap();
-        assert_eq!(&block[..4], &[0x00010203, 0x04050607, 0x08090a0b, 0x0c0d0e0f]);
+        assert_eq!(
+            &block[..4],
+            &[0x00010203, 0x04050607, 0x08090a0b, 0x0c0d0e0f]
+        );
         assert_eq!(&block[8..12], &[0, 0, 0, 1]);
         assert_eq!(&block[12..], &[u32::MAX; 4]);
     }

@@ -474,7 +474,7 @@ fn carry_value(row: &sha256_chip::Row, from: usize) -> u64 {
 
 #[test]
 fn sha256_forgeries_are_refused() {
-    use sha256_chip::{Tamper, A_BITS, APK, C1, CA, IN, IN_RANGE, OUT, P2, P3, P6, SCHED};
+    use sha256_chip::{Tamper, APK, A_BITS, C1, CA, IN, IN_RANGE, OUT, P2, P3, P6, SCHED};
     // The builtin on the four inputs, its two halves the outputs.
     let p = Program::with_outputs(
         4,

@@ -40,8 +40,8 @@ use halo2_rand::{rngs::StdRng, rngs::SysRng, SeedableRng as _};
 pub use super::field::{fe_to_fp, fp_to_fe};
 pub use super::halo2_circuit::MAX_K;
 use super::halo2_circuit::{min_k, uses_sha256, ProgramCircuit, Sha256Layout};
-use halo2_proofs::plonk::Circuit;
 use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
+use halo2_proofs::plonk::Circuit;
 
 /// Names the proof format, to be stored with each proof: halo2_proofs 0.4 PLONK with
 /// IPA commitments on Vesta (circuit over the Pallas base field), Blake2b transcript
@@ -544,10 +544,17 @@ mod tests {
             );
         }
         // A lane of 2^128 has no output to prove.
-        let big = vec![Fe::from(1u64), Fe::from(1u64), Fe::from(u128::MAX) + Fe::one()];
+        let big = vec![
+            Fe::from(1u64),
+            Fe::from(1u64),
+            Fe::from(u128::MAX) + Fe::one(),
+        ];
         assert!(matches!(
             prove(&keys, &p, &big),
-            Err(ProverError::Program(ProgramError::Sha256LaneTooLarge { instr: 1, lane: 3 }))
+            Err(ProverError::Program(ProgramError::Sha256LaneTooLarge {
+                instr: 1,
+                lane: 3
+            }))
         ));
     }
 

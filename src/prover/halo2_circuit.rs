@@ -475,9 +475,12 @@ impl ProgramCircuit<'_> {
                 (p.round, p.qc, config.qc),
             ] {
                 if on {
-                    region.assign_fixed(|| "sha256 constant", col, at, || {
-                        Value::known(Fp::from(u64::from(v)))
-                    })?;
+                    region.assign_fixed(
+                        || "sha256 constant",
+                        col,
+                        at,
+                        || Value::known(Fp::from(u64::from(v))),
+                    )?;
                 }
             }
             for (i, &col) in config.cols.iter().enumerate() {
@@ -851,8 +854,8 @@ mod tests {
             let inputs = [Fe::from(x[0]), Fe::from(x[1]), Fe::from(x2)];
             let (prover, instance) = mock_sha(&p, &inputs);
             prover.assert_satisfied();
-            let h = sha256_blocks([inputs[0], inputs[1], inputs[0] * inputs[1], inputs[2]])
-                .unwrap();
+            let h =
+                sha256_blocks([inputs[0], inputs[1], inputs[0] * inputs[1], inputs[2]]).unwrap();
             assert_eq!(&instance[3..5], &h.map(fe_to_fp));
             // A wrong half of the digest is not satisfied.
             for j in [3, 4] {

@@ -68,7 +68,7 @@ use halo2_proofs::{
     poly::Rotation,
 };
 
-use crate::circuit::sha256::{schedule, K, IV, PADDING_BLOCK};
+use crate::circuit::sha256::{schedule, IV, K, PADDING_BLOCK};
 
 /// Advice columns of the gadget.
 pub const WIDTH: usize = 173;
@@ -199,13 +199,13 @@ fn xor_word(
     out: &mut Vec<Expression<Fp>>,
 ) -> Expression<Fp> {
     let mut xs = Vec::with_capacity(32);
-    for i in 0..32 {
+    for (i, h) in hi.iter().enumerate().take(32) {
         let sum = terms
             .iter()
             .filter_map(|t| t.source(i))
             .fold(c(Fp::ZERO), |acc, j| acc + bits[j].clone());
-        let x = sum - c(Fp::from(2)) * hi[i].clone();
-        out.push(boolean(hi[i].clone()));
+        let x = sum - c(Fp::from(2)) * h.clone();
+        out.push(boolean(h.clone()));
         out.push(boolean(x.clone()));
         xs.push(x);
     }
@@ -294,8 +294,8 @@ impl Sha256Config {
             let mut majs = Vec::with_capacity(32);
             let mut chs = Vec::with_capacity(32);
             for i in 0..32 {
-                let y = a0[i].clone() + a1[i].clone() + a2[i].clone()
-                    - c(Fp::from(2)) * mj[i].clone();
+                let y =
+                    a0[i].clone() + a1[i].clone() + a2[i].clone() - c(Fp::from(2)) * mj[i].clone();
                 out.push(boolean(mj[i].clone()));
                 out.push(boolean(y));
                 majs.push(mj[i].clone());
@@ -356,13 +356,7 @@ impl Sha256Config {
             let s = m.query_selector(config.s_combine);
             let [p2, p3, p4, p5, p6] =
                 [P2, P3, P4, P5, P6].map(|i| m.query_advice(cols[i], Rotation::cur()));
-            vec![
-                s * (p6
-                    - c(pow2(96)) * p2
-                    - c(pow2(64)) * p3
-                    - c(pow2(32)) * p4
-                    - p5),
-            ]
+            vec![s * (p6 - c(pow2(96)) * p2 - c(pow2(64)) * p3 - c(pow2(32)) * p4 - p5)]
         });
         config
     }
@@ -463,7 +457,7 @@ fn word_cell(t: usize) -> (usize, usize) {
 /// The gadget's internal copy constraints, as pairs of (row, column) cells.
 pub fn copies() -> Vec<((usize, usize), (usize, usize))> {
     let mut v = Vec::new();
-    let packed = |m: usize| if m % 2 == 0 { APK } else { EPK };
+    let packed = |m: usize| if m.is_multiple_of(2) { APK } else { EPK };
     for m in 0..16 {
         v.push(((IN_RANGE + m / 2, packed(m)), word_cell(m)));
     }
@@ -573,11 +567,8 @@ fn compress_rows(
         let ch = (e0 & e1) ^ (!e0 & e2);
         let wt = w.map_or(0, |w| w[t]);
         row[P2] = Fp::from(u64::from(wt));
-        let t1 = u64::from(hh)
-            + u64::from(sigma1)
-            + u64::from(ch)
-            + u64::from(kw[t])
-            + u64::from(wt);
+        let t1 =
+            u64::from(hh) + u64::from(sigma1) + u64::from(ch) + u64::from(kw[t]) + u64::from(wt);
         let a_full = t1 + u64::from(sigma0) + u64::from(maj);
         let e_full = u64::from(d) + t1;
         let mut a_new = a_full as u32;

@@ -203,7 +203,8 @@ impl StatementCircuit {
     /// Refuses a proof of the wrong length before any other work: every proof of a
     /// circuit has the same length, which depends only on `k`.
     pub fn check_proof_len(&self, proof: &[u8]) -> Result<(), MarketError> {
-        let want = halo2::program_proof_len(&self.program, self.k).map_err(|e| MarketError::Internal(e.to_string()))?;
+        let want = halo2::program_proof_len(&self.program, self.k)
+            .map_err(|e| MarketError::Internal(e.to_string()))?;
         if proof.len() == want {
             return Ok(());
         }
