@@ -1,5 +1,7 @@
 //! Prover benchmarks: compile, keygen, prove and verify for the example arithmetic
-//! circuit and synthetic circuits of 2^10 and 2^14 multiplications; and the market's
+//! circuit, a Poseidon permutation, one SHA-256 builtin call (keygen, prove and verify
+//! only: the program is built directly) and synthetic circuits of 2^10 and 2^14
+//! multiplications; and the market's
 //! verify-on-push path (HTTP call, Redis write and all) against the bare verifier in
 //! the same run.
 //!
@@ -11,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use proof_market::circuit::program::{Fe, Instr, Program, Wire};
 use proof_market::input::parse_canonical;
+use proof_market::prover::halo2::{self, CircuitKeys};
 use proof_market::prover::statements::StatementCircuit;
 
 const EXAMPLE: &str = include_str!("../example/statements/arithmetic.ll");
@@ -82,9 +86,54 @@ declare <3 x __zkllvm_field_pallas_base> @llvm.assigner.poseidon.v3field(<3 x __
 attributes #0 = { circuit }
 "#;
 
+/// Keygen, prove and verify for a program built directly (no IR text to compile).
+fn bench_program(c: &mut Criterion, name: &str, program: &Program, inputs: &[Fe], samples: usize) {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(samples);
+    g.bench_function("keygen", |b| {
+        b.iter(|| CircuitKeys::setup(program).unwrap())
+    });
+    let keys = CircuitKeys::setup(program).unwrap();
+    g.bench_function("prove", |b| {
+        b.iter(|| halo2::prove(&keys, program, inputs).unwrap())
+    });
+    let proved = halo2::prove(&keys, program, inputs).unwrap();
+    eprintln!(
+        "{name}: k = {}, proof {} bytes",
+        keys.k(),
+        proved.proof.len()
+    );
+    g.bench_function("verify", |b| {
+        b.iter(|| halo2::verify(&keys, inputs, &proved.outputs, &proved.proof).unwrap())
+    });
+    g.finish();
+}
+
+/// One call of zkLLVM's `sha2_256` builtin (`hash<sha2<256>>(block_a, block_b)`): four
+/// 128-bit lanes in, the digest's two halves out.
+fn sha256_block() -> (Program, Vec<Fe>) {
+    let program = Program::with_outputs(
+        4,
+        vec![Instr::Sha256([Wire(0), Wire(1), Wire(2), Wire(3)])],
+        vec![Wire(4), Wire(5)],
+    )
+    .unwrap();
+    let inputs = [
+        0xf5a5fd42d16a20302798ef6ed309979bu128,
+        0x43003d2320d9f0e8ea9831a92759fb4b,
+        0xdb56114e00fdd4c1f85c892bf35ac9a8,
+        0x9289aaecb1ebd0a96cde606a748b5d71,
+    ]
+    .map(Fe::from)
+    .to_vec();
+    (program, inputs)
+}
+
 fn prover(c: &mut Criterion) {
     bench_circuit(c, "arithmetic", EXAMPLE, "1,11", 20);
     bench_circuit(c, "poseidon_permutation", POSEIDON_IR, "3,4", 20);
+    let (program, inputs) = sha256_block();
+    bench_program(c, "sha256_block", &program, &inputs, 20);
     bench_circuit(c, "mul_2^10", &power_ir(1 << 10), "3", 10);
     if std::env::var_os("PROVER_BENCH_SKIP_2_14").is_none() {
         bench_circuit(c, "mul_2^14", &power_ir(1 << 14), "3", 10);

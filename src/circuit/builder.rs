@@ -33,6 +33,7 @@ pub struct Builder {
     consts: HashMap<Fe, Wire>,
     ops: HashMap<(u8, Wire, Wire), Wire>,
     permutations: HashMap<[Wire; 3], Wire>,
+    digests: HashMap<[Wire; 4], Wire>,
     max_instrs: usize,
 }
 
@@ -47,6 +48,7 @@ impl Builder {
             consts: HashMap::new(),
             ops: HashMap::new(),
             permutations: HashMap::new(),
+            digests: HashMap::new(),
             max_instrs,
         }
     }
@@ -162,6 +164,40 @@ impl Builder {
         Ok([0, 1, 2].map(|i| FVal::Wire(Wire(first.0 + i))))
     }
 
+    /// zkLLVM's `sha2_256` builtin on the four lanes `x`: computed now if every lane is
+    /// known, else emitted (once per distinct operand list). A constant lane of `2^128`
+    /// or more is an error, as the call could never be evaluated.
+    pub fn sha256(&mut self, x: [FVal; 4], line: usize) -> Result<[FVal; 2], CompileError> {
+        for (lane, v) in x.iter().enumerate() {
+            if let FVal::Const(c) = v {
+                if crate::circuit::sha256::lane_u128(*c).is_none() {
+                    return Err(CompileError::at(line, ErrorKind::Sha256LaneTooLarge(lane)));
+                }
+            }
+        }
+        if let [FVal::Const(a), FVal::Const(b), FVal::Const(c), FVal::Const(d)] = x {
+            let out = crate::circuit::sha256::sha256_blocks([a, b, c, d]).map_err(
+                |crate::circuit::sha256::Sha256Error::LaneTooLarge(lane)| {
+                    CompileError::at(line, ErrorKind::Sha256LaneTooLarge(lane))
+                },
+            )?;
+            return Ok(out.map(FVal::Const));
+        }
+        let mut wires = [Wire(0); 4];
+        for (w, v) in wires.iter_mut().zip(x) {
+            *w = self.wire(v, line)?;
+        }
+        let first = match self.digests.get(&wires) {
+            Some(&w) => w,
+            None => {
+                let w = self.push(Instr::Sha256(wires), line)?;
+                self.digests.insert(wires, w);
+                w
+            }
+        };
+        Ok([0, 1].map(|i| FVal::Wire(Wire(first.0 + i))))
+    }
+
     /// Finishes the program with `outs` as its outputs (in order), dropping dead
     /// instructions.
     pub fn finish(mut self, outs: &[FVal], line: usize) -> Result<Program, CompileError> {
@@ -221,6 +257,7 @@ impl Builder {
                 Instr::Mul(a, b) => Instr::Mul(map(&renumber, a), map(&renumber, b)),
                 Instr::Div(a, b) => Instr::Div(map(&renumber, a), map(&renumber, b)),
                 Instr::Poseidon(s) => Instr::Poseidon(s.map(|w| map(&renumber, w))),
+                Instr::Sha256(x) => Instr::Sha256(x.map(|w| map(&renumber, w))),
             });
         }
         let outs = outs.into_iter().map(|o| map(&renumber, o)).collect();
@@ -269,6 +306,48 @@ mod tests {
             err.to_string(),
             "line 9: program too large (over 2 instructions)"
         );
+    }
+
+    #[test]
+    fn sha256_folds_shares_and_checks_constant_lanes() {
+        use crate::circuit::sha256::sha256_blocks;
+        let mut b = Builder::new(2, 100);
+        let (x, y) = (b.input(0), b.input(1));
+        // All four lanes known: computed now, no instruction.
+        let folded = b.sha256([c(1), c(1), c(1), c(1)], 3).unwrap();
+        let ones = sha256_blocks([Fe::from(1u64); 4]).unwrap();
+        assert_eq!(folded, ones.map(FVal::Const));
+        // The same call twice is emitted once; another operand order is another call.
+        let h1 = b.sha256([x, y, c(3), x], 4).unwrap();
+        let h2 = b.sha256([x, y, c(3), x], 5).unwrap();
+        assert_eq!(h1, h2);
+        let h3 = b.sha256([y, x, c(3), x], 6).unwrap();
+        assert_ne!(h1, h3);
+        // A constant lane of 2^128 (known or not the others are) is a compile error.
+        let big = FVal::Const(Fe::from(u128::MAX) + Fe::ONE);
+        for lanes in [[c(1), c(1), big, c(1)], [x, y, big, x]] {
+            let err = b.sha256(lanes, 9).unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::Sha256LaneTooLarge(2));
+            assert_eq!(
+                err.to_string(),
+                "line 9: SHA-256 input lane 2 is a constant of 2^128 or more; the SHA-256 input lanes must be below 2^128"
+            );
+        }
+        // h1's second half and h3's first are the outputs: both calls kept, the dead
+        // one dropped, operands renumbered.
+        let _dead = b.sha256([y, y, y, y], 7).unwrap();
+        let p = b.finish(&[h1[1], h3[0]], 10).unwrap();
+        assert_eq!(
+            p.instrs()
+                .iter()
+                .filter(|i| matches!(i, Instr::Sha256(_)))
+                .count(),
+            2
+        );
+        let (vx, vy) = (Fe::from(5u64), Fe::from(6u64));
+        let e1 = sha256_blocks([vx, vy, Fe::from(3u64), vx]).unwrap();
+        let e3 = sha256_blocks([vy, vx, Fe::from(3u64), vx]).unwrap();
+        assert_eq!(p.eval(&[vx, vy]).unwrap(), vec![e1[1], e3[0]]);
     }
 
     #[test]

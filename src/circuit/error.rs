@@ -124,6 +124,10 @@ pub enum ErrorKind {
     /// The frames of the inlined calls hold too many values at once.
     #[error("inlined call frames hold over {0} values")]
     FrameTooLarge(usize),
+    /// A SHA-256 builtin call with a constant input lane of `2^128` or more (the lane,
+    /// 0 to 3): it could never be evaluated.
+    #[error("SHA-256 input lane {0} is a constant of 2^128 or more; the SHA-256 input lanes must be below 2^128")]
+    Sha256LaneTooLarge(usize),
     /// The built program was rejected by [`crate::circuit::program::Program::new`]; a compiler bug.
     #[error("internal error: {0}")]
     Program(ProgramError),

@@ -16,5 +16,6 @@ pub mod module;
 pub mod parse;
 pub mod poseidon;
 pub mod program;
+pub mod sha256;
 pub mod ssa;
 pub mod syntax;

@@ -8,7 +8,8 @@
 //! every input.
 //!
 //! Wires are numbered densely: wires `0..num_inputs` are the public inputs, then each
-//! instruction defines the next wire ([`Instr::Poseidon`] the next three). An
+//! instruction defines the next wire ([`Instr::Poseidon`] the next three,
+//! [`Instr::Sha256`] the next two). An
 //! instruction only reads wires defined before it, which [`Program::new`] checks. A program has one or more outputs
 //! (a circuit returning a vector has one per element), in order.
 
@@ -30,7 +31,8 @@ impl Wire {
     }
 }
 
-/// One step of a program; it defines one new wire ([`Instr::Poseidon`]: three).
+/// One step of a program; it defines one new wire ([`Instr::Poseidon`]: three,
+/// [`Instr::Sha256`]: two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instr {
     /// A field constant.
@@ -47,6 +49,11 @@ pub enum Instr {
     /// ([`crate::circuit::poseidon::permute`]) of a 3-element state; defines the three
     /// wires of the permuted state, in order.
     Poseidon([Wire; 3]),
+    /// zkLLVM's `sha2_256` builtin ([`crate::circuit::sha256::sha256_blocks`]): the
+    /// SHA-256 digest of the four lanes (each below `2^128`) as 16 big-endian bytes
+    /// each; defines the two wires of the digest's halves, in order. Evaluating it with
+    /// a lane of `2^128` or more is an error.
+    Sha256([Wire; 4]),
 }
 
 impl Instr {
@@ -58,6 +65,7 @@ impl Instr {
                 vec![a, b]
             }
             Instr::Poseidon(s) => s.to_vec(),
+            Instr::Sha256(x) => x.to_vec(),
         }
     }
 
@@ -65,6 +73,7 @@ impl Instr {
     pub fn defines(&self) -> usize {
         match self {
             Instr::Poseidon(_) => 3,
+            Instr::Sha256(_) => 2,
             _ => 1,
         }
     }
@@ -105,6 +114,14 @@ pub enum ProgramError {
     DivisionByZero {
         /// Index of the division instruction.
         instr: usize,
+    },
+    /// A SHA-256 instruction one of whose lanes evaluated to `2^128` or more.
+    #[error("SHA-256 (instruction {instr}): input lane {lane} is not below 2^128; the SHA-256 input lanes must be below 2^128")]
+    Sha256LaneTooLarge {
+        /// Index of the SHA-256 instruction.
+        instr: usize,
+        /// The offending lane (0 to 3).
+        lane: usize,
     },
 }
 
@@ -215,6 +232,14 @@ impl Program {
                     w.extend_from_slice(&out);
                     continue;
                 }
+                Instr::Sha256(x) => {
+                    let out = crate::circuit::sha256::sha256_blocks(x.map(|v| w[v.index()]))
+                        .map_err(|crate::circuit::sha256::Sha256Error::LaneTooLarge(lane)| {
+                            ProgramError::Sha256LaneTooLarge { instr: i, lane }
+                        })?;
+                    w.extend_from_slice(&out);
+                    continue;
+                }
                 Instr::Const(c) => c,
                 Instr::Add(a, b) => w[a.index()] + w[b.index()],
                 Instr::Sub(a, b) => w[a.index()] - w[b.index()],
@@ -277,5 +302,42 @@ mod tests {
         ));
         assert!(Program::new(1, vec![Instr::Add(Wire(0), Wire(1))], Wire(1)).is_err());
         assert!(Program::new(1, vec![], Wire(1)).is_err());
+    }
+
+    #[test]
+    fn sha256_defines_two_wires_and_checks_its_lanes() {
+        // sha256(x0, x1, x0 + x1, 1), then its second half times x0.
+        let p = Program::with_outputs(
+            2,
+            vec![
+                Instr::Add(Wire(0), Wire(1)),
+                Instr::Const(Fe::from(1u64)),
+                Instr::Sha256([Wire(0), Wire(1), Wire(2), Wire(3)]),
+                Instr::Mul(Wire(5), Wire(0)),
+            ],
+            vec![Wire(4), Wire(5), Wire(6)],
+        )
+        .unwrap();
+        assert_eq!(p.num_wires(), 7);
+        assert_eq!(p.instrs()[2].defines(), 2);
+        assert_eq!(
+            p.instrs()[2].operands(),
+            vec![Wire(0), Wire(1), Wire(2), Wire(3)]
+        );
+        let (x0, x1) = (Fe::from(7u64), Fe::from(9u64));
+        let h = crate::circuit::sha256::sha256_blocks([x0, x1, x0 + x1, Fe::from(1u64)]).unwrap();
+        assert_eq!(p.eval(&[x0, x1]).unwrap(), vec![h[0], h[1], h[1] * x0]);
+        // A lane of 2^128: the instruction (index 2) and the lane (2, x0 + x1) named.
+        let big = Fe::from(u128::MAX);
+        let err = p.eval(&[big, Fe::from(1u64)]).unwrap_err();
+        assert_eq!(err, ProgramError::Sha256LaneTooLarge { instr: 2, lane: 2 });
+        assert!(err.to_string().contains("must be below 2^128"), "{err}");
+        // A result wire read before the instruction defines it is refused.
+        assert!(Program::new(
+            1,
+            vec![Instr::Sha256([Wire(0), Wire(0), Wire(0), Wire(2)])],
+            Wire(1)
+        )
+        .is_err());
     }
 }

@@ -20,6 +20,7 @@ use super::field::{fe_to_fp, fp_to_fe};
 use super::halo2::{self, CircuitKeys, Curve};
 use super::halo2_circuit::ProgramConfig;
 use super::poseidon_chip;
+use super::sha256_chip;
 use super::test_programs::arithmetic_example;
 use crate::circuit::program::{Fe, Instr, Program, Wire};
 
@@ -85,6 +86,7 @@ fn honest(program: &Program, inputs: &[Fe]) -> Vec<Row> {
             }
             Instr::Div(x, y) => rows.push([w(x), w(y), c, w(y).invert().unwrap_or(z), z, z]),
             Instr::Poseidon(s) => rows.extend(poseidon_chip::trace(s.map(w))),
+            Instr::Sha256(_) => panic!("no SHA-256 gadget yet"),
         }
     }
     rows
@@ -101,7 +103,9 @@ fn apply(ins: &Instr, a: Fp, b: Fp, k: Fp) -> (Fp, Fp) {
             let inv = b.invert().unwrap_or(Fp::ZERO);
             (a * inv, inv)
         }
-        Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
+        Instr::Poseidon(_) | Instr::Sha256(_) => {
+            panic!("one row per instruction: arithmetic programs only")
+        }
     }
 }
 
@@ -119,7 +123,9 @@ fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<R
             Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) | Instr::Div(x, y) => {
                 (get(&wires, x), get(&wires, y))
             }
-            Instr::Poseidon(_) => panic!("one row per instruction: arithmetic programs only"),
+            Instr::Poseidon(_) | Instr::Sha256(_) => {
+                panic!("one row per instruction: arithmetic programs only")
+            }
         };
         let k = match *ins {
             Instr::Const(k) => fe_to_fp(k),
@@ -386,4 +392,206 @@ fn poseidon_forgeries_are_refused() {
     let mut t = good.clone();
     t[1 + 2 * 10][3] += Fp::ONE;
     assert!(!verdict(&keys, &inputs, &out, t), "square changed");
+}
+
+/// A circuit of the market's `Sha256Layout` whose SHA-256 gadget cells hold `rows`
+/// (one row of [`sha256_chip::WIDTH`] cells per table row, from row 0), whatever they
+/// say; the program circuit's own advice cells stay zero.
+struct ForgedSha {
+    rows: Vec<sha256_chip::Row>,
+}
+
+impl Circuit<Fp> for ForgedSha {
+    type Config = ProgramConfig;
+    type FloorPlanner = SimpleFloorPlanner;
+
+    fn without_witnesses(&self) -> Self {
+        ForgedSha { rows: Vec::new() }
+    }
+
+    fn configure(meta: &mut ConstraintSystem<Fp>) -> ProgramConfig {
+        ProgramConfig::configure_sha256(meta)
+    }
+
+    fn synthesize(
+        &self,
+        config: ProgramConfig,
+        mut layouter: impl Layouter<Fp>,
+    ) -> Result<(), Error> {
+        let sha = config.sha.ok_or(Error::Synthesis)?;
+        layouter.assign_region(
+            || "forged",
+            |mut region| {
+                for (row, cells) in self.rows.iter().enumerate() {
+                    for (column, v) in sha.cols.iter().zip(cells) {
+                        region.assign_advice(|| "forged", *column, row, || Value::known(*v))?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// The market's verdict on a forged SHA-256 table claiming `outputs`.
+fn verdict_sha(
+    keys: &CircuitKeys,
+    inputs: &[Fe],
+    outputs: &[Fp],
+    rows: Vec<sha256_chip::Row>,
+) -> bool {
+    let (params, pk) = keys.proving_parts();
+    let mut instance: Vec<Fp> = inputs.iter().copied().map(fe_to_fp).collect();
+    instance.extend_from_slice(outputs);
+    let mut transcript = Blake2bWrite::<_, Curve, Challenge255<_>>::init(Vec::new());
+    create_proof(
+        params,
+        pk,
+        &[ForgedSha { rows }],
+        &[&[&instance]],
+        StdRng::seed_from_u64(7),
+        &mut transcript,
+    )
+    .unwrap();
+    let proof = transcript.finalize();
+    let outputs: Vec<Fe> = outputs.iter().copied().map(fp_to_fe).collect();
+    halo2::verify(keys, inputs, &outputs, &proof).is_ok()
+}
+
+/// `rows[r]`'s three carry bits from `from` set to the bits of `v`.
+fn set_carry_bits(row: &mut sha256_chip::Row, from: usize, v: u64) {
+    for i in 0..3 {
+        row[from + i] = Fp::from((v >> i) & 1);
+    }
+}
+
+/// The value of a row's three carry bits from `from`.
+fn carry_value(row: &sha256_chip::Row, from: usize) -> u64 {
+    (0..3)
+        .map(|i| u64::from(row[from + i] == Fp::ONE) << i)
+        .sum()
+}
+
+#[test]
+fn sha256_forgeries_are_refused() {
+    use sha256_chip::{Tamper, APK, A_BITS, C1, CA, IN, IN_RANGE, OUT, P2, P3, P6, SCHED};
+    // The builtin on the four inputs, its two halves the outputs.
+    let p = Program::with_outputs(
+        4,
+        vec![Instr::Sha256([Wire(0), Wire(1), Wire(2), Wire(3)])],
+        vec![Wire(4), Wire(5)],
+    )
+    .unwrap();
+    let keys = CircuitKeys::setup(&p).unwrap();
+    let lanes: [u128; 4] = [
+        0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+        7,
+        u128::MAX,
+        1 << 100,
+    ];
+    let inputs = lanes.map(Fe::from);
+    let (good, out) = sha256_chip::trace(lanes);
+    let out = out.to_vec();
+    assert_eq!(
+        out,
+        crate::circuit::sha256::sha256_blocks(inputs)
+            .unwrap()
+            .map(fe_to_fp)
+            .to_vec()
+    );
+    let real = halo2::prove(&keys, &p, &inputs).unwrap();
+    halo2::verify(&keys, &inputs, &real.outputs, &real.proof).unwrap();
+    assert_eq!(
+        real.outputs,
+        out.iter().copied().map(fp_to_fe).collect::<Vec<_>>()
+    );
+    // The harness proves the honest table.
+    assert!(
+        verdict_sha(&keys, &inputs, &out, good.clone()),
+        "honest table"
+    );
+
+    // A wrong output: the output row's value changed to what the claim says.
+    let mut t = good.clone();
+    t[OUT + 1][P6] += Fp::ONE;
+    assert!(
+        !verdict_sha(&keys, &inputs, &plus_one(&out), t),
+        "wrong output"
+    );
+    // The honest table under a wrong claim.
+    assert!(
+        !verdict_sha(&keys, &inputs, &plus_one(&out), good.clone()),
+        "wrong claim"
+    );
+
+    // One round's new word changed (lowest bit flipped), every later round, the
+    // feed-forward and the outputs recomputed honestly from it: first compression
+    // rounds 0, 30 and 63, second compression round 17.
+    for (block, round) in [(0, 0), (0, 30), (0, 63), (1, 17)] {
+        let tamper = Tamper {
+            block,
+            round,
+            fix_carry: false,
+        };
+        let (t, forged_out) = sha256_chip::trace_with(lanes, Some(tamper));
+        assert_ne!(forged_out.to_vec(), out);
+        assert!(
+            !verdict_sha(&keys, &inputs, &forged_out, t),
+            "block {block} round {round} carried through"
+        );
+    }
+
+    // The same with the round's sum balanced by a carry cell out of range (not 0 or
+    // 1): only the carry's booleanity stands in the way.
+    let tamper = Tamper {
+        block: 0,
+        round: 20,
+        fix_carry: true,
+    };
+    let (t, forged_out) = sha256_chip::trace_with(lanes, Some(tamper));
+    assert_ne!(forged_out.to_vec(), out);
+    assert!(
+        !verdict_sha(&keys, &inputs, &forged_out, t),
+        "carry out of range"
+    );
+
+    // A "bit" cell holding 2 with the packed word kept (bit i = 0, bit i + 1 = 1 of a
+    // round's new A word become 2 and 0).
+    let mut t = good.clone();
+    let row = C1 + 4 + 5;
+    let i = (0..31)
+        .find(|&i| t[row][A_BITS + i] == Fp::ZERO && t[row][A_BITS + i + 1] == Fp::ONE)
+        .unwrap();
+    t[row][A_BITS + i] = Fp::from(2);
+    t[row][A_BITS + i + 1] = Fp::ZERO;
+    assert!(!verdict_sha(&keys, &inputs, &out, t), "bit cell holding 2");
+
+    // A lane of 2^128 or more: x0 + 2^128 claimed to hash like x0. Its top word is
+    // w0 + 2^32 everywhere it is copied; the range row hides the extra 2^32 in a top
+    // "bit" of 3 (2^31 * 3 = 2^31 + 2^32), and the round and the schedule row that add
+    // W_0 take one more carry. Only the bit's booleanity stands in the way.
+    let two32 = Fp::from(1u64 << 32);
+    let two128 = two32 * two32 * two32 * two32;
+    let mut big_inputs = inputs;
+    big_inputs[0] += fp_to_fe(two128);
+    let mut t = good.clone();
+    t[IN][P6] += two128;
+    t[IN][P2] += two32;
+    t[IN_RANGE][APK] += two32;
+    assert_eq!(t[IN_RANGE][A_BITS + 31], Fp::ZERO, "x0's top bit is 0");
+    t[IN_RANGE][A_BITS + 31] += Fp::from(2);
+    t[C1 + 4][P2] += two32;
+    let c = carry_value(&t[C1 + 4], CA);
+    set_carry_bits(&mut t[C1 + 4], CA, c + 1);
+    let ce = carry_value(&t[C1 + 4], sha256_chip::CE);
+    set_carry_bits(&mut t[C1 + 4], sha256_chip::CE, ce + 1);
+    t[SCHED][P3] += two32;
+    let c = carry_value(&t[SCHED], CA);
+    set_carry_bits(&mut t[SCHED], CA, c + 1);
+    assert!(
+        !verdict_sha(&keys, &big_inputs, &out, t),
+        "lane of 2^128 or more"
+    );
+    // The market does not even evaluate it.
+    assert!(halo2::prove(&keys, &p, &big_inputs).is_err());
 }

@@ -39,14 +39,20 @@ use halo2_rand::{rngs::StdRng, rngs::SysRng, SeedableRng as _};
 
 pub use super::field::{fe_to_fp, fp_to_fe};
 pub use super::halo2_circuit::MAX_K;
-use super::halo2_circuit::{min_k, ProgramCircuit};
+use super::halo2_circuit::{min_k, uses_sha256, ProgramCircuit, Sha256Layout};
 use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
+use halo2_proofs::plonk::Circuit;
 
 /// Names the proof format, to be stored with each proof: halo2_proofs 0.4 PLONK with
 /// IPA commitments on Vesta (circuit over the Pallas base field), Blake2b transcript
 /// with 255-bit challenges, one circuit instance per proof, the circuit layout of
 /// `prover::halo2_circuit` version 2 (which added the Poseidon gadget's columns and a
 /// 2^4-row floor). Changing any of these must change this name.
+///
+/// Programs that contain a `Sha256` instruction are proved in the wider
+/// `Sha256Layout` (the version-2 layout plus the SHA-256 gadget's columns); no such
+/// program could be proved before it existed, and every other program's keys and proofs
+/// are unchanged, so the name stays.
 pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v2";
 
 /// The commitment curve: the circuit's field (Pallas' base field) is Vesta's scalar field.
@@ -100,6 +106,8 @@ pub struct CircuitKeys {
     pk: ProvingKey<Curve>,
     k: u32,
     program: Program,
+    /// Whether the keys are for the `Sha256Layout` (the program has a `Sha256`).
+    sha256: bool,
     proof_len: usize,
     vk_fingerprint: [u8; 32],
 }
@@ -146,14 +154,19 @@ impl CircuitKeys {
         let k = min_k(program).map_err(|rows| ProverError::TooLarge { rows })?;
         let params = params(k)?;
         let circuit = ProgramCircuit::without_witness(program);
-        let vk = keygen_vk(params, &circuit).map_err(synthesis)?;
-        let pk = keygen_pk(params, vk, &circuit).map_err(synthesis)?;
-        let proof_len = proof_len(k)?;
+        let sha256 = uses_sha256(program);
+        let pk = if sha256 {
+            keygen(params, &Sha256Layout(circuit))?
+        } else {
+            keygen(params, &circuit)?
+        };
+        let proof_len = proof_len_for(k, sha256)?;
         let vk_fingerprint = fingerprint(pk.get_vk())?;
         Ok(CircuitKeys {
             params,
             pk,
             k,
+            sha256,
             program: program.clone(),
             proof_len,
             vk_fingerprint,
@@ -206,6 +219,15 @@ impl CircuitKeys {
     }
 }
 
+/// Builds the verifying and proving keys of `circuit`'s shape.
+fn keygen<C: Circuit<Fp>>(
+    params: &Params<Curve>,
+    circuit: &C,
+) -> Result<ProvingKey<Curve>, ProverError> {
+    let vk = keygen_vk(params, circuit).map_err(synthesis)?;
+    keygen_pk(params, vk, circuit).map_err(synthesis)
+}
+
 fn fingerprint(vk: &VerifyingKey<Curve>) -> Result<[u8; 32], ProverError> {
     let mut t = Blake2bWrite::<Vec<u8>, Curve, Challenge255<Curve>>::init(Vec::new());
     vk.hash_into(&mut t)
@@ -230,10 +252,10 @@ fn params(k: u32) -> Result<&'static Params<Curve>, ProverError> {
 }
 
 /// Runs halo2's prover on one circuit instance.
-fn create(
+fn create<C: Circuit<Fp>>(
     params: &Params<Curve>,
     pk: &ProvingKey<Curve>,
-    circuit: ProgramCircuit<'_>,
+    circuit: C,
     instance: &[Fp],
 ) -> Result<Vec<u8>, ProverError> {
     let rng =
@@ -244,7 +266,20 @@ fn create(
     Ok(transcript.finalize())
 }
 
-/// The length in bytes of every proof at table size `2^k`.
+/// The length in bytes of every proof at table size `2^k` of a program without a
+/// `Sha256` instruction ([`program_proof_len`] covers every program).
+pub fn proof_len(k: u32) -> Result<usize, ProverError> {
+    proof_len_for(k, false)
+}
+
+/// The length in bytes of every proof of `program` at table size `2^k` (it depends on
+/// the program's layout, see `halo2_circuit::Sha256Layout`, and on `k`).
+pub fn program_proof_len(program: &Program, k: u32) -> Result<usize, ProverError> {
+    proof_len_for(k, uses_sha256(program))
+}
+
+/// The length in bytes of every proof at table size `2^k` in the plain layout or
+/// (`sha256`) the `Sha256Layout`.
 ///
 /// The transcript's shape depends only on the constraint system, which is the same for
 /// every program, and on `k`: the inner-product argument adds two 32-byte points per
@@ -253,19 +288,25 @@ fn create(
 /// halo2's own estimate (`dev::CircuitCost::proof_size`) is not used: in 0.4.1 it
 /// counts a lookup opening set even for circuits without lookups and comes out 32
 /// bytes long. [`prove`] re-checks every proof's length against this.
-pub fn proof_len(k: u32) -> Result<usize, ProverError> {
-    static BASE: OnceLock<Result<usize, ProverError>> = OnceLock::new();
-    let base = BASE.get_or_init(|| {
+fn proof_len_for(k: u32, sha256: bool) -> Result<usize, ProverError> {
+    static BASE: [OnceLock<Result<usize, ProverError>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let base = BASE[usize::from(sha256)].get_or_init(|| {
         let tiny = Program::new(1, vec![Instr::Mul(Wire(0), Wire(0))], Wire(1))
             .map_err(ProverError::from)?;
         let k = min_k(&tiny).map_err(|rows| ProverError::TooLarge { rows })?;
         let params = params(k)?;
         let shape = ProgramCircuit::without_witness(&tiny);
-        let vk = keygen_vk(params, &shape).map_err(synthesis)?;
-        let pk = keygen_pk(params, vk, &shape).map_err(synthesis)?;
         let circuit = ProgramCircuit::with_inputs(&tiny, &[Fe::from(3u64)])?;
         let instance = circuit.instance().unwrap_or_default();
-        let proof = create(params, &pk, circuit, &instance)?;
+        // The layout's columns, not the program, fix the transcript's shape: the tiny
+        // program in the Sha256Layout measures that layout.
+        let proof = if sha256 {
+            let pk = keygen(params, &Sha256Layout(shape))?;
+            create(params, &pk, Sha256Layout(circuit), &instance)?
+        } else {
+            let pk = keygen(params, &shape)?;
+            create(params, &pk, circuit, &instance)?
+        };
         proof
             .len()
             .checked_sub(IPA_BYTES_PER_K * k as usize)
@@ -308,7 +349,11 @@ pub fn prove(
             ))
         }
     };
-    let proof = create(keys.params, &keys.pk, circuit, &instance)?;
+    let proof = if keys.sha256 {
+        create(keys.params, &keys.pk, Sha256Layout(circuit), &instance)?
+    } else {
+        create(keys.params, &keys.pk, circuit, &instance)?
+    };
     if proof.len() != keys.proof_len {
         // Verification would reject it; better to say why here.
         return Err(ProverError::Synthesis(format!(
@@ -456,6 +501,61 @@ mod tests {
         let q = prove(keys, &arithmetic_example(), &ab(1, 11)).unwrap();
         assert_ne!(q.proof, p.proof);
         verify(keys, &ab(1, 11), &q.outputs, &q.proof).unwrap();
+    }
+
+    #[test]
+    fn sha256_round_trip() {
+        use crate::circuit::sha256::sha256_blocks;
+        use rand::Rng as _;
+        // The builtin on (x0, x1, x0 * x1, x2): one call fits well under the default
+        // cap of 2^13 rows.
+        let p = Program::with_outputs(
+            3,
+            vec![
+                Instr::Mul(Wire(0), Wire(1)),
+                Instr::Sha256([Wire(0), Wire(1), Wire(3), Wire(2)]),
+            ],
+            vec![Wire(4), Wire(5)],
+        )
+        .unwrap();
+        let keys = CircuitKeys::setup(&p).unwrap();
+        assert_eq!(keys.k(), 8);
+        assert_eq!(keys.proof_len(), program_proof_len(&p, keys.k()).unwrap());
+        assert_ne!(keys.proof_len(), proof_len(keys.k()).unwrap());
+        let mut rng = rand::thread_rng();
+        for _ in 0..2 {
+            let x: [u64; 2] = rng.gen();
+            let inputs = vec![Fe::from(x[0]), Fe::from(x[1]), Fe::from(rng.gen::<u128>())];
+            let proved = prove(&keys, &p, &inputs).unwrap();
+            let expected =
+                sha256_blocks([inputs[0], inputs[1], inputs[0] * inputs[1], inputs[2]]).unwrap();
+            assert_eq!(proved.outputs, expected.to_vec());
+            assert_eq!(proved.proof.len(), keys.proof_len());
+            verify(&keys, &inputs, &proved.outputs, &proved.proof).unwrap();
+            assert_eq!(
+                verify(&keys, &inputs, &bump(&proved.outputs), &proved.proof),
+                Err(ProverError::InvalidProof)
+            );
+            let mut first_wrong = proved.outputs.clone();
+            first_wrong[0] += Fe::one();
+            assert_eq!(
+                verify(&keys, &inputs, &first_wrong, &proved.proof),
+                Err(ProverError::InvalidProof)
+            );
+        }
+        // A lane of 2^128 has no output to prove.
+        let big = vec![
+            Fe::from(1u64),
+            Fe::from(1u64),
+            Fe::from(u128::MAX) + Fe::one(),
+        ];
+        assert!(matches!(
+            prove(&keys, &p, &big),
+            Err(ProverError::Program(ProgramError::Sha256LaneTooLarge {
+                instr: 1,
+                lane: 3
+            }))
+        ));
     }
 
     #[test]

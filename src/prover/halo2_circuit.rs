@@ -22,6 +22,12 @@
 //! (see `prover::poseidon_chip`): a `Poseidon` instruction takes 111 rows instead of
 //! one, and its rows also use `a`, `b`, `c`, `inv` and `k`.
 //!
+//! A program containing a `Sha256` instruction is laid out in a wider circuit
+//! ([`Sha256Layout`]): the same columns, gates and row rules, plus the SHA-256 gadget's
+//! 173 advice columns and gates (see `prover::sha256_chip`); a `Sha256` instruction
+//! takes 226 rows of those columns. Programs without one keep the layout above exactly,
+//! so their keys and proofs do not pay for the gadget.
+//!
 //! Gates, each behind its own selector: `add: a + b = c`, `sub: a - b = c`,
 //! `mul: a * b = c`, `div: c * b = a` and `b * inv = 1` (the second makes a zero
 //! divisor unprovable, and with `b != 0` the first fixes `c = a / b`), `const: c = k`.
@@ -45,9 +51,11 @@ use halo2_proofs::{
     poly::Rotation,
 };
 
-use super::field::fe_to_fp;
+use super::field::{fe_to_fp, fp_to_fe};
 use super::poseidon_chip::{self, ROWS as POSEIDON_ROWS};
+use super::sha256_chip::{self, Sha256Config, ROWS as SHA256_ROWS};
 use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
+use crate::circuit::sha256::lane_u128;
 
 /// The largest `k` (table of `2^k` rows) this module will build keys for. Parameters
 /// and keys at `k = 20` already take tens of seconds and hundreds of MiB; a program
@@ -73,11 +81,23 @@ pub struct ProgramConfig {
     s_mul: Selector,
     s_div: Selector,
     s_const: Selector,
+    /// The SHA-256 gadget's columns and gates, in the [`Sha256Layout`] only.
+    pub(super) sha: Option<Sha256Config>,
 }
 
 impl ProgramConfig {
     /// Declares the columns, gates and equality-enabled columns (see the module docs).
     pub fn configure(meta: &mut ConstraintSystem<Fp>) -> Self {
+        Self::configure_layout(meta, false)
+    }
+
+    /// [`ProgramConfig::configure`], then the SHA-256 gadget's columns and gates: the
+    /// layout of programs that contain a `Sha256` instruction.
+    pub fn configure_sha256(meta: &mut ConstraintSystem<Fp>) -> Self {
+        Self::configure_layout(meta, true)
+    }
+
+    fn configure_layout(meta: &mut ConstraintSystem<Fp>, with_sha256: bool) -> Self {
         let a = meta.advice_column();
         let b = meta.advice_column();
         let c = meta.advice_column();
@@ -155,7 +175,11 @@ impl ProgramConfig {
             vec![s * (c - k)]
         });
 
+        // Declared last, so the plain layout's columns keep their indices.
+        let sha = with_sha256.then(|| Sha256Config::configure(meta, constant, rc1));
+
         ProgramConfig {
+            sha,
             a,
             b,
             c,
@@ -258,6 +282,7 @@ pub fn rows_needed(program: &Program) -> usize {
 pub fn instr_rows(ins: &Instr) -> usize {
     match ins {
         Instr::Poseidon(_) => POSEIDON_ROWS,
+        Instr::Sha256(_) => SHA256_ROWS,
         _ => 1,
     }
 }
@@ -274,7 +299,17 @@ pub fn usable_rows_needed(program: &Program) -> usize {
     rows_needed(program).max(program.num_inputs().saturating_add(program.outputs().len()))
 }
 
-/// The constraint system of the circuit (independent of the program).
+/// Whether `program` needs the [`Sha256Layout`] (it contains a `Sha256` instruction).
+pub fn uses_sha256(program: &Program) -> bool {
+    program
+        .instrs()
+        .iter()
+        .any(|i| matches!(i, Instr::Sha256(_)))
+}
+
+/// The constraint system of the circuit (independent of the program). The
+/// [`Sha256Layout`] has the same number of blinding rows (a test checks it), so
+/// [`usable_rows`] holds for both layouts.
 fn constraint_system() -> ConstraintSystem<Fp> {
     let mut cs = ConstraintSystem::default();
     ProgramConfig::configure(&mut cs);
@@ -389,6 +424,110 @@ impl ProgramCircuit<'_> {
         Ok(())
     }
 
+    /// Assigns one SHA-256 call from `row` on (see `prover::sha256_chip`): its lane rows'
+    /// `p6` cells copy `lanes`' wires, its output rows' `p6` cells define wires
+    /// `out` and `out + 1`.
+    #[allow(clippy::too_many_arguments)]
+    fn assign_sha256(
+        &self,
+        config: &Sha256Config,
+        region: &mut Region<'_, Fp>,
+        row: usize,
+        lanes: [Wire; 4],
+        out: Wire,
+        defined: &mut [Option<Cell>],
+        input_uses: &mut Vec<(Cell, usize)>,
+    ) -> Result<(), Error> {
+        // The program's evaluation has already refused a lane of 2^128 or more.
+        let values = Value::from_iter(lanes.map(|w| self.value(w))).map(|v: Vec<Fp>| {
+            let lanes: Option<Vec<u128>> = v.into_iter().map(|x| lane_u128(fp_to_fe(x))).collect();
+            lanes.map(|l| sha256_chip::trace([l[0], l[1], l[2], l[3]]).0)
+        });
+        let mut bad_lane = false;
+        let values = values.map(|t| {
+            bad_lane = t.is_none();
+            t.unwrap_or_default()
+        });
+        if bad_lane {
+            return Err(Error::Synthesis);
+        }
+        let plan = sha256_chip::plan();
+        let mut copied: Vec<[Option<Cell>; sha256_chip::COPIED.len()]> =
+            vec![[None; sha256_chip::COPIED.len()]; SHA256_ROWS];
+        for (r, p) in plan.iter().enumerate() {
+            let at = row + r;
+            for (on, s) in [
+                (p.pack, config.s_pack),
+                (p.round, config.s_round),
+                (p.sched, config.s_sched),
+                (p.iv, config.s_iv),
+                (p.ff, config.s_ff),
+                (p.combine, config.s_combine),
+            ] {
+                if on {
+                    s.enable(region, at)?;
+                }
+            }
+            for (on, v, col) in [
+                (p.iv, p.iv_a, config.iv_a),
+                (p.iv, p.iv_e, config.iv_e),
+                (p.round, p.kc, config.kc),
+                (p.round, p.qc, config.qc),
+            ] {
+                if on {
+                    region.assign_fixed(
+                        || "sha256 constant",
+                        col,
+                        at,
+                        || Value::known(Fp::from(u64::from(v))),
+                    )?;
+                }
+            }
+            for (i, &col) in config.cols.iter().enumerate() {
+                let v = values
+                    .as_ref()
+                    .map(|t| t.get(r).map_or(Fp::ZERO, |cells| cells[i]));
+                let cell = region.assign_advice(|| "sha256", col, at, || v)?.cell();
+                if let Some(slot) = sha256_chip::COPIED.iter().position(|&c| c == i) {
+                    copied[r][slot] = Some(cell);
+                }
+            }
+        }
+        let cell = |r: usize, col: usize| -> Result<Cell, Error> {
+            let slot = sha256_chip::COPIED
+                .iter()
+                .position(|&c| c == col)
+                .ok_or(Error::Synthesis)?;
+            copied
+                .get(r)
+                .and_then(|cells| cells[slot])
+                .ok_or(Error::Synthesis)
+        };
+        for ((r1, c1), (r2, c2)) in sha256_chip::copies() {
+            region.constrain_equal(cell(r1, c1)?, cell(r2, c2)?)?;
+        }
+        for (j, w) in lanes.into_iter().enumerate() {
+            let lane = cell(sha256_chip::IN + j, sha256_chip::P6)?;
+            if w.index() < self.program.num_inputs() {
+                input_uses.push((lane, w.index()));
+            } else {
+                let def = defined
+                    .get(w.index())
+                    .copied()
+                    .flatten()
+                    .ok_or(Error::Synthesis)?;
+                region.constrain_equal(lane, def)?;
+            }
+        }
+        for i in 0..2 {
+            let c = cell(sha256_chip::OUT + i, sha256_chip::P6)?;
+            if let Some(slot) = defined.get_mut(out.index() + i) {
+                *slot = Some(c);
+            }
+        }
+        Ok(())
+    }
+
     /// Assigns the whole program as one region. Returns the operand cells that read an
     /// input (to be tied to the instance column) and the output wires' cells, in order.
     fn assign_program(
@@ -418,6 +557,22 @@ impl ProgramCircuit<'_> {
                     )?;
                     row += POSEIDON_ROWS;
                     out = Wire(out.0 + 3);
+                    continue;
+                }
+                Instr::Sha256(lanes) => {
+                    // Only the Sha256Layout has the gadget.
+                    let sha = config.sha.as_ref().ok_or(Error::Synthesis)?;
+                    self.assign_sha256(
+                        sha,
+                        region,
+                        row,
+                        lanes,
+                        out,
+                        &mut defined,
+                        &mut input_uses,
+                    )?;
+                    row += SHA256_ROWS;
+                    out = Wire(out.0 + 2);
                     continue;
                 }
                 Instr::Const(k) => {
@@ -498,7 +653,36 @@ impl Circuit<Fp> for ProgramCircuit<'_> {
         ProgramConfig::configure(meta)
     }
 
-    fn synthesize(
+    fn synthesize(&self, config: ProgramConfig, layouter: impl Layouter<Fp>) -> Result<(), Error> {
+        self.synthesize_program(config, layouter)
+    }
+}
+
+/// A [`ProgramCircuit`] in the wider layout with the SHA-256 gadget
+/// ([`ProgramConfig::configure_sha256`]): the circuit of every program that contains a
+/// `Sha256` instruction ([`uses_sha256`]), and of no other.
+#[derive(Clone, Debug)]
+pub struct Sha256Layout<'p>(pub ProgramCircuit<'p>);
+
+impl Circuit<Fp> for Sha256Layout<'_> {
+    type Config = ProgramConfig;
+    type FloorPlanner = SimpleFloorPlanner;
+
+    fn without_witnesses(&self) -> Self {
+        Sha256Layout(ProgramCircuit::without_witness(self.0.program))
+    }
+
+    fn configure(meta: &mut ConstraintSystem<Fp>) -> Self::Config {
+        ProgramConfig::configure_sha256(meta)
+    }
+
+    fn synthesize(&self, config: ProgramConfig, layouter: impl Layouter<Fp>) -> Result<(), Error> {
+        self.0.synthesize_program(config, layouter)
+    }
+}
+
+impl ProgramCircuit<'_> {
+    fn synthesize_program(
         &self,
         config: ProgramConfig,
         mut layouter: impl Layouter<Fp>,
@@ -634,6 +818,81 @@ mod tests {
         )
         .unwrap();
         assert_mock_ok(&q, &[Fe::from(1u64), Fe::from(2u64), Fe::from(3u64)]);
+    }
+
+    fn mock_sha(program: &Program, inputs: &[Fe]) -> (MockProver<Fp>, Vec<Fp>) {
+        let circuit = Sha256Layout(ProgramCircuit::with_inputs(program, inputs).unwrap());
+        let instance = circuit.0.instance().unwrap();
+        let k = min_k(program).unwrap();
+        let prover = MockProver::run(k, &circuit, vec![instance.clone()]).unwrap();
+        (prover, instance)
+    }
+
+    #[test]
+    fn sha256_programs_are_satisfied() {
+        use crate::circuit::sha256::sha256_blocks;
+        use rand::Rng as _;
+        // sha256(x0, x1, x0 * x1, x2), fed by inputs and an arithmetic row, both halves
+        // out and the second reused.
+        let p = Program::with_outputs(
+            3,
+            vec![
+                Instr::Mul(Wire(0), Wire(1)),
+                Instr::Sha256([Wire(0), Wire(1), Wire(3), Wire(2)]),
+                Instr::Add(Wire(5), Wire(0)),
+            ],
+            vec![Wire(4), Wire(5), Wire(6)],
+        )
+        .unwrap();
+        assert!(uses_sha256(&p));
+        assert_eq!(rows_needed(&p), 1 + SHA256_ROWS + 1);
+        assert_eq!(min_k(&p), Ok(8));
+        let mut rng = rand::thread_rng();
+        for i in 0..3 {
+            let x: [u64; 2] = rng.gen();
+            let x2: u128 = if i == 0 { u128::MAX } else { rng.gen() };
+            let inputs = [Fe::from(x[0]), Fe::from(x[1]), Fe::from(x2)];
+            let (prover, instance) = mock_sha(&p, &inputs);
+            prover.assert_satisfied();
+            let h =
+                sha256_blocks([inputs[0], inputs[1], inputs[0] * inputs[1], inputs[2]]).unwrap();
+            assert_eq!(&instance[3..5], &h.map(fe_to_fp));
+            // A wrong half of the digest is not satisfied.
+            for j in [3, 4] {
+                let mut wrong = instance.clone();
+                wrong[j] += Fp::ONE;
+                let circuit = Sha256Layout(ProgramCircuit::with_inputs(&p, &inputs).unwrap());
+                let bad = MockProver::run(min_k(&p).unwrap(), &circuit, vec![wrong]).unwrap();
+                assert!(bad.verify().is_err(), "wrong output {j}");
+            }
+        }
+        // Two calls, one on the other's output: the gadget's rows follow each other.
+        let q = Program::with_outputs(
+            2,
+            vec![
+                Instr::Sha256([Wire(0), Wire(1), Wire(0), Wire(1)]),
+                Instr::Sha256([Wire(2), Wire(3), Wire(1), Wire(0)]),
+            ],
+            vec![Wire(4), Wire(5)],
+        )
+        .unwrap();
+        let (prover, _) = mock_sha(&q, &[Fe::from(1u64), Fe::from(2u64)]);
+        prover.assert_satisfied();
+        // The plain layout has no gadget: such a program cannot be laid out in it.
+        let circuit = ProgramCircuit::with_inputs(&q, &[Fe::from(1u64), Fe::from(2u64)]).unwrap();
+        let inst = circuit.instance().unwrap();
+        assert!(MockProver::run(min_k(&q).unwrap(), &circuit, vec![inst]).is_err());
+    }
+
+    #[test]
+    fn the_sha256_layout_keeps_degree_and_blinding() {
+        let plain = constraint_system();
+        let mut wide = ConstraintSystem::<Fp>::default();
+        ProgramConfig::configure_sha256(&mut wide);
+        assert_eq!(plain.degree(), 3);
+        assert_eq!(wide.degree(), 3, "the gadget must not raise the degree");
+        assert_eq!(wide.blinding_factors(), plain.blinding_factors());
+        assert_eq!(wide.minimum_rows(), plain.minimum_rows());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod halo2;
 pub mod halo2_circuit;
 pub mod pool;
 pub mod poseidon_chip;
+pub mod sha256_chip;
 pub mod statements;
 
 #[cfg(test)]
