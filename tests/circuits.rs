@@ -242,3 +242,56 @@ async fn std_array_memory_trades_end_to_end() {
     let want = [layer[0], sum].map(hex_of);
     assert_eq!(v["outputs"], json!(want), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sha256_trades_end_to_end() {
+    use sha2::Digest;
+    let lanes: [u128; 4] = [
+        0x0001_0203_0405_0607_0809_0a0b_0c0d_0e0f,
+        0x1011_1213_1415_1617_1819_1a1b_1c1d_1e1f,
+        0x2021_2223_2425_2627_2829_2a2b_2c2d_2e2f,
+        0x3031_3233_3435_3637_3839_3a3b_3c3d_3e3f,
+    ];
+    let hex = |x: u128| format!("0x{x:032x}");
+    let v = Example {
+        tag: "sha",
+        file: "example/statements/sha256-twice.json",
+        input: json!([
+            {"vector": [{"field": hex(lanes[0])}, {"field": hex(lanes[1])}]},
+            {"vector": [{"field": hex(lanes[2])}, {"field": hex(lanes[3])}]}
+        ]),
+        input_file: "example/input/sha256-twice/input.json",
+        other_file: "example/input/sha256-twice/input-other.json",
+        public_inputs: 4,
+        public_outputs: 2,
+    }
+    .trade(|req, stmt| async move {
+        // A lane of 2^128 is a field element but not a 16-byte SHA-256 word: refused.
+        let (s, v) = req
+            .post(
+                &format!("{ROOT}/request"),
+                &json!({"statement_key": stmt, "cost": 7, "input": [
+                    {"vector": [{"field": "0x100000000000000000000000000000000"}, {"field": 1}]},
+                    {"vector": [{"field": 1}, {"field": 1}]}]}),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert!(v.to_string().contains("2^128"), "{v}");
+    })
+    .await;
+    // The reference: the `sha2` crate over the 64 bytes zkLLVM's component hashes
+    // (each lane as 16 big-endian bytes), the digest split into two big-endian halves.
+    let sha = |x: [u128; 4]| -> [u128; 2] {
+        let mut h = sha2::Sha256::new();
+        x.iter().for_each(|l| h.update(l.to_be_bytes()));
+        let d = h.finalize();
+        [
+            u128::from_be_bytes(d[..16].try_into().unwrap()),
+            u128::from_be_bytes(d[16..].try_into().unwrap()),
+        ]
+    };
+    let h = sha(lanes);
+    let r = sha([h[0], h[1], lanes[2], lanes[3]]);
+    let want = r.map(|x| hex_of(ark_pallas::Fq::from(x)));
+    assert_eq!(v["outputs"], json!(want), "{v}");
+}

@@ -730,6 +730,14 @@ impl<'f> Exec<'f> {
                 let [a, b, c] = [s[0], s[1], s[2]];
                 Val::Vec(self.builder.poseidon([a, b, c], line)?.to_vec().into())
             }
+            InstKind::Sha256 { a, b } => {
+                // Two compressions of 64 rounds when folded at compile time.
+                self.charge(line, 16 * 1024)?;
+                let a = self.vector(fr, a, 2, line)?;
+                let b = self.vector(fr, b, 2, line)?;
+                let out = self.builder.sha256([a[0], a[1], b[0], b[1]], line)?;
+                Val::Vec(out.to_vec().into())
+            }
             InstKind::Shuffle { lanes, a, b, mask } => {
                 let a = self.vector(fr, a, *lanes, line)?;
                 let b = self.vector(fr, b, *lanes, line)?;

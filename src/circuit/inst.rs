@@ -764,9 +764,9 @@ fn call(
         return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
     }
     if let Some(name) = callee.strip_prefix("llvm.assigner.") {
-        if !name.starts_with("poseidon") {
+        if !name.starts_with("poseidon") && !name.starts_with("sha2_256") {
             let what = format!(
-                "zkLLVM builtin `@{}` (this market proves `poseidon` only)",
+                "zkLLVM builtin `@{}` (this market proves `poseidon` and `sha2_256` only)",
                 excerpt(callee)
             );
             return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
@@ -815,6 +815,24 @@ fn call(
             }
             _ => {
                 let msg = format!("`@{}` takes and returns `{state}`", excerpt(callee));
+                Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+            }
+        };
+    }
+    if callee.starts_with("llvm.assigner.sha2_256") {
+        let block = Ty::FieldVec(2);
+        return match (ret, args.as_slice()) {
+            (Some(r), [(ta, a), (tb, b)]) if r == block && *ta == block && *tb == block => {
+                Ok(Some(InstKind::Sha256 {
+                    a: a.clone(),
+                    b: b.clone(),
+                }))
+            }
+            _ => {
+                let msg = format!(
+                    "`@{}` takes two `{block}` blocks and returns `{block}`",
+                    excerpt(callee)
+                );
                 Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
             }
         };

@@ -440,6 +440,10 @@ pub enum InstKind {
     /// zkLLVM's `poseidon` builtin (`call <3 x field> @llvm.assigner.poseidon.*(<3 x
     /// field> state)`): the permuted state.
     Poseidon { state: Operand },
+    /// zkLLVM's `sha2_256` builtin (`call <2 x field> @llvm.assigner.sha2_256.*(<2 x
+    /// field> a, <2 x field> b)`): SHA-256 of the 64 bytes `a0 ‖ a1 ‖ b0 ‖ b1` (each
+    /// lane 16 big-endian bytes), as two 128-bit halves.
+    Sha256 { a: Operand, b: Operand },
     /// A call to a function defined in the module, inlined when executed.
     Call {
         callee: String,

@@ -179,6 +179,7 @@ fn operands(kind: &InstKind) -> Vec<&Operand> {
         | InstKind::Icmp { a, b, .. } => vec![a, b],
         InstKind::Extract { v, idx, .. } => vec![v, idx],
         InstKind::Poseidon { state } => vec![state],
+        InstKind::Sha256 { a, b } => vec![a, b],
         InstKind::Insert { v, elt, idx, .. } => vec![v, elt, idx],
         InstKind::Select { cond, a, b, .. } => vec![cond, a, b],
         InstKind::Cast { v, .. } | InstKind::Copy { v, .. } => vec![v],

@@ -384,10 +384,10 @@ fn poseidon_and_vectors_compile_to_several_outputs() {
     assert_eq!(poseidons, 1);
     // Another builtin is refused by name; a lane past the end is refused.
     let sha =
-        POSEIDON_AND_VECTORS.replace("llvm.assigner.poseidon.v3field", "llvm.assigner.sha2_256");
+        POSEIDON_AND_VECTORS.replace("llvm.assigner.poseidon.v3field", "llvm.assigner.sha2_512");
     let e = compile(&sha).unwrap_err().to_string();
     assert!(
-        e.contains("zkLLVM builtin `@llvm.assigner.sha2_256`"),
+        e.contains("zkLLVM builtin `@llvm.assigner.sha2_512` (this market proves `poseidon` and `sha2_256` only)"),
         "{e}"
     );
     let past = POSEIDON_AND_VECTORS.replace("%v, i64 1", "%v, i64 2");
@@ -557,4 +557,55 @@ fn opaque_pointer_memory_compiles() {
     let split = OPAQUE_MEMORY.replace("i8, ptr %p, i64 32", "i8, ptr %p, i64 16");
     let e = compile(&split).unwrap_err().to_string();
     assert!(e.contains("16 bytes ends inside an element"), "{e}");
+}
+
+/// The SHA-256 example of `example/`: zkLLVM's `sha2_256` builtin, chained.
+const SHA256_TWICE: &str = include_str!("../../../example/statements/sha256-twice.ll");
+
+#[test]
+fn sha256_builtin_compiles_as_zkllvm_defines_it() {
+    use sha2::Digest;
+    let c = compile(SHA256_TWICE).unwrap();
+    assert_eq!(c.params, vec![2, 2]);
+    let calls = c
+        .program
+        .instrs()
+        .iter()
+        .filter(|i| matches!(i, Instr::Sha256(_)))
+        .count();
+    assert_eq!(calls, 2);
+    // The reference: the `sha2` crate over the 64 bytes the blueprint hashes.
+    let be16 = |x: u128| x.to_be_bytes();
+    let sha = |lanes: [u128; 4]| -> [u128; 2] {
+        let mut h = sha2::Sha256::new();
+        for l in lanes {
+            h.update(be16(l));
+        }
+        let d = h.finalize();
+        let hi = u128::from_be_bytes(d[..16].try_into().unwrap());
+        let lo = u128::from_be_bytes(d[16..].try_into().unwrap());
+        [hi, lo]
+    };
+    let x = [3u128 << 100, 7, u128::MAX, 1 << 64];
+    let h = sha(x);
+    let want = sha([h[0], h[1], x[2], x[3]]);
+    let input: Vec<Fe> = x.iter().map(|&v| Fe::from(v)).collect();
+    assert_eq!(
+        c.program.eval(&input).unwrap(),
+        vec![Fe::from(want[0]), Fe::from(want[1])]
+    );
+    // A lane of 2^128 has no SHA-256 meaning here: evaluation refuses it.
+    let mut big = input.clone();
+    big[1] = Fe::from(u128::MAX) + fe(1);
+    assert!(c.program.eval(&big).is_err());
+    // A call of the wrong shape is named.
+    let bad = SHA256_TWICE.replace(
+        "@llvm.assigner.sha2_256.v2__zkllvm_field_pallas_base(<2 x __zkllvm_field_pallas_base> %0, <2 x __zkllvm_field_pallas_base> %1)",
+        "@llvm.assigner.sha2_256.v2__zkllvm_field_pallas_base(<2 x __zkllvm_field_pallas_base> %0)",
+    );
+    let e = compile(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("takes two `<2 x __zkllvm_field_pallas_base>` blocks"),
+        "{e}"
+    );
 }
