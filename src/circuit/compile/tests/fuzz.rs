@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 
 use super::super::*;
-use super::{calls_ir, FIXTURE, MERKLE_MEMORY, OLD_STYLE, OPAQUE_MEMORY, TYPED_POINTER_LOOP};
+use super::{
+    calls_ir, FIXTURE, MERKLE_MEMORY, OLD_STYLE, OPAQUE_MEMORY, SHA256_TWICE, TYPED_POINTER_LOOP,
+};
 
 /// Small caps keep each mutated run fast; the paths exercised are the same.
 fn quick(ir: &str) -> Result<Compiled, CompileError> {
@@ -103,6 +105,8 @@ const SPLICES: &[&str] = &[
     "i64 4294967296",
     "llvm.memcpy.p0.p0.i64",
     "llvm.lifetime.start.p0",
+    "llvm.assigner.sha2_256",
+    "<2 x field_pallasb>",
 ];
 
 #[derive(Debug, Clone)]
@@ -154,9 +158,9 @@ proptest! {
     }
 
     #[test]
-    fn mutated_handwritten_never_panics(which in 0usize..5, muts in proptest::collection::vec(mutation(), 1..8)) {
+    fn mutated_handwritten_never_panics(which in 0usize..6, muts in proptest::collection::vec(mutation(), 1..8)) {
         let calls = calls_ir();
-        let base = [TYPED_POINTER_LOOP, OLD_STYLE, calls.as_str(), MERKLE_MEMORY, OPAQUE_MEMORY][which];
+        let base = [TYPED_POINTER_LOOP, OLD_STYLE, calls.as_str(), MERKLE_MEMORY, OPAQUE_MEMORY, SHA256_TWICE][which];
         let _ = quick(&apply(base, &muts));
     }
 
