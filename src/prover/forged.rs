@@ -556,7 +556,9 @@ fn sha256_forgeries_are_refused() {
     );
 
     // A "bit" cell holding 2 with the packed word kept (bit i = 0, bit i + 1 = 1 of a
-    // round's new A word become 2 and 0).
+    // round's new A word become 2 and 0). Refused by the bit's booleanity and also by
+    // the XOR and Maj helpers of the rounds reading the word (left as they were); the
+    // lane forgery below is the one only booleanity stops.
     let mut t = good.clone();
     let row = C1 + 4 + 5;
     let i = (0..31)

@@ -121,7 +121,7 @@ pub const FF2: usize = 220;
 /// The two output rows.
 pub const OUT: usize = 224;
 
-/// The columns all equality-enabled columns of the gadget.
+/// The gadget's equality-enabled columns (copy constraints).
 pub const COPIED: [usize; 7] = [APK, EPK, P2, P3, P4, P5, P6];
 
 /// One row of the gadget's advice cells.
