@@ -541,6 +541,19 @@ fn sha256_forgeries_are_refused() {
         );
     }
 
+    // A message word changed: W_40 in its schedule row, with every later word and
+    // round computed from it (the schedule gate of W_40 broken); and W_20 changed in the
+    // round that adds it only (the round's copy no longer equal to the schedule's cell).
+    for (t, decoupled) in [(40, false), (63, false), (20, true)] {
+        let word = sha256_chip::WordTamper { t, decoupled };
+        let (t_rows, forged_out) = sha256_chip::trace_faulty(lanes, None, Some(word));
+        assert_ne!(forged_out.to_vec(), out);
+        assert!(
+            !verdict_sha(&keys, &inputs, &forged_out, t_rows),
+            "word {t} forged (decoupled: {decoupled})"
+        );
+    }
+
     // The same with the round's sum balanced by a carry cell out of range (not 0 or
     // 1): only the carry's booleanity stands in the way.
     let tamper = Tamper {
@@ -556,7 +569,9 @@ fn sha256_forgeries_are_refused() {
     );
 
     // A "bit" cell holding 2 with the packed word kept (bit i = 0, bit i + 1 = 1 of a
-    // round's new A word become 2 and 0).
+    // round's new A word become 2 and 0). Refused by the bit's booleanity and also by
+    // the XOR and Maj helpers of the rounds reading the word (left as they were); the
+    // lane forgery below is the one only booleanity stops.
     let mut t = good.clone();
     let row = C1 + 4 + 5;
     let i = (0..31)

@@ -24,8 +24,8 @@
 //!
 //! A program containing a `Sha256` instruction is laid out in a wider circuit
 //! ([`Sha256Layout`]): the same columns, gates and row rules, plus the SHA-256 gadget's
-//! 173 advice columns and gates (see `prover::sha256_chip`); a `Sha256` instruction
-//! takes 226 rows of those columns. Programs without one keep the layout above exactly,
+//! 173 advice columns, 2 fixed columns and gates (see `prover::sha256_chip`); a `Sha256`
+//! instruction takes 226 rows of those columns (so one call fits a 2^8-row table). Programs without one keep the layout above exactly,
 //! so their keys and proofs do not pay for the gadget.
 //!
 //! Gates, each behind its own selector: `add: a + b = c`, `sub: a - b = c`,

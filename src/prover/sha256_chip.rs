@@ -121,7 +121,7 @@ pub const FF2: usize = 220;
 /// The two output rows.
 pub const OUT: usize = 224;
 
-/// The columns all equality-enabled columns of the gadget.
+/// The gadget's equality-enabled columns (copy constraints).
 pub const COPIED: [usize; 7] = [APK, EPK, P2, P3, P4, P5, P6];
 
 /// One row of the gadget's advice cells.
@@ -639,6 +639,28 @@ pub fn trace(x: [u128; 4]) -> (Vec<Row>, [Fp; 2]) {
 /// [`trace`], with an optional deliberate fault (see [`Tamper`]); the outputs are what
 /// the (faulty) table arrives at.
 pub fn trace_with(x: [u128; 4], tamper: Option<Tamper>) -> (Vec<Row>, [Fp; 2]) {
+    trace_faulty(x, tamper, None)
+}
+
+/// A deliberate fault in the first block's message schedule (forged-proof tests): word
+/// `W_t` (`16 <= t < 64`) has its lowest bit flipped. With `decoupled`, only the round
+/// that adds `W_t` reads the changed word (the schedule keeps the honest one); without,
+/// the schedule row of `W_t` holds the changed word and every later word and round is
+/// computed honestly from it.
+#[derive(Clone, Copy, Debug)]
+pub struct WordTamper {
+    /// Which word (16 to 63).
+    pub t: usize,
+    /// Whether only the round's copy of the word changes.
+    pub decoupled: bool,
+}
+
+/// [`trace_with`], with an optional fault in the message schedule too.
+pub fn trace_faulty(
+    x: [u128; 4],
+    tamper: Option<Tamper>,
+    word: Option<WordTamper>,
+) -> (Vec<Row>, [Fp; 2]) {
     let mut rows = vec![[Fp::ZERO; WIDTH]; ROWS];
     let mut block = [0u32; 16];
     for (j, lane) in x.iter().enumerate() {
@@ -646,7 +668,25 @@ pub fn trace_with(x: [u128; 4], tamper: Option<Tamper>) -> (Vec<Row>, [Fp; 2]) {
         block[4 * j..4 * j + 4].copy_from_slice(&words);
         combine_row(&mut rows[IN + j], words);
     }
-    let w = schedule(&block);
+    let honest = schedule(&block);
+    let (w, w_round) = match word {
+        Some(WordTamper { t, decoupled }) if (16..64).contains(&t) => {
+            let mut f = honest;
+            f[t] ^= 1;
+            if decoupled {
+                (honest, f)
+            } else {
+                for u in t + 1..64 {
+                    f[u] = crate::circuit::sha256::small_sigma1(f[u - 2])
+                        .wrapping_add(f[u - 7])
+                        .wrapping_add(crate::circuit::sha256::small_sigma0(f[u - 15]))
+                        .wrapping_add(f[u - 16]);
+                }
+                (f, f)
+            }
+        }
+        _ => (honest, honest),
+    };
     for (m, &word) in w.iter().enumerate() {
         let (row, bits) = if m < 16 {
             (IN_RANGE + m / 2, m % 2)
@@ -682,7 +722,7 @@ pub fn trace_with(x: [u128; 4], tamper: Option<Tamper>) -> (Vec<Row>, [Fp; 2]) {
             .filter(|t| t.block == b)
             .map(|t| (t.round, t.fix_carry))
     };
-    let (a1, e1) = compress_rows(&mut rows, C1, IV, &K, Some(&w), fault(0));
+    let (a1, e1) = compress_rows(&mut rows, C1, IV, &K, Some(&w_round), fault(0));
     let h1 = feed_forward(&mut rows, C2, &a1, &e1);
     let (a2, e2) = compress_rows(&mut rows, C2, h1, &padding_kw(), None, fault(1));
     let h2 = feed_forward(&mut rows, FF2, &a2, &e2);
