@@ -395,8 +395,8 @@ pub fn check_circuit_signature(
             Ok(Ty::Ptr) => match param_attr(src, toks, Ty::Ptr, types)? {
                 ParamAttr::ByVal(t) | ParamAttr::Pointee(t) if t.all_field() => {}
                 ParamAttr::Sret(t) if t.all_field() => srets += 1,
-                ParamAttr::ByVal(t) | ParamAttr::Pointee(t) | ParamAttr::Sret(t) => {
-                    return Err(param(format!("pointer to `{t}`")))
+                ParamAttr::ByVal(_) | ParamAttr::Pointee(_) | ParamAttr::Sret(_) => {
+                    return Err(param(c.text(0, toks.len())))
                 }
                 ParamAttr::Plain => {
                     return Err(param(format!(

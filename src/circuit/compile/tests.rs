@@ -609,3 +609,28 @@ fn sha256_builtin_compiles_as_zkllvm_defines_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_field_array_passed_by_typed_pointer_is_an_input() {
+    // `field sum(field (*xs)[3])` in the typed-pointer dialect: the pointee's three
+    // elements are inputs; a pointer to integers is refused for the circuit.
+    let ir = "define __zkllvm_field_pallas_base @s([3 x __zkllvm_field_pallas_base]* %xs, __zkllvm_field_pallas_base %k) circuit {
+  %p0 = getelementptr [3 x __zkllvm_field_pallas_base], [3 x __zkllvm_field_pallas_base]* %xs, i64 0, i64 0
+  %p2 = getelementptr [3 x __zkllvm_field_pallas_base], [3 x __zkllvm_field_pallas_base]* %xs, i64 0, i64 2
+  %a = load __zkllvm_field_pallas_base, __zkllvm_field_pallas_base* %p0
+  %b = load __zkllvm_field_pallas_base, __zkllvm_field_pallas_base* %p2
+  %ab = add __zkllvm_field_pallas_base %a, %b
+  %r = mul __zkllvm_field_pallas_base %ab, %k
+  ret __zkllvm_field_pallas_base %r
+}";
+    let c = compile(ir).unwrap();
+    assert_eq!(c.params, vec![3, 1]);
+    let out = c.program.eval(&[fe(2), fe(100), fe(5), fe(3)]).unwrap();
+    assert_eq!(out, vec![fe(21)]);
+    let ints = ir.replace("([3 x __zkllvm_field_pallas_base]* %xs", "([3 x i64]* %xs");
+    let e = compile(&ints).unwrap_err().to_string();
+    assert!(
+        e.contains("circuit parameter of unsupported type `[3 x i64]* %xs`"),
+        "{e}"
+    );
+}

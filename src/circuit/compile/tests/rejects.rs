@@ -231,7 +231,7 @@ fn circuit_signature() {
     let ir = "\ndefine __zkllvm_field_pallas_base @c(ptr noundef %p) circuit {\n  ret __zkllvm_field_pallas_base f1\n}";
     rejects(ir, Some(2), "a pointer whose pointee is not stated");
     let ir = "define __zkllvm_field_pallas_base @c(ptr byval([2 x i64]) %p) circuit {\n  ret __zkllvm_field_pallas_base f1\n}";
-    rejects(ir, Some(1), "pointer to `[2 x i64]`");
+    rejects(ir, Some(1), "unsupported type `ptr byval([2 x i64]) %p`");
     let ir = "define __zkllvm_field_pallas_base @c(ptr sret([2 x __zkllvm_field_pallas_base]) %p) circuit {\n  ret __zkllvm_field_pallas_base f1\n}";
     rejects(
         ir,
