@@ -18,12 +18,21 @@ use crate::circuit::syntax::Cursor;
 /// Named types (`%name = type { ... }`) a module may define.
 const MAX_NAMED_TYPES: usize = 1 << 14;
 
+/// Header tokens kept per `define`; a header longer than this is rejected rather than
+/// letting one line of input claim unbounded memory.
+const MAX_HEADER_TOKENS: usize = 1 << 14;
+
+/// How deeply named types may refer to other named types (by value).
+const MAX_TYPE_CHAIN: usize = 32;
+
 /// The module's named types, resolved into memory layouts on first use (and shared
-/// after that, so a type used a million times is laid out once).
+/// after that, so a type used a million times is laid out once). Only each
+/// definition's place in the text is kept; it is lexed again when first resolved.
 #[derive(Debug, Default)]
 pub struct TypeTable<'a> {
     src: &'a str,
-    defs: HashMap<&'a str, Vec<Token<'a>>>,
+    /// Byte range and line of each definition's body (after `type`).
+    defs: HashMap<&'a str, (usize, usize, usize)>,
     resolved: RefCell<HashMap<&'a str, MemTy>>,
     resolving: RefCell<Vec<&'a str>>,
 }
@@ -34,7 +43,7 @@ impl<'a> TypeTable<'a> {
         if let Some(t) = self.resolved.borrow().get(name) {
             return Ok(t.clone());
         }
-        let Some((&key, toks)) = self.defs.get_key_value(name) else {
+        let Some((&key, &(start, end, def_line))) = self.defs.get_key_value(name) else {
             let msg = format!("undefined type `%{}`", excerpt(name));
             return Err(CompileError::at(line, ErrorKind::Syntax(msg)));
         };
@@ -42,13 +51,21 @@ impl<'a> TypeTable<'a> {
             let msg = format!("type `%{}` contains itself", excerpt(name));
             return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
         }
-        let def_line = toks.first().map_or(line, |t| t.line);
+        if self.resolving.borrow().len() >= MAX_TYPE_CHAIN {
+            let msg = format!("named types nested more than {MAX_TYPE_CHAIN} deep");
+            return Err(CompileError::at(line, ErrorKind::Unsupported(msg)));
+        }
+        let mut lx = Lexer::range(self.src, start, end, def_line);
+        let mut toks = Vec::new();
+        while let Some(t) = lx.next_token()? {
+            push_header(&mut toks, t)?;
+        }
         if toks.first().is_some_and(|t| t.is_word("opaque")) {
             let msg = format!("opaque type `%{}` in memory", excerpt(name));
             return Err(CompileError::at(def_line, ErrorKind::Unsupported(msg)));
         }
         self.resolving.borrow_mut().push(key);
-        let mut c = Cursor::new(self.src, toks, def_line);
+        let mut c = Cursor::new(self.src, &toks, def_line);
         let ty = c.mem_ty(self).and_then(|t| c.finish().map(|()| t));
         self.resolving.borrow_mut().pop();
         let ty = ty?;
@@ -56,10 +73,6 @@ impl<'a> TypeTable<'a> {
         Ok(ty)
     }
 }
-
-/// Header tokens kept per `define`; a header longer than this is rejected rather than
-/// letting one line of input claim unbounded memory.
-const MAX_HEADER_TOKENS: usize = 1 << 14;
 
 /// A function definition as located by the scan.
 #[derive(Debug, Clone)]
@@ -113,12 +126,12 @@ impl<'a> ModuleIndex<'a> {
                     lx.next_token()?;
                     if lx.peek()?.is_some_and(|p| p.is_word("type")) {
                         lx.next_token()?;
-                        let toks = scan_line(&mut lx, t.line)?;
+                        let body = scan_line(&mut lx, t.line)?;
                         if index.types.defs.len() >= MAX_NAMED_TYPES {
                             let msg = format!("more than {MAX_NAMED_TYPES} named types");
                             return Err(CompileError::at(t.line, ErrorKind::Syntax(msg)));
                         }
-                        if index.types.defs.insert(name, toks).is_some() {
+                        if index.types.defs.insert(name, body).is_some() {
                             let msg = format!("type `%{}` is defined twice", excerpt(name));
                             return Err(CompileError::at(t.line, ErrorKind::Syntax(msg)));
                         }
@@ -259,17 +272,18 @@ fn scan_define<'a>(lx: &mut Lexer<'a>, line: usize) -> Result<FuncDef<'a>, Compi
     })
 }
 
-/// The rest of line `line` (a type definition), bounded like a header.
-fn scan_line<'a>(lx: &mut Lexer<'a>, line: usize) -> Result<Vec<Token<'a>>, CompileError> {
-    let mut toks = Vec::new();
+/// The byte range of the rest of line `line` (a type definition) and its line.
+fn scan_line(lx: &mut Lexer<'_>, line: usize) -> Result<(usize, usize, usize), CompileError> {
+    let mut range: Option<(usize, usize)> = None;
     while let Some(t) = lx.peek()? {
         if t.line != line {
             break;
         }
         lx.next_token()?;
-        push_header(&mut toks, t)?;
+        range = Some(range.map_or((t.start, t.end), |(a, _)| (a, t.end)));
     }
-    Ok(toks)
+    let (start, end) = range.unwrap_or((0, 0));
+    Ok((start, end, line))
 }
 
 fn push_group<'a>(groups: &mut Vec<&'a str>, g: &'a str, line: usize) -> Result<(), CompileError> {

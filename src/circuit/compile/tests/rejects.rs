@@ -89,6 +89,15 @@ fn memory_misuse_is_named() {
         circuit("  %l = alloca %list\n  %p = alloca %node\n  ret __zkllvm_field_pallas_base %a")
     );
     rejects(&ir, Some(1), "type `%node` contains itself");
+    // A long chain of named types, each holding the next: bounded, not a deep recursion.
+    let chain: String = (0..5000)
+        .map(|i| format!("%t{i} = type {{ %t{} }}\n", i + 1))
+        .collect();
+    let ir = format!(
+        "{chain}%t5000 = type {{ i64 }}\n{}",
+        circuit("  %p = alloca %t0\n  ret __zkllvm_field_pallas_base %a")
+    );
+    rejects(&ir, Some(32), "named types nested more than 32 deep");
     // A pointer to memory of a returned call.
     let ir = format!(
         "{}\ndefine internal ptr @leak() {{\n  %p = alloca __zkllvm_field_pallas_base\n  ret ptr %p\n}}\n",
