@@ -19,6 +19,8 @@ use proof_market::prover::halo2::{self, CircuitKeys};
 use proof_market::prover::statements::StatementCircuit;
 
 const EXAMPLE: &str = include_str!("../example/statements/arithmetic.ll");
+/// The equality example: four `eq` bits choosing the sides of a Poseidon Merkle path.
+const MERKLE_PATH: &str = include_str!("../example/statements/merkle-path.ll");
 
 /// IR of a circuit computing x^n with n multiplications, as a loop.
 fn power_ir(n: u32) -> String {
@@ -132,6 +134,13 @@ fn sha256_block() -> (Program, Vec<Fe>) {
 fn prover(c: &mut Criterion) {
     bench_circuit(c, "arithmetic", EXAMPLE, "1,11", 20);
     bench_circuit(c, "poseidon_permutation", POSEIDON_IR, "3,4", 20);
+    bench_circuit(
+        c,
+        "merkle_path_eq",
+        MERKLE_PATH,
+        "7,11,12,13,14,0,1,1,0,5",
+        20,
+    );
     let (program, inputs) = sha256_block();
     bench_program(c, "sha256_block", &program, &inputs, 20);
     bench_circuit(c, "mul_2^10", &power_ir(1 << 10), "3", 10);

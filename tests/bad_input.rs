@@ -274,7 +274,7 @@ async fn bad_orders_are_refused_and_change_nothing() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["proof_system"], "halo2-ipa-pasta-v2");
+    assert_eq!(v["proof_system"], "halo2-ipa-pasta-v3");
     let (s, v) = producer
         .post(
             &format!("{ROOT}/proof"),

@@ -295,3 +295,35 @@ async fn sha256_trades_end_to_end() {
     let want = r.map(|x| hex_of(ark_pallas::Fq::from(x)));
     assert_eq!(v["outputs"], json!(want), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn field_equality_and_select_trade_end_to_end() {
+    use ark_pallas::Fq as Fp;
+    let path = |root: &str| {
+        json!([{"field": 7},
+               {"vector": [{"field": 11}, {"field": 12}, {"field": 13}, {"field": 14}]},
+               {"vector": [{"field": 0}, {"field": 1}, {"field": 1}, {"field": 0}]},
+               {"field": root}])
+    };
+    // The reference: the path walked here, choosing each side as the flags say.
+    let (leaf, siblings, right) = (7u64, [11u64, 12, 13, 14], [0u64, 1, 1, 0]);
+    let mut h = Fp::from(leaf);
+    for (s, r) in siblings.into_iter().zip(right) {
+        let s = Fp::from(s);
+        let (l, rr) = if r == 1 { (s, h) } else { (h, s) };
+        h = poseidon_reference([Fp::from(0u64), l, rr])[2];
+    }
+    let root = hex_of(h);
+    let v = Example {
+        tag: "eq",
+        file: "example/statements/merkle-path.json",
+        input: path(&root),
+        input_file: "example/input/merkle-path/input.json",
+        other_file: "example/input/merkle-path/input-other.json",
+        public_inputs: 10,
+        public_outputs: 2,
+    }
+    .trade(no_checks)
+    .await;
+    assert_eq!(v["outputs"], json!([root, hex_of(Fp::from(1u64))]), "{v}");
+}

@@ -108,7 +108,7 @@ async fn producer_daemon_earns_and_survives_restarts() {
             .await;
         assert_eq!(s, 200);
         assert_eq!(p["sender"], "paul");
-        assert_eq!(p["proof_system"], "halo2-ipa-pasta-v2");
+        assert_eq!(p["proof_system"], "halo2-ipa-pasta-v3");
     }
 
     // The daemon stops; a request matches one of its resting proposals meanwhile.

@@ -202,7 +202,7 @@ async fn requester_producer_flow_with_the_cli() {
         by_key["output"],
         "0x0cccccccccccccccccccccccccccccccd3a7b8326842aa6d0eb4cd0e7fc4e9be"
     );
-    assert_eq!(by_key["proof_system"], "halo2-ipa-pasta-v2");
+    assert_eq!(by_key["proof_system"], "halo2-ipa-pasta-v3");
     // Anyone can re-verify it locally from what the market serves.
     let verified = cli.json(&["proof", "verify", "--proof_key", &proof_key]);
     assert_eq!(verified["verified"], true);

@@ -15,6 +15,9 @@ use crate::circuit::error::{CompileError, ErrorKind};
 use crate::circuit::ir::FieldOp;
 use crate::circuit::program::{Fe, Instr, Program, Wire};
 
+/// The hash-consing tag of [`Instr::Eq`] (0 to 3 are the [`FieldOp`]s).
+const EQ_TAG: u8 = 4;
+
 /// A field value during symbolic execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FVal {
@@ -143,6 +146,47 @@ impl Builder {
         Ok(FVal::Wire(w))
     }
 
+    /// The bit `a == b` (1 or 0): computed now if both are known or they are the same
+    /// wire, else emitted (once per pair, in either order).
+    pub fn eq(&mut self, a: FVal, b: FVal, line: usize) -> Result<FVal, CompileError> {
+        let bit = |t: bool| FVal::Const(Fe::from(u64::from(t)));
+        match (a, b) {
+            (FVal::Const(x), FVal::Const(y)) => return Ok(bit(x == y)),
+            (FVal::Wire(x), FVal::Wire(y)) if x == y => return Ok(bit(true)),
+            _ => {}
+        }
+        let (mut x, mut y) = (self.wire(a, line)?, self.wire(b, line)?);
+        if y < x {
+            std::mem::swap(&mut x, &mut y);
+        }
+        if let Some(&w) = self.ops.get(&(EQ_TAG, x, y)) {
+            return Ok(FVal::Wire(w));
+        }
+        let w = self.push(Instr::Eq(x, y), line)?;
+        self.ops.insert((EQ_TAG, x, y), w);
+        Ok(FVal::Wire(w))
+    }
+
+    /// `bit ? x : y` for a `bit` of 0 or 1 (a constant, or a wire the program has
+    /// constrained to be a bit): `y + bit * (x - y)`, or the pick itself when it is known.
+    pub fn select(
+        &mut self,
+        bit: FVal,
+        x: FVal,
+        y: FVal,
+        line: usize,
+    ) -> Result<FVal, CompileError> {
+        match bit {
+            FVal::Const(c) if c.is_zero() => return Ok(y),
+            FVal::Const(_) => return Ok(x),
+            FVal::Wire(_) if x == y => return Ok(x),
+            FVal::Wire(_) => {}
+        }
+        let diff = self.op(FieldOp::Sub, x, y, line)?;
+        let scaled = self.op(FieldOp::Mul, bit, diff, line)?;
+        self.op(FieldOp::Add, y, scaled, line)
+    }
+
     /// The Poseidon permutation of `state`: computed now if every element is known,
     /// else emitted (once per distinct state).
     pub fn poseidon(&mut self, state: [FVal; 3], line: usize) -> Result<[FVal; 3], CompileError> {
@@ -256,6 +300,7 @@ impl Builder {
                 Instr::Sub(a, b) => Instr::Sub(map(&renumber, a), map(&renumber, b)),
                 Instr::Mul(a, b) => Instr::Mul(map(&renumber, a), map(&renumber, b)),
                 Instr::Div(a, b) => Instr::Div(map(&renumber, a), map(&renumber, b)),
+                Instr::Eq(a, b) => Instr::Eq(map(&renumber, a), map(&renumber, b)),
                 Instr::Poseidon(s) => Instr::Poseidon(s.map(|w| map(&renumber, w))),
                 Instr::Sha256(x) => Instr::Sha256(x.map(|w| map(&renumber, w))),
             });
@@ -293,6 +338,26 @@ mod tests {
         // x+y, 7, (x+y)*7, and the kept division 5/0 with its two constants.
         assert_eq!(p.instrs().len(), 6);
         assert!(p.eval(&[Fe::from(1u64), Fe::from(2u64)]).is_err());
+    }
+
+    #[test]
+    fn equality_bits_fold_share_and_select() {
+        let mut b = Builder::new(2, 100);
+        let (x, y) = (b.input(0), b.input(1));
+        assert_eq!(b.eq(c(3), c(3), 1).unwrap(), c(1));
+        assert_eq!(b.eq(c(3), c(4), 1).unwrap(), c(0));
+        assert_eq!(b.eq(x, x, 1).unwrap(), c(1));
+        let e1 = b.eq(x, y, 1).unwrap();
+        assert_eq!(b.eq(y, x, 1).unwrap(), e1);
+        // A known bit picks; equal alternatives need no bit.
+        assert_eq!(b.select(c(1), x, y, 1).unwrap(), x);
+        assert_eq!(b.select(c(0), x, y, 1).unwrap(), y);
+        assert_eq!(b.select(e1, x, x, 1).unwrap(), x);
+        let picked = b.select(e1, c(10), y, 1).unwrap();
+        let p = b.finish(&[picked, e1], 1).unwrap();
+        let f = |v: u64| Fe::from(v);
+        assert_eq!(p.eval(&[f(5), f(5)]).unwrap(), vec![f(10), f(1)]);
+        assert_eq!(p.eval(&[f(5), f(6)]).unwrap(), vec![f(6), f(0)]);
     }
 
     #[test]

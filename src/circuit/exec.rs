@@ -15,7 +15,8 @@ use ark_ff::Zero as _;
 use crate::circuit::builder::{Builder, FVal};
 use crate::circuit::error::{excerpt, CompileError, ErrorKind};
 use crate::circuit::ir::{
-    BlockId, CastOp, CellKind, Function, InstKind, IntOp, MemTy, Operand, ParamAttr, Pred, Term, Ty,
+    BlockId, CastOp, CellKind, FieldOp, Function, InstKind, IntOp, MemTy, Operand, ParamAttr, Pred,
+    Term, Ty,
 };
 use crate::circuit::memory::{Memory, Ptr, Scalar};
 use crate::circuit::program::{Fe, Program};
@@ -64,6 +65,11 @@ enum Val {
     Vec(Rc<[FVal]>),
     /// An address in [`Memory`].
     Ptr(Ptr),
+    /// An `i1` known only when proving: the result of `icmp eq`/`ne` on field values,
+    /// held as a field value the program constrains to 0 or 1. It can choose between
+    /// values (`select`) and combine with other bits (`and`, `or`, `xor`), never decide
+    /// control flow or become an integer.
+    Bit(FVal),
 }
 
 impl Val {
@@ -171,7 +177,18 @@ fn describe(v: Option<&Val>) -> String {
         Some(Val::Field(_)) => Ty::Field.to_string(),
         Some(Val::Vec(v)) => Ty::FieldVec(v.len() as u32).to_string(),
         Some(Val::Ptr(_)) => Ty::Ptr.to_string(),
+        Some(Val::Bit(_)) => "i1 (a comparison of field values)".into(),
     }
+}
+
+/// What a [`Val::Bit`] cannot do: decide control flow, become an integer, be stored.
+fn witness_bit_misuse() -> ErrorKind {
+    ErrorKind::NonConstantControl(
+        "a comparison of field values (`icmp eq`/`ne`) is unknown until proving: it can \
+         choose between values with `select` and combine with `and`/`or`/`xor`, but not \
+         decide a branch, become an integer or be stored"
+            .into(),
+    )
 }
 
 /// A value as memory cells.
@@ -181,6 +198,8 @@ fn to_scalars(v: &Val) -> Vec<Scalar> {
         Val::Int { bits, v } => vec![Scalar::Int { bits: *bits, v: *v }],
         Val::Ptr(p) => vec![Scalar::Ptr(*p)],
         Val::Vec(lanes) => lanes.iter().map(|&f| Scalar::Field(f)).collect(),
+        // Refused by the store before it gets here.
+        Val::Bit(_) => Vec::new(),
     }
 }
 
@@ -529,6 +548,7 @@ impl<'f> Exec<'f> {
             (Some(Ty::Field), Some(Val::Field(_))) => true,
             (Some(Ty::FieldVec(n)), Some(Val::Vec(v))) => v.len() == n as usize,
             (Some(Ty::Int(a)), Some(Val::Int { bits, .. })) => a == *bits,
+            (Some(Ty::Int(1)), Some(Val::Bit(_))) => true,
             (Some(Ty::Ptr), Some(Val::Ptr(_))) => true,
             _ => false,
         };
@@ -579,6 +599,7 @@ impl<'f> Exec<'f> {
             (Val::Field(_), Ty::Field) => true,
             (Val::Vec(v), Ty::FieldVec(n)) => v.len() == n as usize,
             (Val::Ptr(_), Ty::Ptr) => true,
+            (Val::Bit(_), Ty::Int(1)) => true,
             _ => false,
         };
         if ok {
@@ -603,6 +624,7 @@ impl<'f> Exec<'f> {
     ) -> Result<u64, CompileError> {
         match self.val(fr, op, Ty::Int(bits), line)? {
             Val::Int { v, .. } => Ok(v),
+            Val::Bit(_) => Err(CompileError::at(line, witness_bit_misuse())),
             Val::Field(_) | Val::Vec(_) | Val::Ptr(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("field operand".into()),
@@ -613,7 +635,7 @@ impl<'f> Exec<'f> {
     fn field(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<FVal, CompileError> {
         match self.val(fr, op, Ty::Field, line)? {
             Val::Field(v) => Ok(v),
-            Val::Int { .. } | Val::Vec(_) | Val::Ptr(_) => Err(CompileError::at(
+            Val::Int { .. } | Val::Vec(_) | Val::Ptr(_) | Val::Bit(_) => Err(CompileError::at(
                 line,
                 ErrorKind::TypeMismatch("integer operand".into()),
             )),
@@ -757,6 +779,10 @@ impl<'f> Exec<'f> {
                     .collect();
                 Val::Vec(out.into())
             }
+            InstKind::Int { op, bits: 1, a, b } if self.is_bit(fr, a) || self.is_bit(fr, b) => {
+                let (x, y) = (self.bit(fr, a, line)?, self.bit(fr, b, line)?);
+                Val::Bit(self.bit_op(*op, x, y, line)?)
+            }
             InstKind::Int { op, bits, a, b } => {
                 let (a, b) = (self.int(fr, a, *bits, line)?, self.int(fr, b, *bits, line)?);
                 let v = int_op(*op, *bits, a, b)
@@ -782,6 +808,10 @@ impl<'f> Exec<'f> {
                     bits: 1,
                     v: u64::from(r),
                 }
+            }
+            InstKind::Select { ty, cond, a, b } if self.is_bit(fr, cond) => {
+                let bit = self.bit(fr, cond, line)?;
+                self.select_on_bit(fr, bit, *ty, a, b, line)?
             }
             InstKind::Select { ty, cond, a, b } => {
                 let pick = if self.int(fr, cond, 1, line)? == 1 {
@@ -821,6 +851,9 @@ impl<'f> Exec<'f> {
             }
             InstKind::Store { ty, v, ptr } => {
                 let v = self.val(fr, v, *ty, line)?;
+                if let Val::Bit(_) = v {
+                    return Err(CompileError::at(line, witness_bit_misuse()));
+                }
                 let p = self.pointer(fr, ptr, line)?;
                 let cells = to_scalars(&v);
                 self.charge(line, cells.len())?;
@@ -861,6 +894,11 @@ impl<'f> Exec<'f> {
                     .map_err(|k| CompileError::at(line, k))?;
                 return Ok(None);
             }
+            InstKind::IcmpField { equal, a, b } => {
+                let (a, b) = (self.field(fr, a, line)?, self.field(fr, b, line)?);
+                let eq = self.builder.eq(a, b, line)?;
+                Val::Bit(if *equal { eq } else { self.not(eq, line)? })
+            }
             InstKind::IcmpPtr { pred, a, b } => {
                 let (a, b) = (self.pointer(fr, a, line)?, self.pointer(fr, b, line)?);
                 let r = match pred {
@@ -882,6 +920,90 @@ impl<'f> Exec<'f> {
             }
         };
         Ok(Some(v))
+    }
+
+    /// Whether `op` is a bit known only when proving ([`Val::Bit`]).
+    fn is_bit(&self, fr: &Frame<'_>, op: &Operand) -> bool {
+        match op {
+            Operand::Slot(slot) => matches!(fr.values.get(*slot as usize), Some(Some(Val::Bit(_)))),
+            _ => false,
+        }
+    }
+
+    /// An `i1` operand as a field value of 0 or 1 (a constant or a [`Val::Bit`]).
+    fn bit(&self, fr: &Frame<'_>, op: &Operand, line: usize) -> Result<FVal, CompileError> {
+        match self.val(fr, op, Ty::Int(1), line)? {
+            Val::Bit(b) => Ok(b),
+            Val::Int { v, .. } => Ok(FVal::Const(Fe::from(v & 1))),
+            other => {
+                let msg = format!("operand is `{}`, expected `i1`", describe(Some(&other)));
+                Err(CompileError::at(line, ErrorKind::TypeMismatch(msg)))
+            }
+        }
+    }
+
+    /// `1 - bit`.
+    fn not(&mut self, bit: FVal, line: usize) -> Result<FVal, CompileError> {
+        let one = FVal::Const(Fe::from(1u64));
+        self.builder.op(FieldOp::Sub, one, bit, line)
+    }
+
+    /// `and`, `or` or `xor` of two bits, as field arithmetic on 0 and 1.
+    fn bit_op(&mut self, op: IntOp, x: FVal, y: FVal, line: usize) -> Result<FVal, CompileError> {
+        let b = &mut self.builder;
+        match op {
+            IntOp::And => b.op(FieldOp::Mul, x, y, line),
+            IntOp::Or | IntOp::Xor => {
+                // x + y - xy for `or`, x + y - 2xy for `xor`.
+                let sum = b.op(FieldOp::Add, x, y, line)?;
+                let mut prod = b.op(FieldOp::Mul, x, y, line)?;
+                if op == IntOp::Xor {
+                    prod = b.op(FieldOp::Add, prod, prod, line)?;
+                }
+                b.op(FieldOp::Sub, sum, prod, line)
+            }
+            _ => Err(CompileError::at(line, witness_bit_misuse())),
+        }
+    }
+
+    /// `select` whose condition is known only when proving: field values, vectors
+    /// lane by lane, and bits are chosen arithmetically; anything else would be a
+    /// witness-dependent integer or address.
+    fn select_on_bit(
+        &mut self,
+        fr: &Frame<'_>,
+        bit: FVal,
+        ty: Ty,
+        a: &Operand,
+        b: &Operand,
+        line: usize,
+    ) -> Result<Val, CompileError> {
+        match ty {
+            Ty::Field => {
+                let (x, y) = (self.field(fr, a, line)?, self.field(fr, b, line)?);
+                Ok(Val::Field(self.builder.select(bit, x, y, line)?))
+            }
+            Ty::FieldVec(lanes) => {
+                let x = self.vector(fr, a, lanes, line)?;
+                let y = self.vector(fr, b, lanes, line)?;
+                let mut out = Vec::with_capacity(x.len());
+                for (&p, &q) in x.iter().zip(y.iter()) {
+                    out.push(self.builder.select(bit, p, q, line)?);
+                }
+                Ok(Val::Vec(out.into()))
+            }
+            Ty::Int(1) => {
+                let (x, y) = (self.bit(fr, a, line)?, self.bit(fr, b, line)?);
+                Ok(Val::Bit(self.builder.select(bit, x, y, line)?))
+            }
+            Ty::Int(_) | Ty::Ptr => {
+                let what = format!(
+                    "a `select` of `{ty}` values on a comparison of field values: only field \
+                     values and bits can be chosen by a value known only when proving"
+                );
+                Err(CompileError::at(line, ErrorKind::Unsupported(what)))
+            }
+        }
     }
 
     fn call_inst(

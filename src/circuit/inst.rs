@@ -237,21 +237,10 @@ fn binary(op: &str, c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKin
 
 fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileError> {
     c.skip_flags(&["samesign"]);
-    let pred = match c.word("a comparison predicate")? {
-        "eq" => Pred::Eq,
-        "ne" => Pred::Ne,
-        "slt" => Pred::Slt,
-        "sle" => Pred::Sle,
-        "sgt" => Pred::Sgt,
-        "sge" => Pred::Sge,
-        "ult" => Pred::Ult,
-        "ule" => Pred::Ule,
-        "ugt" => Pred::Ugt,
-        "uge" => Pred::Uge,
-        other => {
-            let msg = format!("unknown `icmp` predicate `{}`", excerpt(other));
-            return Err(c.err(ErrorKind::Syntax(msg)));
-        }
+    let word = c.word("a comparison predicate")?;
+    let Some(pred) = Pred::ALL.into_iter().find(|p| p.name() == word) else {
+        let msg = format!("unknown `icmp` predicate `{}`", excerpt(word));
+        return Err(c.err(ErrorKind::Syntax(msg)));
     };
     let line = c.line();
     let bits = match c.ty()? {
@@ -262,15 +251,33 @@ fn icmp(c: &mut Cursor<'_, '_>, scope: &mut Scope) -> Result<InstKind, CompileEr
             let b = operand(c, Ty::Ptr, scope)?;
             return Ok(InstKind::IcmpPtr { pred, a, b });
         }
-        Ty::Field | Ty::FieldVec(_) => {
-            // A decision of this market (issue 15, item 5): comparing field values would
-            // make a witness-dependent bit, which needs equality and range gadgets the
-            // circuit does not have; so it is refused, for branches and `select` alike.
+        Ty::Field => {
+            // Equality is proved with an is-equal gate (issue 15, item 5); an ordering
+            // of field elements would need a range gadget the circuit does not have.
+            let equal = match pred {
+                Pred::Eq => true,
+                Pred::Ne => false,
+                _ => {
+                    let what = format!(
+                        "`icmp {}` on `{}` values: ordering comparisons of circuit values are \
+                         not provable here (only `eq` and `ne` are); compare outside the \
+                         circuit, or make the choice a public input",
+                        pred.name(),
+                        Ty::Field
+                    );
+                    return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
+                }
+            };
+            let a = operand(c, Ty::Field, scope)?;
+            c.expect(b',')?;
+            let b = operand(c, Ty::Field, scope)?;
+            return Ok(InstKind::IcmpField { equal, a, b });
+        }
+        Ty::FieldVec(n) => {
             let what = format!(
-                "`icmp` on `{}` values: comparisons of circuit values (for a branch or a \
-                 `select`) are not provable here; compare outside the circuit, or make the \
-                 choice a public input",
-                Ty::Field
+                "`icmp` on `{}` values: a vector of comparison bits is not provable here; \
+                 compare the lanes one by one (`extractelement`, then `icmp eq`)",
+                Ty::FieldVec(n)
             );
             return Err(CompileError::at(line, ErrorKind::Unsupported(what)));
         }

@@ -333,6 +333,38 @@ pub enum Pred {
     Uge,
 }
 
+impl Pred {
+    /// Every predicate.
+    pub const ALL: [Pred; 10] = [
+        Pred::Eq,
+        Pred::Ne,
+        Pred::Slt,
+        Pred::Sle,
+        Pred::Sgt,
+        Pred::Sge,
+        Pred::Ult,
+        Pred::Ule,
+        Pred::Ugt,
+        Pred::Uge,
+    ];
+
+    /// The predicate as the IR spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pred::Eq => "eq",
+            Pred::Ne => "ne",
+            Pred::Slt => "slt",
+            Pred::Sle => "sle",
+            Pred::Sgt => "sgt",
+            Pred::Sge => "sge",
+            Pred::Ult => "ult",
+            Pred::Ule => "ule",
+            Pred::Ugt => "ugt",
+            Pred::Uge => "uge",
+        }
+    }
+}
+
 /// An integer width conversion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CastOp {
@@ -437,6 +469,9 @@ pub enum InstKind {
     Lifetime { size: u64, ptr: Operand },
     /// An `icmp` between two pointers.
     IcmpPtr { pred: Pred, a: Operand, b: Operand },
+    /// `icmp eq` (`equal`) or `icmp ne` between two field values: a bit known only when
+    /// proving, which can choose between values in a `select`.
+    IcmpField { equal: bool, a: Operand, b: Operand },
     /// zkLLVM's `poseidon` builtin (`call <3 x field> @llvm.assigner.poseidon.*(<3 x
     /// field> state)`): the permuted state.
     Poseidon { state: Operand },

@@ -45,6 +45,9 @@ pub enum Instr {
     Mul(Wire, Wire),
     /// `a / b`, i.e. `a * b^-1`; evaluating it with `b = 0` is an error.
     Div(Wire, Wire),
+    /// `1` if `a == b`, else `0`: zkLLVM's `icmp eq` on field values, a bit the
+    /// program then computes with (`select` becomes `y + bit * (x - y)`).
+    Eq(Wire, Wire),
     /// zkLLVM's `poseidon` builtin: the Kimchi Poseidon permutation
     /// ([`crate::circuit::poseidon::permute`]) of a 3-element state; defines the three
     /// wires of the permuted state, in order.
@@ -61,9 +64,11 @@ impl Instr {
     pub fn operands(&self) -> Vec<Wire> {
         match *self {
             Instr::Const(_) => Vec::new(),
-            Instr::Add(a, b) | Instr::Sub(a, b) | Instr::Mul(a, b) | Instr::Div(a, b) => {
-                vec![a, b]
-            }
+            Instr::Add(a, b)
+            | Instr::Sub(a, b)
+            | Instr::Mul(a, b)
+            | Instr::Div(a, b)
+            | Instr::Eq(a, b) => vec![a, b],
             Instr::Poseidon(s) => s.to_vec(),
             Instr::Sha256(x) => x.to_vec(),
         }
@@ -250,6 +255,7 @@ impl Program {
                         .ok_or(ProgramError::DivisionByZero { instr: i })?;
                     w[a.index()] * inv
                 }
+                Instr::Eq(a, b) => Fe::from(u64::from(w[a.index()] == w[b.index()])),
             };
             w.push(v);
         }

@@ -196,7 +196,7 @@ fn operands(kind: &InstKind) -> Vec<&Operand> {
             .into_iter()
             .flatten()
             .collect(),
-        InstKind::IcmpPtr { a, b, .. } => vec![a, b],
+        InstKind::IcmpPtr { a, b, .. } | InstKind::IcmpField { a, b, .. } => vec![a, b],
     }
 }
 

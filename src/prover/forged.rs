@@ -85,6 +85,9 @@ fn honest(program: &Program, inputs: &[Fe]) -> Vec<Row> {
                 rows.push([w(x), w(y), c, z, z, z])
             }
             Instr::Div(x, y) => rows.push([w(x), w(y), c, w(y).invert().unwrap_or(z), z, z]),
+            Instr::Eq(x, y) => {
+                rows.push([w(x), w(y), c, (w(x) - w(y)).invert().unwrap_or(z), z, z])
+            }
             Instr::Poseidon(s) => rows.extend(poseidon_chip::trace(s.map(w))),
             Instr::Sha256(_) => panic!("no SHA-256 gadget yet"),
         }
@@ -103,6 +106,10 @@ fn apply(ins: &Instr, a: Fp, b: Fp, k: Fp) -> (Fp, Fp) {
             let inv = b.invert().unwrap_or(Fp::ZERO);
             (a * inv, inv)
         }
+        Instr::Eq(..) => {
+            let inv = (a - b).invert().unwrap_or(Fp::ZERO);
+            (Fp::from(u64::from(a == b)), inv)
+        }
         Instr::Poseidon(_) | Instr::Sha256(_) => {
             panic!("one row per instruction: arithmetic programs only")
         }
@@ -120,9 +127,11 @@ fn carried(program: &Program, inputs: &[Fe], from: usize, forced: Row) -> (Vec<R
         let get = |wires: &Vec<Fp>, x: Wire| wires[x.index()];
         let (a, b) = match *ins {
             Instr::Const(_) => (Fp::ZERO, Fp::ZERO),
-            Instr::Add(x, y) | Instr::Sub(x, y) | Instr::Mul(x, y) | Instr::Div(x, y) => {
-                (get(&wires, x), get(&wires, y))
-            }
+            Instr::Add(x, y)
+            | Instr::Sub(x, y)
+            | Instr::Mul(x, y)
+            | Instr::Div(x, y)
+            | Instr::Eq(x, y) => (get(&wires, x), get(&wires, y)),
             Instr::Poseidon(_) | Instr::Sha256(_) => {
                 panic!("one row per instruction: arithmetic programs only")
             }
@@ -291,6 +300,70 @@ fn a_division_by_zero_cannot_be_proved() {
     let inputs = [fe(6), fe(3)];
     let rows = honest(&p, &inputs);
     assert!(verdict(&keys, &inputs, &[Fp::from(2)], rows));
+}
+
+/// `x0 == x1 ? x2 : x3` as the compiler lowers it: the `eq` bit (row 0), then
+/// `x3 + bit * (x2 - x3)`; the outputs are the bit and the choice.
+fn select_program() -> Program {
+    Program::with_outputs(
+        4,
+        vec![
+            Instr::Eq(Wire(0), Wire(1)),
+            Instr::Sub(Wire(2), Wire(3)),
+            Instr::Mul(Wire(4), Wire(5)),
+            Instr::Add(Wire(3), Wire(6)),
+        ],
+        vec![Wire(4), Wire(7)],
+    )
+    .unwrap()
+}
+
+#[test]
+fn equality_forgeries_are_refused() {
+    let p = select_program();
+    let keys = CircuitKeys::setup(&p).unwrap();
+    let (x2, x3) = (fe(10), fe(3));
+    for (x0, x1) in [(fe(5), fe(5)), (fe(5), fe(6)), (fe(0), Fe::from(-1i64))] {
+        let inputs = [x0, x1, x2, x3];
+        let good = honest(&p, &inputs);
+        let out = outputs(&p, &inputs);
+        assert_eq!(out[0], Fp::from(u64::from(x0 == x1)));
+        assert!(verdict(&keys, &inputs, &out, good.clone()), "honest table");
+        assert!(!verdict(&keys, &inputs, &plus_one(&out), good.clone()));
+        // The bit flipped (or made 2, or -1) with every `inv` a prover could pick, and
+        // the selection carried through consistently: the other alternative chosen.
+        let diff = good[0][0] - good[0][1];
+        let invs = [
+            Fp::ZERO,
+            Fp::ONE,
+            diff.invert().unwrap_or(Fp::ZERO),
+            -diff.invert().unwrap_or(Fp::ONE),
+        ];
+        for bit in [Fp::ONE - good[0][2], Fp::from(2), -Fp::ONE] {
+            for inv in invs {
+                let mut forced = good[0];
+                forced[2] = bit;
+                forced[3] = inv;
+                let (t, forged_out) = carried(&p, &inputs, 0, forced);
+                assert_ne!(forged_out, out);
+                assert!(
+                    !verdict(&keys, &inputs, &forged_out, t),
+                    "x0 = {x0}, x1 = {x1}: bit {bit:?} with inv {inv:?}"
+                );
+            }
+        }
+        // The bit computed from an operand that is not the input.
+        let mut forced = good[0];
+        // Equal inputs read as different, different ones as equal; the gate then holds.
+        forced[1] = forced[0] + Fp::from(u64::from(x0 == x1));
+        forced[2] = Fp::from(u64::from(forced[0] == forced[1]));
+        forced[3] = (forced[0] - forced[1]).invert().unwrap_or(Fp::ZERO);
+        let (t, forged_out) = carried(&p, &inputs, 0, forced);
+        assert!(
+            !verdict(&keys, &inputs, &forged_out, t),
+            "operand not the input"
+        );
+    }
 }
 
 /// `x0 * x1`, then the permutation of `(x0, x0 * x1, x2)`, its three lanes the outputs:

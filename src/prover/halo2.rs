@@ -46,14 +46,14 @@ use halo2_proofs::plonk::Circuit;
 /// Names the proof format, to be stored with each proof: halo2_proofs 0.4 PLONK with
 /// IPA commitments on Vesta (circuit over the Pallas base field), Blake2b transcript
 /// with 255-bit challenges, one circuit instance per proof, the circuit layout of
-/// `prover::halo2_circuit` version 2 (which added the Poseidon gadget's columns and a
-/// 2^4-row floor). Changing any of these must change this name.
+/// `prover::halo2_circuit` version 3 (version 2 added the Poseidon gadget's columns
+/// and a 2^4-row floor; version 3 the `eq` gate, which changes every program's keys).
+/// Changing any of these must change this name.
 ///
 /// Programs that contain a `Sha256` instruction are proved in the wider
-/// `Sha256Layout` (the version-2 layout plus the SHA-256 gadget's columns); no such
-/// program could be proved before it existed, and every other program's keys and proofs
-/// are unchanged, so the name stays.
-pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v2";
+/// `Sha256Layout` (the same layout plus the SHA-256 gadget's columns), under the same
+/// name: the layout follows from the program, so keys never mix the two.
+pub const PROOF_SYSTEM: &str = "halo2-ipa-pasta-v3";
 
 /// The commitment curve: the circuit's field (Pallas' base field) is Vesta's scalar field.
 pub(super) type Curve = vesta::Affine;
@@ -880,11 +880,12 @@ mod tests {
             } else {
                 (Wire(x % defined), Wire(y % defined))
             };
-            instrs.push(match if defined == 0 { 0 } else { op % 5 } {
+            instrs.push(match if defined == 0 { 0 } else { op % 6 } {
                 0 => Instr::Const(Fe::from(c)),
                 1 => Instr::Add(x, y),
                 2 => Instr::Sub(x, y),
                 3 => Instr::Mul(x, y),
+                4 => Instr::Eq(x, y),
                 _ => Instr::Div(x, y),
             });
         }

@@ -14,7 +14,7 @@
 //! | `a`     | advice   | left operand (copy of the wire it reads)            |
 //! | `b`     | advice   | right operand (copy of the wire it reads)           |
 //! | `c`     | advice   | result: the wire the instruction defines            |
-//! | `inv`   | advice   | `b^-1`, on division rows only                       |
+//! | `inv`   | advice   | `b^-1` on division rows, `(a - b)^-1` or 0 on `eq`  |
 //! | `k`     | fixed    | the constant, on `Const` rows only                  |
 //! | `pub`   | instance | inputs, then the outputs                            |
 //!
@@ -30,7 +30,10 @@
 //!
 //! Gates, each behind its own selector: `add: a + b = c`, `sub: a - b = c`,
 //! `mul: a * b = c`, `div: c * b = a` and `b * inv = 1` (the second makes a zero
-//! divisor unprovable, and with `b != 0` the first fixes `c = a / b`), `const: c = k`.
+//! divisor unprovable, and with `b != 0` the first fixes `c = a / b`), `const: c = k`,
+//! `eq: (a - b) * inv = 1 - c` and `(a - b) * c = 0` (if `a != b` the second forces
+//! `c = 0`; if `a = b` the first forces `c = 1`: `c` is the bit `a == b` whatever the
+//! prover puts in `inv`).
 //!
 //! Copy constraints (the permutation argument over `a`, `b`, `c` and `pub`) tie every
 //! operand cell to the cell that defines its wire: the `c` cell of the defining
@@ -81,6 +84,7 @@ pub struct ProgramConfig {
     s_mul: Selector,
     s_div: Selector,
     s_const: Selector,
+    s_eq: Selector,
     /// The SHA-256 gadget's columns and gates, in the [`Sha256Layout`] only.
     pub(super) sha: Option<Sha256Config>,
 }
@@ -119,6 +123,7 @@ impl ProgramConfig {
         let s_mul = meta.selector();
         let s_div = meta.selector();
         let s_const = meta.selector();
+        let s_eq = meta.selector();
         let s_poseidon = meta.selector();
         poseidon_chip::configure(
             meta,
@@ -168,6 +173,21 @@ impl ProgramConfig {
             let one = halo2_proofs::plonk::Expression::Constant(Fp::ONE);
             vec![s.clone() * (c * b.clone() - a), s * (b * inv - one)]
         });
+        meta.create_gate("eq", |m| {
+            let s = m.query_selector(s_eq);
+            let (a, b, c, inv) = (
+                m.query_advice(a, Rotation::cur()),
+                m.query_advice(b, Rotation::cur()),
+                m.query_advice(c, Rotation::cur()),
+                m.query_advice(inv, Rotation::cur()),
+            );
+            let one = halo2_proofs::plonk::Expression::Constant(Fp::ONE);
+            let diff = a - b;
+            vec![
+                s.clone() * (diff.clone() * inv - one + c.clone()),
+                s * (diff * c),
+            ]
+        });
         meta.create_gate("const", |m| {
             let s = m.query_selector(s_const);
             let c = m.query_advice(c, Rotation::cur());
@@ -196,6 +216,7 @@ impl ProgramConfig {
             s_mul,
             s_div,
             s_const,
+            s_eq,
         }
     }
 }
@@ -594,6 +615,15 @@ impl ProgramCircuit<'_> {
                         .map(|v| Option::<Fp>::from(v.invert()).unwrap_or(Fp::ZERO));
                     region.assign_advice(|| "inv", config.inv, row, || inv)?;
                     (config.s_div, Some((x, y)))
+                }
+                Instr::Eq(x, y) => {
+                    // `(a - b)^-1`, or 0 when they are equal (any value would do then).
+                    let inv = self
+                        .value(x)
+                        .zip(self.value(y))
+                        .map(|(a, b)| Option::<Fp>::from((a - b).invert()).unwrap_or(Fp::ZERO));
+                    region.assign_advice(|| "inv", config.inv, row, || inv)?;
+                    (config.s_eq, Some((x, y)))
                 }
             };
             selector.enable(region, row)?;

@@ -5,7 +5,7 @@ use ark_ff::{Field, PrimeField};
 use proptest::prelude::*;
 
 use super::*;
-use crate::circuit::program::{Fe, Instr, ProgramError, Wire};
+use crate::circuit::program::{Fe, Instr, Program, ProgramError, Wire};
 use crate::circuit::syntax::field_literal;
 
 mod fuzz;
@@ -633,4 +633,75 @@ fn a_field_array_passed_by_typed_pointer_is_an_input() {
         e.contains("circuit parameter of unsupported type `[3 x i64]* %xs`"),
         "{e}"
     );
+}
+
+#[test]
+fn field_equality_chooses_values_with_constrained_bits() {
+    // `eq`/`ne` on field values give bits known only when proving; `select` chooses
+    // fields, vectors and bits with them, and `and`/`or`/`xor` combine them; a bit
+    // passes through a call's return.
+    let f = "__zkllvm_field_pallas_base";
+    let ir = format!(
+        "define i1 @same({f} %x, {f} %y) {{
+  %e = icmp eq {f} %x, %y
+  ret i1 %e
+}}
+
+define {f} @c({f} %a, {f} %b, <2 x {f}> %v, <2 x {f}> %w) circuit {{
+  %e = call i1 @same({f} %a, {f} %b)
+  %n = icmp ne {f} %a, f0x5
+  %x = xor i1 %e, %n
+  %o = or i1 %e, %n
+  %an = and i1 %e, %n
+  %not = xor i1 %e, true
+  %both = select i1 %e, i1 %n, i1 false
+  %vs = select i1 %x, <2 x {f}> %v, <2 x {f}> %w
+  %s0 = extractelement <2 x {f}> %vs, i32 0
+  %s1 = extractelement <2 x {f}> %vs, i32 1
+  %k1 = select i1 %o, {f} f0x10, {f} f0x0
+  %k2 = select i1 %an, {f} f0x100, {f} f0x0
+  %k3 = select i1 %not, {f} f0x1000, {f} f0x0
+  %k4 = select i1 %both, {f} f0x10000, {f} f0x0
+  %t0 = add {f} %s0, %s1
+  %t1 = add {f} %t0, %k1
+  %t2 = add {f} %t1, %k2
+  %t3 = add {f} %t2, %k3
+  %t4 = add {f} %t3, %k4
+  ret {f} %t4
+}}"
+    );
+    let c = compile(&ir).unwrap();
+    let eqs = |p: &Program| {
+        p.instrs()
+            .iter()
+            .filter(|i| matches!(i, Instr::Eq(..)))
+            .count()
+    };
+    assert_eq!(eqs(&c.program), 2);
+    for a in 0..7u64 {
+        for b in [0u64, 3, 5] {
+            let (e, n) = (a == b, a != 5);
+            let x = e ^ n;
+            let (v, w) = ([1u64, 2], [30u64, 40]);
+            let s = if x { v } else { w };
+            let want = s[0]
+                + s[1]
+                + 0x10 * u64::from(e || n)
+                + 0x100 * u64::from(e && n)
+                + 0x1000 * u64::from(!e)
+                + 0x10000 * u64::from(e && n);
+            let inputs = [a, b, v[0], v[1], w[0], w[1]].map(fe);
+            assert_eq!(
+                c.program.eval(&inputs).unwrap(),
+                vec![fe(want)],
+                "a={a} b={b}"
+            );
+        }
+    }
+    // An equality of constants folds: the call's comparison emits no `eq`.
+    let folded = ir.replace(
+        &format!("@same({f} %a, {f} %b)"),
+        &format!("@same({f} f0x3, {f} f0x3)"),
+    );
+    assert_eq!(eqs(&compile(&folded).unwrap().program), 1);
 }

@@ -205,22 +205,56 @@ fn debug_intrinsics_are_ignored() {
 
 #[test]
 fn control_flow_on_field_values() {
+    // An equality of field values is a bit known only when proving: it may choose
+    // values (`select`, tested in compile tests) but not decide a branch.
     let ir = circuit("  %c = icmp eq __zkllvm_field_pallas_base %a, %b\n  br i1 %c, label %x, label %y\nx:\n  ret __zkllvm_field_pallas_base %a\ny:\n  ret __zkllvm_field_pallas_base %b");
-    rejects(
-        &ir,
-        Some(3),
-        "`icmp` on `__zkllvm_field_pallas_base` values",
-    );
-    // Witness-dependent selection (zkLLVM's `a == b ? x : y` on field values): the
-    // comparison is refused by name, whatever uses its bit; `field_pallasb` alike.
+    let e = rejects(&ir, Some(4), "a comparison of field values");
+    assert!(matches!(e.kind(), ErrorKind::NonConstantControl(_)), "{e}");
+    // Nor become an integer, be stored, choose integers or pointers, or do integer
+    // arithmetic other than `and`/`or`/`xor`.
+    let eq = "  %c = icmp ne __zkllvm_field_pallas_base %a, %b\n";
+    let ret = "\n  ret __zkllvm_field_pallas_base %a";
+    for (body, line, text) in [
+        (
+            "  %z = zext i1 %c to i32",
+            4,
+            "not decide a branch, become an integer",
+        ),
+        ("  %p = alloca i1\n  store i1 %c, ptr %p", 5, "be stored"),
+        (
+            "  %i = select i1 %c, i32 1, i32 2",
+            4,
+            "a `select` of `i32` values on a comparison of field values",
+        ),
+        (
+            "  %p = alloca i32\n  %q = select i1 %c, ptr %p, ptr null",
+            5,
+            "a `select` of `ptr` values",
+        ),
+        ("  %s = add i1 %c, true", 4, "not decide a branch"),
+        (
+            "  %d = icmp eq i1 %c, false\n  br i1 %d, label %x, label %x\nx:",
+            4,
+            "not decide a branch",
+        ),
+        ("  switch i1 %c, label %x [ ]\nx:", 4, "not decide a branch"),
+    ] {
+        rejects(&circuit(&format!("{eq}{body}{ret}")), Some(line), text);
+    }
+    // Orderings of field values, and comparisons of whole vectors, are refused by name
+    // (`field_pallasb` alike).
     for (ty, pred) in [
-        ("__zkllvm_field_pallas_base", "eq"),
-        ("field_pallasb", "ult"),
+        ("__zkllvm_field_pallas_base", "ult"),
+        ("field_pallasb", "sgt"),
+        ("__zkllvm_field_pallas_base", "uge"),
     ] {
         let ir = circuit(&format!("  %c = icmp {pred} {ty} %a, %b\n  %s = select i1 %c, __zkllvm_field_pallas_base %a, __zkllvm_field_pallas_base %b\n  ret __zkllvm_field_pallas_base %s"));
-        let e = rejects(&ir, Some(3), "comparisons of circuit values");
-        assert!(e.to_string().contains("`select`"), "{e}");
+        let text = format!("`icmp {pred}` on `__zkllvm_field_pallas_base` values");
+        let e = rejects(&ir, Some(3), &text);
+        assert!(e.to_string().contains("only `eq` and `ne` are"), "{e}");
     }
+    let ir = circuit("  %v = insertelement <2 x __zkllvm_field_pallas_base> zeroinitializer, __zkllvm_field_pallas_base %a, i32 0\n  %c = icmp eq <2 x __zkllvm_field_pallas_base> %v, %v\n  ret __zkllvm_field_pallas_base %a");
+    rejects(&ir, Some(4), "a vector of comparison bits");
     let ir = circuit("  br i1 %a, label %x, label %x\nx:\n  ret __zkllvm_field_pallas_base %b");
     let e = rejects(&ir, Some(3), "control flow must be known at compile time");
     assert!(matches!(e.kind(), ErrorKind::NonConstantControl(_)));
