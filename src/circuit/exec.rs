@@ -2,8 +2,9 @@
 //! field values, unrolling loops and inlining calls into a straight-line program.
 //!
 //! Integers never depend on the circuit inputs (there is no instruction in the subset
-//! that turns a field value into an integer), so every branch is decided at compile
-//! time and the program's shape is input-independent. Execution is bounded three ways:
+//! that turns a field value into an integer; an equality of field values is a
+//! [`Val::Bit`], which only `select`, `and`, `or` and `xor` accept), so every branch is
+//! decided at compile time and the program's shape is input-independent. Execution is bounded three ways:
 //! executed IR instructions, call depth, and values held by live frames; together with
 //! the builder's instruction cap this bounds time and memory for any input text.
 
